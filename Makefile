@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make demo` and `make test`.
+# Both install whatever is missing first (Debian packages, .venv, the project).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Independent peers the tests check our output with, and the OCR engine.
+APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr
+
+.PHONY: demo test install system-packages lint typecheck bench clean
+
+demo: install
+	$(BIN)/mricurate demo
+
+test: install
+	$(BIN)/pytest
+
+install: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check pipeline flows mricurate tests bench scripts
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/deid.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``mricurate`` command line (see :mod:`mricurate.cli`)."""

@@ -1,0 +1,3 @@
+from mricurate.cli import main
+
+raise SystemExit(main())

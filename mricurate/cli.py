@@ -1,0 +1,158 @@
+"""``mricurate``: the command line.
+
+`deid`, `keygen` and `rules` call :mod:`pipeline` directly (fast, no
+orchestrator start-up).  Messages refer to inputs by opaque keys; PHI is only
+ever printed by the explicit, interactive ``deid --dry-run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline.errors import CurationError
+from pipeline.keys import default_private_dir, generate_key, load_key, write_key
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.keyfile)
+    write_key(path, generate_key())
+    key = load_key(path)
+    print(f"wrote a new key to {path} (mode 0600, fingerprint {key.fingerprint})")
+    print("Back it up now, offline and apart from any release; see README 'The key'.")
+    return 0
+
+
+def _cmd_deid(args: argparse.Namespace) -> int:
+    from pipeline.dicom.deidentify import explain
+    from pipeline.dicom.profile import load_profile
+    from pipeline.dicom.run import deidentify_tree
+    from pipeline.private_store import PrivateStore
+
+    key_path = Path(args.key_file)
+    key = load_key(key_path)
+    profile = load_profile(args.profile)
+    if args.dry_run:
+        source = Path(args.source)
+        if not source.is_file():
+            raise CurationError("--dry-run explains one file: give SOURCE as a file")
+        changes = explain(source.read_bytes(), key, profile)
+        print(f"# dry run, profile {profile.name}: nothing is written (shows PHI: keep private)")
+        for c in changes:
+            after = "(removed)" if c.after is None else repr(c.after)
+            print(f"{c.path:<34} {c.keyword:<34} {c.before!r} -> {after}  [{c.action}: {c.rule}]")
+        return 0
+    if args.output is None:
+        raise CurationError("OUTPUT is required unless --dry-run is given")
+    private = PrivateStore(
+        Path(args.private_dir) if args.private_dir else default_private_dir(key_path)
+    )
+    summary = deidentify_tree(
+        Path(args.source),
+        Path(args.output),
+        key,
+        profile,
+        private,
+        jobs=args.jobs,
+        keep_burned_in=args.keep_burned_in,
+    )
+    print(f"run {summary.run_id}: profile {profile.name}, {summary.seen} file(s) seen")
+    for outcome, count in sorted(summary.outcomes.items()):
+        print(f"  {outcome:<12} {count}")
+    for reason, keys in sorted(summary.reasons.items()):
+        shown = ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
+        print(f"  - {reason}: {len(keys)} [{shown}]")
+    for name, count in sorted(summary.carried.items()):
+        print(f"  carried {name} from vendor private elements in {count} file(s)")
+    print(f"output: {Path(args.output).resolve()}")
+    print(f"link table, quarantine and run record (private): {private.root}")
+    return 0
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from pipeline.dicom.profile import load_profile
+
+    if args.rules_command == "check":
+        profile = load_profile(args.file)
+        print(
+            f"{args.file}: OK ({len(profile.all_rules())} effective rules, profile {profile.name})"
+        )
+        return 0
+    profile = load_profile(args.profile)
+    print(f"# profile {profile.name}: {profile.title}")
+    if profile.meets:
+        print(f"# meets: {profile.meets}")
+    print(f"# files: {', '.join(p.name for p in profile.files)}; digest {profile.digest[:16]}")
+    print(f"# dates: {profile.date_mode.value}, shift range {profile.date_shift_days} days")
+    print(f"{'selector':<32} {'action':<10} {'decided by':<40} attribute")
+    defaults = {id(rule): f"any {vr} not named" for vr, rule in profile.defaults.items()}
+    for rule in sorted(profile.all_rules(), key=lambda r: r.selector.describe()):
+        selector = defaults.get(id(rule), rule.selector.describe())
+        print(f"{selector:<32} {rule.action.value:<10} {rule.origin:<40} {rule.name}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    root = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="mricurate-demo-"))
+    run_demo(root, subjects=args.subjects, jobs=args.jobs)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mricurate",
+        description="Turn hospital MRI data into a research dataset that exposes no patient.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("keygen", help="write a new secret key (mode 0600)")
+    p.add_argument("keyfile")
+    p.set_defaults(func=_cmd_keygen)
+
+    p = sub.add_parser("deid", help="de-identify every DICOM file under SOURCE into OUTPUT")
+    p.add_argument("source")
+    p.add_argument("output", nargs="?")
+    p.add_argument("--key-file", required=True)
+    p.add_argument("--profile", default="research", help="profile name or file (default research)")
+    p.add_argument("--private-dir", help="link table and quarantine (default: beside the key)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--keep-burned-in",
+        action="store_true",
+        help="write files that may carry burned-in text instead of holding them back",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="explain one file: each element before -> after"
+    )
+    p.set_defaults(func=_cmd_deid)
+
+    p = sub.add_parser("rules", help="inspect rule files")
+    rsub = p.add_subparsers(dest="rules_command", required=True)
+    show = rsub.add_parser("show", help="print the effective rule table of a profile")
+    show.add_argument("--profile", default="research")
+    check = rsub.add_parser("check", help="validate a site or profile file")
+    check.add_argument("file")
+    p.set_defaults(func=_cmd_rules)
+
+    p = sub.add_parser("demo", help="run the pipeline on a generated sample")
+    p.add_argument("folder", nargs="?", help="where to write (default: a new temp folder)")
+    p.add_argument("--subjects", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CurationError as exc:
+        print(f"mricurate: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0

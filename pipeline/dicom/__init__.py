@@ -1,0 +1,1 @@
+"""DICOM de-identification driven by the rule files in ``rules/dicom``."""

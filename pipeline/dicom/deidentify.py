@@ -1,0 +1,378 @@
+"""De-identify one DICOM file: read, classify, apply the profile, write to a temp name.
+
+This is the file boundary: every expected failure becomes an
+:class:`~pipeline.errors.InputError` with a PHI-free reason, so the caller can
+quarantine the input and go on.  The result is a small frozen record that the
+runner (and later the flows) commit and persist.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import config, dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from pipeline import __version__
+from pipeline.atomic import temp_path_beside
+from pipeline.dicom.clean import PhiTerms
+from pipeline.dicom.engine import Change, FileContext, apply_profile
+from pipeline.dicom.profile import DateMode, Profile
+from pipeline.dicom.uids import UidMapper
+from pipeline.dicom.vendor import carry_diffusion
+from pipeline.errors import HeldBack, InputError, UnreadableInput, UnsupportedObject
+from pipeline.keys import SecretKey
+from pipeline.private_store import LinkRecord
+from pipeline.subjects import subject_day_offset, subject_key, subject_pseudonym
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+# Our own implementation class UID: 2.25 + a UUID derived from the project name.
+IMPLEMENTATION_CLASS_UID = UID("2.25.217106185428227311926419468296418335589")
+IMPLEMENTATION_VERSION = "MRICURATE_" + __version__.replace(".", "")[:6]
+_UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+_NAME_KEYWORDS = (
+    "PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
+    "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
+    "NameOfPhysiciansReadingStudy", "RequestingPhysician", "ResponsiblePerson",
+)  # fmt: skip
+_ID_KEYWORDS = (
+    "PatientID", "OtherPatientIDs", "AccessionNumber", "StudyID", "InstitutionName",
+    "StationName", "DeviceSerialNumber", "MedicalRecordLocator", "PatientTelephoneNumbers",
+    "RequestedProcedureID", "AdmissionID", "PatientAddress",
+)  # fmt: skip
+
+
+class Outcome(enum.Enum):
+    WRITTEN = "written"
+    DUPLICATE = "duplicate"  # same output as another input of the run, same bytes
+    QUARANTINED = "quarantined"
+    HELD_BACK = "held back"
+    NOT_COPIED = "not copied"  # DICOMDIR: an index that names patients
+
+
+@dataclass(frozen=True)
+class DeidResult:
+    """What happened to one input; ``temp_path`` still has to be committed."""
+
+    input_path: Path
+    sha256: str
+    outcome: Outcome
+    reason: str = ""  # PHI-free, groups the summary
+    detail: str = ""  # for the private store only
+    output_relpath: str | None = None
+    temp_path: Path | None = None
+    link: LinkRecord | None = None
+    carried: tuple[str, ...] = ()
+
+
+def read_dicom(data: bytes, label: str) -> Dataset:
+    """Parse a DICOM file with or without the preamble, or raise UnreadableInput.
+
+    pydicom's value warnings are silenced by :func:`quiet_pydicom`: they quote
+    header values, which must not reach a log.
+    """
+    if not data:
+        raise UnreadableInput(f"{label}: empty file (0 bytes)")
+    try:
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            # No 128-byte preamble: old exports and some PACS write bare datasets.
+            ds = dcmread(io.BytesIO(data), force=True)
+        ds.get_item(0x00080016)  # force a full parse of the first elements
+        for _ in ds.keys():
+            pass
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, OverflowError) as exc:
+        raise UnreadableInput(f"{label}: not readable as DICOM ({type(exc).__name__})") from None
+    sop_class = ds.get("SOPClassUID")
+    sop_instance = ds.get("SOPInstanceUID")
+    if sop_class is None or not _UID_TEXT.match(str(sop_class).strip("\0 ")):
+        if _is_dicomdir(ds):
+            return ds
+        raise UnreadableInput(f"{label}: not DICOM or damaged: no valid SOP Class UID")
+    if sop_instance is None or not _UID_TEXT.match(str(sop_instance).strip("\0 ")):
+        raise UnreadableInput(f"{label}: no valid SOP Instance UID")
+    _check_pixel_length(ds, label)
+    return ds
+
+
+def quiet_pydicom() -> None:
+    """Stop pydicom from warning or logging about values (its messages quote PHI)."""
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
+def _is_dicomdir(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
+        return True
+    return "DirectoryRecordSequence" in ds
+
+
+def _check_pixel_length(ds: Dataset, label: str) -> None:
+    """A native (uncompressed) pixel data element shorter than declared means truncation."""
+    if "PixelData" not in ds:
+        return
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and UID(syntax).is_compressed:
+        return
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise UnreadableInput(f"{label}: pixel data without a usable Image Pixel module") from None
+    expected = (rows * cols * samples * bits * frames + 7) // 8
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        expected = expected * 2 // 3  # two chroma samples share each pair of pixels
+    actual = len(ds.get_item(0x7FE00010).value or b"")
+    if actual < expected:
+        raise UnreadableInput(
+            f"{label}: pixel data is truncated ({actual} of {expected} bytes); "
+            "copy the file again from its source"
+        )
+
+
+def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
+    """Raise if the object may not be released (quarantine) or must wait (held back)."""
+    sop_class = str(ds.SOPClassUID).strip("\0 ")
+    policy = profile.sop
+    allowed = sop_class in policy.allowed or any(
+        sop_class in uids
+        for option, uids in policy.allowed_with_option.items()
+        if option in profile.options
+    )
+    if not allowed:
+        name = UID(sop_class).name if UID(sop_class).is_valid else sop_class
+        known = name != sop_class
+        raise UnsupportedObject(
+            f"SOP class {sop_class} ({name if known else 'unknown or private'}) is not on the "
+            f"allowlist ({policy.origin}); header rules cannot clean such objects. Allow it in "
+            "a site file only after checking what its content can hold."
+        )
+    if keep_burned_in:
+        return
+    signals = []
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        signals.append("BurnedInAnnotation YES")
+    if sop_class in policy.burned_in_sop_classes:
+        signals.append(f"SOP class {policy.burned_in_sop_classes[sop_class]}")
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if modality in policy.burned_in_modalities:
+        signals.append(f"modality {modality}")
+    image_type = {str(v).strip().upper() for v in (ds.get("ImageType") or [])}
+    if any(required <= image_type for required in policy.burned_in_image_types):
+        signals.append(
+            "ImageType "
+            + "\\".join(sorted(image_type & set().union(*policy.burned_in_image_types)))
+        )
+    if str(ds.get("ConversionType", "")).strip():
+        signals.append("ConversionType present")
+    if signals:
+        raise HeldBack(
+            "may carry burned-in text (" + ", ".join(signals) + "); held back until the pixel "
+            "scan cleans it, or pass --keep-burned-in to write it for later review"
+        )
+
+
+def _text(ds: Dataset, keyword: str) -> list[str]:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def build_context(
+    ds: Dataset, key: SecretKey, profile: Profile, uids: UidMapper, *, explain: bool = False
+) -> tuple[FileContext, str]:
+    """The per-file context and the subject's normalised identity."""
+    subject = subject_key(
+        str(ds.get("PatientID", "") or ""),
+        str(ds.get("IssuerOfPatientID", "") or ""),
+        str(ds.get("PatientName", "") or ""),
+        str(ds.get("StudyInstanceUID", "") or ""),
+    )
+    names = [v for k in _NAME_KEYWORDS for v in _text(ds, k)]
+    identifiers = [v for k in _ID_KEYWORDS for v in _text(ds, k)]
+    reference = next(
+        (str(ds.get(k)) for k in ("StudyDate", "SeriesDate", "ContentDate") if ds.get(k)), ""
+    )
+    ctx = FileContext(
+        key=key,
+        profile=profile,
+        uids=uids,
+        subject=subject_pseudonym(key, subject),
+        days=subject_day_offset(key, subject, profile.date_shift_days),
+        terms=PhiTerms.build(names, identifiers, _text(ds, "PatientBirthDate")),
+        reference_date=reference,
+        changes=[] if explain else None,
+    )
+    return ctx, subject
+
+
+def mark_deidentified(ds: Dataset, ctx: FileContext) -> None:
+    """Record what was actually done (PS3.15 E.1.1 and CID 7050)."""
+    profile = ctx.profile
+    codes = [c for c in profile.codes if not c.only_when_applied or c.value in ctx.applied_options]
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = f"mricurate {__version__} profile {profile.name}"[:64]
+    items = []
+    for code in codes:
+        item = Dataset()
+        item.CodeValue = code.value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = code.meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    options = profile.options
+    if "retain_long_full_dates" in options:
+        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+    elif "retain_long_modified_dates" in options:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    else:
+        ds.LongitudinalTemporalInformationModified = "REMOVED"
+    if profile.date_mode is DateMode.YEAR and "retain_long_modified_dates" in options:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID"):
+        return UID(meta.TransferSyntaxUID)
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian
+
+
+def rebuild_file_meta(ds: Dataset, syntax: UID) -> None:
+    """Our own file meta: no source AE title, no original implementation identity."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+
+
+def output_relpath(key: SecretKey, subject: str, study: str, series: str, sop: str) -> str:
+    """``<subject>/<study>/<series>/<instance>.dcm``, built from keyed tokens only."""
+    return "/".join(
+        (
+            subject_pseudonym(key, subject),
+            key.pseudonym("study", study, prefix="ST-"),
+            key.pseudonym("series", series, prefix="SE-"),
+            key.pseudonym("instance", sop, length=16) + ".dcm",
+        )
+    )
+
+
+def deidentify_dataset(
+    ds: Dataset, key: SecretKey, profile: Profile, uids: UidMapper, *, explain: bool = False
+) -> tuple[FileContext, LinkRecord, str, tuple[str, ...]]:
+    """Apply ``profile`` to ``ds`` in place; return context, link record, output path, carried."""
+    ctx, subject = build_context(ds, key, profile, uids, explain=explain)
+    original = {k: str(ds.get(k, "") or "").strip("\0 ") for k in (
+        "PatientID", "IssuerOfPatientID", "PatientName",
+        "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+    )}  # fmt: skip
+    syntax = _transfer_syntax(ds)
+    carried = tuple(carry_diffusion(ds))
+    apply_profile(ds, ctx)
+    mark_deidentified(ds, ctx)
+    rebuild_file_meta(ds, syntax)
+    link = LinkRecord(
+        patient_id=original["PatientID"],
+        issuer=original["IssuerOfPatientID"],
+        patient_name=original["PatientName"],
+        subject=ctx.subject,
+        day_offset=ctx.days,
+        study_uid=original["StudyInstanceUID"],
+        new_study_uid=str(ds.get("StudyInstanceUID", "")),
+        series_uid=original["SeriesInstanceUID"],
+        new_series_uid=str(ds.get("SeriesInstanceUID", "")),
+        sop_uid=original["SOPInstanceUID"],
+        new_sop_uid=str(ds.get("SOPInstanceUID", "")),
+    )
+    relpath = output_relpath(
+        key, subject, original["StudyInstanceUID"], original["SeriesInstanceUID"],
+        original["SOPInstanceUID"],
+    )  # fmt: skip
+    return ctx, link, relpath, carried
+
+
+def deidentify_file(
+    path: Path,
+    data: bytes,
+    sha256: str,
+    output: Path,
+    key: SecretKey,
+    profile: Profile,
+    uids: UidMapper,
+    *,
+    keep_burned_in: bool = False,
+) -> DeidResult:
+    """De-identify one input into a temp file beside its final path in ``output``."""
+    label = f"input {sha256[:12]}"
+    try:
+        ds = read_dicom(data, label)
+        if _is_dicomdir(ds):
+            return DeidResult(
+                path, sha256, Outcome.NOT_COPIED, "DICOMDIR index (names patients; never copied)"
+            )
+        classify(ds, profile, keep_burned_in=keep_burned_in)
+        _, link, relpath, carried = deidentify_dataset(ds, key, profile, uids)
+        final = output / relpath
+        tmp = temp_path_beside(final)
+        try:
+            ds.save_as(tmp, enforce_file_format=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except HeldBack as exc:
+        return DeidResult(path, sha256, Outcome.HELD_BACK, exc.reason, exc.detail)
+    except InputError as exc:
+        return DeidResult(path, sha256, Outcome.QUARANTINED, exc.reason, exc.detail)
+    except Exception as exc:
+        return DeidResult(
+            path,
+            sha256,
+            Outcome.QUARANTINED,
+            f"processing error ({type(exc).__name__})",
+            f"{label}: {type(exc).__name__}: {exc}",
+        )
+    return DeidResult(
+        path, sha256, Outcome.WRITTEN, output_relpath=relpath, temp_path=tmp, link=link,
+        carried=carried,
+    )  # fmt: skip
+
+
+def explain(data: bytes, key: SecretKey, profile: Profile) -> list[Change]:
+    """The dry run: every element's before -> after and the rule that decided it."""
+    ds = read_dicom(data, "input")
+    uids = UidMapper(key)
+    ctx, _, _, _ = deidentify_dataset(ds, key, profile, uids, explain=True)
+    return ctx.changes or []

@@ -1,0 +1,220 @@
+"""De-identify a whole folder: discover, fan out to workers, commit, account.
+
+Workers read, de-identify and write each file to a temporary name beside its
+final path; only this process renames, so two inputs that map to the same
+output (a file exported twice) are detected instead of racing, and an
+interrupted run leaves no half-written file under a final name.  Every input
+ends in exactly one outcome, recorded with its reason in the private store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.atomic import TEMP_PREFIX, commit
+from pipeline.dicom.deidentify import DeidResult, Outcome, deidentify_file, quiet_pydicom
+from pipeline.dicom.profile import Profile, load_profile
+from pipeline.dicom.uids import UidMapper
+from pipeline.errors import CurationError
+from pipeline.keys import SecretKey
+from pipeline.private_store import LinkRecord, PrivateStore, sha256_of
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """PHI-free account of a run: counts, and opaque input keys per reason."""
+
+    run_id: str
+    seen: int
+    outcomes: dict[str, int]
+    reasons: dict[str, list[str]]  # reason -> opaque input keys (sha256 prefixes)
+    carried: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def written(self) -> int:
+        return self.outcomes.get(Outcome.WRITTEN.value, 0)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "seen": self.seen,
+            "outcomes": self.outcomes,
+            "reasons": self.reasons,
+            "carried": self.carried,
+        }
+
+
+def discover(source: Path) -> list[Path]:
+    """Every regular file under ``source``, any name, in a stable order."""
+    if source.is_file():
+        return [source]
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(source):
+        dirs.sort()
+        found += [Path(folder) / f for f in sorted(files) if not f.startswith(TEMP_PREFIX)]
+    return found
+
+
+def check_locations(source: Path, output: Path, private: Path) -> None:
+    """Refuse layouts that would put PHI into the release or read our own output."""
+    src, out, priv = source.resolve(), output.resolve(), private.resolve()
+    if out == src or out.is_relative_to(src) or src.is_relative_to(out):
+        raise CurationError(f"OUTPUT {output} and SOURCE {source} must not contain each other")
+    if priv.is_relative_to(out):
+        raise CurationError(
+            f"the private location {private} is inside OUTPUT {output}: it holds the link "
+            "table (PHI); choose --private-dir outside the release"
+        )
+
+
+# Worker state, set once per process by _init_worker.
+_STATE: dict[str, object] = {}
+
+
+def _init_worker(key_material: bytes, profile_path: str, output: str, keep: bool) -> None:
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    quiet_pydicom()
+    key = SecretKey(key_material)
+    _STATE.update(
+        key=key,
+        profile=load_profile(profile_path),
+        uids=UidMapper(key),
+        output=Path(output),
+        keep=keep,
+    )
+
+
+def _work(path: Path) -> tuple[DeidResult, bytes | None]:
+    """Process one path in a worker; return the input bytes only when they must be quarantined."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        result = DeidResult(
+            path, "", Outcome.QUARANTINED, "unreadable (I/O error)", f"{type(exc).__name__}"
+        )
+        return result, None
+    digest = sha256_of(data)
+    result = deidentify_file(
+        path,
+        data,
+        digest,
+        _STATE["output"],  # type: ignore[arg-type]
+        _STATE["key"],  # type: ignore[arg-type]
+        _STATE["profile"],  # type: ignore[arg-type]
+        _STATE["uids"],  # type: ignore[arg-type]
+        keep_burned_in=bool(_STATE["keep"]),
+    )
+    keep_bytes = result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK)
+    return result, data if keep_bytes else None
+
+
+def _results(
+    paths: list[Path], jobs: int, init_args: tuple[bytes, str, str, bool]
+) -> Iterator[tuple[DeidResult, bytes | None]]:
+    if jobs <= 1:
+        _init_worker(*init_args)
+        yield from map(_work, paths)
+        return
+    chunk = max(1, min(64, len(paths) // (jobs * 8) or 1))
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=init_args) as pool:
+        yield from pool.map(_work, paths, chunksize=chunk)
+
+
+def deidentify_tree(
+    source: Path,
+    output: Path,
+    key: SecretKey,
+    profile: Profile,
+    private: PrivateStore,
+    *,
+    jobs: int = 1,
+    keep_burned_in: bool = False,
+    progress: Iterable[None] | None = None,
+) -> RunSummary:
+    """De-identify every file under ``source`` into ``output``."""
+    check_locations(source, output, private.root)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = discover(source)
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+    private.start_run(
+        run_id,
+        dt.datetime.now(dt.UTC).isoformat(),
+        "deid",
+        source=str(source.resolve()),
+        output=str(output.resolve()),
+        profile=profile.name,
+        profile_digest=profile.digest,
+        key_fingerprint=key.fingerprint,
+    )
+    init_args = (key.material, str(profile.files[0]), str(output), keep_burned_in)
+    committed: dict[str, bytes] = {}  # output path -> sha256 of the bytes written this run
+    outcomes: Counter[str] = Counter()
+    reasons: defaultdict[str, list[str]] = defaultdict(list)
+    carried: Counter[str] = Counter()
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    links: list[tuple[str, str, LinkRecord]] = []
+
+    def flush() -> None:
+        private.record_inputs(run_id, rows, links)
+        rows.clear()
+        links.clear()
+
+    for result, data in _results(paths, jobs, init_args):
+        result = _commit(result, output, committed)
+        if result.outcome is Outcome.QUARANTINED and data is None and result.sha256:
+            data = result.input_path.read_bytes()  # an output conflict found at commit
+        if result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK) and data is not None:
+            private.quarantine(
+                data, result.sha256, result.reason, result.detail, str(result.input_path)
+            )
+        outcomes[result.outcome.value] += 1
+        if result.reason:
+            reasons[result.reason].append(result.sha256[:12] or "io-error")
+        carried.update(result.carried)
+        rows.append(
+            (
+                str(result.input_path), result.sha256, result.outcome.value, result.reason,
+                result.detail, result.output_relpath or "",
+            )
+        )  # fmt: skip
+        if result.link is not None and result.output_relpath:
+            links.append((result.sha256, result.output_relpath, result.link))
+        if len(rows) >= 500:
+            flush()
+    flush()
+    summary = RunSummary(run_id, len(paths), dict(outcomes), dict(reasons), dict(carried))
+    private.finish_run(run_id, dt.datetime.now(dt.UTC).isoformat(), summary.as_dict())
+    return summary
+
+
+def _commit(result: DeidResult, output: Path, committed: dict[str, bytes]) -> DeidResult:
+    """Rename a worker's temp file onto its final name, or detect a duplicate."""
+    if result.outcome is not Outcome.WRITTEN or result.temp_path is None:
+        return result
+    assert result.output_relpath is not None
+    tmp = result.temp_path
+    digest = sha256_of(tmp.read_bytes()).encode()
+    previous = committed.get(result.output_relpath)
+    if previous is not None:
+        tmp.unlink(missing_ok=True)
+        if previous == digest:
+            return DeidResult(
+                result.input_path, result.sha256, Outcome.DUPLICATE,
+                "duplicate of another input (same instance, same content)",
+                output_relpath=result.output_relpath,
+            )  # fmt: skip
+        return DeidResult(
+            result.input_path, result.sha256, Outcome.QUARANTINED, "output conflict",
+            "another input of this run has the same SOP Instance UID but different content; "
+            "check which copy is the right one and de-identify it alone",
+        )  # fmt: skip
+    commit(tmp, output / result.output_relpath)
+    committed[result.output_relpath] = digest
+    return result

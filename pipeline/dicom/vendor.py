@@ -1,0 +1,105 @@
+"""Carry research values out of vendor private elements before those go.
+
+Some scanners keep diffusion parameters only in private elements, which the
+profile removes.  Where the standard has an attribute for the value, it is
+copied there first, so the release keeps what a diffusion study needs:
+
+* Siemens: ``(0019,"SIEMENS MR HEADER",0C/0E)`` or, failing that, the
+  ``B_value`` and ``DiffusionGradientDirection`` of the CSA image header
+  ``(0029,"SIEMENS CSA HEADER",10)``;
+* GE: ``(0043,"GEMS_PARM_01",39)`` (the b-value, often offset by 10**9) and
+  ``(0019,"GEMS_ACQU_01",BB/BC/BD)`` (the gradient direction).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+from pydicom.dataset import Dataset
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # nibabel warns about its experimental DICOM readers
+    from nibabel.nicom import csareader
+
+DIFFUSION_B_VALUE = 0x00189087
+DIFFUSION_GRADIENT_ORIENTATION = 0x00189089
+DIFFUSION_DIRECTIONALITY = 0x00189075
+
+
+def _private_value(ds: Dataset, group: int, creator: str, offset: int) -> object | None:
+    try:
+        block = ds.private_block(group, creator)
+    except KeyError:
+        return None
+    tag = block.get_tag(offset)
+    return ds[tag].value if tag in ds else None
+
+
+def _floats(value: object) -> list[float]:
+    if value is None:
+        return []
+    if isinstance(value, bytes):
+        return []
+    if isinstance(value, str | int | float):
+        value = [value]
+    out: list[float] = []
+    try:
+        for item in value:  # type: ignore[attr-defined]
+            out.append(float(item))
+    except (TypeError, ValueError):
+        return []
+    return [v for v in out if math.isfinite(v)]
+
+
+def _siemens(ds: Dataset) -> tuple[float | None, list[float]]:
+    bvals = _floats(_private_value(ds, 0x0019, "SIEMENS MR HEADER", 0x0C))
+    direction = _floats(_private_value(ds, 0x0019, "SIEMENS MR HEADER", 0x0E))
+    if bvals:
+        return bvals[0], direction
+    data = _private_value(ds, 0x0029, "SIEMENS CSA HEADER", 0x10)
+    if not isinstance(data, bytes):
+        return None, []
+    try:
+        tags = csareader.read(data)["tags"]  # type: ignore[no-untyped-call]
+    except Exception:
+        return None, []
+    bvals = _floats(tags.get("B_value", {}).get("items"))
+    direction = _floats(tags.get("DiffusionGradientDirection", {}).get("items"))
+    return (bvals[0] if bvals else None), direction
+
+
+def _ge(ds: Dataset) -> tuple[float | None, list[float]]:
+    values = _floats(_private_value(ds, 0x0043, "GEMS_PARM_01", 0x39))
+    if not values:
+        return None, []
+    b = values[0]
+    while b >= 1e9:  # GE adds 10**9 (sometimes more than once) to flag b-value units
+        b -= 1e9
+    direction = [
+        v
+        for off in (0xBB, 0xBC, 0xBD)
+        for v in _floats(_private_value(ds, 0x0019, "GEMS_ACQU_01", off))[:1]
+    ]
+    return b, direction if len(direction) == 3 else []
+
+
+def carry_diffusion(ds: Dataset) -> list[str]:
+    """Copy vendor diffusion values to standard attributes; return what was set."""
+    if DIFFUSION_B_VALUE in ds:
+        return []
+    b, direction = _siemens(ds)
+    if b is None:
+        b, direction = _ge(ds)
+    if b is None:
+        return []
+    carried = ["DiffusionBValue"]
+    ds.add_new(DIFFUSION_B_VALUE, "FD", float(b))
+    if len(direction) == 3 and any(direction) and DIFFUSION_GRADIENT_ORIENTATION not in ds:
+        ds.add_new(DIFFUSION_GRADIENT_ORIENTATION, "FD", [float(v) for v in direction])
+        carried.append("DiffusionGradientOrientation")
+    if DIFFUSION_DIRECTIONALITY not in ds:
+        directionality = "NONE" if b == 0 else ("DIRECTIONAL" if len(carried) == 2 else "ISOTROPIC")
+        ds.add_new(DIFFUSION_DIRECTIONALITY, "CS", directionality)
+        carried.append("DiffusionDirectionality")
+    return carried
