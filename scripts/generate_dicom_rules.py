@@ -122,7 +122,7 @@ def keyword_of(tag: str) -> str:
 def rule_line(entry: dict[str, str], action: str, source: str, note: str = "") -> str:
     kind, value = selector(entry)
     parts = [f'{kind}: "{value}"', f"action: {action}"]
-    if kind == "tag" and value.upper() in ("(60XX,3000)", "(50XX,XXXX)") and action == "remove":
+    if kind == "tag" and value.upper() in ("(60XX,3000)", "(50XX,XXXX)"):
         # Removing only Overlay Data leaves an overlay module dciodvfy rejects:
         # graphics go a whole repeating group at a time.
         parts.append("scope: group")
@@ -182,6 +182,8 @@ def main(source: Path) -> None:
             f'title: "{meaning}"',
             f'code: {{value: "{code}", meaning: "{meaning}"}}',
         ]
+        if column == "rtnSafePrivOpt":
+            out.append("safe_private: ../safe_private.yaml")
         if column == "cleanGraphOpt":
             # Overlay and curve bitmaps can only be cleaned by the pixel scan;
             # until that runs, "clean" on them removes the group and the code is

@@ -26,6 +26,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import PersonName
 
 from pipeline import __version__
 from pipeline.atomic import temp_path_beside
@@ -198,7 +199,7 @@ def _text(ds: Dataset, keyword: str) -> list[str]:
     value = ds.get(keyword)
     if value is None or value == "":
         return []
-    if isinstance(value, str) or not hasattr(value, "__iter__"):
+    if isinstance(value, str | PersonName | bytes) or not hasattr(value, "__iter__"):
         return [str(value)]
     return [str(v) for v in value]
 

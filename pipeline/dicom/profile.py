@@ -336,8 +336,10 @@ def parse_rule(item: object, path: Path) -> Rule:
     scope = item.get("scope", "element")
     if scope not in ("element", "group"):
         raise RuleError(path, item.line, "'scope' must be 'element' or 'group'")
-    if scope == "group" and action is not Action.REMOVE:
-        raise RuleError(path, item.line, "'scope: group' is only meaningful with action remove")
+    if scope == "group" and action not in (Action.REMOVE, Action.CLEAN):
+        raise RuleError(
+            path, item.line, "'scope: group' is only meaningful with action remove or clean"
+        )
     pseudonym_kind = item.get("kind")
     if pseudonym_kind is not None and pseudonym_kind not in ("subject", "person", "id"):
         raise RuleError(path, item.line, "'kind' must be subject, person or id")
