@@ -141,7 +141,7 @@ def deidentify_tree(
     """De-identify every file under ``source`` into ``output``."""
     check_locations(source, output, private.root)
     output.mkdir(parents=True, exist_ok=True)
-    paths = discover(source)
+    paths = discover(source.resolve())
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     private.start_run(
         run_id,

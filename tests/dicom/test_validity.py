@@ -1,0 +1,71 @@
+"""Output stays valid DICOM: dciodvfy finds no error in it that it did not find in the input.
+
+Run on real files no one here wrote: the test files inside pydicom's wheel,
+the ~80 files of the pydicom-data package (an Enhanced MR among them) and the
+GDCM vendor samples in ../shared/reference/dicom.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from pipeline.dicom.profile import load_profile
+from pipeline.dicom.run import deidentify_tree
+from pipeline.keys import SecretKey
+from pipeline.private_store import PrivateStore
+
+pytestmark = pytest.mark.dciodvfy
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
+_VALUE = re.compile(r"<[^>]*>|\[[^\]]*\]")
+
+
+def corpora() -> dict[str, Path]:
+    found = {"pydicom": Path(pydicom.__file__).parent / "data" / "test_files"}
+    try:
+        import data_store  # pydicom-data
+
+        found["pydicom-data"] = Path(data_store.__file__).parent / "data"
+    except ImportError:
+        pass
+    if REFERENCE.is_dir():
+        found["reference"] = REFERENCE
+    return found
+
+
+def dciodvfy_errors(path: Path) -> set[str]:
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    lines = (result.stdout + result.stderr).splitlines()
+    # Values differ by design (UIDs, dates); compare the messages without them.
+    return {_VALUE.sub("<>", line) for line in lines if line.startswith("Error")}
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
+@pytest.mark.parametrize("corpus", sorted(corpora()))
+def test_no_new_dciodvfy_errors_on_real_files(corpus: str, tmp_path: Path) -> None:
+    source = corpora()[corpus]
+    store = PrivateStore(tmp_path / "private")
+    summary = deidentify_tree(
+        source,
+        tmp_path / "out",
+        SecretKey(b"\7" * 32),
+        load_profile("research"),
+        store,
+        jobs=2,
+        keep_burned_in=True,
+    )
+    written = [row for row in store.inputs_for(summary.run_id) if row["outcome"] == "written"]
+    assert len(written) >= 3
+    regressions = {}
+    for row in written:
+        before = dciodvfy_errors(Path(str(row["input_path"])))
+        after = dciodvfy_errors(tmp_path / "out" / str(row["output_path"]))
+        if after - before:
+            regressions[Path(str(row["input_path"])).name] = sorted(after - before)
+    assert not regressions
