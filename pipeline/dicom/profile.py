@@ -228,11 +228,17 @@ def _load_file(path: Path, builder: _Builder, stack: tuple[Path, ...]) -> Locate
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise RuleError(path, doc.line, "'include' must be a list of file names")
     for name in includes:
-        child = (path.parent / name).resolve()
-        if not child.exists():
-            child = resolve_profile_path(name).resolve()
-        if not child.exists():
-            raise RuleError(path, doc.line, f"included file '{name}' not found next to {path.name}")
+        # Next to the including file first, then among the shipped rules, so a
+        # site file kept anywhere can say `include: [research.yaml]`.
+        shipped = rules_root() / "dicom"
+        candidates = [path.parent / name, shipped / name, shipped / f"{name}.yaml"]
+        child = next((c.resolve() for c in candidates if c.is_file()), None)
+        if child is None:
+            raise RuleError(
+                path,
+                doc.line,
+                f"included file '{name}' not found next to {path.name} or in {shipped}",
+            )
         _load_file(child, builder, (*stack, path))
 
     if "code" in doc:
