@@ -30,14 +30,13 @@ from pydicom.valuerep import PersonName
 
 from pipeline import __version__
 from pipeline.atomic import temp_path_beside
-from pipeline.dicom.clean import PhiTerms
 from pipeline.dicom.engine import Change, FileContext, apply_profile
 from pipeline.dicom.profile import DateMode, Profile
 from pipeline.dicom.uids import UidMapper
 from pipeline.dicom.vendor import carry_diffusion
 from pipeline.errors import HeldBack, InputError, UnreadableInput, UnsupportedObject
 from pipeline.keys import SecretKey
-from pipeline.private_store import LinkRecord
+from pipeline.private_store import LinkRecord, sha256_of
 from pipeline.subjects import subject_day_offset, subject_key, subject_pseudonym
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -79,6 +78,7 @@ class DeidResult:
     temp_path: Path | None = None
     link: LinkRecord | None = None
     carried: tuple[str, ...] = ()
+    output_sha256: str = ""
 
 
 def read_dicom(data: bytes, label: str) -> Dataset:
@@ -225,7 +225,7 @@ def build_context(
         uids=uids,
         subject=subject_pseudonym(key, subject),
         days=subject_day_offset(key, subject, profile.date_shift_days),
-        terms=PhiTerms.build(names, identifiers, _text(ds, "PatientBirthDate")),
+        phi_values=(names, identifiers, _text(ds, "PatientBirthDate")),
         reference_date=reference,
         changes=[] if explain else None,
     )
@@ -346,10 +346,12 @@ def deidentify_file(
             )
         classify(ds, profile, keep_burned_in=keep_burned_in)
         _, link, relpath, carried = deidentify_dataset(ds, key, profile, uids)
-        final = output / relpath
-        tmp = temp_path_beside(final)
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        written = buffer.getvalue()
+        tmp = temp_path_beside(output / relpath)
         try:
-            ds.save_as(tmp, enforce_file_format=True)
+            tmp.write_bytes(written)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -367,7 +369,7 @@ def deidentify_file(
         )
     return DeidResult(
         path, sha256, Outcome.WRITTEN, output_relpath=relpath, temp_path=tmp, link=link,
-        carried=carried,
+        carried=carried, output_sha256=sha256_of(written),
     )  # fmt: skip
 
 

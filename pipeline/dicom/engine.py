@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
@@ -86,11 +87,16 @@ class FileContext:
     uids: UidMapper
     subject: str  # the subject's pseudonym
     days: int  # the subject's date shift
-    terms: PhiTerms
+    phi_values: tuple[list[str], list[str], list[str]]  # names, identifiers, dates (originals)
     reference_date: str  # a DA used to compute ages for the age limit
     changes: list[Change] | None = None  # filled only when explaining (dry run)
     applied_options: set[str] = field(default_factory=set)
     unparseable_dates: int = 0
+
+    @cached_property
+    def terms(self) -> PhiTerms:
+        """Built on first use: most files have few or no free-text elements to clean."""
+        return PhiTerms.build(*self.phi_values)
 
 
 def vr_of(tag: int, raw: RawDataElement | DataElement) -> str:

@@ -18,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.atomic import TEMP_PREFIX, commit
+from pipeline.atomic import TEMP_PREFIX
 from pipeline.dicom.deidentify import DeidResult, Outcome, deidentify_file, quiet_pydicom
-from pipeline.dicom.profile import Profile, load_profile
+from pipeline.dicom.profile import Profile
 from pipeline.dicom.uids import UidMapper
 from pipeline.errors import CurationError
 from pipeline.keys import SecretKey
@@ -74,20 +74,20 @@ def check_locations(source: Path, output: Path, private: Path) -> None:
         )
 
 
+# Results are made durable and renamed in batches of this many files.
+COMMIT_BATCH = 256
+
 # Worker state, set once per process by _init_worker.
 _STATE: dict[str, object] = {}
 
 
-def _init_worker(key_material: bytes, profile_path: str, output: str, keep: bool) -> None:
+def _init_worker(key_material: bytes, profile: Profile, output: str, keep: bool) -> None:
+    """Set up a worker once: the profile arrives already parsed (no YAML per process)."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     quiet_pydicom()
     key = SecretKey(key_material)
     _STATE.update(
-        key=key,
-        profile=load_profile(profile_path),
-        uids=UidMapper(key),
-        output=Path(output),
-        keep=keep,
+        key=key, profile=profile, uids=UidMapper(key), output=Path(output), keep=keep
     )
 
 
@@ -116,7 +116,7 @@ def _work(path: Path) -> tuple[DeidResult, bytes | None]:
 
 
 def _results(
-    paths: list[Path], jobs: int, init_args: tuple[bytes, str, str, bool]
+    paths: list[Path], jobs: int, init_args: tuple[bytes, Profile, str, bool]
 ) -> Iterator[tuple[DeidResult, bytes | None]]:
     if jobs <= 1:
         _init_worker(*init_args)
@@ -153,58 +153,64 @@ def deidentify_tree(
         profile_digest=profile.digest,
         key_fingerprint=key.fingerprint,
     )
-    init_args = (key.material, str(profile.files[0]), str(output), keep_burned_in)
-    committed: dict[str, bytes] = {}  # output path -> sha256 of the bytes written this run
+    init_args = (key.material, profile, str(output), keep_burned_in)
+    committed: dict[str, str] = {}  # output path -> sha256 of the bytes written this run
     outcomes: Counter[str] = Counter()
     reasons: defaultdict[str, list[str]] = defaultdict(list)
     carried: Counter[str] = Counter()
     rows: list[tuple[str, str, str, str, str, str]] = []
     links: list[tuple[str, str, LinkRecord]] = []
+    pending: list[tuple[DeidResult, bytes | None]] = []
 
-    def flush() -> None:
+    def settle() -> None:
+        """Make a batch of temp files durable with one sync, then rename and record them."""
+        if any(r.temp_path is not None for r, _ in pending):
+            os.sync()  # one flush per batch instead of one fsync per file
+        for result, data in pending:
+            result = _commit(result, output, committed)
+            if result.outcome is Outcome.QUARANTINED and data is None and result.sha256:
+                data = result.input_path.read_bytes()  # an output conflict found at commit
+            if result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK) and data is not None:
+                private.quarantine(
+                    data, result.sha256, result.reason, result.detail, str(result.input_path)
+                )
+            outcomes[result.outcome.value] += 1
+            if result.reason:
+                reasons[result.reason].append(result.sha256[:12] or "io-error")
+            carried.update(result.carried)
+            rows.append(
+                (
+                    str(result.input_path), result.sha256, result.outcome.value, result.reason,
+                    result.detail, result.output_relpath or "",
+                )
+            )  # fmt: skip
+            if result.link is not None and result.output_relpath:
+                links.append((result.sha256, result.output_relpath, result.link))
+        pending.clear()
         private.record_inputs(run_id, rows, links)
         rows.clear()
         links.clear()
 
-    for result, data in _results(paths, jobs, init_args):
-        result = _commit(result, output, committed)
-        if result.outcome is Outcome.QUARANTINED and data is None and result.sha256:
-            data = result.input_path.read_bytes()  # an output conflict found at commit
-        if result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK) and data is not None:
-            private.quarantine(
-                data, result.sha256, result.reason, result.detail, str(result.input_path)
-            )
-        outcomes[result.outcome.value] += 1
-        if result.reason:
-            reasons[result.reason].append(result.sha256[:12] or "io-error")
-        carried.update(result.carried)
-        rows.append(
-            (
-                str(result.input_path), result.sha256, result.outcome.value, result.reason,
-                result.detail, result.output_relpath or "",
-            )
-        )  # fmt: skip
-        if result.link is not None and result.output_relpath:
-            links.append((result.sha256, result.output_relpath, result.link))
-        if len(rows) >= 500:
-            flush()
-    flush()
+    for item in _results(paths, jobs, init_args):
+        pending.append(item)
+        if len(pending) >= COMMIT_BATCH:
+            settle()
+    settle()
     summary = RunSummary(run_id, len(paths), dict(outcomes), dict(reasons), dict(carried))
     private.finish_run(run_id, dt.datetime.now(dt.UTC).isoformat(), summary.as_dict())
     return summary
 
 
-def _commit(result: DeidResult, output: Path, committed: dict[str, bytes]) -> DeidResult:
-    """Rename a worker's temp file onto its final name, or detect a duplicate."""
+def _commit(result: DeidResult, output: Path, committed: dict[str, str]) -> DeidResult:
+    """Rename a worker's (already synced) temp file onto its final name, or detect a duplicate."""
     if result.outcome is not Outcome.WRITTEN or result.temp_path is None:
         return result
     assert result.output_relpath is not None
     tmp = result.temp_path
-    digest = sha256_of(tmp.read_bytes()).encode()
     previous = committed.get(result.output_relpath)
     if previous is not None:
         tmp.unlink(missing_ok=True)
-        if previous == digest:
+        if previous == result.output_sha256:
             return DeidResult(
                 result.input_path, result.sha256, Outcome.DUPLICATE,
                 "duplicate of another input (same instance, same content)",
@@ -215,6 +221,7 @@ def _commit(result: DeidResult, output: Path, committed: dict[str, bytes]) -> De
             "another input of this run has the same SOP Instance UID but different content; "
             "check which copy is the right one and de-identify it alone",
         )  # fmt: skip
-    commit(tmp, output / result.output_relpath)
-    committed[result.output_relpath] = digest
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, output / result.output_relpath)
+    committed[result.output_relpath] = result.output_sha256
     return result

@@ -25,6 +25,7 @@ with warnings.catch_warnings():
 DIFFUSION_B_VALUE = 0x00189087
 DIFFUSION_GRADIENT_ORIENTATION = 0x00189089
 DIFFUSION_DIRECTIONALITY = 0x00189075
+_VENDOR_GROUPS = frozenset({0x0019, 0x0029, 0x0043})
 
 
 def _private_value(ds: Dataset, group: int, creator: str, offset: int) -> object | None:
@@ -86,7 +87,7 @@ def _ge(ds: Dataset) -> tuple[float | None, list[float]]:
 
 def carry_diffusion(ds: Dataset) -> list[str]:
     """Copy vendor diffusion values to standard attributes; return what was set."""
-    if DIFFUSION_B_VALUE in ds:
+    if DIFFUSION_B_VALUE in ds or not any(t >> 16 in _VENDOR_GROUPS for t in ds.keys()):
         return []
     b, direction = _siemens(ds)
     if b is None:
