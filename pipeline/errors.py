@@ -59,7 +59,7 @@ class UnsupportedObject(InputError):
 class HeldBack(InputError):
     """A readable, allowed object that needs a person or a later step first."""
 
-    reason = "held back"
+    reason = "may carry burned-in text"
 
 
 class OutputConflict(InputError):

@@ -65,13 +65,25 @@ OPTIONS = {
     "cleanGraphOpt": ("clean_graphics", "113103", "Clean Graphics Option", "clean"),
 }
 
-# Sequences whose compound action includes D: a "dummy" sequence would keep its
-# items, and items of these hold identity as plain codes and text, so the
-# resolution takes the empty sequence, which PS3.3 allows: each is Type 3 in
-# every module that has it.
-EMPTY_WHEN_DUMMY_SEQUENCE = {
-    "(0008,0082)": "Institution Code Sequence is Type 3 wherever it appears",
-    "(0008,1072)": "Operator Identification Sequence is Type 3 wherever it appears",
+# Compound actions on sequences, resolved one by one with PS3.3's types: an
+# empty sequence is only valid where the sequence is Type 2 (a Type 3 sequence
+# that is present needs one or more items), so a Type 3 sequence is removed and
+# a reference sequence keeps its items with every UID inside remapped.
+SEQUENCE_RESOLUTION = {
+    "(0008,0082)": ("remove", "Institution Code Sequence is Type 3 wherever it appears"),
+    "(0008,1072)": ("remove", "Operator Identification Sequence is Type 3 wherever it appears"),
+    "(0008,1110)": (
+        "dummy",
+        "Referenced Study Sequence is Type 3 (1-n items) or Type 2: keep the items, remap their UIDs",
+    ),
+    "(0008,1111)": (
+        "dummy",
+        "Referenced Performed Procedure Step Sequence can be Type 1C: keep the item, remap its UIDs",
+    ),
+    "(0040,0555)": (
+        "empty",
+        "Acquisition Context Sequence is Type 2 in the Acquisition Context Module",
+    ),
 }
 
 
@@ -85,14 +97,15 @@ def resolve(tag: str, code: str, vr: str) -> tuple[str, str]:
     """
     if "/" not in code:
         return LETTER[code], ""
+    if vr == "SQ" and tag in SEQUENCE_RESOLUTION:
+        action, why = SEQUENCE_RESOLUTION[tag]
+        return action, f"{code}: {why}"
     letters = code.replace("*", "").split("/")
     if "U" in letters:
         return "uid", f"{code}: keep the sequence and remap the instance UIDs it references"
+    if vr == "SQ":
+        raise SystemExit(f"{tag} {code}: a compound action on a sequence needs a resolution")
     if "D" in letters:
-        if vr == "SQ" and tag in EMPTY_WHEN_DUMMY_SEQUENCE:
-            return "empty", f"{code}: {EMPTY_WHEN_DUMMY_SEQUENCE[tag]}"
-        if vr == "SQ":
-            return "dummy", f"{code}: sequence kept, every element inside cleaned by the rules"
         return "dummy", f"{code}: D is valid even where the attribute is Type 1"
     return "empty", f"{code}: Z is valid where the attribute is Type 2 (never Type 1 here)"
 

@@ -86,9 +86,7 @@ def _init_worker(key_material: bytes, profile: Profile, output: str, keep: bool)
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     quiet_pydicom()
     key = SecretKey(key_material)
-    _STATE.update(
-        key=key, profile=profile, uids=UidMapper(key), output=Path(output), keep=keep
-    )
+    _STATE.update(key=key, profile=profile, uids=UidMapper(key), output=Path(output), keep=keep)
 
 
 def _work(path: Path) -> tuple[DeidResult, bytes | None]:

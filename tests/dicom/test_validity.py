@@ -19,6 +19,7 @@ from pipeline.dicom.profile import load_profile
 from pipeline.dicom.run import deidentify_tree
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
+from pipeline.samples.mr import write_sample_tree
 
 pytestmark = pytest.mark.dciodvfy
 
@@ -26,8 +27,11 @@ REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dico
 _VALUE = re.compile(r"<[^>]*>|\[[^\]]*\]")
 
 
-def corpora() -> dict[str, Path]:
-    found = {"pydicom": Path(pydicom.__file__).parent / "data" / "test_files"}
+def corpora() -> dict[str, Path | None]:
+    found: dict[str, Path | None] = {
+        "pydicom": Path(pydicom.__file__).parent / "data" / "test_files",
+        "generated": None,  # written by the test from pipeline.samples
+    }
     try:
         import data_store  # pydicom-data
 
@@ -50,6 +54,9 @@ def dciodvfy_errors(path: Path) -> set[str]:
 @pytest.mark.parametrize("corpus", sorted(corpora()))
 def test_no_new_dciodvfy_errors_on_real_files(corpus: str, tmp_path: Path) -> None:
     source = corpora()[corpus]
+    if source is None:
+        source = tmp_path / "generated"
+        write_sample_tree(source, n_subjects=3, slices=3)
     store = PrivateStore(tmp_path / "private")
     summary = deidentify_tree(
         source,

@@ -1,0 +1,135 @@
+"""A whole messy export, de-identified: every input accounted for, no PHI anywhere."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from pipeline.demo import leaked_values
+from pipeline.dicom.profile import Profile
+from pipeline.dicom.run import RunSummary, deidentify_tree
+from pipeline.errors import CurationError
+from pipeline.keys import SecretKey
+from pipeline.private_store import PrivateStore
+from pipeline.samples.mr import Subject, write_sample_tree
+
+KEY = SecretKey(b"\x11" * 32)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Subject]]:
+    root = tmp_path_factory.mktemp("export")
+    return root, write_sample_tree(root, n_subjects=3, slices=3)
+
+
+def deid(
+    source: Path, work: Path, profile: Profile, *, key: SecretKey = KEY, jobs: int = 1, **kw: bool
+) -> tuple[RunSummary, PrivateStore, Path]:
+    store = PrivateStore(work / "private")
+    summary = deidentify_tree(source, work / "out", key, profile, store, jobs=jobs, **kw)
+    return summary, store, work / "out"
+
+
+def outcome_of(store: PrivateStore, summary: RunSummary) -> dict[str, tuple[str, str]]:
+    return {
+        str(Path(str(r["input_path"])).name): (str(r["outcome"]), str(r["reason"]))
+        for r in store.inputs_for(summary.run_id)
+    }
+
+
+def test_every_input_is_accounted_for_and_nothing_leaks(
+    tree: tuple[Path, list[Subject]], tmp_path: Path, research: Profile
+) -> None:
+    source, subjects = tree
+    summary, store, out = deid(source, tmp_path, research)
+    inputs = [p for p in source.rglob("*") if p.is_file()]
+    assert summary.seen == len(inputs) == sum(summary.outcomes.values())
+    outcomes = outcome_of(store, summary)
+    assert outcomes["empty.dcm"] == ("quarantined", "unreadable")
+    assert outcomes["IM0001_truncated.dcm"] == ("quarantined", "unreadable")
+    assert outcomes["notes.txt"] == ("quarantined", "unreadable")
+    assert outcomes["IM9999"] == ("quarantined", "unreadable")
+    assert outcomes["DICOMDIR"][0] == "not copied"
+    for name in ("encapsulated_pdf.dcm", "basic_sr.dcm", "private_sop.dcm"):
+        assert outcomes[name] == ("quarantined", "sop class not allowed")
+    for name in ("secondary_capture.dcm", "ultrasound.dcm"):
+        assert outcomes[name] == ("held back", "may carry burned-in text")
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert len(written) == summary.written > 0
+    assert not [p for p in written if p.name.startswith(".mricurate-tmp")]
+    # not one planted value in any byte or path of the release, in any case
+    planted = [v for s in subjects for v in s.phi.values()]
+    assert leaked_values(out, planted) == []
+    # every rejected input kept in quarantine with its reason; links recorded privately
+    quarantined = [o for o in outcomes.values() if o[0] in ("quarantined", "held back")]
+    assert len(list((store.root / "quarantine").rglob("*.json"))) == len(quarantined)
+    links = store.links_for(summary.run_id)
+    assert {str(link["patient_id"]) for link in links} == {s.phi.patient_id for s in subjects}
+
+
+def test_headerless_file_and_name_variants(
+    tree: tuple[Path, list[Subject]], tmp_path: Path, research: Profile
+) -> None:
+    source, subjects = tree
+    summary, store, out = deid(source, tmp_path, research)
+    rows = store.inputs_for(summary.run_id)
+    headerless = next(r for r in rows if str(r["input_path"]).endswith("Series_001/IM0002"))
+    assert headerless["outcome"] == "written"
+    assert dcmread(out / str(headerless["output_path"])).preamble == b"\0" * 128
+    # one subject folder per PatientID, even where the name is spelt two ways
+    assert len([p for p in out.iterdir() if p.is_dir()]) == len(subjects)
+
+
+def test_reruns_are_identical_and_jobs_do_not_change_output(
+    tree: tuple[Path, list[Subject]], tmp_path: Path, research: Profile
+) -> None:
+    source, _ = tree
+    _, _, one = deid(source, tmp_path / "a", research, jobs=1)
+    _, _, two = deid(source, tmp_path / "b", research, jobs=2)
+    files_one = {p.relative_to(one): p.read_bytes() for p in one.rglob("*.dcm")}
+    files_two = {p.relative_to(two): p.read_bytes() for p in two.rglob("*.dcm")}
+    assert files_one == files_two
+    _, _, other = deid(source, tmp_path / "c", research, key=SecretKey(b"\x22" * 32))
+    assert not {p.relative_to(other) for p in other.rglob("*.dcm")} & set(files_one)
+
+
+def test_duplicates_and_conflicts(tmp_path: Path, research: Profile) -> None:
+    from tests.dicom.conftest import tiny_mr
+
+    source = tmp_path / "in"
+    source.mkdir()
+    tiny_mr().save_as(source / "a.dcm", enforce_file_format=True)
+    shutil.copy(source / "a.dcm", source / "copy_of_a.dcm")
+    changed = tiny_mr()
+    changed.RepetitionTime = 1234.0  # same SOP Instance UID, different content
+    changed.save_as(source / "z_changed.dcm", enforce_file_format=True)
+    summary, store, out = deid(source, tmp_path, research)
+    outcomes = outcome_of(store, summary)
+    assert outcomes["a.dcm"][0] == "written"
+    assert outcomes["copy_of_a.dcm"][0] == "duplicate"
+    assert outcomes["z_changed.dcm"] == ("quarantined", "output conflict")
+    assert len(list(out.rglob("*.dcm"))) == 1
+
+
+def test_keep_burned_in_writes_them(
+    tree: tuple[Path, list[Subject]], tmp_path: Path, research: Profile
+) -> None:
+    source, _ = tree
+    summary, store, _ = deid(source, tmp_path, research, keep_burned_in=True)
+    outcomes = outcome_of(store, summary)
+    assert outcomes["ultrasound.dcm"][0] == "written"
+    assert outcomes["secondary_capture.dcm"][0] == "written"
+
+
+def test_private_location_inside_output_is_refused(tmp_path: Path, research: Profile) -> None:
+    (tmp_path / "in").mkdir()
+    store = PrivateStore(tmp_path / "out" / "private")
+    with pytest.raises(CurationError, match="inside OUTPUT"):
+        deidentify_tree(tmp_path / "in", tmp_path / "out", KEY, research, store)
+    with pytest.raises(CurationError, match="must not contain each other"):
+        deidentify_tree(
+            tmp_path / "in", tmp_path / "in" / "out", KEY, research, PrivateStore(tmp_path / "p")
+        )
