@@ -87,6 +87,17 @@ SEQUENCE_RESOLUTION = {
 }
 
 
+# Attributes the table does not list but that an option must reach to do what
+# PS3.15 E.3 says it does: cleaning structured content means cleaning the
+# free text of its content items, which lives in Text Value.
+OPTION_EXTRAS = {
+    "cleanStructContOpt": [
+        ("(0040,A160)", "clean", "Text Value", "E.3.5: the free text of SR content items"),
+        ("(0070,0006)", "clean", "Unformatted Text Value", "E.3.5: text of graphic annotations"),
+    ],
+}
+
+
 def resolve(tag: str, code: str, vr: str) -> tuple[str, str]:
     """Resolve a Basic Profile action to one valid in every IOD, with the reason.
 
@@ -213,6 +224,10 @@ def main(source: Path) -> None:
                 )
                 continue
             out.append(rule_line(entry, action, letter))
+        for tag, action, name, why in OPTION_EXTRAS.get(column, []):
+            out.append(
+                f'  - {{tag: "{tag}", action: {action}, name: "{name}"}}  # not in E.1-1; {why}'
+            )
         (OUT / "options" / f"{stem}.yaml").write_text("\n".join(out) + "\n", encoding="utf-8")
     write_sop_classes()
     print(f"wrote {OUT / 'basic_profile.yaml'}, {len(OPTIONS)} option files and sop_classes.yaml")

@@ -128,3 +128,38 @@ def _bytes(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def test_structured_report_passes_only_with_clean_structured_content(
+    research: Profile, tmp_path: Path
+) -> None:
+    from pipeline.dicom.deidentify import classify
+    from pipeline.dicom.profile import load_profile
+    from pipeline.errors import UnsupportedObject
+    from pipeline.rulefiles import rules_root
+    from pipeline.samples.mr import other_objects
+
+    subject = make_subjects(1)[0]
+    report = other_objects(subject)["basic_sr"]
+    with pytest.raises(UnsupportedObject):
+        classify(report, research, keep_burned_in=False)
+    site = tmp_path / "sr.yaml"
+    option = rules_root() / "dicom" / "options" / "clean_structured_content.yaml"
+    site.write_text(f"include: [research.yaml, {option}]\n")
+    profile = load_profile(site)
+    classify(report, profile, keep_burned_in=False)
+    out = deid(report, profile)
+    written = _bytes(out).upper()
+    for value in subject.phi.values():
+        assert value.upper().encode("latin-1", "ignore") not in written
+    assert "113104" in {i.CodeValue for i in out.DeidentificationMethodCodeSequence}
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+def test_embedded_dataset_and_private_pixels_of_ge_ultrasound_go(research: Profile) -> None:
+    path = REFERENCE / "US-GE-4AICL142.dcm"
+    before = dcmread(path)
+    assert 0x60031010 in before and any(t.group == 0x7FE1 for t in before.keys())
+    out = deid(read_dicom(path.read_bytes(), "us"), research)
+    assert not any(t.group in (0x6003, 0x7FE1) for t in out.keys())
+    assert out.PixelData == before.PixelData
