@@ -14,24 +14,26 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from pydicom import config, dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pydicom.valuerep import PersonName
 
 from pipeline import __version__
-from pipeline.atomic import temp_path_beside
+from pipeline.atomic import write_temp
 from pipeline.dicom.engine import Change, FileContext, apply_profile
-from pipeline.dicom.profile import DateMode, Profile
+from pipeline.dicom.profile import MethodCode, Profile
 from pipeline.dicom.uids import UidMapper
 from pipeline.dicom.vendor import carry_diffusion
 from pipeline.errors import HeldBack, InputError, UnreadableInput, UnsupportedObject
@@ -55,6 +57,8 @@ _ID_KEYWORDS = (
     "StationName", "DeviceSerialNumber", "MedicalRecordLocator", "PatientTelephoneNumbers",
     "RequestedProcedureID", "AdmissionID", "PatientAddress",
 )  # fmt: skip
+_DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
+_SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
 
 
 class Outcome(enum.Enum):
@@ -195,13 +199,10 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
         )
 
 
-def _text(ds: Dataset, keyword: str) -> list[str]:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return []
-    if isinstance(value, str | PersonName | bytes) or not hasattr(value, "__iter__"):
-        return [str(value)]
-    return [str(v) for v in value]
+def _snapshot(ds: Dataset, keywords: tuple[str, ...]) -> Dataset:
+    """The identifying elements as read, undecoded: cheap now, decoded only if needed."""
+    tags = [t for t in (tag_for_keyword(k) for k in keywords) if t is not None and t in ds]
+    return Dataset({BaseTag(t): ds.get_item(t) for t in tags})
 
 
 def build_context(
@@ -214,19 +215,13 @@ def build_context(
         str(ds.get("PatientName", "") or ""),
         str(ds.get("StudyInstanceUID", "") or ""),
     )
-    names = [v for k in _NAME_KEYWORDS for v in _text(ds, k)]
-    identifiers = [v for k in _ID_KEYWORDS for v in _text(ds, k)]
-    reference = next(
-        (str(ds.get(k)) for k in ("StudyDate", "SeriesDate", "ContentDate") if ds.get(k)), ""
-    )
     ctx = FileContext(
         key=key,
         profile=profile,
         uids=uids,
         subject=subject_pseudonym(key, subject),
         days=subject_day_offset(key, subject, profile.date_shift_days),
-        phi_values=(names, identifiers, _text(ds, "PatientBirthDate")),
-        reference_date=reference,
+        originals=_snapshot(ds, _SNAPSHOT_KEYWORDS),
         changes=[] if explain else None,
     )
     return ctx, subject
@@ -235,17 +230,12 @@ def build_context(
 def mark_deidentified(ds: Dataset, ctx: FileContext) -> None:
     """Record what was actually done (PS3.15 E.1.1 and CID 7050)."""
     profile = ctx.profile
-    codes = [c for c in profile.codes if not c.only_when_applied or c.value in ctx.applied_options]
+    codes = tuple(
+        c for c in profile.codes if not c.only_when_applied or c.value in ctx.applied_options
+    )
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = f"mricurate {__version__} profile {profile.name}"[:64]
-    items = []
-    for code in codes:
-        item = Dataset()
-        item.CodeValue = code.value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = code.meaning
-        items.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    ds.DeidentificationMethodCodeSequence = _code_sequence(codes)
     options = profile.options
     if "retain_long_full_dates" in options:
         ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
@@ -253,8 +243,23 @@ def mark_deidentified(ds: Dataset, ctx: FileContext) -> None:
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
     else:
         ds.LongitudinalTemporalInformationModified = "REMOVED"
-    if profile.date_mode is DateMode.YEAR and "retain_long_modified_dates" in options:
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+
+
+def _code_sequence(codes: tuple[MethodCode, ...]) -> Sequence:
+    """A fresh sequence built from cached items (the items are never modified)."""
+    return Sequence(list(_code_items(codes)))
+
+
+@lru_cache(maxsize=64)
+def _code_items(codes: tuple[MethodCode, ...]) -> tuple[Dataset, ...]:
+    items = []
+    for code in codes:
+        item = Dataset()
+        item.CodeValue = code.value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = code.meaning
+        items.append(item)
+    return tuple(items)
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
@@ -336,7 +341,7 @@ def deidentify_file(
     *,
     keep_burned_in: bool = False,
 ) -> DeidResult:
-    """De-identify one input into a temp file beside its final path in ``output``."""
+    """De-identify one input into a temporary file in ``output`` (committed by the runner)."""
     label = f"input {sha256[:12]}"
     try:
         ds = read_dicom(data, label)
@@ -349,12 +354,8 @@ def deidentify_file(
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         written = buffer.getvalue()
-        tmp = temp_path_beside(output / relpath)
-        try:
-            tmp.write_bytes(written)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # Written in OUTPUT's top folder; the runner syncs and renames it into place.
+        tmp = write_temp(output, written)
     except HeldBack as exc:
         return DeidResult(path, sha256, Outcome.HELD_BACK, exc.reason, exc.detail)
     except InputError as exc:

@@ -57,6 +57,7 @@ DUMMY: dict[str, object] = {
     "UT": "ANONYMIZED",
     "UR": "",
 }
+_TERMS_CACHE: dict[tuple[tuple[int, object], ...], PhiTerms] = {}
 _KEEP_UNNAMED = Rule(TagSelector(0), Action.KEEP, "not named by any rule", "(default)")
 _REMOVE_INVALID_PRIVATE = Rule(
     TagSelector(0), Action.REMOVE, "private element outside any creator block", "(built in)"
@@ -87,16 +88,56 @@ class FileContext:
     uids: UidMapper
     subject: str  # the subject's pseudonym
     days: int  # the subject's date shift
-    phi_values: tuple[list[str], list[str], list[str]]  # names, identifiers, dates (originals)
-    reference_date: str  # a DA used to compute ages for the age limit
+    originals: Dataset  # the identifying elements as read (see deidentify._snapshot)
     changes: list[Change] | None = None  # filled only when explaining (dry run)
     applied_options: set[str] = field(default_factory=set)
     unparseable_dates: int = 0
 
     @cached_property
     def terms(self) -> PhiTerms:
-        """Built on first use: most files have few or no free-text elements to clean."""
-        return PhiTerms.build(*self.phi_values)
+        """Built on first use, and once per distinct set of identifying values.
+
+        The files of one series carry the same names and IDs, so the terms are
+        cached by the identifying elements' bytes as read.
+        """
+        signature = tuple(
+            (int(tag), raw.value if isinstance(raw, RawDataElement) else str(raw.value))
+            for tag in self.originals.keys()
+            if (raw := self.originals.get_item(tag)) is not None
+        )
+        cached = _TERMS_CACHE.get(signature)
+        if cached is None:
+            cached = _TERMS_CACHE[signature] = self._build_terms()
+            if len(_TERMS_CACHE) > 512:
+                _TERMS_CACHE.pop(next(iter(_TERMS_CACHE)))
+        return cached
+
+    def _build_terms(self) -> PhiTerms:
+        names, identifiers = [], []
+        for element in self.originals:
+            values = _strings(element.value)
+            if element.VR == "PN":
+                names += values
+            elif element.keyword != "SpecificCharacterSet" and element.VR != "DA":
+                identifiers += values
+        births = _strings(self.originals.get("PatientBirthDate"))
+        return PhiTerms.build(names, identifiers, births)
+
+    @cached_property
+    def reference_date(self) -> str:
+        """The study's date as read, for ages (the age limit of Safe Harbor)."""
+        for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+            if value := self.originals.get(keyword):
+                return str(value)
+        return ""
+
+
+def _strings(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | PersonName | bytes) or not hasattr(value, "__iter__"):
+        return [str(value)]
+    return [str(v) for v in value]
 
 
 def vr_of(tag: int, raw: RawDataElement | DataElement) -> str:
@@ -139,21 +180,31 @@ def find_rule(profile: Profile, tag: int, vr: str, creators: dict[int, str]) -> 
     return profile.defaults.get(vr, _KEEP_UNNAMED)
 
 
-def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
-    """De-identify ``ds`` in place according to ``ctx.profile``."""
-    profile = ctx.profile
+def private_creators(ds: Dataset, tags: list[int]) -> dict[int, str]:
+    """``(group << 8 | block) -> normalised creator`` for the private blocks of ``ds``.
+
+    Reads the raw bytes where the element is still raw, so finding creators
+    does not decode anything else.
+    """
     creators: dict[int, str] = {}
-    creator_tags: list[int] = []
-    for tag in ds.keys():
+    for tag in tags:
         if tag >> 16 & 1 and 0x0010 <= (tag & 0xFFFF) <= 0x00FF:
-            creator_tags.append(tag)
-            value = ds[tag].value
+            value = ds.get_item(tag).value
             if isinstance(value, bytes):
                 value = value.decode("latin-1")
             creators[((tag >> 16) << 8) | (tag & 0xFF)] = normalise_creator(str(value or ""))
+    return creators
+
+
+def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
+    """De-identify ``ds`` in place according to ``ctx.profile``."""
+    profile = ctx.profile
+    tags = [int(t) for t in ds.keys()]
+    creators = private_creators(ds, tags)
+    creator_tags = {((c >> 8) << 16) | 0x0000 | (c & 0xFF) for c in creators}
 
     drop_groups: set[int] = set()
-    for tag in list(ds.keys()):
+    for tag in tags:
         if tag in creator_tags:
             continue
         raw = ds.get_item(tag)
@@ -165,19 +216,20 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
             drop_groups.add(tag >> 16)
         _apply(ds, BaseTag(tag), vr, rule, ctx, path)
 
-    for group in drop_groups:
-        for tag in [t for t in ds.keys() if t >> 16 == group]:
+    if drop_groups:
+        for tag in [int(t) for t in ds.keys() if t >> 16 in drop_groups]:
             _record(ctx, ds, BaseTag(tag), None, path, "group removed with its Overlay/Curve Data")
             del ds[tag]
 
-    # A creator stays only while its block still holds something.
-    remaining = {((t >> 16) << 8) | ((t & 0xFFFF) >> 8) for t in ds.keys() if t >> 16 & 1}
-    for creator_tag in creator_tags:
-        if ((creator_tag >> 16) << 8) | (creator_tag & 0xFF) not in remaining:
-            _record(
-                ctx, ds, BaseTag(creator_tag), None, path, "private creator of an emptied block"
-            )
-            del ds[creator_tag]
+    if creator_tags:
+        # A creator stays only while its block still holds something.
+        remaining = {((t >> 16) << 8) | ((t & 0xFFFF) >> 8) for t in ds.keys() if t >> 16 & 1}
+        for creator_tag in sorted(creator_tags):
+            if ((creator_tag >> 16) << 8) | (creator_tag & 0xFF) not in remaining:
+                _record(
+                    ctx, ds, BaseTag(creator_tag), None, path, "private creator of an emptied block"
+                )
+                del ds[creator_tag]
 
 
 def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:

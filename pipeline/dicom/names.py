@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=8192)
 def fold(text: str) -> str:
     """Upper case, accents removed, compatibility forms unified, spaces collapsed."""
     decomposed = unicodedata.normalize("NFKD", text)

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.atomic import TEMP_PREFIX
+from pipeline.atomic import TEMP_PREFIX, remove_stale_temps
 from pipeline.dicom.deidentify import DeidResult, Outcome, deidentify_file, quiet_pydicom
 from pipeline.dicom.profile import Profile
 from pipeline.dicom.uids import UidMapper
@@ -139,6 +139,7 @@ def deidentify_tree(
     """De-identify every file under ``source`` into ``output``."""
     check_locations(source, output, private.root)
     output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output)  # left by a run that was cut off
     paths = discover(source.resolve())
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     private.start_run(
@@ -159,13 +160,14 @@ def deidentify_tree(
     rows: list[tuple[str, str, str, str, str, str]] = []
     links: list[tuple[str, str, LinkRecord]] = []
     pending: list[tuple[DeidResult, bytes | None]] = []
+    made_dirs: set[Path] = set()
 
     def settle() -> None:
         """Make a batch of temp files durable with one sync, then rename and record them."""
         if any(r.temp_path is not None for r, _ in pending):
             os.sync()  # one flush per batch instead of one fsync per file
         for result, data in pending:
-            result = _commit(result, output, committed)
+            result = _commit(result, output, committed, made_dirs)
             if result.outcome is Outcome.QUARANTINED and data is None and result.sha256:
                 data = result.input_path.read_bytes()  # an output conflict found at commit
             if result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK) and data is not None:
@@ -199,7 +201,9 @@ def deidentify_tree(
     return summary
 
 
-def _commit(result: DeidResult, output: Path, committed: dict[str, str]) -> DeidResult:
+def _commit(
+    result: DeidResult, output: Path, committed: dict[str, str], made_dirs: set[Path]
+) -> DeidResult:
     """Rename a worker's (already synced) temp file onto its final name, or detect a duplicate."""
     if result.outcome is not Outcome.WRITTEN or result.temp_path is None:
         return result
@@ -219,7 +223,11 @@ def _commit(result: DeidResult, output: Path, committed: dict[str, str]) -> Deid
             "another input of this run has the same SOP Instance UID but different content; "
             "check which copy is the right one and de-identify it alone",
         )  # fmt: skip
+    final = output / result.output_relpath
+    if final.parent not in made_dirs:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        made_dirs.add(final.parent)
     os.chmod(tmp, 0o644)
-    os.replace(tmp, output / result.output_relpath)
+    os.replace(tmp, final)
     committed[result.output_relpath] = result.output_sha256
     return result

@@ -14,9 +14,12 @@ copied there first, so the release keeps what a diffusion study needs:
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 
 from pydicom.dataset import Dataset
+
+from pipeline.dicom.engine import private_creators
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # nibabel warns about its experimental DICOM readers
@@ -28,13 +31,15 @@ DIFFUSION_DIRECTIONALITY = 0x00189075
 _VENDOR_GROUPS = frozenset({0x0019, 0x0029, 0x0043})
 
 
-def _private_value(ds: Dataset, group: int, creator: str, offset: int) -> object | None:
-    try:
-        block = ds.private_block(group, creator)
-    except KeyError:
-        return None
-    tag = block.get_tag(offset)
-    return ds[tag].value if tag in ds else None
+def _private_value(
+    ds: Dataset, creators: dict[int, str], group: int, creator: str, offset: int
+) -> object | None:
+    """The value of ``(group,"creator",offset)``, or None."""
+    for key, name in creators.items():
+        if key >> 8 == group and name == creator:
+            element = (group << 16) | ((key & 0xFF) << 8) | offset
+            return ds[element].value if element in ds else None
+    return None
 
 
 def _floats(value: object) -> list[float]:
@@ -53,13 +58,13 @@ def _floats(value: object) -> list[float]:
     return [v for v in out if math.isfinite(v)]
 
 
-def _siemens(ds: Dataset) -> tuple[float | None, list[float]]:
-    bvals = _floats(_private_value(ds, 0x0019, "SIEMENS MR HEADER", 0x0C))
-    direction = _floats(_private_value(ds, 0x0019, "SIEMENS MR HEADER", 0x0E))
+def _siemens(ds: Dataset, creators: dict[int, str]) -> tuple[float | None, list[float]]:
+    bvals = _floats(_private_value(ds, creators, 0x0019, "SIEMENS MR HEADER", 0x0C))
+    direction = _floats(_private_value(ds, creators, 0x0019, "SIEMENS MR HEADER", 0x0E))
     if bvals:
         return bvals[0], direction
-    data = _private_value(ds, 0x0029, "SIEMENS CSA HEADER", 0x10)
-    if not isinstance(data, bytes):
+    data = _private_value(ds, creators, 0x0029, "SIEMENS CSA HEADER", 0x10)
+    if not isinstance(data, bytes) or not _csa_has_items(data, b"B_value"):
         return None, []
     try:
         tags = csareader.read(data)["tags"]  # type: ignore[no-untyped-call]
@@ -70,8 +75,26 @@ def _siemens(ds: Dataset) -> tuple[float | None, list[float]]:
     return (bvals[0] if bvals else None), direction
 
 
-def _ge(ds: Dataset) -> tuple[float | None, list[float]]:
-    values = _floats(_private_value(ds, 0x0043, "GEMS_PARM_01", 0x39))
+def _csa_has_items(data: bytes, name: bytes) -> bool:
+    """Whether a CSA2 (SV10) header holds ``name`` with at least one non-empty item.
+
+    Most images are not diffusion-weighted; this look at the raw bytes spares
+    them a full parse.  Layout after the 64-byte name: vm, vr[4], syngodt,
+    nitems, xx (int32 each), then per item four int32 (the second is the
+    length) and the data.
+    """
+    start = data.find(name + b"\0")
+    if not data.startswith(b"SV10") or start < 0 or start + 100 > len(data):
+        return not data.startswith(b"SV10")  # another CSA version: let nibabel decide
+    (nitems,) = struct.unpack_from("<i", data, start + 76)
+    if nitems <= 0:
+        return False
+    (length,) = struct.unpack_from("<i", data, start + 84 + 4)
+    return bool(length > 0)
+
+
+def _ge(ds: Dataset, creators: dict[int, str]) -> tuple[float | None, list[float]]:
+    values = _floats(_private_value(ds, creators, 0x0043, "GEMS_PARM_01", 0x39))
     if not values:
         return None, []
     b = values[0]
@@ -80,18 +103,22 @@ def _ge(ds: Dataset) -> tuple[float | None, list[float]]:
     direction = [
         v
         for off in (0xBB, 0xBC, 0xBD)
-        for v in _floats(_private_value(ds, 0x0019, "GEMS_ACQU_01", off))[:1]
+        for v in _floats(_private_value(ds, creators, 0x0019, "GEMS_ACQU_01", off))[:1]
     ]
     return b, direction if len(direction) == 3 else []
 
 
 def carry_diffusion(ds: Dataset) -> list[str]:
     """Copy vendor diffusion values to standard attributes; return what was set."""
-    if DIFFUSION_B_VALUE in ds or not any(t >> 16 in _VENDOR_GROUPS for t in ds.keys()):
+    if DIFFUSION_B_VALUE in ds:
         return []
-    b, direction = _siemens(ds)
+    tags = [int(t) for t in ds.keys() if t >> 16 in _VENDOR_GROUPS]
+    if not tags:
+        return []
+    creators = private_creators(ds, tags)
+    b, direction = _siemens(ds, creators)
     if b is None:
-        b, direction = _ge(ds)
+        b, direction = _ge(ds, creators)
     if b is None:
         return []
     carried = ["DiffusionBValue"]
