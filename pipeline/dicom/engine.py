@@ -36,6 +36,8 @@ from pipeline.dicom.uids import UidMapper
 from pipeline.keys import SecretKey
 
 PATIENT_BIRTH_DATE = 0x00100030
+# Values of these VRs are plain ASCII with no character set: safe to handle as bytes.
+ASCII_VRS = frozenset({"AS", "DA", "DT", "TM", "UI"})
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "UR"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 NUMERIC_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"})
@@ -92,6 +94,7 @@ class FileContext:
     changes: list[Change] | None = None  # filled only when explaining (dry run)
     applied_options: set[str] = field(default_factory=set)
     unparseable_dates: int = 0
+    edits: int = 0  # elements changed so far; lets unchanged sequences stay raw
 
     @cached_property
     def terms(self) -> PhiTerms:
@@ -199,18 +202,16 @@ def private_creators(ds: Dataset, tags: list[int]) -> dict[int, str]:
 def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
     """De-identify ``ds`` in place according to ``ctx.profile``."""
     profile = ctx.profile
-    tags = [int(t) for t in ds.keys()]
+    elements = list(ds.elements())  # raw elements stay raw: nothing is decoded here
+    tags = [int(e.tag) for e in elements]
     creators = private_creators(ds, tags)
-    creator_tags = {((c >> 8) << 16) | 0x0000 | (c & 0xFF) for c in creators}
+    creator_tags = {((c >> 8) << 16) | (c & 0xFF) for c in creators}
 
     drop_groups: set[int] = set()
-    for tag in tags:
+    for tag, element in zip(tags, elements, strict=True):
         if tag in creator_tags:
             continue
-        raw = ds.get_item(tag)
-        if raw is None:
-            continue
-        vr = vr_of(tag, raw)
+        vr = vr_of(tag, element)
         rule = find_rule(profile, tag, vr, creators)
         if rule.whole_group:
             drop_groups.add(tag >> 16)
@@ -220,6 +221,7 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
         for tag in [int(t) for t in ds.keys() if t >> 16 in drop_groups]:
             _record(ctx, ds, BaseTag(tag), None, path, "group removed with its Overlay/Curve Data")
             del ds[tag]
+            ctx.edits += 1
 
     if creator_tags:
         # A creator stays only while its block still holds something.
@@ -230,6 +232,7 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
                     ctx, ds, BaseTag(creator_tag), None, path, "private creator of an emptied block"
                 )
                 del ds[creator_tag]
+                ctx.edits += 1
 
 
 def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:
@@ -237,6 +240,7 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
     if action is Action.REMOVE:
         _record(ctx, ds, tag, None, path, rule)
         del ds[tag]
+        ctx.edits += 1
         return
     if vr == "SQ":
         _apply_sequence(ds, tag, rule, ctx, path)
@@ -251,7 +255,7 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
                 ds,
                 tag,
                 vr,
-                _map_values(ds[tag].value, lambda v: cap_age(v, ctx.profile.age_limit or 0)),
+                _map_values(_value(ds, tag, vr), lambda v: cap_age(v, ctx.profile.age_limit or 0)),
                 ctx,
                 path,
                 rule,
@@ -265,15 +269,20 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
 
 
 def _apply_sequence(ds: Dataset, tag: BaseTag, rule: Rule, ctx: FileContext, path: str) -> None:
+    raw = ds.get_item(tag)
     element = ds[tag]
     if rule.action is Action.EMPTY:
         _record(ctx, ds, tag, "(empty sequence)", path, rule)
         element.value = []
+        ctx.edits += 1
         return
     # keep, dummy, uid, shift, pseudonym, clean: keep the items, let the rules
     # decide every element inside them.
+    edits = ctx.edits
     for index, item in enumerate(element.value):
         apply_profile(item, ctx, f"{path}{_tag_text(tag)}[{index}].")
+    if ctx.edits == edits and isinstance(raw, RawDataElement):
+        ds[tag] = raw  # nothing inside changed: write the sequence back byte for byte
 
 
 def _empty(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:
@@ -301,7 +310,7 @@ def _uid(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path:
             ds, tag, vr, rule, ctx, path
         )
         return
-    _replace(ds, tag, vr, _map_values(ds[tag].value, ctx.uids.remap), ctx, path, rule)
+    _replace(ds, tag, vr, _map_values(_value(ds, tag, vr), ctx.uids.remap), ctx, path, rule)
 
 
 def _shift(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:
@@ -331,7 +340,7 @@ def _shift(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         _clean(ds, tag, vr, rule, ctx, path)
         return
     try:
-        value = _map_values(ds[tag].value, transform)
+        value = _map_values(_value(ds, tag, vr), transform)
     except DateFormatError:
         ctx.unparseable_dates += 1
         value = None  # not a date we can move: empty rather than leak it
@@ -360,6 +369,7 @@ def _clean(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         # and do not claim the option that would have cleaned them.
         _record(ctx, ds, tag, None, path, rule)
         del ds[tag]
+        ctx.edits += 1
         return
     if vr == "PN":
         _replace(ds, tag, vr, None, ctx, path, rule)
@@ -397,12 +407,47 @@ def _map_values(value: object, func: Callable[[str], str]) -> object:
         return func(str(value))
 
 
+def _value(ds: Dataset, tag: BaseTag, vr: str) -> object:
+    """The element's value; ASCII-only VRs still raw are split without pydicom's conversion."""
+    raw = ds.get_item(tag)
+    if vr in ASCII_VRS and isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+        text = raw.value.decode("latin-1").rstrip("\0 ")
+        return [v.strip("\0 ") for v in text.split("\\")] if text else None
+    return ds[tag].value
+
+
 def _replace(
     ds: Dataset, tag: BaseTag, vr: str, value: object, ctx: FileContext, path: str, rule: Rule
 ) -> None:
     if ctx.changes is not None:
         _record(ctx, ds, tag, _show(value), path, rule)
+    ctx.edits += 1
+    original = ds.get_item(tag)
+    if vr in ASCII_VRS and isinstance(original, RawDataElement) and _is_text(value):
+        # Encode the few ASCII VRs directly: the writer copies raw bytes as they are.
+        ds[tag] = _raw_ascii(tag, vr, value, original)
+        return
     ds[tag] = DataElement(tag, vr, value)
+
+
+def _is_text(value: object) -> bool:
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    )
+
+
+def _raw_ascii(
+    tag: BaseTag, vr: str, value: str | list[str] | None, like: RawDataElement
+) -> RawDataElement:
+    text = value if isinstance(value, str) else "\\".join(value or [])
+    data = text.encode("ascii", "replace")
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    return RawDataElement(
+        tag, vr, len(data), data, 0, like.is_implicit_VR, like.is_little_endian, True, False
+    )
 
 
 def _record(
