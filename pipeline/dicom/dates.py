@@ -12,6 +12,7 @@ import datetime as dt
 import re
 
 _DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(.*)$")
+_DT_REST = re.compile(r"^(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?([+-]\d{4})?$")
 
 
 class DateFormatError(ValueError):
@@ -37,19 +38,26 @@ def shift_da(value: str, days: int) -> str:
     return (_parse_da(value) + dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
+def _split_dt(text: str) -> tuple[str, str | None, str | None, str]:
+    """Year, month, day and the rest (time and UTC offset) of a DT value."""
+    match = _DT.match(text)
+    if not match:
+        raise DateFormatError("not a DT value")
+    year, month, day, rest = match.groups()
+    if rest and not _DT_REST.match(rest):
+        raise DateFormatError("not a DT value")
+    if month is None and rest and not rest.startswith(("+", "-")):
+        raise DateFormatError("not a DT value")
+    _parse_da(f"{year}{month or '01'}{day or '01'}")  # a real calendar date
+    return year, month, day, rest
+
+
 def shift_dt(value: str, days: int) -> str:
     """Shift the date part of a DT value, keeping precision, time and UTC offset."""
     text = value.strip()
     if not text:
         return value
-    match = _DT.match(text)
-    if not match:
-        raise DateFormatError("not a DT value")
-    year, month, day, rest = match.groups()
-    if rest and not re.match(r"^(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?([+-]\d{4})?$", rest):
-        raise DateFormatError("not a DT value")
-    if month is None and rest and not rest.startswith(("+", "-")):
-        raise DateFormatError("not a DT value")
+    year, month, day, rest = _split_dt(text)
     base = _parse_da(f"{year}{month or '01'}{day or '01'}")
     shifted = (base + dt.timedelta(days=days)).strftime("%Y%m%d")
     precision = 4 + (2 if month else 0) + (2 if day else 0)
@@ -66,12 +74,7 @@ def year_only_da(value: str) -> str:
 def year_only_dt(value: str) -> str:
     """HIPAA Safe Harbor: keep the year of a DT value, nothing finer, no offset."""
     text = value.strip()
-    if not text:
-        return value
-    match = _DT.match(text)
-    if not match:
-        raise DateFormatError("not a DT value")
-    return match.group(1)
+    return _split_dt(text)[0] if text else value
 
 
 def years_between(earlier: str, later: str) -> int | None:
