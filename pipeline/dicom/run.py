@@ -52,13 +52,26 @@ class RunSummary:
 
 
 def discover(source: Path) -> list[Path]:
-    """Every regular file under ``source``, any name, in a stable order."""
+    """Every regular file under ``source``, any name, in a stable order.
+
+    A folder that cannot be listed is returned as an entry of its own, so it
+    is accounted for (as unreadable) instead of silently skipped.
+    """
+    if not source.exists():
+        raise CurationError(f"SOURCE {source} does not exist")
     if source.is_file():
         return [source]
     found: list[Path] = []
-    for folder, dirs, files in os.walk(source):
+
+    def unreadable(error: OSError) -> None:
+        if error.filename:
+            found.append(Path(error.filename))
+
+    for folder, dirs, files in os.walk(source, onerror=unreadable):
         dirs.sort()
         found += [Path(folder) / f for f in sorted(files) if not f.startswith(TEMP_PREFIX)]
+        # os.walk lists symlinks to folders under dirs without following them.
+        found += [Path(folder) / d for d in dirs if (Path(folder) / d).is_symlink()]
     return found
 
 
@@ -91,6 +104,15 @@ def _init_worker(key_material: bytes, profile: Profile, output: str, keep: bool)
 
 def _work(path: Path) -> tuple[DeidResult, bytes | None]:
     """Process one path in a worker; return the input bytes only when they must be quarantined."""
+    if not path.is_file():
+        # A FIFO would block, a device never ends, a dangling link has nothing.
+        if path.is_symlink() and path.is_dir():
+            kind = "a link to a folder (not followed, to avoid cycles): give its target as SOURCE"
+        elif path.is_dir():
+            kind = "a folder that cannot be listed: check its permissions"
+        else:
+            kind = "a FIFO, socket, device or dangling link: nothing to read"
+        return DeidResult(path, "", Outcome.QUARANTINED, "not a regular file", kind), None
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -133,3 +133,25 @@ def test_private_location_inside_output_is_refused(tmp_path: Path, research: Pro
         deidentify_tree(
             tmp_path / "in", tmp_path / "in" / "out", KEY, research, PrivateStore(tmp_path / "p")
         )
+
+
+def test_special_files_and_missing_source_are_reported(tmp_path: Path, research: Profile) -> None:
+    import os
+
+    from tests.dicom.conftest import tiny_mr
+
+    source = tmp_path / "in"
+    source.mkdir()
+    tiny_mr().save_as(source / "a.dcm", enforce_file_format=True)
+    os.mkfifo(source / "pipe")  # reading it would block the run forever
+    (source / "dangling").symlink_to(tmp_path / "gone.dcm")
+    summary, store, _ = deid(source, tmp_path, research)
+    outcomes = outcome_of(store, summary)
+    assert outcomes["pipe"] == ("quarantined", "not a regular file")
+    assert outcomes["dangling"] == ("quarantined", "not a regular file")
+    assert outcomes["a.dcm"][0] == "written"
+    assert summary.seen == 3
+    with pytest.raises(CurationError, match="does not exist"):
+        deidentify_tree(
+            tmp_path / "nowhere", tmp_path / "o", KEY, research, PrivateStore(tmp_path / "p")
+        )
