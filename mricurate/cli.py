@@ -58,6 +58,7 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         private,
         jobs=args.jobs,
         keep_burned_in=args.keep_burned_in,
+        dicomdir=args.dicomdir,
     )
     print(f"run {summary.run_id}: profile {profile.name}, {summary.seen} file(s) seen")
     for outcome, count in sorted(summary.outcomes.items()):
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dry-run", action="store_true", help="explain one file: each element before -> after"
+    )
+    p.add_argument(
+        "--dicomdir",
+        action="store_true",
+        help="lay OUTPUT out as a DICOM File-set with a new DICOMDIR (OUTPUT must be empty)",
     )
     p.set_defaults(func=_cmd_deid)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +80,10 @@ def remove_stale_temps(folder: Path) -> int:
     """Delete temporary files a crashed run left in ``folder``; return how many."""
     stale = list(folder.glob(f"{TEMP_PREFIX}*")) if folder.is_dir() else []
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     return len(stale)
 
 

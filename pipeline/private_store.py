@@ -102,6 +102,15 @@ class PrivateStore:
                 [(sha, run_id, *asdict(link).values(), output) for sha, output, link in links],
             )
 
+    def move_outputs(self, run_id: str, moved: dict[str, str]) -> None:
+        """Record new output paths after the release was re-laid out (``--dicomdir``)."""
+        with self._connect() as db:
+            for table in ("inputs", "links"):
+                db.executemany(
+                    f"UPDATE {table} SET output_path = ? WHERE run_id = ? AND output_path = ?",
+                    [(new, run_id, old) for old, new in moved.items()],
+                )
+
     def finish_run(self, run_id: str, finished_at: str, summary: dict[str, object]) -> None:
         with self._connect() as db:
             db.execute(

@@ -13,13 +13,14 @@ import datetime as dt
 import os
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.atomic import TEMP_PREFIX, remove_stale_temps
 from pipeline.dicom.deidentify import DeidResult, Outcome, deidentify_file, quiet_pydicom
+from pipeline.dicom.dicomdir import write_fileset
 from pipeline.dicom.profile import Profile
 from pipeline.dicom.uids import UidMapper
 from pipeline.errors import CurationError
@@ -156,12 +157,20 @@ def deidentify_tree(
     *,
     jobs: int = 1,
     keep_burned_in: bool = False,
-    progress: Iterable[None] | None = None,
+    dicomdir: bool = False,
 ) -> RunSummary:
-    """De-identify every file under ``source`` into ``output``."""
+    """De-identify every file under ``source`` into ``output``.
+
+    With ``dicomdir`` the release is laid out as a DICOM File-set with a new
+    DICOMDIR (see :mod:`pipeline.dicom.dicomdir`); OUTPUT must then be empty.
+    """
     check_locations(source, output, private.root)
     output.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output)  # left by a run that was cut off
+    if dicomdir and any(output.iterdir()):
+        raise CurationError(
+            f"--dicomdir writes a whole File-set: OUTPUT {output} must be empty (or new)"
+        )
     paths = discover(source.resolve())
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     private.start_run(
@@ -218,6 +227,8 @@ def deidentify_tree(
         if len(pending) >= COMMIT_BATCH:
             settle()
     settle()
+    if dicomdir and committed:
+        private.move_outputs(run_id, write_fileset(output, sorted(committed)))
     summary = RunSummary(run_id, len(paths), dict(outcomes), dict(reasons), dict(carried))
     private.finish_run(run_id, dt.datetime.now(dt.UTC).isoformat(), summary.as_dict())
     return summary

@@ -155,3 +155,27 @@ def test_special_files_and_missing_source_are_reported(tmp_path: Path, research:
         deidentify_tree(
             tmp_path / "nowhere", tmp_path / "o", KEY, research, PrivateStore(tmp_path / "p")
         )
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
+def test_dicomdir_is_new_valid_and_indexes_every_written_file(
+    tree: tuple[Path, list[Subject]], tmp_path: Path, research: Profile
+) -> None:
+    import subprocess
+
+    from pydicom.fileset import FileSet
+
+    source, subjects = tree
+    summary, store, out = deid(source, tmp_path, research, dicomdir=True)
+    fileset = FileSet(dcmread(out / "DICOMDIR"))
+    assert len(list(fileset)) == summary.written
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    recorded = {
+        str(row["output_path"]) for row in store.inputs_for(summary.run_id) if row["output_path"]
+    }
+    assert on_disk == {"DICOMDIR"} | recorded  # the link table follows the move
+    assert leaked_values(out, [v for s in subjects for v in s.phi.values()]) == []
+    result = subprocess.run(["dciodvfy", str(out / "DICOMDIR")], capture_output=True, text=True)
+    assert not [x for x in (result.stdout + result.stderr).splitlines() if x.startswith("Error")]
+    with pytest.raises(CurationError, match="must be empty"):
+        deid(source, tmp_path, research, dicomdir=True)
