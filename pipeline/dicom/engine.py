@@ -36,9 +36,11 @@ from pipeline.dicom.uids import UidMapper
 from pipeline.keys import SecretKey
 
 PATIENT_BIRTH_DATE = 0x00100030
-# Values of these VRs are plain ASCII with no character set: safe to handle as bytes.
-ASCII_VRS = frozenset({"AS", "DA", "DT", "TM", "UI"})
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "UR"})
+# String VRs whose ASCII values can be read and written as bytes (see _value).
+_RAW_TEXT_VRS = TEXT_VRS | {"AS", "DA", "DT", "TM", "UI", "PN"}
+# String VRs in which a backslash is text, not a value delimiter.
+_SINGLE_VALUED = frozenset({"LT", "ST", "UT", "UR"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 NUMERIC_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "AT"})
 DUMMY: dict[str, object] = {
@@ -360,7 +362,7 @@ def _pseudonym(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext,
             return key.pseudonym("person", normalise_name(value), prefix="P-")
         return key.pseudonym("id", normalise_id(value), prefix="ID-")
 
-    _replace(ds, tag, vr, _map_values(ds[tag].value, one), ctx, path, rule)
+    _replace(ds, tag, vr, _map_values(_value(ds, tag, vr), one), ctx, path, rule)
 
 
 def _clean(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:
@@ -379,7 +381,13 @@ def _clean(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
             _record(ctx, ds, tag, _show(ds[tag].value), path, rule)
         return
     _replace(
-        ds, tag, vr, _map_values(ds[tag].value, lambda v: clean_text(v, ctx.terms)), ctx, path, rule
+        ds,
+        tag,
+        vr,
+        _map_values(_value(ds, tag, vr), lambda v: clean_text(v, ctx.terms)),
+        ctx,
+        path,
+        rule,
     )
 
 
@@ -408,11 +416,22 @@ def _map_values(value: object, func: Callable[[str], str]) -> object:
 
 
 def _value(ds: Dataset, tag: BaseTag, vr: str) -> object:
-    """The element's value; ASCII-only VRs still raw are split without pydicom's conversion."""
+    """The element's value, split from the raw bytes where that needs no decoding.
+
+    Bytes that are pure ASCII (and hold no ISO 2022 escape) mean the same in
+    every DICOM character set, so pydicom's slower conversion is only used for
+    the rest.
+    """
     raw = ds.get_item(tag)
-    if vr in ASCII_VRS and isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
-        text = raw.value.decode("latin-1").rstrip("\0 ")
-        return [v.strip("\0 ") for v in text.split("\\")] if text else None
+    if vr in _RAW_TEXT_VRS and isinstance(raw, RawDataElement):
+        data = raw.value
+        if isinstance(data, bytes) and data.isascii() and b"\x1b" not in data:
+            text = data.decode("ascii").rstrip("\0 ")
+            if not text:
+                return None
+            if vr in _SINGLE_VALUED:
+                return text
+            return [v.strip("\0 ") for v in text.split("\\")]
     return ds[tag].value
 
 
@@ -423,26 +442,27 @@ def _replace(
         _record(ctx, ds, tag, _show(value), path, rule)
     ctx.edits += 1
     original = ds.get_item(tag)
-    if vr in ASCII_VRS and isinstance(original, RawDataElement) and _is_text(value):
-        # Encode the few ASCII VRs directly: the writer copies raw bytes as they are.
-        ds[tag] = _raw_ascii(tag, vr, value, original)
+    if vr in _RAW_TEXT_VRS and isinstance(original, RawDataElement) and _is_ascii_text(value):
+        # ASCII is the same bytes in every character set: encode it directly, and
+        # the writer copies raw bytes as they are.
+        ds[tag] = _raw_text(tag, vr, value, original)
         return
     ds[tag] = DataElement(tag, vr, value)
 
 
-def _is_text(value: object) -> bool:
-    return (
-        value is None
-        or isinstance(value, str)
-        or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-    )
+def _is_ascii_text(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.isascii()
+    return isinstance(value, list) and all(isinstance(v, str) and v.isascii() for v in value)
 
 
-def _raw_ascii(
+def _raw_text(
     tag: BaseTag, vr: str, value: str | list[str] | None, like: RawDataElement
 ) -> RawDataElement:
     text = value if isinstance(value, str) else "\\".join(value or [])
-    data = text.encode("ascii", "replace")
+    data = text.encode("ascii")
     if len(data) % 2:
         data += b"\0" if vr == "UI" else b" "
     return RawDataElement(
