@@ -174,7 +174,16 @@ def find_rule(profile: Profile, tag: int, vr: str, creators: dict[int, str]) -> 
         if profile.private_safe is not None and slot in profile.safe_private:
             return profile.private_safe
         return profile.private_all or _KEEP_UNNAMED
-    if element == 0 and group > 0x0002:
+    cached = profile.public_cache.get((tag, vr))
+    if cached is not None:
+        return cached
+    rule = _find_public_rule(profile, tag, vr)
+    profile.public_cache[(tag, vr)] = rule
+    return rule
+
+
+def _find_public_rule(profile: Profile, tag: int, vr: str) -> Rule:
+    if tag & 0xFFFF == 0 and tag >> 16 > 0x0002:
         return _REMOVE_GROUP_LENGTH
     rule = profile.exact.get(tag)
     if rule is not None:

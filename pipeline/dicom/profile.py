@@ -104,7 +104,11 @@ class Profile:
     date_shift_days: tuple[int, int]
     age_limit: int | None
     sop: SopPolicy
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Public (tag, VR) -> rule, filled as files are walked: masks and defaults
+    # are then looked up once per attribute, not once per element.
+    public_cache: dict[tuple[int, str], Rule] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def all_rules(self) -> list[Rule]:
         """Every effective rule, for `rules show`."""
