@@ -202,3 +202,25 @@ def test_retain_safe_private_keeps_the_safe_list(key: SecretKey, tmp_path: objec
     assert out.private_block(0x0019, "SIEMENS MR HEADER")[0x0C].value == "1000"
     assert not any(t.group == 0x0009 for t in out.keys())  # not on the list: gone, creator too
     assert "113111" in {i.CodeValue for i in out.DeidentificationMethodCodeSequence}
+
+
+def test_one_name_in_two_character_sets_gets_one_pseudonym(
+    key: SecretKey, research: Profile
+) -> None:
+    """Latin-1 and UTF-8 files naming the same person link to one subject."""
+    import io
+
+    from pipeline.dicom.deidentify import read_dicom
+
+    outputs = []
+    for charset, name in (("ISO_IR 100", "Müller^José^"), ("ISO_IR 192", "MÜLLER^JOSÉ")):
+        ds = tiny_mr()
+        del ds.PatientID
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        encoded = buffer.getvalue()
+        assert ("Müller".encode("latin-1") in encoded) == (charset == "ISO_IR 100")
+        outputs.append(run(read_dicom(encoded, "test"), key, research).PatientName)
+    assert outputs[0] == outputs[1]
