@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydicom import config, dcmread
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
@@ -93,17 +94,41 @@ def read_dicom(data: bytes, label: str) -> Dataset:
     """
     if not data:
         raise UnreadableInput(f"{label}: empty file (0 bytes)")
-    try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            ds = dcmread(io.BytesIO(data))
-        except InvalidDicomError:
-            # No 128-byte preamble: old exports and some PACS write bare datasets.
-            ds = dcmread(io.BytesIO(data), force=True)
-        ds.get_item(0x00080016)  # force a full parse of the first elements
-        for _ in ds.keys():
-            pass
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, OverflowError) as exc:
-        raise UnreadableInput(f"{label}: not readable as DICOM ({type(exc).__name__})") from None
+            forced = False
+            try:
+                ds = dcmread(io.BytesIO(data))
+            except InvalidDicomError:
+                # No 128-byte preamble: old exports and some PACS write bare datasets.
+                forced = True
+                ds = dcmread(io.BytesIO(data), force=True)
+        except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, OverflowError) as exc:
+            raise UnreadableInput(
+                f"{label}: not readable as DICOM ({type(exc).__name__})"
+            ) from None
+    # pydicom only warns when the file ends inside an element (and then keeps
+    # what it has): that is a truncated copy, never something to release.
+    if any("End of file" in str(w.message) or "delimiter" in str(w.message) for w in caught):
+        raise UnreadableInput(
+            f"{label}: truncated (the file ends inside an element); copy it again from its source"
+        )
+    if forced and not _UID_TEXT.match(str(ds.get("SOPClassUID", "")).strip("\0 ")):
+        raise UnreadableInput(f"{label}: not DICOM (no preamble and no valid SOP Class UID)")
+    for element in ds.elements():
+        # pydicom keeps the bytes it could read: a value shorter than its
+        # declared length means the file ends inside it.
+        if (
+            isinstance(element, RawDataElement)
+            and element.length != 0xFFFFFFFF
+            and isinstance(element.value, bytes)
+            and len(element.value) < element.length
+        ):
+            raise UnreadableInput(
+                f"{label}: truncated inside element {element.tag} "
+                f"({len(element.value)} of {element.length} bytes); copy it again from its source"
+            )
     sop_class = ds.get("SOPClassUID")
     sop_instance = ds.get("SOPInstanceUID")
     if sop_class is None or not _UID_TEXT.match(str(sop_class).strip("\0 ")):
@@ -132,8 +157,14 @@ def _is_dicomdir(ds: Dataset) -> bool:
 
 
 def _check_pixel_length(ds: Dataset, label: str) -> None:
-    """A native (uncompressed) pixel data element shorter than declared means truncation."""
+    """An image without pixel data, or with fewer bytes than declared, was cut short."""
     if "PixelData" not in ds:
+        float_pixels = 0x7FE00008 in ds or 0x7FE00009 in ds  # Float / Double Float Pixel Data
+        if "Rows" in ds and not float_pixels:
+            raise UnreadableInput(
+                f"{label}: an image header without pixel data: truncated, or pixels stripped "
+                "by the exporter; export it again with its pixel data"
+            )
         return
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -263,10 +294,29 @@ def _code_items(codes: tuple[MethodCode, ...]) -> tuple[Dataset, ...]:
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
+    """The syntax to write in: the file's own, unless its dataset contradicts it.
+
+    Some exporters label an implicit VR dataset as explicit VR.  Elements read
+    that way carry no VR, so a native file is written back as Implicit VR
+    Little Endian (a lossless relabelling); a compressed one cannot be, and is
+    refused rather than written inconsistent.
+    """
+    implicit, little = ds.original_encoding
+    # pydicom reports the encoding the meta promised; raw elements without a VR
+    # show what it actually found.
+    first_raw = next((e for e in ds.elements() if isinstance(e, RawDataElement)), None)
+    implicit = implicit or (first_raw is not None and first_raw.VR is None)
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("TransferSyntaxUID"):
-        return UID(meta.TransferSyntaxUID)
-    implicit, little = ds.original_encoding
+        syntax = UID(meta.TransferSyntaxUID)
+        if not (implicit and not syntax.is_implicit_VR):
+            return syntax
+        if syntax.is_compressed:
+            raise UnreadableInput(
+                f"dataset is implicit VR but its transfer syntax ({syntax.name}) is explicit VR: "
+                "a damaged export; export it again"
+            )
+        return ImplicitVRLittleEndian
     if implicit:
         return ImplicitVRLittleEndian
     return ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian
