@@ -91,16 +91,28 @@ def check_locations(source: Path, output: Path, private: Path) -> None:
 # Results are made durable and renamed in batches of this many files.
 COMMIT_BATCH = 256
 
-# Worker state, set once per process by _init_worker.
-_STATE: dict[str, object] = {}
+
+@dataclass(frozen=True)
+class _WorkerState:
+    """What each worker process needs, set once by :func:`_init_worker`."""
+
+    key: SecretKey
+    profile: Profile
+    uids: UidMapper
+    output: Path
+    keep_burned_in: bool
+
+
+_worker: _WorkerState | None = None
 
 
 def _init_worker(key_material: bytes, profile: Profile, output: str, keep: bool) -> None:
     """Set up a worker once: the profile arrives already parsed (no YAML per process)."""
+    global _worker
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     quiet_pydicom()
     key = SecretKey(key_material)
-    _STATE.update(key=key, profile=profile, uids=UidMapper(key), output=Path(output), keep=keep)
+    _worker = _WorkerState(key, profile, UidMapper(key), Path(output), keep)
 
 
 def _work(path: Path) -> tuple[DeidResult, bytes | None]:
@@ -121,17 +133,12 @@ def _work(path: Path) -> tuple[DeidResult, bytes | None]:
             path, "", Outcome.QUARANTINED, "unreadable (I/O error)", f"{type(exc).__name__}"
         )
         return result, None
-    digest = sha256_of(data)
+    state = _worker
+    assert state is not None, "_init_worker sets up every worker before it works"
     result = deidentify_file(
-        path,
-        data,
-        digest,
-        _STATE["output"],  # type: ignore[arg-type]
-        _STATE["key"],  # type: ignore[arg-type]
-        _STATE["profile"],  # type: ignore[arg-type]
-        _STATE["uids"],  # type: ignore[arg-type]
-        keep_burned_in=bool(_STATE["keep"]),
-    )
+        path, data, sha256_of(data), state.output, state.key, state.profile, state.uids,
+        keep_burned_in=state.keep_burned_in,
+    )  # fmt: skip
     keep_bytes = result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK)
     return result, data if keep_bytes else None
 
@@ -207,7 +214,10 @@ def deidentify_tree(
                 )
             outcomes[result.outcome.value] += 1
             if result.reason:
-                reasons[result.reason].append(result.sha256[:12] or "io-error")
+                # Opaque keys only: the content hash, or for what could not be read a
+                # hash of its path (paths can hold names).
+                opaque = result.sha256[:12] or "path-" + sha256_of(bytes(result.input_path))[:8]
+                reasons[result.reason].append(opaque)
             carried.update(result.carried)
             rows.append(
                 (
