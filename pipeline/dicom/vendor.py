@@ -21,9 +21,6 @@ from pydicom.dataset import Dataset
 
 from pipeline.dicom.engine import private_creators
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # nibabel warns about its experimental DICOM readers
-    from nibabel.nicom import csareader
 
 DIFFUSION_B_VALUE = 0x00189087
 DIFFUSION_GRADIENT_ORIENTATION = 0x00189089
@@ -66,6 +63,9 @@ def _siemens(ds: Dataset, creators: dict[int, str]) -> tuple[float | None, list[
     data = _private_value(ds, creators, 0x0029, "SIEMENS CSA HEADER", 0x10)
     if not isinstance(data, bytes) or not _csa_has_items(data, b"B_value"):
         return None, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nibabel warns about its experimental DICOM readers
+        from nibabel.nicom import csareader  # imported on first use: most files never need it
     try:
         tags = csareader.read(data)["tags"]  # type: ignore[no-untyped-call]
     except Exception:
