@@ -21,7 +21,6 @@ from pydicom.dataset import Dataset
 
 from pipeline.dicom.engine import private_creators
 
-
 DIFFUSION_B_VALUE = 0x00189087
 DIFFUSION_GRADIENT_ORIENTATION = 0x00189089
 DIFFUSION_DIRECTIONALITY = 0x00189075
