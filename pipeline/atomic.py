@@ -85,25 +85,3 @@ def remove_stale_temps(folder: Path) -> int:
         else:
             path.unlink(missing_ok=True)
     return len(stale)
-
-
-def temp_path_beside(path: Path) -> Path:
-    """Reserve a temporary name in ``path``'s folder for a writer that needs a path.
-
-    The caller renames it with :func:`commit` or removes it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def commit(tmp: Path, path: Path, mode: int = 0o644) -> None:
-    """fsync ``tmp`` and rename it onto ``path``."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

@@ -95,7 +95,6 @@ class FileContext:
     originals: Dataset  # the identifying elements as read (see deidentify._snapshot)
     changes: list[Change] | None = None  # filled only when explaining (dry run)
     applied_options: set[str] = field(default_factory=set)
-    unparseable_dates: int = 0
     edits: int = 0  # elements changed so far; lets unchanged sequences stay raw
 
     @cached_property
@@ -353,7 +352,6 @@ def _shift(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
     try:
         value = _map_values(_value(ds, tag, vr), transform)
     except DateFormatError:
-        ctx.unparseable_dates += 1
         value = None  # not a date we can move: empty rather than leak it
     _replace(ds, tag, vr, value, ctx, path, rule)
 
