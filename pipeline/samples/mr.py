@@ -661,14 +661,15 @@ def _diffusion_frame(
     return bytes(np.clip(image * 2200.0, 0, 4095).astype("<u2").tobytes())
 
 
-def _add_pixel_module(ds: Dataset, rows: int, cols: int) -> None:
+def _add_pixel_module(ds: Dataset, rows: int, cols: int, *, bits: int = 12) -> None:
+    """Grey-scale Image Pixel module: 12 bits stored in 16 (MR) or 8 in 8 (captures)."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = rows
     ds.Columns = cols
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
+    ds.BitsAllocated = 8 if bits <= 8 else 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
     ds.PixelRepresentation = 0
 
 
@@ -1505,14 +1506,7 @@ def _secondary_capture(series: _Series, sop_uid: str, moment: datetime) -> Datas
     _burn_text(image, phi.patient_id, 36, 6, 3, 250)
     birth = phi.birth_date
     _burn_text(image, f"DOB {birth[:4]}-{birth[4:6]}-{birth[6:]}", 66, 6, 3, 250)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
+    _add_pixel_module(ds, rows, cols, bits=8)
     ds.PixelData = image.tobytes()
     return ds
 
