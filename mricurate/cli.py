@@ -96,6 +96,41 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from pipeline.pixels.ocr import TesseractEngine
+    from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
+    from pipeline.private_store import sha256_of
+
+    engine = TesseractEngine(language=args.lang)
+    findings = scan_tree(Path(args.source), engine, jobs=args.jobs, prefilter=not args.no_prefilter)
+    if args.json:
+        write_findings(findings, Path(args.json))
+    counts = Counter(f.status for f in findings)
+    print(f"scanned {len(findings)} file(s) with {engine.name}")
+    for status in ScanStatus:
+        print(f"  {status.value:<8} {counts.get(status, 0)}")
+    own = sum(any(m.kind.from_header for m in f.phi_matches) for f in findings)
+    print(f"  {own} file(s) show their own header PHI in the pixels")
+    skipped = sum(f.ocr_skipped_by_prefilter for f in findings)
+    read = sum(f.images_scanned for f in findings)
+    print(f"  images read by OCR {read}, skipped by the pre-filter {skipped}")
+    for status in (ScanStatus.FLAGGED, ScanStatus.ERROR):
+        # Opaque keys only: paths can hold names.
+        keys = [
+            f.key or "path-" + sha256_of(f.path.encode())[:8]
+            for f in findings
+            if f.status is status
+        ]
+        if keys:
+            shown = ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
+            print(f"  - {status.value}: [{shown}]")
+    if args.json:
+        print(f"findings (hold PHI: keep them private): {Path(args.json).resolve()}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
@@ -144,6 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = rsub.add_parser("check", help="validate a site or profile file")
     check.add_argument("file")
     p.set_defaults(func=_cmd_rules)
+
+    p = sub.add_parser("scan", help="find burned-in text in pixel data, overlays and icons")
+    p.add_argument("source")
+    p.add_argument(
+        "--json", metavar="FINDINGS", help="write the findings here (they hold PHI: keep private)"
+    )
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--lang", default="eng", help="tesseract language(s), e.g. eng+deu")
+    p.add_argument(
+        "--no-prefilter",
+        action="store_true",
+        help="OCR every image whole, even those the pre-filter judges free of text",
+    )
+    p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("demo", help="run the pipeline on a generated sample")
     p.add_argument("folder", nargs="?", help="where to write (default: a new temp folder)")

@@ -12,6 +12,8 @@ from pathlib import Path
 from pipeline.dicom.profile import load_profile
 from pipeline.dicom.run import deidentify_tree
 from pipeline.keys import generate_key, load_key, write_key
+from pipeline.pixels.ocr import TesseractEngine
+from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.samples.mr import write_sample_tree
 
@@ -48,9 +50,14 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
         print(f"     {outcome:<12} {count}")
     for reason, keys in sorted(summary.reasons.items()):
         print(f"     - {reason}: {len(keys)}")
+    print("3. scanning the pixels of the input for burned-in text (Tesseract)")
+    findings = scan_tree(incoming, TesseractEngine(), jobs=jobs)
+    write_findings(findings, private_dir / "findings.json")
+    flagged = [f for f in findings if f.status is ScanStatus.FLAGGED]
+    print(f"     {len(flagged)} of {len(findings)} file(s) flagged; findings (PHI) in private/")
     planted = [v for person in people for v in person.phi.values()]
     leaks = leaked_values(release, planted)
-    print(f"3. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
+    print(f"4. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
     print()
     print(f"Look at the release:       {release}")
     print(f"  e.g. dcmdump $(find {release} -name '*.dcm' | head -1)")

@@ -76,3 +76,28 @@ def test_deid_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
     private = key.parent / "private"
     assert (private / "links.sqlite").exists()
     assert len(list((private / "quarantine").rglob("*.json"))) == 2
+
+
+def test_scan_flags_burned_in_text_and_writes_private_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    from pipeline.samples.mr import make_subjects, mr_series, other_objects
+
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract not installed")
+    subject = make_subjects(1)[0]
+    source = tmp_path / "in"
+    source.mkdir()
+    other_objects(subject)["secondary_capture"].save_as(source / "sc.dcm", enforce_file_format=True)
+    mr_series(subject, n_slices=1)[0].save_as(source / "mr.dcm", enforce_file_format=True)
+    findings = tmp_path / "private" / "findings.json"
+    assert main(["scan", str(source), "--json", str(findings)]) == 0
+    out = capsys.readouterr().out
+    assert "flagged  1" in out and "clear    1" in out
+    assert subject.phi.patient_id not in out  # the log names files by opaque keys only
+    records = {r["path"]: r for r in json.loads(findings.read_text())}
+    assert records["sc.dcm"]["flagged"] and not records["mr.dcm"]["flagged"]
+    assert oct(findings.stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,542 @@
+"""Scan files for burned-in text: one finding per file, written as JSON.
+
+For each input the scan records why its header already says the pixels may
+carry text (the same signals that hold a file back in ``deid``), which
+words OCR read in which image, and which of them are the file's own PHI.
+A file is *flagged* when its header signals burned-in text or when any
+word was read in its pixels, overlays or icon; the cleaning step (later)
+and a reviewer start from the flagged files.
+
+Like ``deid``, every input ends in a finding: a file that cannot be read or
+decoded gets one with ``error`` set (status ``error``; it was not scanned,
+so it is not cleared), and the scan goes on.
+
+The findings hold PHI (the words read, the input paths): they are written
+with mode 0600 and belong in the private location, never in a release.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from pipeline.atomic import atomic_write_text
+from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
+from pipeline.dicom.profile import SopPolicy, load_sop_policy
+from pipeline.dicom.run import discover
+from pipeline.errors import InputError
+from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
+from pipeline.pixels.ocr import OcrEngine, Word
+from pipeline.pixels.phi import HeaderTerm, PhiMatch, header_terms, match_words
+from pipeline.pixels.prefilter import Box, needs_ocr
+from pipeline.pixels.prepare import text_map
+from pipeline.private_store import sha256_of
+from pipeline.rulefiles import rules_root
+
+__all__ = [
+    "FoundWord",
+    "OverlayPlane",
+    "ScanFinding",
+    "ScanStatus",
+    "header_signals",
+    "scan_dataset",
+    "scan_file",
+    "scan_tree",
+    "write_findings",
+]
+
+# Prepared images are sent to the engine in batches of about this many
+# pixels, so a long multi-frame file never holds all its frames at once.
+_OCR_BATCH_PIXELS = 16_000_000
+
+
+class ScanStatus(enum.Enum):
+    CLEAR = "clear"  # scanned: no header signal, no text found
+    FLAGGED = "flagged"  # a header signal or text in the pixels
+    ERROR = "error"  # not scanned (unreadable or undecodable): not cleared either
+
+
+@dataclass(frozen=True)
+class FoundWord:
+    """A word read in one image of a file, boxed in that image's pixels."""
+
+    text: str
+    box: tuple[int, int, int, int]  # x, y, w, h
+    confidence: float
+    image: str  # "frame 0", "overlay 6000", "overlay 6010 frame 2", "icon"
+
+
+@dataclass(frozen=True)
+class OverlayPlane:
+    """An overlay plane the file declares, and how much it draws."""
+
+    image: str
+    group: int
+    bit: int | None  # set when the plane lives in unused bits of the pixel data
+    set_pixels: int
+
+
+@dataclass(frozen=True)
+class ScanFinding:
+    """What the scan found in one input.
+
+    Attributes
+    ----------
+    path : str
+        The input's path relative to SOURCE (PHI: paths can hold names).
+    key : str
+        Opaque key: the first 12 hex digits of the input's SHA-256 (empty
+        when it could not be read).
+    flagged : bool
+        A header signal, or any word read in pixels, overlays or icons.
+    status : ScanStatus
+        ``flagged``, ``clear``, or ``error`` (see ``error``).
+    header_signals : tuple of str
+        Why the header alone says the pixels may carry text.
+    words : tuple of FoundWord
+        Everything the engine read, low confidence included.
+    phi_matches : tuple of PhiMatch
+        Words recognised as this file's header PHI or as generic PHI.
+    images_scanned : int
+        Images read by the engine.
+    ocr_skipped_by_prefilter : int
+        Images the pre-filter judged free of text (not read).
+    identical_frames : int
+        Frames identical to an earlier one (their words are the earlier
+        frame's, repeated under their own label).
+    overlays : tuple of OverlayPlane
+        Every overlay plane found, empty ones included.
+    error : str or None
+        Why the input could not be scanned; names it by its key only.
+    """
+
+    path: str
+    key: str
+    flagged: bool
+    status: ScanStatus
+    header_signals: tuple[str, ...] = ()
+    words: tuple[FoundWord, ...] = ()
+    phi_matches: tuple[PhiMatch, ...] = ()
+    images_scanned: int = 0
+    ocr_skipped_by_prefilter: int = 0
+    identical_frames: int = 0
+    overlays: tuple[OverlayPlane, ...] = field(default=())
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON record (``data_contracts/findings.schema.json``)."""
+        return {
+            "path": self.path,
+            "key": self.key,
+            "status": self.status.value,
+            "flagged": self.flagged,
+            "header_signals": list(self.header_signals),
+            "words": [
+                {
+                    "text": w.text,
+                    "box": list(w.box),
+                    "confidence": round(w.confidence, 2),
+                    "image": w.image,
+                }
+                for w in self.words
+            ],
+            "phi_matches": [
+                {
+                    "word": m.text,
+                    "matched": m.kind.value,
+                    "from_header": m.kind.from_header,
+                    "box": list(m.box),
+                    "distance": m.distance,
+                    "image": m.image,
+                }
+                for m in self.phi_matches
+            ],
+            "overlays": [
+                {
+                    "image": o.image,
+                    "group": f"{o.group:04X}",
+                    "bit": o.bit,
+                    "set_pixels": o.set_pixels,
+                }
+                for o in self.overlays
+            ],
+            "images_scanned": self.images_scanned,
+            "ocr_skipped_by_prefilter": self.ocr_skipped_by_prefilter,
+            "identical_frames": self.identical_frames,
+            "error": self.error,
+        }
+
+
+# ---------------------------------------------------------------------------
+# Header signals
+# ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _default_policy() -> SopPolicy:
+    return load_sop_policy(rules_root() / "dicom" / "sop_classes.yaml")
+
+
+def header_signals(ds: Dataset, policy: SopPolicy | None = None) -> tuple[str, ...]:
+    """Why the header says the pixels may carry burned-in text.
+
+    The same signals as ``deid``'s hold-back (``rules/dicom/sop_classes.yaml``),
+    plus SequenceOfUltrasoundRegions: ultrasound screens carry the patient's
+    name above the regions.
+    """
+    policy = policy or _default_policy()
+    signals: list[str] = []
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        signals.append("BurnedInAnnotation YES")
+    sop_class = str(ds.get("SOPClassUID", "")).strip("\0 ")
+    if sop_class in policy.burned_in_sop_classes:
+        signals.append(f"SOP class {policy.burned_in_sop_classes[sop_class]}")
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if modality in policy.burned_in_modalities:
+        signals.append(f"modality {modality}")
+    image_type = {str(v).strip().upper() for v in (ds.get("ImageType") or [])}
+    for required in policy.burned_in_image_types:
+        if required <= image_type:
+            signals.append("ImageType " + "\\".join(sorted(required)))
+    if str(ds.get("ConversionType", "")).strip():
+        signals.append("ConversionType present")
+    if ds.get("SequenceOfUltrasoundRegions"):
+        signals.append("SequenceOfUltrasoundRegions present")
+    return tuple(signals)
+
+
+# ---------------------------------------------------------------------------
+# One dataset, one file
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Collector:
+    """Words and matches of one file as the batches come back from the engine."""
+
+    terms: tuple[HeaderTerm, ...]
+    words: dict[str, list[FoundWord]] = field(default_factory=dict)
+    matches: dict[str, list[PhiMatch]] = field(default_factory=dict)
+    scanned: set[str] = field(default_factory=set)
+
+    def add(self, label: str, words: list[Word], offset: tuple[int, int]) -> None:
+        """Record the words read in one piece of an image, ``offset`` (row, column) from its corner."""
+        self.scanned.add(label)
+        row, col = offset
+        if offset != (0, 0):
+            words = [replace(w, left=max(0, w.left + col), top=max(0, w.top + row)) for w in words]
+        found = [FoundWord(w.text, w.box, w.confidence, label) for w in words]
+        self.words.setdefault(label, []).extend(found)
+        matches = [replace(m, image=label) for m in match_words(words, self.terms)]
+        self.matches.setdefault(label, []).extend(matches)
+
+    def copy(self, source: str, label: str) -> None:
+        """A frame identical to ``source`` has its words, under its own label."""
+        self.words[label] = [replace(w, image=label) for w in self.words.get(source, [])]
+        self.matches[label] = [replace(m, image=label) for m in self.matches.get(source, [])]
+
+
+@dataclass(frozen=True, eq=False)
+class _Piece:
+    """Part of an image for the engine: the whole image, or a region where text may be."""
+
+    label: str
+    offset: tuple[int, int]  # (row, column) of the piece in the image's frame
+    pixels: npt.NDArray[np.uint8]
+
+
+def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
+    """What the engine reads of ``image``: None when the pre-filter finds no text.
+
+    Where the pre-filter found rows of letter-like shapes the engine reads
+    just those regions, cropped: tesseract's page layout analysis drops
+    small isolated text on a large page (a Siemens overlay's 8 px "Tra") and
+    reads anatomy texture as words, and both problems go away on crops.
+    Overlays are always read (whole, if no region stands out); so is
+    everything when the pre-filter is off or the image is too busy to judge.
+    """
+    mapped = text_map(image)
+    prepared = (255 - mapped).astype(np.uint8)
+    row, col = image.origin
+    whole = [_Piece(image.label, (row, col), prepared)]
+    if not prefilter:
+        return whole
+    decision = needs_ocr(mapped)
+    if not decision.ocr:
+        return whole if image.kind is ImageKind.OVERLAY else None
+    if decision.regions is None:
+        return whole
+    return [
+        _Piece(image.label, (row + y, col + x), prepared[y : y + h, x : x + w])
+        for x, y, w, h in _merged(decision.regions)
+    ]
+
+
+def _merged(regions: Sequence[Box]) -> list[Box]:
+    """Overlapping regions joined, so no text is read (and reported) twice."""
+    boxes = [(x, y, x + w, y + h) for x, y, w, h in regions]
+    merged = True
+    while merged:
+        merged = False
+        out: list[tuple[int, int, int, int]] = []
+        for box in boxes:
+            for i, other in enumerate(out):
+                if (
+                    box[0] < other[2]
+                    and other[0] < box[2]
+                    and box[1] < other[3]
+                    and other[1] < box[3]
+                ):
+                    out[i] = (min(box[0], other[0]), min(box[1], other[1]),
+                              max(box[2], other[2]), max(box[3], other[3]))  # fmt: skip
+                    merged = True
+                    break
+            else:
+                out.append(box)
+        boxes = out
+    return [
+        (x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in sorted(boxes, key=lambda b: (b[1], b[0]))
+    ]
+
+
+def scan_dataset(
+    ds: Dataset,
+    key_label: str,
+    engine: OcrEngine,
+    *,
+    path: str = "",
+    key: str = "",
+    policy: SopPolicy | None = None,
+    prefilter: bool = True,
+) -> ScanFinding:
+    """Scan every image of ``ds`` for burned-in text.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The file as read by :func:`pipeline.dicom.deidentify.read_dicom`.
+    key_label : str
+        How errors name the input (``input <key>``): never a path or a value.
+    engine : OcrEngine
+        Reads the images that pass the pre-filter.
+    path, key : str, optional
+        Recorded in the finding (see :class:`ScanFinding`).
+    policy : SopPolicy, optional
+        Burned-in header signals; by default the shipped ``sop_classes.yaml``.
+    prefilter : bool, optional
+        Skip OCR for images :func:`~pipeline.pixels.prefilter.needs_ocr`
+        judges free of text, and show the engine only the regions where it
+        found rows of letter-like shapes (see :func:`_pieces`).  Non-empty
+        overlay planes are always read.
+
+    Returns
+    -------
+    ScanFinding
+        ``flagged`` when a header signal is present or any word was read.
+
+    Raises
+    ------
+    UnreadableInput
+        The pixel data, an overlay or an icon cannot be decoded.
+    """
+    signals = header_signals(ds, policy)
+    collector = _Collector(header_terms(ds))
+    skipped = identical = 0
+    overlays: list[OverlayPlane] = []
+    duplicates: list[tuple[str, str]] = []
+    pending: list[_Piece] = []
+    pending_pixels = 0
+
+    def flush() -> None:
+        nonlocal pending_pixels
+        if pending:
+            results = engine.read([piece.pixels for piece in pending])
+            for piece, words in zip(pending, results, strict=True):
+                collector.add(piece.label, words, piece.offset)
+        pending.clear()
+        pending_pixels = 0
+
+    for image in iter_images(ds, key_label):
+        if image.same_as is not None:
+            identical += 1
+            duplicates.append((_label_of(image, image.same_as), image.label))
+            continue
+        if image.kind is ImageKind.OVERLAY:
+            count = int(np.count_nonzero(image.pixels))
+            overlays.append(OverlayPlane(image.label, image.group or 0, image.bit, count))
+            if count == 0:
+                continue
+        pieces = _pieces(image, prefilter)
+        if pieces is None:
+            skipped += 1
+            continue
+        pending += pieces
+        pending_pixels += sum(piece.pixels.size for piece in pieces)
+        if pending_pixels >= _OCR_BATCH_PIXELS:
+            flush()
+    flush()
+    for source, label in duplicates:
+        collector.copy(source, label)
+    words = tuple(w for found in collector.words.values() for w in found)
+    matches = tuple(m for found in collector.matches.values() for m in found)
+    flagged = bool(signals) or bool(words)
+    return ScanFinding(
+        path=path,
+        key=key,
+        flagged=flagged,
+        status=ScanStatus.FLAGGED if flagged else ScanStatus.CLEAR,
+        header_signals=signals,
+        words=words,
+        phi_matches=matches,
+        images_scanned=len(collector.scanned),
+        ocr_skipped_by_prefilter=skipped,
+        identical_frames=identical,
+        overlays=tuple(overlays),
+    )
+
+
+def _label_of(image: SourceImage, index: int) -> str:
+    return replace(image, same_as=None, index=index).label
+
+
+def scan_file(
+    path: Path,
+    engine: OcrEngine,
+    *,
+    source: Path | None = None,
+    policy: SopPolicy | None = None,
+    prefilter: bool = True,
+) -> ScanFinding:
+    """Read and scan one file; every failure becomes a finding with ``error`` set.
+
+    Parameters
+    ----------
+    path : Path
+        The input.
+    engine : OcrEngine
+        See :func:`scan_dataset`.
+    source : Path, optional
+        SOURCE of the run: the finding's path is relative to it.
+    policy, prefilter
+        See :func:`scan_dataset`.
+    """
+    relative = _relative(path, source)
+    if not path.is_file():
+        what = "a folder that cannot be listed" if path.is_dir() else "not a regular file"
+        return _failed(relative, "", f"{what}: nothing to scan")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _failed(relative, "", f"unreadable ({type(exc).__name__}); check its permissions")
+    key = sha256_of(data)[:12]
+    label = f"input {key}"
+    try:
+        ds = read_dicom(data, label)
+        return scan_dataset(
+            ds, label, engine, path=relative, key=key, policy=policy, prefilter=prefilter
+        )
+    except InputError as exc:
+        detail = exc.detail if exc.detail.startswith(label) else f"{label}: {exc.detail}"
+        return _failed(relative, key, detail)
+    except Exception as exc:
+        # A bug, or a file shaped in a way nobody foresaw: record it and go on.
+        return _failed(
+            relative, key, f"{label}: the scan failed ({type(exc).__name__}); report this file"
+        )
+
+
+def _failed(path: str, key: str, error: str) -> ScanFinding:
+    return ScanFinding(path=path, key=key, flagged=False, status=ScanStatus.ERROR, error=error)
+
+
+def _relative(path: Path, source: Path | None) -> str:
+    if source is None:
+        return path.name
+    base = source if source.is_dir() else source.parent
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        try:
+            return path.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            return path.name
+
+
+# ---------------------------------------------------------------------------
+# A whole tree
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _WorkerState:
+    engine: OcrEngine
+    source: Path
+    prefilter: bool
+
+
+_worker: _WorkerState | None = None
+
+
+def _init_worker(engine: OcrEngine, source: Path, prefilter: bool) -> None:
+    global _worker
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    quiet_pydicom()
+    _worker = _WorkerState(engine, source, prefilter)
+
+
+def _work(path: Path) -> ScanFinding:
+    state = _worker
+    assert state is not None, "_init_worker sets up every worker before it works"
+    return scan_file(path, state.engine, source=state.source, prefilter=state.prefilter)
+
+
+def _findings(
+    paths: list[Path], jobs: int, args: tuple[OcrEngine, Path, bool]
+) -> Iterator[ScanFinding]:
+    if jobs <= 1:
+        _init_worker(*args)
+        yield from map(_work, paths)
+        return
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=args) as pool:
+        yield from pool.map(_work, paths, chunksize=1)
+
+
+def scan_tree(
+    source: Path, engine: OcrEngine, jobs: int = 1, *, prefilter: bool = True
+) -> list[ScanFinding]:
+    """Scan every file under ``source`` (any name), ``jobs`` files at a time.
+
+    Files are found as ``deid`` finds them (:func:`pipeline.dicom.run.discover`);
+    each gets exactly one finding, in discovery order.  The engine is checked
+    once up front (a missing tesseract is a setup error, not a file's).
+
+    Raises
+    ------
+    CurationError
+        SOURCE does not exist, or the engine cannot run.
+    """
+    _ = engine.name  # fails early and clearly when the engine is not installed
+    root = source.resolve()
+    paths = discover(root)
+    return list(_findings(paths, max(1, jobs), (engine, root, prefilter)))
+
+
+def write_findings(findings: Sequence[ScanFinding], path: Path) -> None:
+    """Write the findings as a JSON list, atomically, readable by the owner only.
+
+    The records hold PHI (words read from the pixels, input paths): keep the
+    file in the private location.
+    """
+    records = [finding.as_dict() for finding in findings]
+    text = json.dumps(records, ensure_ascii=False, indent=1) + "\n"
+    atomic_write_text(path, text, mode=0o600)
