@@ -34,6 +34,7 @@ from pydicom.uid import (
 from pipeline import __version__
 from pipeline.atomic import write_temp
 from pipeline.dicom.engine import Change, FileContext, apply_profile
+from pipeline.dicom.image_header import burned_in_signals, expected_native_length
 from pipeline.dicom.profile import MethodCode, Profile
 from pipeline.dicom.uids import UidMapper
 from pipeline.dicom.vendor import carry_diffusion
@@ -170,16 +171,7 @@ def _check_pixel_length(ds: Dataset, label: str) -> None:
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is not None and UID(syntax).is_compressed:
         return
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.BitsAllocated)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
-        raise UnreadableInput(f"{label}: pixel data without a usable Image Pixel module") from None
-    expected = (rows * cols * samples * bits * frames + 7) // 8
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
-        expected = expected * 2 // 3  # two chroma samples share each pair of pixels
+    expected = expected_native_length(ds, label)
     actual = len(ds.get_item(0x7FE00010).value or b"")
     if actual < expected:
         raise UnreadableInput(
@@ -207,22 +199,7 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
         )
     if keep_burned_in:
         return
-    signals = []
-    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
-        signals.append("BurnedInAnnotation YES")
-    if sop_class in policy.burned_in_sop_classes:
-        signals.append(f"SOP class {policy.burned_in_sop_classes[sop_class]}")
-    modality = str(ds.get("Modality", "")).strip().upper()
-    if modality in policy.burned_in_modalities:
-        signals.append(f"modality {modality}")
-    image_type = {str(v).strip().upper() for v in (ds.get("ImageType") or [])}
-    if any(required <= image_type for required in policy.burned_in_image_types):
-        signals.append(
-            "ImageType "
-            + "\\".join(sorted(image_type & set().union(*policy.burned_in_image_types)))
-        )
-    if str(ds.get("ConversionType", "")).strip():
-        signals.append("ConversionType present")
+    signals = burned_in_signals(ds, policy)
     if signals:
         raise HeldBack(
             "may carry burned-in text (" + ", ".join(signals) + "); held back until the pixel "

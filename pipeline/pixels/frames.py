@@ -38,6 +38,7 @@ from pydicom.uid import (
     JPEGTransferSyntaxes,
 )
 
+from pipeline.dicom.image_header import expected_native_length, number_of_frames
 from pipeline.errors import UnreadableInput
 
 __all__ = ["ImageKind", "SourceImage", "iter_images"]
@@ -166,7 +167,7 @@ def _frames(
 ) -> Iterator[SourceImage]:
     """Decode each frame once; derive the image and any high-bit overlay planes from it."""
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    frames = _number_of_frames(ds)
+    frames = number_of_frames(ds)
     seen: dict[bytes, int] = {}
     keep_bits = bool(planes)
     for index, raw in enumerate(_decode(ds, label, keep_unused_bits=keep_bits)):
@@ -195,13 +196,6 @@ def _frames(
                 origin=origin,
                 multiframe=frames > 1,
             )
-
-
-def _number_of_frames(ds: Dataset) -> int:
-    try:
-        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
-    except (TypeError, ValueError):
-        return 1
 
 
 def _syntax(ds: Dataset) -> UID:
@@ -273,7 +267,7 @@ def _check_codestreams(ds: Dataset, syntax: UID, label: str) -> None:
     scanned.  Encoders may pad after the marker, so the last bytes are searched.
     """
     try:
-        frames = list(generate_frames(ds.PixelData, number_of_frames=_number_of_frames(ds)))
+        frames = list(generate_frames(ds.PixelData, number_of_frames=number_of_frames(ds)))
     except Exception as exc:
         raise UnreadableInput(
             f"{label}: the {_syntax_name(syntax)} pixel data is not a valid sequence of "
@@ -294,24 +288,14 @@ def _check_native_length(ds: Dataset, label: str) -> None:
     pydicom quietly decodes the first bytes of data that is longer than
     declared, so a wrong BitsAllocated would be scanned as noise and pass.
     """
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.BitsAllocated)
-    except (AttributeError, TypeError, ValueError):
-        raise UnreadableInput(
-            f"{label}: pixel data without a usable Image Pixel module (Rows, Columns, "
-            "BitsAllocated); export the file again"
-        ) from None
+    bits = int(ds.get("BitsAllocated", 0) or 0)
     if bits not in (1, 8, 16, 32, 64):
         raise UnreadableInput(
             f"{label}: BitsAllocated {bits} is not valid for native pixel data (1, 8, 16, 32 "
             "or 64); the header is damaged, export the file again"
         )
-    frames = _number_of_frames(ds)
-    expected = (rows * cols * samples * bits * frames + 7) // 8
-    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "YBR_FULL_422":
-        expected = expected * 2 // 3
+    expected = expected_native_length(ds, label)
+    frames = number_of_frames(ds)
     actual = len(ds.PixelData or b"")
     # Trailing padding is harmless; a whole frame or more beyond the declared
     # size means the header describes other pixels than the file holds.
@@ -468,7 +452,7 @@ def _embedded_overlays(ds: Dataset, label: str) -> Iterator[SourceImage]:
                 index=first_frame + number,
                 group=group,
                 origin=_origin(ds, group),
-                multiframe=len(planes) > 1 or _number_of_frames(ds) > 1,
+                multiframe=len(planes) > 1 or number_of_frames(ds) > 1,
             )
 
 

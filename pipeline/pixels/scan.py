@@ -32,6 +32,7 @@ from pydicom.dataset import Dataset
 
 from pipeline.atomic import atomic_write_text
 from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
+from pipeline.dicom.image_header import burned_in_signals
 from pipeline.dicom.profile import SopPolicy, load_sop_policy
 from pipeline.dicom.run import discover
 from pipeline.errors import InputError
@@ -194,22 +195,7 @@ def header_signals(ds: Dataset, policy: SopPolicy | None = None) -> tuple[str, .
     plus SequenceOfUltrasoundRegions: ultrasound screens carry the patient's
     name above the regions.
     """
-    policy = policy or _default_policy()
-    signals: list[str] = []
-    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
-        signals.append("BurnedInAnnotation YES")
-    sop_class = str(ds.get("SOPClassUID", "")).strip("\0 ")
-    if sop_class in policy.burned_in_sop_classes:
-        signals.append(f"SOP class {policy.burned_in_sop_classes[sop_class]}")
-    modality = str(ds.get("Modality", "")).strip().upper()
-    if modality in policy.burned_in_modalities:
-        signals.append(f"modality {modality}")
-    image_type = {str(v).strip().upper() for v in (ds.get("ImageType") or [])}
-    for required in policy.burned_in_image_types:
-        if required <= image_type:
-            signals.append("ImageType " + "\\".join(sorted(required)))
-    if str(ds.get("ConversionType", "")).strip():
-        signals.append("ConversionType present")
+    signals = burned_in_signals(ds, policy or _default_policy())
     if ds.get("SequenceOfUltrasoundRegions"):
         signals.append("SequenceOfUltrasoundRegions present")
     return tuple(signals)
