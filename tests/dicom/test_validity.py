@@ -24,7 +24,7 @@ from pipeline.samples.mr import write_sample_tree
 pytestmark = pytest.mark.dciodvfy
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
-_VALUE = re.compile(r"<[^>]*>|\[[^\]]*\]")
+_VALUE = re.compile(r"<[^>]*>|\[[^\]]*\]|\b[0-9][0-9.]*\b")
 
 
 def corpora() -> dict[str, Path | None]:
@@ -76,3 +76,30 @@ def test_no_new_dciodvfy_errors_on_real_files(corpus: str, tmp_path: Path) -> No
         if after - before:
             regressions[Path(str(row["input_path"])).name] = sorted(after - before)
     assert not regressions
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
+def test_structured_reports_stay_valid_with_clean_structured_content(tmp_path: Path) -> None:
+    from pipeline.rulefiles import rules_root
+    from pipeline.samples.mr import make_subjects, other_objects
+
+    source = tmp_path / "in"
+    source.mkdir()
+    bundled = Path(pydicom.__file__).parent / "data" / "test_files"
+    for name in ("test-SR.dcm", "reportsi.dcm"):
+        shutil.copy(bundled / name, source / name)
+    report = other_objects(make_subjects(1)[0])["basic_sr"]
+    report.save_as(source / "generated_sr.dcm", enforce_file_format=True)
+    option = rules_root() / "dicom" / "options" / "clean_structured_content.yaml"
+    site = tmp_path / "sr.yaml"
+    site.write_text(f"include: [research.yaml, {option}]\n")
+    store = PrivateStore(tmp_path / "private")
+    summary = deidentify_tree(
+        source, tmp_path / "out", SecretKey(b"\7" * 32), load_profile(site), store
+    )
+    rows = store.inputs_for(summary.run_id)
+    assert [r["outcome"] for r in rows] == ["written"] * 3
+    for row in rows:
+        before = dciodvfy_errors(Path(str(row["input_path"])))
+        after = dciodvfy_errors(tmp_path / "out" / str(row["output_path"]))
+        assert after <= before, Path(str(row["input_path"])).name
