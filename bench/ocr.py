@@ -1,0 +1,506 @@
+"""Benchmark: how much burned-in text the pixel scan finds, how often it cries wolf, how fast.
+
+What is measured, on a labelled set generated from a fixed seed (default 240
+images) with a fixed mix of difficulty:
+
+* MR-like 16-bit phantom slices (:func:`pipeline.samples.mr.mr_series`,
+  256×256 and 512×512) and 8-bit MONOCHROME2 Secondary Capture "screen
+  grabs" (a windowed MR slice on a dark screen, built on
+  :func:`pipeline.samples.mr.other_objects`' secondary capture);
+* text drawn with PIL in Pillow's default font and, where installed,
+  DejaVu Sans Mono and DejaVu Sans Bold, capitals 8-24 px high, at faint to
+  saturated intensities, in corners, on edges or over the anatomy;
+* the text is the subject's own name, MRN and birth date from the header,
+  so that :attr:`ScanFinding.phi_matches` can say which burned words were
+  recognised; about a quarter of the images carry no text at all.
+
+For the Tesseract engine, with and without the pre-filter, one process:
+
+* recall: images with text in which any word was read;
+* recall for text >= 10 px separately (the target: >= 99 %), and again
+  leaving out text that hardly differs from what is under it as displayed
+  (median difference < 15 % of the display range: white letters on
+  saturated anatomy), which the generator makes and nobody could read;
+* false-positive rate: images without text in which any word was read
+  (target <= 2 %);
+* words recovered: burned words (name parts of 2+ letters, MRN, birth date)
+  matched to the header PHI they are (``phi_matches``);
+* images per second.
+
+"Flagged" here means *the pixels* gave words (``finding.words``), not
+``finding.flagged``: a Secondary Capture is flagged by its header alone
+(SOP class, BurnedInAnnotation), which would hide what OCR does.
+
+The with-pre-filter pass is repeated with ``--jobs`` worker processes (one
+TesseractEngine each, ``OMP_THREAD_LIMIT=1``), and plain MR slices (no text,
+256×256, the bulk of a real MR export) are scanned the same way: the
+target is >= 10 slices/s on 2 cores, since the scan must keep up with
+de-identification.  Finally the real files in
+``/work/shared/reference/dicom`` (all carry burned-in or overlay text) are
+scanned with and without the pre-filter and their flags, words and times shown.
+
+Files go to the scan as bytes read with :func:`read_dicom`, as ``scan_file``
+does; generation is not timed.  Run:
+``.venv/bin/python bench/ocr.py [--images 240] [--seed 0] [--jobs 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import os
+import random
+import time
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from pathlib import Path
+
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+
+from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
+from pipeline.pixels.ocr import TesseractEngine
+from pipeline.pixels.phi import PhiKind
+from pipeline.pixels.scan import ScanFinding, scan_dataset
+from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
+
+REFERENCE = Path("/work/shared/reference/dicom")
+_DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+# Pillow's own font, and two Debian fonts where installed (fonts-dejavu-core).
+FONTS: tuple[Path | None, ...] = (
+    None,
+    *(f for f in (_DEJAVU / "DejaVuSansMono.ttf", _DEJAVU / "DejaVuSans-Bold.ttf") if f.exists()),
+)
+HEIGHTS = (8, 9, 10, 12, 14, 16, 20, 24)
+# Stored values: MR window is about -100..2300 (faint, mid, top of window, saturated).
+MR_VALUES = {"faint": 900, "mid": 1600, "bright": 2300, "saturated": 4095}
+SC_VALUES = {"faint": 90, "mid": 150, "bright": 210, "saturated": 255}
+POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right", "top-edge", "left-edge",
+             "anatomy")  # fmt: skip
+NO_TEXT_SHARE = 0.25
+MR_SHARE = 0.7  # of all images; the rest are screen captures
+PLAIN_SLICES = 200
+# Text whose letters differ from what is under them by less than this share of
+# the displayed range (white on white anatomy, grey on grey) is hard to read
+# even for a person; recall is also given without it.
+LEGIBLE_CONTRAST = 0.15
+
+_UNDECOMPOSABLE = str.maketrans({"Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "ß": "ss"})
+
+
+# ---------------------------------------------------------------------------
+# Drawing (after tests/pixels/images.py)
+# ---------------------------------------------------------------------------
+
+
+def printed_name(patient_name: str) -> str:
+    """``"SØRENSEN^Zoë^A"`` -> ``"SORENSEN ZOE A"``: a PN as a scanner overlay prints it."""
+    decomposed = unicodedata.normalize("NFKD", patient_name.translate(_UNDECOMPOSABLE))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(part for part in plain.upper().split("^") if part)
+
+
+def _face(height: int, font: Path | None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    size = max(6, round(height * 1.35))
+    return ImageFont.truetype(str(font), size) if font else ImageFont.load_default(size=size)
+
+
+def _text_size(text: str, height: int, font: Path | None) -> tuple[int, int]:
+    _left, _top, right, bottom = _face(height, font).getbbox(text)
+    return int(right), int(bottom)
+
+
+def _burn(
+    pixels: npt.NDArray[np.generic],
+    text: str,
+    *,
+    x: int,
+    y: int,
+    height: int,
+    value: float,
+    font: Path | None,
+) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.float64]]:
+    """``pixels`` with ``text`` blended in (anti-aliased) at stored value ``value``, and its coverage."""
+    mask = Image.new("L", (pixels.shape[1], pixels.shape[0]), 0)
+    ImageDraw.Draw(mask).text((x, y), text, fill=255, font=_face(height, font))
+    alpha = np.asarray(mask, dtype=np.float64) / 255.0
+    blended = pixels.astype(np.float64) * (1.0 - alpha) + value * alpha
+    return np.round(blended).astype(pixels.dtype), alpha
+
+
+def _display(values: npt.NDArray[np.floating] | float, kind: str) -> npt.NDArray[np.float64]:
+    """Stored values as shown (0-1): MR through the window -100..2300, screens as they are."""
+    if kind == "mr":
+        return np.clip((np.asarray(values, dtype=np.float64) + 100) / 2400, 0, 1)
+    return np.asarray(values, dtype=np.float64) / 255
+
+
+def _with_pixels(ds: Dataset, pixels: npt.NDArray[np.generic]) -> Dataset:
+    out = copy.deepcopy(ds)
+    out.Rows, out.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    out.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    return out
+
+
+def _to_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# The labelled set
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurnedWord:
+    """One word burned in, and the header PHI it should be matched as."""
+
+    text: str
+    kind: PhiKind
+
+
+@dataclass
+class Case:
+    """One generated image and what was drawn into it."""
+
+    kind: str  # "mr" or "sc"
+    size: tuple[int, int]
+    font: str
+    height: int  # 0: no text
+    level: str
+    position: str
+    contrast: float = 0.0  # median |text - background| under the letters, as displayed (0-1)
+    words: list[BurnedWord] = field(default_factory=list)
+    data: bytes = b""
+
+
+def _lines(subject: Subject, rng: random.Random) -> list[tuple[str, list[BurnedWord]]]:
+    """One to three lines of the subject's header PHI, as a scanner or a grabber prints them."""
+    phi = subject.phi
+    name = printed_name(phi.patient_name)
+    name_words = [BurnedWord(p, PhiKind.PATIENT_NAME_PART) for p in name.split() if len(p) >= 2]
+    b = phi.birth_date
+    dob = rng.choice((f"{b[:4]}-{b[4:6]}-{b[6:]}", f"{b[6:]}.{b[4:6]}.{b[:4]}",
+                      f"{b[4:6]}/{b[6:]}/{b[:4]}", b))  # fmt: skip
+    lines = [
+        (name, name_words),
+        (phi.patient_id, [BurnedWord(phi.patient_id, PhiKind.PATIENT_ID)]),
+        (f"DOB {dob}", [BurnedWord(dob, PhiKind.BIRTH_DATE)]),
+    ]
+    count = rng.choice((1, 2, 3))
+    start = rng.randrange(3)
+    return [lines[(start + i) % 3] for i in range(count)]
+
+
+def _place(
+    position: str, block: tuple[int, int], image: tuple[int, int], margin: int
+) -> tuple[int, int]:
+    """Top-left corner (x, y) of a text block of ``block`` (w, h) in ``image`` (rows, cols)."""
+    width, height = block
+    rows, cols = image
+    right, bottom = max(0, cols - width - margin), max(0, rows - height - margin)
+    return {
+        "top-left": (margin, margin),
+        "top-right": (right, margin),
+        "bottom-left": (margin, bottom),
+        "bottom-right": (right, bottom),
+        "top-edge": ((cols - width) // 2, 1),
+        "left-edge": (1, (rows - height) // 2),
+        "anatomy": ((cols - width) // 2, (rows - height) // 2),
+    }[position]
+
+
+def _screen(
+    slice_pixels: npt.NDArray[np.generic], rows: int, cols: int, rng: random.Random
+) -> npt.NDArray[np.uint8]:
+    """A dark viewer screen with the slice, windowed to 8 bits, in the middle."""
+    noise = np.random.default_rng(rng.randrange(2**32))
+    screen = noise.normal(18, 4, (rows, cols)).clip(0, 255).astype(np.uint8)
+    screen[:, : cols // 12] = 40  # a tool bar
+    windowed = ((slice_pixels.astype(np.float64) + 100) / 2400 * 255).clip(0, 255)
+    side = min(rows, cols) - 16
+    image = np.asarray(Image.fromarray(windowed.astype(np.uint8)).resize((side, side)))
+    top, left = (rows - side) // 2, (cols - side) // 2
+    screen[top : top + side, left : left + side] = image
+    return screen
+
+
+def generate(n: int, seed: int) -> list[Case]:
+    """``n`` labelled images, the same for the same arguments."""
+    rng = random.Random(seed)
+    subjects = make_subjects(max(8, n // 6), seed=seed)
+    n_blank = round(n * NO_TEXT_SHARE)
+    blank = set(rng.sample(range(n), n_blank))
+    cases: list[Case] = []
+    for k in range(n):
+        subject = subjects[k % len(subjects)]
+        kind = "mr" if rng.random() < MR_SHARE else "sc"
+        side = rng.choice((256, 256, 256, 512))
+        mr = mr_series(subject, n_slices=1, rows=side, cols=side, seed=seed * 1000 + k)[0]
+        if kind == "mr":
+            ds: Dataset = mr
+            pixels: npt.NDArray[np.generic] = mr.pixel_array
+            values: dict[str, int] = MR_VALUES
+        else:
+            ds = other_objects(subject, seed=seed * 1000 + k)["secondary_capture"]
+            rows, cols = rng.choice(((240, 320), (384, 512), (480, 640)))
+            pixels = _screen(mr.pixel_array, rows, cols, rng)
+            values = SC_VALUES
+        font = FONTS[k % len(FONTS)]
+        case = Case(kind, (int(pixels.shape[0]), int(pixels.shape[1])),
+                    font.stem if font else "Pillow default", 0, "-", "-")  # fmt: skip
+        if k not in blank:
+            case.height = rng.choice(HEIGHTS)
+            case.level = rng.choice(tuple(values))
+            case.position = rng.choice(POSITIONS)
+            lines = _lines(subject, rng)
+            # Lines too wide for the image are dropped (the name, at 24 px in 256 px).
+            fits = [
+                (text, words)
+                for text, words in lines
+                if _text_size(text, case.height, font)[0] <= case.size[1] - 8
+            ] or [min(lines, key=lambda line: len(line[0]))]
+            pitch = round(case.height * 1.7)
+            widths = [_text_size(text, case.height, font)[0] for text, _ in fits]
+            x, y = _place(case.position, (max(widths), pitch * len(fits)), case.size, 4)
+            differences: list[npt.NDArray[np.float64]] = []
+            for i, (text, words) in enumerate(fits):
+                value = values[case.level]
+                before = pixels
+                pixels, alpha = _burn(pixels, text, x=x, y=y + i * pitch, height=case.height,
+                                      value=value, font=font)  # fmt: skip
+                under = before[alpha > 0.5].astype(np.float64)
+                differences.append(np.abs(_display(value, kind) - _display(under, kind)))
+                case.words += words
+            case.contrast = float(np.median(np.concatenate(differences)))
+        case.data = _to_bytes(_with_pixels(ds, pixels))
+        cases.append(case)
+    return cases
+
+
+def plain_slices(n: int, seed: int) -> list[bytes]:
+    """``n`` plain 256×256 MR slices (no text), as files."""
+    subjects = make_subjects(max(1, n // 10), seed=seed + 1)
+    out: list[bytes] = []
+    for k, subject in enumerate(subjects):
+        count = n // len(subjects) + (k < n % len(subjects))
+        series = mr_series(subject, n_slices=count, rows=256, cols=256, seed=seed + k,
+                           series_number=1 + k % 3)  # fmt: skip
+        out += [_to_bytes(ds) for ds in series]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Scanning
+# ---------------------------------------------------------------------------
+
+
+_engine: TesseractEngine | None = None
+_prefilter = True
+
+
+def _init_worker(prefilter: bool) -> None:
+    global _engine, _prefilter
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    quiet_pydicom()
+    _engine = TesseractEngine()
+    _engine.version()
+    _prefilter = prefilter
+
+
+def _scan(data: bytes) -> ScanFinding:
+    assert _engine is not None, "_init_worker runs first"
+    return scan_dataset(read_dicom(data, "input bench"), "input bench", _engine,
+                        prefilter=_prefilter)  # fmt: skip
+
+
+def scan_all(datas: Sequence[bytes], prefilter: bool, jobs: int) -> tuple[list[ScanFinding], float]:
+    """Findings for every file and the wall time, ``jobs`` processes (pool start-up not timed)."""
+    if jobs <= 1:
+        _init_worker(prefilter)
+        started = time.perf_counter()
+        findings = [_scan(data) for data in datas]
+        return findings, time.perf_counter() - started
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(prefilter,)) as pool:
+        list(pool.map(_scan, datas[:jobs]))  # warm up: workers started, imports done
+        started = time.perf_counter()
+        findings = list(pool.map(_scan, datas, chunksize=2))
+        return findings, time.perf_counter() - started
+
+
+def _compact(text: str) -> str:
+    return "".join(c for c in text.upper() if c.isalnum())
+
+
+def recovered(case: Case, finding: ScanFinding) -> int:
+    """How many of the burned words were matched to the header PHI they are."""
+    count = 0
+    for word in case.words:
+        target = _compact(word.text)
+        for match in finding.phi_matches:
+            if match.kind is not word.kind:
+                continue
+            if word.kind is not PhiKind.PATIENT_NAME_PART:
+                count += 1
+                break
+            if any(SequenceMatcher(None, target, _compact(part)).ratio() >= 0.75
+                   for part in match.text.split()):  # fmt: skip
+                count += 1
+                break
+    return count
+
+
+@dataclass(frozen=True)
+class Figures:
+    label: str
+    recall: tuple[int, int]
+    recall_10: tuple[int, int]
+    recall_legible: tuple[int, int]
+    false_positives: tuple[int, int]
+    words: tuple[int, int]
+    seconds: float
+    images: int
+    skipped: int
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds else float("inf")
+
+
+def figures(
+    label: str, cases: Sequence[Case], findings: Sequence[ScanFinding], seconds: float
+) -> Figures:
+    text = [(c, f) for c, f in zip(cases, findings, strict=True) if c.height]
+    large = [(c, f) for c, f in text if c.height >= 10]
+    legible = [(c, f) for c, f in large if c.contrast >= LEGIBLE_CONTRAST]
+    blank = [f for c, f in zip(cases, findings, strict=True) if not c.height]
+    return Figures(
+        label,
+        (sum(bool(f.words) for _, f in text), len(text)),
+        (sum(bool(f.words) for _, f in large), len(large)),
+        (sum(bool(f.words) for _, f in legible), len(legible)),
+        (sum(bool(f.words) for f in blank), len(blank)),
+        (sum(recovered(c, f) for c, f in text), sum(len(c.words) for c, _ in text)),
+        seconds,
+        len(findings),
+        sum(f.ocr_skipped_by_prefilter for f in findings),
+    )
+
+
+def _pct(pair: tuple[int, int]) -> str:
+    hit, total = pair
+    return f"{100 * hit / total:5.1f}% ({hit}/{total})" if total else "n/a"
+
+
+def _breakdown(cases: Sequence[Case], findings: Sequence[ScanFinding]) -> None:
+    """Recall by height, level, position, font and kind (where the misses are)."""
+    groups: dict[tuple[int, str], list[bool]] = {}
+    for case, finding in zip(cases, findings, strict=True):
+        if not case.height:
+            continue
+        bucket = "contrast " + ("< 15%" if case.contrast < LEGIBLE_CONTRAST else ">= 15%")
+        keys = (f"{case.height:>2} px", case.level, case.position, case.font, case.kind, bucket)
+        for order, key in enumerate(keys):
+            groups.setdefault((order, key), []).append(bool(finding.words))
+    for order in range(6):
+        cells = [f"{key} {sum(h)}/{len(h)}" for (o, key), h in sorted(groups.items()) if o == order]
+        print("    " + ", ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=240)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    quiet_pydicom()
+    engine = TesseractEngine()
+    print(f"engine: {engine.name}; cpus: {os.cpu_count()}; fonts: "
+          f"{', '.join(f.stem if f else 'Pillow default' for f in FONTS)}")  # fmt: skip
+
+    started = time.perf_counter()
+    cases = generate(args.images, args.seed)
+    plain = plain_slices(PLAIN_SLICES, args.seed)
+    n_text = sum(bool(c.height) for c in cases)
+    print(f"generated {len(cases)} images ({n_text} with text, "
+          f"{sum(c.kind == 'mr' for c in cases)} MR, {sum(c.kind == 'sc' for c in cases)} screen "
+          f"captures) and {len(plain)} plain MR slices in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    datas = [c.data for c in cases]
+
+    rows: list[Figures] = []
+    runs: dict[str, list[ScanFinding]] = {}
+    for prefilter, jobs in ((True, 1), (False, 1), (True, args.jobs)):
+        label = f"tesseract, pre-filter {'on' if prefilter else 'off'}, jobs={jobs}"
+        findings, seconds = scan_all(datas, prefilter, jobs)
+        runs[label] = findings
+        rows.append(figures(label, cases, findings, seconds))
+    plain_findings, plain_seconds = scan_all(plain, True, args.jobs)
+    plain_rate = len(plain) / plain_seconds
+
+    print("\nrecall by group (pixel words read / images with text):")
+    for label, findings in list(runs.items())[:2]:
+        print(f"  {label}")
+        _breakdown(cases, findings)
+
+    print()
+    head = (f"{'run':36} {'recall':>17} {'recall >=10px':>17} {'FP rate':>15} "
+            f"{'words recovered':>19} {'img/s':>6} {'skipped':>7}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r.label:36} {_pct(r.recall):>17} {_pct(r.recall_10):>17} "
+              f"{_pct(r.false_positives):>15} {_pct(r.words):>19} {r.rate:6.2f} {r.skipped:7}")  # fmt: skip
+    print("rapidocr: not installed (engine not implemented yet)")
+
+    best = rows[0]
+    fp = best.false_positives
+    print("\ntargets (tesseract, pre-filter on):")
+    print(f"  recall, text >= 10 px        {_pct(best.recall_10):>18}   target >= 99%   "
+          f"{'met' if best.recall_10[0] >= 0.99 * best.recall_10[1] else 'NOT met'}")  # fmt: skip
+    print(f"  false-positive rate          {_pct(fp):>18}   target <= 2%    "
+          f"{'met' if fp[0] <= 0.02 * fp[1] else 'NOT met'}")  # fmt: skip
+    legible = best.recall_legible
+    print(f"  recall, >= 10 px, contrast >= {LEGIBLE_CONTRAST:.0%} {_pct(legible):>13}   "
+          f"(same target; {best.recall_10[1] - legible[1]} low-contrast images left out)")  # fmt: skip
+    plain_fp = sum(bool(f.words) for f in plain_findings)
+    print(f"  plain MR slices/s, {args.jobs} jobs    {plain_rate:18.1f}   target >= 10/s  "
+          f"{'met' if plain_rate >= 10 else 'NOT met'}  ({len(plain)} slices 256x256, "
+          f"{sum(f.ocr_skipped_by_prefilter for f in plain_findings)} skipped by the pre-filter, "
+          f"{plain_fp} with words)")  # fmt: skip
+
+    print(f"\nreal files ({REFERENCE}):")
+    files = sorted(REFERENCE.glob("*.dcm")) if REFERENCE.is_dir() else []
+    if not files:
+        print("  none found")
+    _init_worker(True)
+    for path in files:
+        data = path.read_bytes()
+        for prefilter in (True, False):
+            globals()["_prefilter"] = prefilter
+            t0 = time.perf_counter()
+            try:
+                finding = _scan(data)
+            except Exception as exc:  # a benchmark reports, it does not stop
+                print(f"  {path.name:40} pre-filter {'on ' if prefilter else 'off'} "
+                      f"error {type(exc).__name__}: {exc}")  # fmt: skip
+                continue
+            seconds = time.perf_counter() - t0
+            print(f"  {path.name:40} pre-filter {'on ' if prefilter else 'off'} "
+                  f"flagged {finding.flagged!s:5} (pixel words: {bool(finding.words)!s:5}) "
+                  f"words {len(finding.words):3}  PHI {len(finding.phi_matches):2}  "
+                  f"images {finding.images_scanned:2} OCR'd, {finding.ocr_skipped_by_prefilter:2} "
+                  f"skipped  {seconds:6.2f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
