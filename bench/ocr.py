@@ -52,7 +52,6 @@ import io
 import os
 import random
 import time
-import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -63,13 +62,14 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from pydicom.dataset import Dataset
 
 from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
 from pipeline.pixels.ocr import TesseractEngine
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.scan import ScanFinding, scan_dataset
+from pipeline.samples.burned_text import burn, printed_name, text_mask, text_size
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 
 REFERENCE = Path("/work/shared/reference/dicom")
@@ -93,29 +93,10 @@ PLAIN_SLICES = 200
 # even for a person; recall is also given without it.
 LEGIBLE_CONTRAST = 0.15
 
-_UNDECOMPOSABLE = str.maketrans({"Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "ß": "ss"})
-
 
 # ---------------------------------------------------------------------------
-# Drawing (after tests/pixels/images.py)
+# Drawing (pipeline.samples.burned_text)
 # ---------------------------------------------------------------------------
-
-
-def printed_name(patient_name: str) -> str:
-    """``"SØRENSEN^Zoë^A"`` -> ``"SORENSEN ZOE A"``: a PN as a scanner overlay prints it."""
-    decomposed = unicodedata.normalize("NFKD", patient_name.translate(_UNDECOMPOSABLE))
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(part for part in plain.upper().split("^") if part)
-
-
-def _face(height: int, font: Path | None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    size = max(6, round(height * 1.35))
-    return ImageFont.truetype(str(font), size) if font else ImageFont.load_default(size=size)
-
-
-def _text_size(text: str, height: int, font: Path | None) -> tuple[int, int]:
-    _left, _top, right, bottom = _face(height, font).getbbox(text)
-    return int(right), int(bottom)
 
 
 def _burn(
@@ -128,12 +109,9 @@ def _burn(
     value: float,
     font: Path | None,
 ) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.float64]]:
-    """``pixels`` with ``text`` blended in (anti-aliased) at stored value ``value``, and its coverage."""
-    mask = Image.new("L", (pixels.shape[1], pixels.shape[0]), 0)
-    ImageDraw.Draw(mask).text((x, y), text, fill=255, font=_face(height, font))
-    alpha = np.asarray(mask, dtype=np.float64) / 255.0
-    blended = pixels.astype(np.float64) * (1.0 - alpha) + value * alpha
-    return np.round(blended).astype(pixels.dtype), alpha
+    """``pixels`` with ``text`` burned in at stored value ``value``, and its coverage."""
+    alpha = text_mask(pixels.shape[:2], text, x=x, y=y, height=height, font=font)
+    return burn(pixels, text, x=x, y=y, height=height, value=value, font=font), alpha
 
 
 def _display(values: npt.NDArray[np.floating] | float, kind: str) -> npt.NDArray[np.float64]:
@@ -268,10 +246,10 @@ def generate(n: int, seed: int) -> list[Case]:
             fits = [
                 (text, words)
                 for text, words in lines
-                if _text_size(text, case.height, font)[0] <= case.size[1] - 8
+                if text_size(text, case.height, font)[0] <= case.size[1] - 8
             ] or [min(lines, key=lambda line: len(line[0]))]
             pitch = round(case.height * 1.7)
-            widths = [_text_size(text, case.height, font)[0] for text, _ in fits]
+            widths = [text_size(text, case.height, font)[0] for text, _ in fits]
             x, y = _place(case.position, (max(widths), pitch * len(fits)), case.size, 4)
             differences: list[npt.NDArray[np.float64]] = []
             for i, (text, words) in enumerate(fits):

@@ -1,63 +1,11 @@
-"""Test images with text drawn into their pixels, the way scanners and grabbers burn it in."""
+"""Test images with burned-in text: the drawing lives in pipeline.samples.burned_text."""
 
 from __future__ import annotations
 
-import copy
-import unicodedata
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageFont
-from pydicom.dataset import Dataset
+from pipeline.samples.burned_text import burn, printed_name, text_mask, with_pixels
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
 
-_UNDECOMPOSABLE = str.maketrans({"Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "ß": "ss"})
-
-
-def printed_name(patient_name: str) -> str:
-    """``"SØRENSEN^Zoë^A"`` -> ``"SORENSEN ZOE A"``: a PN as a scanner overlay prints it."""
-    decomposed = unicodedata.normalize("NFKD", patient_name.translate(_UNDECOMPOSABLE))
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(part for part in plain.upper().split("^") if part)
-
-
-def text_mask(
-    shape: tuple[int, ...], text: str, *, x: int, y: int, height: int, font: Path | None = None
-) -> npt.NDArray[np.float64]:
-    """Anti-aliased coverage (0-1) of ``text`` with capitals about ``height`` px high.
-
-    By default Pillow's built-in font (Aileron, Pillow >= 10.1), which needs
-    no system fonts; ``font`` names a TrueType file instead.
-    """
-    size = max(6, round(height * 1.35))
-    face = ImageFont.truetype(str(font), size) if font else ImageFont.load_default(size=size)
-    mask = Image.new("L", (shape[1], shape[0]), 0)
-    ImageDraw.Draw(mask).text((x, y), text, fill=255, font=face)
-    return np.asarray(mask, dtype=np.float64) / 255.0
-
-
-def burn(
-    pixels: npt.NDArray[np.generic],
-    text: str,
-    *,
-    x: int,
-    y: int,
-    height: int,
-    value: float,
-    font: Path | None = None,
-) -> npt.NDArray[np.generic]:
-    """``pixels`` with ``text`` blended in at stored value ``value`` (any integer dtype)."""
-    alpha = text_mask(pixels.shape[:2], text, x=x, y=y, height=height, font=font)
-    if pixels.ndim == 3:
-        alpha = alpha[..., None]
-    blended = pixels.astype(np.float64) * (1.0 - alpha) + value * alpha
-    return np.round(blended).astype(pixels.dtype)
-
-
-def with_pixels(ds: Dataset, pixels: npt.NDArray[np.generic]) -> Dataset:
-    """A copy of ``ds`` whose native pixel data is ``pixels``."""
-    out = copy.deepcopy(ds)
-    out.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
-    return out
+__all__ = ["REFERENCE", "burn", "printed_name", "text_mask", "with_pixels"]

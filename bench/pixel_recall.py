@@ -1,6 +1,6 @@
 """Measure the pixel scan on generated images (not a test; about a minute on one core).
 
-    .venv/bin/python -m tests.pixels.measure_recall [--subjects N]
+    .venv/bin/python bench/pixel_recall.py [--subjects N]
 
 Prints, for MR phantom slices with a name (top left) and an MRN (bottom
 left) burned in at 8-24 px and at faint to saturated intensities, in three
@@ -27,9 +27,8 @@ from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.prefilter import needs_ocr
 from pipeline.pixels.prepare import text_map
 from pipeline.pixels.scan import scan_dataset
+from pipeline.samples.burned_text import burn, printed_name, with_pixels
 from pipeline.samples.mr import make_subjects, mr_series
-
-from .images import burn, printed_name, with_pixels
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 # Pillow's own font, and two Debian fonts where installed (fonts-dejavu-core).
