@@ -62,6 +62,12 @@ class HeldBack(InputError):
     reason = "may carry burned-in text"
 
 
+class SubjectUnknown(HeldBack):
+    """Raw data whose subject cannot be established: never released under a guess."""
+
+    reason = "subject unknown"
+
+
 class OutputConflict(InputError):
     """Two inputs would become the same output with different content."""
 

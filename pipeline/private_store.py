@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.atomic import atomic_write_bytes, atomic_write_text
+from pipeline.atomic import atomic_open, atomic_write_bytes, atomic_write_text
 from pipeline.keys import ensure_private_dir
 
 _SCHEMA = """
@@ -32,9 +33,23 @@ CREATE TABLE IF NOT EXISTS links (
     sha256 TEXT, run_id TEXT, patient_id TEXT, issuer TEXT, patient_name TEXT,
     subject TEXT, day_offset INTEGER, study_uid TEXT, new_study_uid TEXT,
     series_uid TEXT, new_series_uid TEXT, sop_uid TEXT, new_sop_uid TEXT,
-    output_path TEXT, PRIMARY KEY (sha256, run_id)
+    output_path TEXT, frame_of_reference_uid TEXT DEFAULT '',
+    PRIMARY KEY (sha256, run_id)
 );
 """
+# Columns added after the first release, with the statement that adds them to an
+# older links.sqlite (SQLite cannot add a column "if not exists").
+_ADDED_COLUMNS = {
+    ("links", "frame_of_reference_uid"): "ALTER TABLE links ADD COLUMN frame_of_reference_uid TEXT DEFAULT ''",
+}
+_LINK_COLUMNS = (
+    "sha256, run_id, patient_id, issuer, patient_name, subject, day_offset, study_uid, "
+    "new_study_uid, series_uid, new_series_uid, sop_uid, new_sop_uid, "
+    "frame_of_reference_uid, output_path"
+)
+
+
+_COPY_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,9 @@ class LinkRecord:
     new_series_uid: str
     sop_uid: str
     new_sop_uid: str
+    # Lets raw data whose patient fields are masked find its subject through a
+    # DICOM series of the same scan session (see pipeline.raw.subject_lookup).
+    frame_of_reference_uid: str = ""
 
 
 class PrivateStore:
@@ -62,6 +80,10 @@ class PrivateStore:
         self.db_path = self.root / "links.sqlite"
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            for (table, column), statement in _ADDED_COLUMNS.items():
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(statement)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -98,7 +120,8 @@ class PrivateStore:
                 [(run_id, *row) for row in rows],
             )
             db.executemany(
-                "INSERT OR REPLACE INTO links VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO links ({_LINK_COLUMNS}) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(sha, run_id, *asdict(link).values(), output) for sha, output, link in links],
             )
 
@@ -135,6 +158,42 @@ class PrivateStore:
             mode=0o600,
         )
         return target
+
+    def quarantine_file(self, source: Path, sha256: str, reason: str, detail: str) -> Path:
+        """Like :meth:`quarantine`, for inputs too large to hold in memory (raw data)."""
+        folder = self.root / "quarantine" / sha256[:2]
+        target = folder / sha256
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_open(target, mode=0o600) as out, source.open("rb") as handle:
+                shutil.copyfileobj(handle, out, _COPY_BLOCK)
+        atomic_write_text(
+            folder / f"{sha256}.json",
+            json.dumps({"reason": reason, "detail": detail, "source": str(source)}, indent=2),
+            mode=0o600,
+        )
+        return target
+
+    def subjects_for(self, *, study_uid: str = "", frame_of_reference_uid: str = "") -> set[str]:
+        """Subjects of the DICOM files already de-identified with this study or frame UID.
+
+        Raw data from the same session shares these UIDs with the DICOM series
+        the scanner made from it; more than one subject means the UID cannot
+        decide, and the caller must not guess.
+        """
+        found: set[str] = set()
+        with self._connect() as db:
+            for column, value in (
+                ("study_uid", study_uid),
+                ("frame_of_reference_uid", frame_of_reference_uid),
+            ):
+                if value:
+                    rows = db.execute(
+                        f"SELECT DISTINCT subject FROM links WHERE {column} = ? AND subject != ''",
+                        (value,),
+                    )
+                    found.update(row[0] for row in rows)
+        return found
 
     def links_for(self, run_id: str) -> list[dict[str, object]]:
         with self._connect() as db:
