@@ -14,7 +14,9 @@ images) with a fixed mix of difficulty:
   so that :attr:`ScanFinding.phi_matches` can say which burned words were
   recognised; about a quarter of the images carry no text at all.
 
-For the Tesseract engine, with and without the pre-filter, one process:
+For each engine (``tesseract``, ``rapidocr`` and ``both``, see
+:func:`pipeline.pixels.engines.make_engine`), with and without the
+pre-filter, one process:
 
 * recall: images with text in which any word was read;
 * recall for text >= 10 px separately (the target: >= 99 %), and again
@@ -31,17 +33,20 @@ For the Tesseract engine, with and without the pre-filter, one process:
 ``finding.flagged``: a Secondary Capture is flagged by its header alone
 (SOP class, BurnedInAnnotation), which would hide what OCR does.
 
-The with-pre-filter pass is repeated with ``--jobs`` worker processes (one
-TesseractEngine each, ``OMP_THREAD_LIMIT=1``), and plain MR slices (no text,
-256×256, the bulk of a real MR export) are scanned the same way: the
+Plain MR slices (no text, 256×256, the bulk of a real MR export) are
+scanned with the pre-filter by ``--jobs`` worker processes (one engine
+each, one thread each: ``OMP_THREAD_LIMIT=1``, onnxruntime intra-op 1); the
 target is >= 10 slices/s on 2 cores, since the scan must keep up with
 de-identification.  Finally the real files in
 ``/work/shared/reference/dicom`` (all carry burned-in or overlay text) are
-scanned with and without the pre-filter and their flags, words and times shown.
+scanned by each engine with and without the pre-filter and their flags,
+words and times shown.
 
 Files go to the scan as bytes read with :func:`read_dicom`, as ``scan_file``
 does; generation is not timed.  Run:
-``.venv/bin/python bench/ocr.py [--images 240] [--seed 0] [--jobs 2]``.
+``.venv/bin/python bench/ocr.py [--images 240] [--seed 0] [--jobs 2]
+[--engines tesseract,rapidocr,both] [--quick]`` (``--quick``: 60 images,
+50 plain slices).
 """
 
 from __future__ import annotations
@@ -66,8 +71,10 @@ from PIL import Image
 from pydicom.dataset import Dataset
 
 from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
-from pipeline.pixels.ocr import TesseractEngine
+from pipeline.pixels.engines import make_engine
+from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.phi import PhiKind
+from pipeline.pixels.rapid import load_seconds
 from pipeline.pixels.scan import ScanFinding, scan_dataset
 from pipeline.samples.burned_text import burn, printed_name, text_mask, text_size
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
@@ -283,16 +290,16 @@ def plain_slices(n: int, seed: int) -> list[bytes]:
 # ---------------------------------------------------------------------------
 
 
-_engine: TesseractEngine | None = None
+_engine: OcrEngine | None = None
 _prefilter = True
 
 
-def _init_worker(prefilter: bool) -> None:
+def _init_worker(engine: str, prefilter: bool) -> None:
     global _engine, _prefilter
     os.environ["OMP_THREAD_LIMIT"] = "1"
     quiet_pydicom()
-    _engine = TesseractEngine()
-    _engine.version()
+    _engine = make_engine(engine)
+    _ = _engine.name  # loads the models: not timed
     _prefilter = prefilter
 
 
@@ -302,14 +309,16 @@ def _scan(data: bytes) -> ScanFinding:
                         prefilter=_prefilter)  # fmt: skip
 
 
-def scan_all(datas: Sequence[bytes], prefilter: bool, jobs: int) -> tuple[list[ScanFinding], float]:
+def scan_all(
+    datas: Sequence[bytes], engine: str, prefilter: bool, jobs: int
+) -> tuple[list[ScanFinding], float]:
     """Findings for every file and the wall time, ``jobs`` processes (pool start-up not timed)."""
     if jobs <= 1:
-        _init_worker(prefilter)
+        _init_worker(engine, prefilter)
         started = time.perf_counter()
         findings = [_scan(data) for data in datas]
         return findings, time.perf_counter() - started
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(prefilter,)) as pool:
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(engine, prefilter)) as pool:
         list(pool.map(_scan, datas[:jobs]))  # warm up: workers started, imports done
         started = time.perf_counter()
         findings = list(pool.map(_scan, datas, chunksize=2))
@@ -400,15 +409,22 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--engines", default="tesseract,rapidocr,both")
+    parser.add_argument("--quick", action="store_true", help="60 images, 50 plain slices")
     args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    n_images, n_plain = (60, 50) if args.quick else (args.images, PLAIN_SLICES)
     quiet_pydicom()
-    engine = TesseractEngine()
-    print(f"engine: {engine.name}; cpus: {os.cpu_count()}; fonts: "
-          f"{', '.join(f.stem if f else 'Pillow default' for f in FONTS)}")  # fmt: skip
+    for name in engines:
+        started = time.perf_counter()
+        engine = make_engine(name)
+        print(f"engine {name}: {engine.name} (ready in {time.perf_counter() - started:.2f} s)")
+    print(f"rapidocr model load in this process: {load_seconds():.2f} s; cpus: {os.cpu_count()}; "
+          f"fonts: {', '.join(f.stem if f else 'Pillow default' for f in FONTS)}")  # fmt: skip
 
     started = time.perf_counter()
-    cases = generate(args.images, args.seed)
-    plain = plain_slices(PLAIN_SLICES, args.seed)
+    cases = generate(n_images, args.seed)
+    plain = plain_slices(n_plain, args.seed)
     n_text = sum(bool(c.height) for c in cases)
     print(f"generated {len(cases)} images ({n_text} with text, "
           f"{sum(c.kind == 'mr' for c in cases)} MR, {sum(c.kind == 'sc' for c in cases)} screen "
@@ -417,67 +433,70 @@ def main() -> None:
 
     rows: list[Figures] = []
     runs: dict[str, list[ScanFinding]] = {}
-    for prefilter, jobs in ((True, 1), (False, 1), (True, args.jobs)):
-        label = f"tesseract, pre-filter {'on' if prefilter else 'off'}, jobs={jobs}"
-        findings, seconds = scan_all(datas, prefilter, jobs)
-        runs[label] = findings
-        rows.append(figures(label, cases, findings, seconds))
-    plain_findings, plain_seconds = scan_all(plain, True, args.jobs)
-    plain_rate = len(plain) / plain_seconds
+    plain_rates: dict[str, tuple[float, int, int]] = {}
+    for name in engines:
+        for prefilter in (True, False):
+            label = f"{name}, pre-filter {'on' if prefilter else 'off'}"
+            findings, seconds = scan_all(datas, name, prefilter, 1)
+            runs[label] = findings
+            rows.append(figures(label, cases, findings, seconds))
+        plain_findings, plain_seconds = scan_all(plain, name, True, args.jobs)
+        plain_rates[name] = (
+            len(plain) / plain_seconds,
+            sum(f.ocr_skipped_by_prefilter for f in plain_findings),
+            sum(bool(f.words) for f in plain_findings),
+        )
 
     print("\nrecall by group (pixel words read / images with text):")
-    for label, findings in list(runs.items())[:2]:
+    for label, findings in runs.items():
         print(f"  {label}")
         _breakdown(cases, findings)
 
     print()
-    head = (f"{'run':36} {'recall':>17} {'recall >=10px':>17} {'FP rate':>15} "
-            f"{'words recovered':>19} {'img/s':>6} {'skipped':>7}")  # fmt: skip
+    head = (f"{'run':28} {'recall':>17} {'recall >=10px':>17} {'>=10px legible':>17} "
+            f"{'FP rate':>15} {'words recovered':>19} {'img/s':>6} {'skipped':>7}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r.label:36} {_pct(r.recall):>17} {_pct(r.recall_10):>17} "
-              f"{_pct(r.false_positives):>15} {_pct(r.words):>19} {r.rate:6.2f} {r.skipped:7}")  # fmt: skip
-    print("rapidocr: not installed (engine not implemented yet)")
+        print(f"{r.label:28} {_pct(r.recall):>17} {_pct(r.recall_10):>17} "
+              f"{_pct(r.recall_legible):>17} {_pct(r.false_positives):>15} {_pct(r.words):>19} "
+              f"{r.rate:6.2f} {r.skipped:7}")  # fmt: skip
 
-    best = rows[0]
-    fp = best.false_positives
-    print("\ntargets (tesseract, pre-filter on):")
-    print(f"  recall, text >= 10 px        {_pct(best.recall_10):>18}   target >= 99%   "
-          f"{'met' if best.recall_10[0] >= 0.99 * best.recall_10[1] else 'NOT met'}")  # fmt: skip
-    print(f"  false-positive rate          {_pct(fp):>18}   target <= 2%    "
-          f"{'met' if fp[0] <= 0.02 * fp[1] else 'NOT met'}")  # fmt: skip
-    legible = best.recall_legible
-    print(f"  recall, >= 10 px, contrast >= {LEGIBLE_CONTRAST:.0%} {_pct(legible):>13}   "
-          f"(same target; {best.recall_10[1] - legible[1]} low-contrast images left out)")  # fmt: skip
-    plain_fp = sum(bool(f.words) for f in plain_findings)
-    print(f"  plain MR slices/s, {args.jobs} jobs    {plain_rate:18.1f}   target >= 10/s  "
-          f"{'met' if plain_rate >= 10 else 'NOT met'}  ({len(plain)} slices 256x256, "
-          f"{sum(f.ocr_skipped_by_prefilter for f in plain_findings)} skipped by the pre-filter, "
-          f"{plain_fp} with words)")  # fmt: skip
+    print(f"\nplain MR slices (256x256, no text), pre-filter on, {args.jobs} jobs:")
+    for name, (rate, skipped, with_words) in plain_rates.items():
+        print(f"  {name:10} {rate:6.1f} slices/s  target >= 10/s {'met' if rate >= 10 else 'NOT met'}"
+              f"  ({skipped}/{len(plain)} skipped by the pre-filter, {with_words} with words)")  # fmt: skip
+
+    print("\ntargets, pre-filter on (recall >= 99% for text >= 10 px, FP <= 2%):")
+    for r in rows[::2]:
+        fp = r.false_positives
+        recall_met = r.recall_10[0] >= 0.99 * r.recall_10[1]
+        print(f"  {r.label:28} recall >=10px {_pct(r.recall_10):>17} "
+              f"{'met' if recall_met else 'NOT met':7}  FP {_pct(fp):>15} "
+              f"{'met' if fp[0] <= 0.02 * fp[1] else 'NOT met'}")  # fmt: skip
 
     print(f"\nreal files ({REFERENCE}):")
     files = sorted(REFERENCE.glob("*.dcm")) if REFERENCE.is_dir() else []
     if not files:
         print("  none found")
-    _init_worker(True)
-    for path in files:
-        data = path.read_bytes()
-        for prefilter in (True, False):
-            globals()["_prefilter"] = prefilter
-            t0 = time.perf_counter()
-            try:
-                finding = _scan(data)
-            except Exception as exc:  # a benchmark reports, it does not stop
-                print(f"  {path.name:40} pre-filter {'on ' if prefilter else 'off'} "
-                      f"error {type(exc).__name__}: {exc}")  # fmt: skip
-                continue
-            seconds = time.perf_counter() - t0
-            print(f"  {path.name:40} pre-filter {'on ' if prefilter else 'off'} "
-                  f"flagged {finding.flagged!s:5} (pixel words: {bool(finding.words)!s:5}) "
-                  f"words {len(finding.words):3}  PHI {len(finding.phi_matches):2}  "
-                  f"images {finding.images_scanned:2} OCR'd, {finding.ocr_skipped_by_prefilter:2} "
-                  f"skipped  {seconds:6.2f} s")  # fmt: skip
+    for name in engines:
+        _init_worker(name, True)
+        for path in files:
+            data = path.read_bytes()
+            for prefilter in (True, False):
+                globals()["_prefilter"] = prefilter
+                t0 = time.perf_counter()
+                head = f"  {name:9} {path.name:34} pre-filter {'on ' if prefilter else 'off'}"
+                try:
+                    finding = _scan(data)
+                except Exception as exc:  # a benchmark reports, it does not stop
+                    print(f"{head} error {type(exc).__name__}: {exc}")
+                    continue
+                seconds = time.perf_counter() - t0
+                print(f"{head} flagged {finding.flagged!s:5} (pixel words: {bool(finding.words)!s:5}) "
+                      f"words {len(finding.words):3}  PHI {len(finding.phi_matches):2}  "
+                      f"images {finding.images_scanned:2} OCR'd, "
+                      f"{finding.ocr_skipped_by_prefilter:2} skipped  {seconds:6.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
