@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom import config, dcmread
 from pydicom.datadict import tag_for_keyword
@@ -43,6 +44,9 @@ from pipeline.keys import SecretKey
 from pipeline.private_store import LinkRecord, sha256_of
 from pipeline.subjects import subject_day_offset, subject_key, subject_pseudonym
 
+if TYPE_CHECKING:  # pipeline.pixels imports this module: imported where used
+    from pipeline.pixels.blank import PixelCleaning, PixelPlan
+
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 # Our own implementation class UID: 2.25 + a UUID derived from the project name.
 IMPLEMENTATION_CLASS_UID = UID("2.25.217106185428227311926419468296418335589")
@@ -61,6 +65,7 @@ _ID_KEYWORDS = (
 )  # fmt: skip
 _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
+CLEAN_PIXEL_DATA = MethodCode("113101", "Clean Pixel Data Option")
 
 
 class Outcome(enum.Enum):
@@ -85,6 +90,7 @@ class DeidResult:
     link: LinkRecord | None = None
     carried: tuple[str, ...] = ()
     output_sha256: str = ""
+    pixels: str = ""  # with --clean-pixels: "untouched" or "cleaned" (PHI-free)
 
 
 def read_dicom(data: bytes, label: str) -> Dataset:
@@ -367,24 +373,43 @@ def deidentify_file(
     uids: UidMapper,
     *,
     keep_burned_in: bool = False,
+    cleaning: PixelCleaning | None = None,
 ) -> DeidResult:
-    """De-identify one input into a temporary file in ``output`` (committed by the runner)."""
+    """De-identify one input into a temporary file in ``output`` (committed by the runner).
+
+    With ``cleaning`` (``deid --clean-pixels``) every input's pixels are
+    scanned and its burned-in text blanked (:mod:`pipeline.pixels.blank`);
+    header signals no longer hold a file back by themselves, only text that
+    could not be located or blanked does.
+    """
     label = f"input {sha256[:12]}"
+    pixels = ""
     try:
         ds = read_dicom(data, label)
         if _is_dicomdir(ds):
             return DeidResult(
                 path, sha256, Outcome.NOT_COPIED, "DICOMDIR index (names patients; never copied)"
             )
-        classify(ds, profile, keep_burned_in=keep_burned_in)
+        classify(ds, profile, keep_burned_in=keep_burned_in or cleaning is not None)
+        plan = original = None
+        if cleaning is not None:
+            # The scan and the rules read a copy of their own: decoding touches
+            # the dataset, and an untouched file must be written byte for byte.
+            original = read_dicom(data, label)
+            plan = plan_pixels(original, label, cleaning, profile)
+            pixels = plan.action.value
+            if plan.reason and not keep_burned_in:
+                raise HeldBack(plan.reason)
         _, link, relpath, carried = deidentify_dataset(ds, key, profile, uids)
+        if plan is not None and original is not None:
+            _apply_pixel_plan(ds, original, plan, label)
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         written = buffer.getvalue()
         # Written in OUTPUT's top folder; the runner syncs and renames it into place.
         tmp = write_temp(output, written)
     except HeldBack as exc:
-        return DeidResult(path, sha256, Outcome.HELD_BACK, exc.reason, exc.detail)
+        return DeidResult(path, sha256, Outcome.HELD_BACK, exc.reason, exc.detail, pixels=pixels)
     except InputError as exc:
         return DeidResult(path, sha256, Outcome.QUARANTINED, exc.reason, exc.detail)
     except Exception as exc:
@@ -397,8 +422,63 @@ def deidentify_file(
         )
     return DeidResult(
         path, sha256, Outcome.WRITTEN, output_relpath=relpath, temp_path=tmp, link=link,
-        carried=carried, output_sha256=sha256_of(written),
+        carried=carried, output_sha256=sha256_of(written), pixels=pixels,
     )  # fmt: skip
+
+
+def plan_pixels(ds: Dataset, label: str, cleaning: PixelCleaning, profile: Profile) -> PixelPlan:
+    """Scan ``ds`` (the original file) and decide what to blank.
+
+    A file whose header signals burned-in text is read whole (no pre-filter):
+    the header already says there is text to find.
+
+    Raises
+    ------
+    UnreadableInput
+        The pixel data, an overlay or an icon cannot be decoded.
+    """
+    from pipeline.pixels.blank import plan_cleaning
+    from pipeline.pixels.scan import header_signals, scan_dataset
+
+    signals = header_signals(ds, profile.sop)
+    finding = scan_dataset(
+        ds, label, cleaning.engine, policy=profile.sop,
+        prefilter=cleaning.prefilter and not signals,
+    )  # fmt: skip
+    return plan_cleaning(
+        ds,
+        finding,
+        cleaning.rules.matching(ds),
+        max_text_fraction=cleaning.max_text_fraction,
+        margin=cleaning.margin,
+    )
+
+
+def _apply_pixel_plan(ds: Dataset, original: Dataset, plan: PixelPlan, label: str) -> None:
+    """Blank, re-encode and mark the de-identified ``ds`` as ``plan`` says.
+
+    Only a cleaned plan changes anything; an untouched or held (but kept with
+    --keep-burned-in) file is written as without --clean-pixels.
+    """
+    from pipeline.pixels.blank import PixelAction, blank_pixels
+    from pipeline.pixels.encode import remove_overlays_and_icons, store_pixels
+
+    if plan.action is not PixelAction.CLEANED:
+        return
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    if plan.rewrite_pixels:
+        syntax = store_pixels(ds, blank_pixels(original, plan, label), syntax)
+    if plan.remove_overlays:
+        remove_overlays_and_icons(ds)
+    # Every text found was blanked or left in a keep area as not PHI, and
+    # every header signal was explained: PS3.3 C.7.6.1.1.7 allows NO.
+    ds.BurnedInAnnotation = "NO"
+    items = list(ds.get("DeidentificationMethodCodeSequence") or [])
+    if not any(item.get("CodeValue") == CLEAN_PIXEL_DATA.value for item in items):
+        ds.DeidentificationMethodCodeSequence = Sequence(
+            items + list(_code_items((CLEAN_PIXEL_DATA,)))
+        )
+    rebuild_file_meta(ds, syntax)
 
 
 def explain(data: bytes, key: SecretKey, profile: Profile) -> list[Change]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.atomic import TEMP_PREFIX, remove_stale_temps
 from pipeline.dicom.deidentify import DeidResult, Outcome, deidentify_file, quiet_pydicom
@@ -26,6 +27,9 @@ from pipeline.dicom.uids import UidMapper
 from pipeline.errors import CurationError
 from pipeline.keys import SecretKey
 from pipeline.private_store import LinkRecord, PrivateStore, sha256_of
+
+if TYPE_CHECKING:  # pipeline.pixels imports this module
+    from pipeline.pixels.blank import PixelCleaning
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class RunSummary:
     outcomes: dict[str, int]
     reasons: dict[str, list[str]]  # reason -> opaque input keys (sha256 prefixes)
     carried: dict[str, int] = field(default_factory=dict)
+    pixels: dict[str, int] = field(default_factory=dict)  # --clean-pixels: outcome -> files
 
     @property
     def written(self) -> int:
@@ -49,6 +54,7 @@ class RunSummary:
             "outcomes": self.outcomes,
             "reasons": self.reasons,
             "carried": self.carried,
+            **({"pixels": self.pixels} if self.pixels else {}),
         }
 
 
@@ -101,18 +107,29 @@ class _WorkerState:
     uids: UidMapper
     output: Path
     keep_burned_in: bool
+    cleaning: PixelCleaning | None = None
 
 
 _worker: _WorkerState | None = None
 
 
-def _init_worker(key_material: bytes, profile: Profile, output: str, keep: bool) -> None:
-    """Set up a worker once: the profile arrives already parsed (no YAML per process)."""
+def _init_worker(
+    key_material: bytes,
+    profile: Profile,
+    output: str,
+    keep: bool,
+    cleaning: PixelCleaning | None = None,
+) -> None:
+    """Set up a worker once: the profile and pixel rules arrive already parsed.
+
+    The OCR engine comes with ``cleaning``: unpickled once per worker
+    process, so each worker has its own engine for the whole run.
+    """
     global _worker
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     quiet_pydicom()
     key = SecretKey(key_material)
-    _worker = _WorkerState(key, profile, UidMapper(key), Path(output), keep)
+    _worker = _WorkerState(key, profile, UidMapper(key), Path(output), keep, cleaning)
 
 
 def _work(path: Path) -> tuple[DeidResult, bytes | None]:
@@ -137,14 +154,16 @@ def _work(path: Path) -> tuple[DeidResult, bytes | None]:
     assert state is not None, "_init_worker sets up every worker before it works"
     result = deidentify_file(
         path, data, sha256_of(data), state.output, state.key, state.profile, state.uids,
-        keep_burned_in=state.keep_burned_in,
+        keep_burned_in=state.keep_burned_in, cleaning=state.cleaning,
     )  # fmt: skip
     keep_bytes = result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK)
     return result, data if keep_bytes else None
 
 
 def _results(
-    paths: list[Path], jobs: int, init_args: tuple[bytes, Profile, str, bool]
+    paths: list[Path],
+    jobs: int,
+    init_args: tuple[bytes, Profile, str, bool, PixelCleaning | None],
 ) -> Iterator[tuple[DeidResult, bytes | None]]:
     if jobs <= 1:
         _init_worker(*init_args)
@@ -165,12 +184,17 @@ def deidentify_tree(
     jobs: int = 1,
     keep_burned_in: bool = False,
     dicomdir: bool = False,
+    cleaning: PixelCleaning | None = None,
 ) -> RunSummary:
     """De-identify every file under ``source`` into ``output``.
 
     With ``dicomdir`` the release is laid out as a DICOM File-set with a new
     DICOMDIR (see :mod:`pipeline.dicom.dicomdir`); OUTPUT must then be empty.
+    With ``cleaning`` (``--clean-pixels``) burned-in text is blanked
+    (:mod:`pipeline.pixels.blank`); the engine is checked before any file is read.
     """
+    if cleaning is not None:
+        _ = cleaning.engine.name  # a missing OCR program is a setup error, not a file's
     check_locations(source, output, private.root)
     output.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output)  # left by a run that was cut off
@@ -190,11 +214,12 @@ def deidentify_tree(
         profile_digest=profile.digest,
         key_fingerprint=key.fingerprint,
     )
-    init_args = (key.material, profile, str(output), keep_burned_in)
+    init_args = (key.material, profile, str(output), keep_burned_in, cleaning)
     committed: dict[str, str] = {}  # output path -> sha256 of the bytes written this run
     outcomes: Counter[str] = Counter()
     reasons: defaultdict[str, list[str]] = defaultdict(list)
     carried: Counter[str] = Counter()
+    pixels: Counter[str] = Counter()
     rows: list[tuple[str, str, str, str, str, str]] = []
     links: list[tuple[str, str, LinkRecord]] = []
     pending: list[tuple[DeidResult, bytes | None]] = []
@@ -219,6 +244,8 @@ def deidentify_tree(
                 opaque = result.sha256[:12] or "path-" + sha256_of(bytes(result.input_path))[:8]
                 reasons[result.reason].append(opaque)
             carried.update(result.carried)
+            if result.pixels:
+                pixels[result.pixels] += 1
             rows.append(
                 (
                     str(result.input_path), result.sha256, result.outcome.value, result.reason,
@@ -239,7 +266,9 @@ def deidentify_tree(
     settle()
     if dicomdir and committed:
         private.move_outputs(run_id, write_fileset(output, sorted(committed)))
-    summary = RunSummary(run_id, len(paths), dict(outcomes), dict(reasons), dict(carried))
+    summary = RunSummary(
+        run_id, len(paths), dict(outcomes), dict(reasons), dict(carried), dict(pixels)
+    )
     private.finish_run(run_id, dt.datetime.now(dt.UTC).isoformat(), summary.as_dict())
     return summary
 

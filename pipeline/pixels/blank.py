@@ -1,0 +1,384 @@
+"""Blanking burned-in text: decide what to blank in a file, then blank it.
+
+``deid --clean-pixels`` runs the pixel scan on every input and hands its
+finding here.  :func:`plan_cleaning` turns the finding and the matching region
+rules (:mod:`.regions`) into a :class:`PixelPlan`; :func:`blank_pixels`
+applies it to the decoded frames; :mod:`.encode` stores the result.
+
+What is blanked
+---------------
+- Every rectangle of every matching region rule, in every frame.
+- Every box OCR read in a frame, grown by a small margin, whatever its
+  confidence and whether or not it matched the header: a misread name is
+  still a name.  The only exception is a box that lies wholly inside a rule's
+  *keep* rectangle (a scale, orientation letters) and was not recognised as
+  the file's PHI.
+- Overlay planes are not blanked but removed: (60xx) groups go from the
+  header, and planes kept in the unused high bits of the pixel data are
+  masked to 0 (the frames are stored with those bits cleared).  Icon images
+  are removed.
+The fill is the image's background as displayed: 0 (the lowest stored
+value) for MONOCHROME2, the highest stored value for MONOCHROME1, black for
+RGB, and for PALETTE COLOR the index whose palette entry is darkest.  No
+other pixel value changes.
+
+When a file cannot be cleaned by rule (it is HELD BACK)
+-------------------------------------------------------
+1. Its header signals burned-in text (BurnedInAnnotation YES, a secondary
+   capture class, modality OT/SC/US, DERIVED\\SECONDARY, ConversionType,
+   ultrasound regions) but OCR read no word in any of its images and no
+   region rule matches it: the text the header announces was not located,
+   so nothing says where to blank.
+2. The boxes OCR found outside rule rectangles cover more than
+   ``max_text_fraction`` of a frame: either the image is a document or a
+   screen (describe its layout with a region rule) or OCR is reading
+   anatomy as letters; blanking that much would destroy the image, and
+   releasing it unblanked could leak, so a person decides.
+A file whose pixels cannot be decoded is not held back but quarantined
+(:class:`~pipeline.errors.UnreadableInput`), as the scan reports it.
+
+A file with no header signal, no word read, no matching rule and no overlay
+bits set in its pixel data is *untouched*: written exactly as without
+``--clean-pixels``.  Only a cleaned file is marked ``BurnedInAnnotation NO``
+(all text found is blanked, or kept inside a keep rectangle and not PHI, and
+every header signal is explained by a rule or by text found).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+from pydicom.pixels.processing import apply_color_lut
+from pydicom.pixels.utils import iter_pixels
+
+from pipeline.dicom.image_header import number_of_frames
+from pipeline.errors import UnreadableInput
+from pipeline.pixels.ocr import OcrEngine
+from pipeline.pixels.regions import Rect, RegionRule, RegionRules
+from pipeline.pixels.scan import FoundWord, ScanFinding
+
+__all__ = [
+    "CleanedPixels",
+    "PixelAction",
+    "PixelCleaning",
+    "PixelPlan",
+    "blank_pixels",
+    "fill_value",
+    "plan_cleaning",
+]
+
+Pixels = npt.NDArray[np.generic]
+_Box = tuple[int, int, int, int]
+
+# OCR boxes hug the letters; anti-aliased edges and descenders reach a little further.
+DEFAULT_MARGIN = 2
+DEFAULT_MAX_TEXT_FRACTION = 0.10
+
+
+class PixelAction(enum.Enum):
+    UNTOUCHED = "untouched"  # nothing to clean: written as without --clean-pixels
+    CLEANED = "cleaned"
+    HELD = "held back"
+
+
+@dataclass(frozen=True)
+class PixelCleaning:
+    """What ``deid --clean-pixels`` needs in every worker.
+
+    Parameters
+    ----------
+    engine : OcrEngine
+        Reads the images (any engine: tesseract, rapidocr, both).  Sent to
+        each worker process once, with the other settings.
+    rules : RegionRules
+        Region rules, loaded and validated before the run.
+    prefilter : bool
+        Let the scan skip images its pre-filter judges free of text; files
+        whose header signals burned-in text are always read whole.
+    max_text_fraction : float
+        See the module docstring, case 2.
+    margin : int
+        Pixels added around every OCR box.
+    """
+
+    engine: OcrEngine
+    rules: RegionRules
+    prefilter: bool = True
+    max_text_fraction: float = DEFAULT_MAX_TEXT_FRACTION
+    margin: int = DEFAULT_MARGIN
+
+
+@dataclass(frozen=True)
+class PixelPlan:
+    """What cleaning does to one file.
+
+    Attributes
+    ----------
+    action : PixelAction
+        Untouched, cleaned, or held back (``reason`` says why, PHI-free).
+    frame_areas : tuple of tuple of Rect
+        Per frame, the rectangles to fill (clipped to the image).
+    rewrite_pixels : bool
+        The pixel data changes (a rectangle to fill, or overlay bits to clear).
+    remove_overlays : bool
+        Overlay groups (60xx) and icons are removed from the output header.
+    rules : tuple of str
+        Names of the region rules that matched.
+    words_blanked, words_kept : int
+        OCR words of frames that are blanked, or left inside keep rectangles.
+    """
+
+    action: PixelAction
+    reason: str = ""
+    frame_areas: tuple[tuple[Rect, ...], ...] = ()
+    rewrite_pixels: bool = False
+    remove_overlays: bool = False
+    rules: tuple[str, ...] = ()
+    words_blanked: int = 0
+    words_kept: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class CleanedPixels:
+    """Decoded, cleaned frames ready to be stored natively.
+
+    Attributes
+    ----------
+    frames : numpy.ndarray
+        ``(frames, rows, cols)`` or ``(frames, rows, cols, 3)`` stored values,
+        unused high bits cleared (overlay planes gone), colour as RGB.
+    photometric : str
+        The photometric interpretation of ``frames``.
+    changed : int
+        Pixels whose value the fill changed (all frames).
+    """
+
+    frames: Pixels
+    photometric: str
+    changed: int = field(default=0)
+
+
+def _frame_index(label: str) -> int | None:
+    """``frame 3`` -> 3; overlays and icons -> None."""
+    if not label.startswith("frame "):
+        return None
+    try:
+        return int(label.split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _grown(box: _Box, margin: int) -> Rect:
+    x, y, w, h = box
+    return Rect(x - margin, y - margin, w + 2 * margin, h + 2 * margin)
+
+
+def _overlaps(a: _Box, b: _Box) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def plan_cleaning(
+    ds: Dataset,
+    finding: ScanFinding,
+    rules: Sequence[RegionRule],
+    *,
+    max_text_fraction: float = DEFAULT_MAX_TEXT_FRACTION,
+    margin: int = DEFAULT_MARGIN,
+) -> PixelPlan:
+    """Decide what to blank in ``ds`` from its scan finding and its matching rules.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The original file (Rows, Columns, NumberOfFrames, ultrasound regions).
+    finding : ScanFinding
+        :func:`pipeline.pixels.scan.scan_dataset` of ``ds``.
+    rules : sequence of RegionRule
+        The rules that match ``ds`` (:meth:`RegionRules.matching`).
+    max_text_fraction, margin
+        See :class:`PixelCleaning`.
+
+    Returns
+    -------
+    PixelPlan
+        See the module docstring for when a file is held back.
+    """
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = number_of_frames(ds) if "PixelData" in ds else 0
+    rule_areas = [a for rule in rules for a in rule.blank_areas(ds)]
+    keep = [k for rule in rules for k in rule.keep]
+    phi_boxes = {(m.image, m.box) for m in finding.phi_matches}
+    per_frame: list[list[Rect]] = [[] for _ in range(frames)]
+    blanked = kept = 0
+    for word in finding.words:
+        index = _frame_index(word.image)
+        if index is None or index >= frames:
+            continue  # overlays and icons are removed, not blanked
+        if _is_kept(word, keep, phi_boxes):
+            kept += 1
+            continue
+        per_frame[index].append(_grown(word.box, margin))
+        blanked += 1
+    names = tuple(rule.name for rule in rules)
+    if finding.header_signals and not finding.words and not rules:
+        return PixelPlan(
+            PixelAction.HELD,
+            "header signals burned-in text ("
+            + ", ".join(finding.header_signals)
+            + ") but the pixel scan read none and no pixel region rule matches; review it, "
+            "or describe where its text is with a rule in rules/pixels",
+        )
+    for index, areas in enumerate(per_frame):
+        fraction = _fraction(areas, rule_areas, rows, cols)
+        if fraction > max_text_fraction:
+            return PixelPlan(
+                PixelAction.HELD,
+                f"text found over {fraction:.0%} of frame {index} (more than "
+                f"{max_text_fraction:.0%}): blanking would destroy the image; review it, or "
+                "describe its layout with a rule in rules/pixels",
+                rules=names,
+            )
+    high_bits = any(o.bit is not None and o.set_pixels for o in finding.overlays)
+    frame_areas = tuple(
+        tuple(c for c in (a.clipped(rows, cols) for a in (*rule_areas, *areas)) if c is not None)
+        for areas in per_frame
+    )
+    fill = any(frame_areas)
+    if not (finding.header_signals or finding.words or rules or high_bits):
+        return PixelPlan(PixelAction.UNTOUCHED)
+    return PixelPlan(
+        PixelAction.CLEANED,
+        frame_areas=frame_areas,
+        rewrite_pixels=fill or high_bits,
+        remove_overlays=True,
+        rules=names,
+        words_blanked=blanked,
+        words_kept=kept,
+    )
+
+
+def _is_kept(word: FoundWord, keep: list[Rect], phi_boxes: set[tuple[str, _Box]]) -> bool:
+    """Inside a keep rectangle, and not (overlapping) a word recognised as PHI."""
+    if not any(k.holds(word.box) for k in keep):
+        return False
+    return not any(image == word.image and _overlaps(word.box, box) for image, box in phi_boxes)
+
+
+def _fraction(areas: list[Rect], exempt: list[Rect], rows: int, cols: int) -> float:
+    """Share of the frame that ``areas`` cover outside the ``exempt`` rule rectangles."""
+    if not areas or rows <= 0 or cols <= 0:
+        return 0.0
+    mask = np.zeros((rows, cols), dtype=bool)
+    for area in areas:
+        clipped = area.clipped(rows, cols)
+        if clipped is not None:
+            mask[clipped.y : clipped.y + clipped.height, clipped.x : clipped.x + clipped.width] = (
+                True
+            )
+    for area in exempt:
+        clipped = area.clipped(rows, cols)
+        if clipped is not None:
+            mask[clipped.y : clipped.y + clipped.height, clipped.x : clipped.x + clipped.width] = (
+                False
+            )
+    return float(mask.mean())
+
+
+# ---------------------------------------------------------------------------
+# Applying a plan
+# ---------------------------------------------------------------------------
+
+
+def fill_value(ds: Dataset, photometric: str, dtype: np.dtype[np.generic]) -> int:
+    """The stored value that displays as black (the background) for ``photometric``.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        For BitsStored, PixelRepresentation and the palette.
+    photometric : str
+        Of the decoded values (colour images are decoded to RGB).
+    dtype : numpy.dtype
+        Of the decoded values.
+
+    Raises
+    ------
+    UnreadableInput
+        A photometric interpretation with no known background.
+    """
+    bits = int(ds.get("BitsStored", 0) or 0) or dtype.itemsize * 8
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1 and dtype.kind == "i"
+    if photometric in ("RGB", "MONOCHROME2"):
+        return -(1 << (bits - 1)) if signed and photometric == "MONOCHROME2" else 0
+    if photometric == "MONOCHROME1":
+        return (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+    if photometric == "PALETTE COLOR":
+        return _darkest_index(ds)
+    raise UnreadableInput(
+        f"photometric interpretation {photometric[:16]!r} has no known background to blank "
+        "with; export the file again as MONOCHROME2 or RGB"
+    )
+
+
+def _darkest_index(ds: Dataset) -> int:
+    descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
+    try:
+        entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
+    except (IndexError, TypeError, ValueError):
+        raise UnreadableInput(
+            "PALETTE COLOR image without a usable palette descriptor; export it again as RGB"
+        ) from None
+    dtype = np.uint8 if entries + first <= 256 and int(ds.BitsAllocated) == 8 else np.uint16
+    indices = np.arange(first, first + entries, dtype=np.int64).astype(dtype)
+    rgb = np.asarray(apply_color_lut(indices, ds), dtype=np.float64).reshape(-1, 3)
+    return int(indices[int(np.argmin(rgb.sum(axis=1)))])
+
+
+def blank_pixels(ds: Dataset, plan: PixelPlan, label: str) -> CleanedPixels:
+    """Decode every frame of ``ds``, clear unused high bits, fill the plan's rectangles.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The original file (not the de-identified copy: same pixel data).
+    plan : PixelPlan
+        From :func:`plan_cleaning`.
+    label : str
+        The input's opaque name, for errors.
+
+    Returns
+    -------
+    CleanedPixels
+        Every decoded value outside the rectangles is what pydicom decodes
+        (unused bits cleared: overlay planes stored there are gone).
+
+    Raises
+    ------
+    UnreadableInput
+        The pixel data cannot be decoded.
+    """
+    source = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    try:
+        decoded = [np.array(frame) for frame in iter_pixels(ds)]
+    except Exception as exc:
+        raise UnreadableInput(
+            f"{label}: the pixel data cannot be decoded for cleaning ({type(exc).__name__}); "
+            "copy the file again from its source"
+        ) from None
+    frames = np.stack(decoded)
+    photometric = "RGB" if frames.ndim == 4 else source
+    fill = fill_value(ds, photometric, frames.dtype) if any(plan.frame_areas) else 0
+    changed = 0
+    for index, areas in enumerate(plan.frame_areas[: len(frames)]):
+        frame = frames[index]
+        for area in areas:
+            window = frame[area.y : area.y + area.height, area.x : area.x + area.width]
+            differs = window != fill
+            changed += int(np.count_nonzero(differs.any(axis=-1) if window.ndim == 3 else differs))
+            window[...] = fill
+    return CleanedPixels(frames, photometric, changed)
