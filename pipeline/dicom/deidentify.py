@@ -399,7 +399,9 @@ def deidentify_file(
             plan = plan_pixels(original, label, cleaning, profile)
             pixels = plan.action.value
             if plan.reason and not keep_burned_in:
-                raise HeldBack(plan.reason)
+                held = HeldBack(plan.reason)
+                held.reason = plan.summary or held.reason
+                raise held
         _, link, relpath, carried = deidentify_dataset(ds, key, profile, uids)
         if plan is not None and original is not None:
             _apply_pixel_plan(ds, original, plan, label)

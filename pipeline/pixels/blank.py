@@ -77,7 +77,7 @@ _Box = tuple[int, int, int, int]
 
 # OCR boxes hug the letters; anti-aliased edges and descenders reach a little further.
 DEFAULT_MARGIN = 2
-DEFAULT_MAX_TEXT_FRACTION = 0.10
+DEFAULT_MAX_TEXT_FRACTION = 0.25
 
 
 class PixelAction(enum.Enum):
@@ -120,7 +120,8 @@ class PixelPlan:
     Attributes
     ----------
     action : PixelAction
-        Untouched, cleaned, or held back (``reason`` says why, PHI-free).
+        Untouched, cleaned, or held back (``reason`` says why and what to do,
+        ``summary`` in a few words; both PHI-free).
     frame_areas : tuple of tuple of Rect
         Per frame, the rectangles to fill (clipped to the image).
     rewrite_pixels : bool
@@ -135,6 +136,7 @@ class PixelPlan:
 
     action: PixelAction
     reason: str = ""
+    summary: str = ""  # short PHI-free reason that groups held-back files in the run summary
     frame_areas: tuple[tuple[Rect, ...], ...] = ()
     rewrite_pixels: bool = False
     remove_overlays: bool = False
@@ -232,6 +234,7 @@ def plan_cleaning(
             + ", ".join(finding.header_signals)
             + ") but the pixel scan read none and no pixel region rule matches; review it, "
             "or describe where its text is with a rule in rules/pixels",
+            summary="burned-in text signalled but not located",
         )
     for index, areas in enumerate(per_frame):
         fraction = _fraction(areas, rule_areas, rows, cols)
@@ -241,6 +244,7 @@ def plan_cleaning(
                 f"text found over {fraction:.0%} of frame {index} (more than "
                 f"{max_text_fraction:.0%}): blanking would destroy the image; review it, or "
                 "describe its layout with a rule in rules/pixels",
+                summary="too much text found to blank",
                 rules=names,
             )
     high_bits = any(o.bit is not None and o.set_pixels for o in finding.overlays)

@@ -1,0 +1,242 @@
+"""``deid --clean-pixels`` end to end with the real tesseract: blank, re-encode, mark, or hold back."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit
+
+from pipeline.dicom.deidentify import plan_pixels, quiet_pydicom, read_dicom
+from pipeline.dicom.profile import load_profile
+from pipeline.dicom.run import RunSummary, deidentify_tree
+from pipeline.keys import SecretKey
+from pipeline.pixels.blank import PixelAction, PixelCleaning
+from pipeline.pixels.ocr import TesseractEngine
+from pipeline.pixels.regions import load_region_rules
+from pipeline.pixels.scan import scan_dataset
+from pipeline.private_store import PrivateStore
+from pipeline.samples.burned_text import burn, printed_name, with_pixels
+from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
+
+from .test_validity import dciodvfy_errors
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
+KEY = SecretKey(b"\x05" * 32)
+
+
+@pytest.fixture(scope="module")
+def cleaning() -> PixelCleaning:
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract is not installed (Debian: apt-get install tesseract-ocr)")
+    quiet_pydicom()
+    return PixelCleaning(TesseractEngine(), load_region_rules())
+
+
+@pytest.fixture(scope="module")
+def subject() -> Subject:
+    return make_subjects(2, seed=21)[1]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory, subject: Subject) -> Path:
+    """Two plain MR slices, a screen capture with name/MRN/DOB burned in, an ultrasound, a corrupt JPEG."""
+    folder = tmp_path_factory.mktemp("source")
+    for index, ds in enumerate(mr_series(subject, n_slices=2, rows=64, cols=64)):
+        ds.save_as(folder / f"mr{index}.dcm", enforce_file_format=True)
+    objects = other_objects(subject)
+    # A screen grab of an image: a ramp with the name burned into its top-left corner.
+    capture = objects["secondary_capture"]
+    ramp = np.repeat(np.linspace(20, 120, 256)[None, :], 160, axis=0).astype(np.uint8)
+    name = printed_name(subject.phi.patient_name)
+    capture = with_pixels(capture, burn(ramp, name, x=4, y=4, height=12, value=250))
+    capture.Rows, capture.Columns = 160, 256
+    capture.save_as(folder / "sc.dcm", enforce_file_format=True)
+    objects["ultrasound"].save_as(folder / "us.dcm", enforce_file_format=True)
+    corrupt = mr_series(subject, n_slices=1, rows=16, cols=16, series_number=7)[0]
+    corrupt.PixelData = encapsulate([b"\xff\xd8\xff\xdb" + b"\x00" * 64])  # no end marker
+    corrupt.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    corrupt["PixelData"].VR = "OB"
+    corrupt.save_as(folder / "corrupt.dcm", enforce_file_format=False)
+    return folder
+
+
+def _run(
+    source: Path, out: Path, cleaning: PixelCleaning | None, jobs: int = 1, keep: bool = False
+) -> tuple[RunSummary, dict[str, dict[str, object]]]:
+    store = PrivateStore(out.parent / f"{out.name}-private")
+    summary = deidentify_tree(
+        source, out, KEY, load_profile("research"), store, jobs=jobs, cleaning=cleaning,
+        keep_burned_in=keep,
+    )  # fmt: skip
+    rows = {Path(str(r["input_path"])).name: dict(r) for r in store.inputs_for(summary.run_id)}
+    return summary, rows
+
+
+@pytest.fixture(scope="module")
+def cleaned_run(
+    source: Path, cleaning: PixelCleaning, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RunSummary, dict[str, dict[str, object]]]:
+    out = tmp_path_factory.mktemp("run") / "out"
+    summary, rows = _run(source, out, cleaning, jobs=1)
+    return out, summary, rows
+
+
+def test_outcomes_with_and_without_clean_pixels(
+    source: Path, cleaned_run: tuple[Path, RunSummary, dict[str, dict[str, object]]], tmp_path: Path
+) -> None:
+    _, summary, rows = cleaned_run
+    outcomes = {name: row["outcome"] for name, row in rows.items()}
+    assert outcomes == {
+        "mr0.dcm": "written", "mr1.dcm": "written", "sc.dcm": "written", "us.dcm": "written",
+        "corrupt.dcm": "quarantined",
+    }  # fmt: skip
+    assert "end-of-image marker" in str(rows["corrupt.dcm"]["detail"])
+    assert summary.pixels == {"untouched": 2, "cleaned": 2}
+    # Without --clean-pixels the captures are held back as before.
+    _, plain = _run(source, tmp_path / "plain", None)
+    assert plain["sc.dcm"]["outcome"] == "held back" and plain["us.dcm"]["outcome"] == "held back"
+
+
+def test_untouched_files_are_byte_identical_to_a_run_without_cleaning(
+    source: Path, cleaned_run: tuple[Path, RunSummary, dict[str, dict[str, object]]], tmp_path: Path
+) -> None:
+    out, _, rows = cleaned_run
+    _, plain = _run(source, tmp_path / "plain", None)
+    for name in ("mr0.dcm", "mr1.dcm"):
+        cleaned_bytes = (out / str(rows[name]["output_path"])).read_bytes()
+        plain_bytes = (tmp_path / "plain" / str(plain[name]["output_path"])).read_bytes()
+        assert cleaned_bytes == plain_bytes
+
+
+def test_burned_in_name_is_blanked_and_no_longer_read(
+    source: Path,
+    cleaned_run: tuple[Path, RunSummary, dict[str, dict[str, object]]],
+    cleaning: PixelCleaning,
+    subject: Subject,
+) -> None:
+    out, _, rows = cleaned_run
+    original = pydicom.dcmread(source / "sc.dcm")
+    assert printed_name(subject.phi.patient_name).split()[0] in " ".join(
+        w.text.upper() for w in scan_dataset(original, "in", cleaning.engine).words
+    )
+    written = pydicom.dcmread(out / str(rows["sc.dcm"]["output_path"]))
+    assert written.BurnedInAnnotation == "NO"
+    codes = [item.CodeValue for item in written.DeidentificationMethodCodeSequence]
+    assert "113101" in codes and codes.count("113101") == 1
+    # OCR on the output: with the header of the input (so PHI would be matched), no word left.
+    check = read_dicom((source / "sc.dcm").read_bytes(), "in")
+    check.PixelData = written.PixelData
+    again = scan_dataset(check, "out", cleaning.engine, prefilter=False)
+    assert again.phi_matches == ()
+    assert again.words == ()
+    # Pixels outside what was blanked are the input's own.
+    before, after = original.pixel_array, written.pixel_array
+    changed = before != after
+    assert changed.any() and (after[changed] == 0).all()
+    assert written.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+
+
+def test_cleaned_ultrasound_is_rgb_and_only_the_planned_areas_change(
+    source: Path,
+    cleaned_run: tuple[Path, RunSummary, dict[str, dict[str, object]]],
+    cleaning: PixelCleaning,
+) -> None:
+    out, _, rows = cleaned_run
+    data = (source / "us.dcm").read_bytes()
+    plan = plan_pixels(read_dicom(data, "in"), "in", cleaning, load_profile("research"))
+    assert plan.action is PixelAction.CLEANED and plan.words_blanked >= 2
+    written = pydicom.dcmread(out / str(rows["us.dcm"]["output_path"]))
+    before, after = pydicom.dcmread(source / "us.dcm").pixel_array, written.pixel_array
+    mask = np.zeros(before.shape[:2], dtype=bool)
+    for area in plan.frame_areas[0]:
+        mask[area.y : area.y + area.height, area.x : area.x + area.width] = True
+    assert (after[mask] == 0).all()
+    assert np.array_equal(after[~mask], before[~mask])
+    assert (written.PhotometricInterpretation, written.PlanarConfiguration) == ("RGB", 0)
+
+
+def test_jobs_1_and_2_write_the_same_bytes(
+    source: Path,
+    cleaned_run: tuple[Path, RunSummary, dict[str, dict[str, object]]],
+    cleaning: PixelCleaning,
+    tmp_path: Path,
+) -> None:
+    out, _, rows = cleaned_run
+    _, rows2 = _run(source, tmp_path / "two", cleaning, jobs=2)
+    for name, row in rows.items():
+        assert rows2[name]["outcome"] == row["outcome"]
+        if row["output_path"]:
+            first = (out / str(row["output_path"])).read_bytes()
+            assert first == (tmp_path / "two" / str(rows2[name]["output_path"])).read_bytes()
+
+
+def test_header_signal_without_located_text_stays_held_back(
+    cleaning: PixelCleaning, subject: Subject, tmp_path: Path
+) -> None:
+    blank_capture = other_objects(subject)["secondary_capture"]
+    blank_capture.PixelData = np.full((96, 480), 40, dtype=np.uint8).tobytes()
+    folder = tmp_path / "src"
+    folder.mkdir()
+    blank_capture.save_as(folder / "sc.dcm", enforce_file_format=True)
+    summary, rows = _run(folder, tmp_path / "out", cleaning)
+    assert rows["sc.dcm"]["outcome"] == "held back"
+    assert list(summary.reasons) == ["burned-in text signalled but not located"]
+    detail = str(rows["sc.dcm"]["detail"])
+    assert "read none" in detail and "no pixel region rule" in detail
+    assert subject.phi.patient_id not in detail
+
+
+@pytest.mark.reference
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+def test_reference_files(cleaning: PixelCleaning, tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for name in ("XA_GE_JPEG_02_with_Overlays.dcm", "US-GE-4AICL142.dcm"):
+        shutil.copy(REFERENCE / name, folder / name)
+    _, rows = _run(folder, tmp_path / "out", cleaning)
+    xa_row, us_row = rows["XA_GE_JPEG_02_with_Overlays.dcm"], rows["US-GE-4AICL142.dcm"]
+    assert xa_row["outcome"] == "written" and us_row["outcome"] == "written"
+    xa = pydicom.dcmread(tmp_path / "out" / str(xa_row["output_path"]))
+    assert xa.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert not [t for t in xa.keys() if 0x6000 <= t >> 16 <= 0x601E]  # overlay groups gone
+    assert int(xa.pixel_array.max()) < 256  # the bit-13 plane is masked out
+    assert xa.BurnedInAnnotation == "NO"
+    us = pydicom.dcmread(tmp_path / "out" / str(us_row["output_path"]))
+    assert us.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert (us.PhotometricInterpretation, us.SamplesPerPixel, us.PlanarConfiguration) == (
+        "RGB", 3, 0,
+    )  # fmt: skip
+    assert us.pixel_array.shape == (434, 636, 3)
+
+
+@pytest.mark.dciodvfy
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
+def test_dciodvfy_adds_no_errors_to_cleaned_files(
+    source: Path,
+    cleaned_run: tuple[Path, RunSummary, dict[str, dict[str, object]]],
+    cleaning: PixelCleaning,
+    tmp_path: Path,
+) -> None:
+    out, _, rows = cleaned_run
+    pairs = [(source / n, out / str(rows[n]["output_path"])) for n in ("sc.dcm", "us.dcm")]
+    if REFERENCE.is_dir():
+        folder = tmp_path / "src"
+        folder.mkdir()
+        for name in ("XA_GE_JPEG_02_with_Overlays.dcm", "US-GE-4AICL142.dcm"):
+            shutil.copy(REFERENCE / name, folder / name)
+        _, ref_rows = _run(folder, tmp_path / "out", cleaning)
+        pairs += [
+            (folder / n, tmp_path / "out" / str(r["output_path"]))
+            for n, r in ref_rows.items()
+            if r["outcome"] == "written"
+        ]
+    regressions = {
+        before.name: sorted(dciodvfy_errors(after) - dciodvfy_errors(before))
+        for before, after in pairs
+    }
+    assert not any(regressions.values()), regressions
