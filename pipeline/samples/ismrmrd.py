@@ -43,6 +43,9 @@ class IsmrmrdSample:
     averages: int = 1  # each line this often, with noise that cancels in the mean
     repetitions: int = 1  # later repetitions scaled, so keeping only the first shows
     reverse_odd_lines: bool = False  # odd lines stored reversed with flag 22
+    asymmetric_echo: int = 0  # leading readout samples never acquired (partial echo)
+    discard: tuple[int, int] = (0, 0)  # junk samples before/after (discard_pre/post)
+    other_encoding_lines: int = 0  # per slice, junk readouts of encoding space 1
     waveforms: int = 0
     acceleration: int = 1
     protocol_name: str | None = "CORPD_FBK"
@@ -161,43 +164,50 @@ def write_ismrmrd_sample(path: Path, spec: IsmrmrdSample | None = None) -> Ismrm
     first = ey // 2 - center
     images = _images(spec, ex, ey)
     kspace = fft2c(images[:, None] * _sensitivities(spec.coils, ex, ey)[None])
-    # flags, step1, slice, average, repetition, samples
-    rows: list[tuple[int, int, int, int, int, np.ndarray]] = []
+    # flags, step1, slice, average, repetition, encoding space, samples
+    rows: list[tuple[int, int, int, int, int, int, np.ndarray]] = []
 
-    def junk() -> np.ndarray:
-        return (
-            rng.standard_normal((spec.coils, ex)) + 1j * rng.standard_normal((spec.coils, ex))
-        ) * 5
+    def junk(width: int = ex) -> np.ndarray:
+        shape = (spec.coils, width)
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * 5
 
     for _ in range(spec.noise_scans):
-        rows.append((NOISE, 0, 0, 0, 0, junk() * 0.01))
+        rows.append((NOISE, 0, 0, 0, 0, 0, junk() * 0.01))
     for rep in range(spec.repetitions):
         for s in range(spec.slices):
             for _ in range(spec.phasecorr_lines):
-                rows.append((PHASECORR, center, s, 0, rep, junk()))
+                rows.append((PHASECORR, center, s, 0, rep, 0, junk()))
             for k in range(spec.calibration_lines):
-                rows.append(
-                    (CALIBRATION, center - spec.calibration_lines // 2 + k, s, 0, rep, junk())
-                )
+                step1 = center - spec.calibration_lines // 2 + k
+                rows.append((CALIBRATION, step1, s, 0, rep, 0, junk()))
+            for k in range(spec.other_encoding_lines):
+                rows.append((0, k, s, 0, rep, 1, junk()))
             for step1 in range(0, maximum + 1, spec.acceleration):
-                line = kspace[s, :, :, first + step1] * (1 + rep)
+                line = kspace[s, :, spec.asymmetric_echo :, first + step1] * (1 + rep)
                 for avg in range(spec.averages):
                     # Offsets that sum to zero over the averages: the mean is the line.
                     delta = 0.0 if spec.averages == 1 else (avg - (spec.averages - 1) / 2) * 0.1
-                    rows.append((0, step1, s, avg, rep, line + delta))
+                    rows.append((0, step1, s, avg, rep, 0, line + delta))
+    pre, post = spec.discard
     table = np.zeros(len(rows), dtype=ACQUISITION_DTYPE)
     head = table["head"]
-    for n, (flags, step1, s, avg, rep, data) in enumerate(rows):
-        if spec.reverse_odd_lines and not flags and step1 % 2:
-            flags |= REVERSE
-            data = data[:, ::-1]
+    for n, (flags, step1, s, avg, rep, space, data) in enumerate(rows):
+        centre = ex // 2
+        if not flags and not space:  # an image line: shaped as the options say
+            if spec.reverse_odd_lines and step1 % 2:
+                flags |= REVERSE
+                data = data[:, ::-1]
+            centre = ex // 2 - spec.asymmetric_echo + pre
+            data = np.concatenate([junk(pre), data, junk(post)], axis=1)
+            head["discard_pre"][n], head["discard_post"][n] = pre, post
         head["version"][n] = 1
         head["flags"][n] = flags
         head["scan_counter"][n] = n
-        head["number_of_samples"][n] = ex
+        head["number_of_samples"][n] = data.shape[1]
         head["available_channels"][n] = spec.coils
         head["active_channels"][n] = spec.coils
-        head["center_sample"][n] = ex // 2
+        head["center_sample"][n] = centre
+        head["encoding_space_ref"][n] = space
         head["sample_time_us"][n] = 5.0
         head["read_dir"][n] = (1, 0, 0)
         head["phase_dir"][n] = (0, 1, 0)

@@ -1,0 +1,442 @@
+"""fastMRI-layout training files from our anonymized ISMRMRD files.
+
+The layout is the one of the fastMRI knee and brain releases, so that
+fastMRI's own ``SliceDataset`` and transforms read our files unchanged:
+
+- ``kspace``: ``(slices, coils, readout, phase)`` complex64, as encoded.  The
+  readout oversampling is kept (640 readout samples for a 320 x 320 knee
+  image); the phase axis has the encoded matrix ``y``.  Each readout sits at
+  column ``kspace_encode_step_1 + padding_left`` with
+  ``padding_left = encoded_y // 2 - encodingLimits.kspace_encoding_step_1.center``:
+  exactly the padding fastMRI's ``_retrieve_metadata`` derives from the same
+  header, so its masks line up with the acquired lines (columns outside
+  ``[padding_left, padding_right)`` stay zero, e.g. partial Fourier).  In the
+  readout, sample ``center_sample`` lands on ``encoded_x // 2``.
+- ``reconstruction_rss``: ``(slices, recon_x, recon_y)`` float32, the
+  root-sum-of-squares over coils of the centred, orthonormal 2D inverse FFT
+  (``fastmri.ifft2c``'s convention: ``fftshift(ifft2(ifftshift(k), norm="ortho"))``),
+  centre-cropped to the recon matrix the way ``fastmri.data.transforms.center_crop``
+  crops.  Axes follow ``kspace`` (readout first), because fastMRI crops the
+  image of ``kspace`` to ``(recon_size[0], recon_size[1])`` = ``(x, y)``.
+- ``ismrmrd_header``: the XML header as bytes.
+- root attributes ``acquisition``, ``max``, ``norm``, ``patient_id``.
+
+What becomes a slice: the 2D slices (``idx.slice``) of one image.  Noise,
+calibration-only (ACS), phase-correction, navigator, feedback, dummy and
+phase-stabilisation readouts and readouts of another encoding space are left
+out; repeated lines (averages) are averaged; of several contrasts, cardiac
+phases, repetitions or sets the first is kept (fastMRI files hold one image
+series).  Every readout left out is counted by reason in the result.
+
+Refused, with :class:`FastmriUnsupported`: 3D encodings (fastMRI volumes are
+2D multi-slice; a 3D scan would need a choice of slicing direction that a
+training set should make explicitly), non-Cartesian trajectories, and
+undersampled (parallel imaging) scans, whose zero-filled reconstruction is
+not a valid training target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pipeline.atomic import TEMP_PREFIX
+from pipeline.errors import InputError, UnreadableInput
+from pipeline.raw.blocks import AcquisitionBlock
+from pipeline.raw.ismrmrd_in import (
+    ISMRMRD_NAMESPACE,
+    IsmrmrdInput,
+    acquisition_headers,
+    ismrmrd_blocks,
+    open_ismrmrd,
+)
+
+_NS = {"m": ISMRMRD_NAMESPACE}
+
+
+class FastmriUnsupported(InputError):
+    """A valid ISMRMRD file whose data has no faithful fastMRI layout."""
+
+    reason = "no fastMRI layout"
+
+
+def _bit(flag: int) -> int:
+    """ISMRMRD numbers its acquisition flags from 1."""
+    return 1 << (flag - 1)
+
+
+# Readouts that are not lines of the image (ISMRMRD flag numbers), by the
+# reason a result reports them under.  A calibration line that is also an
+# imaging line (flag 21, ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING) is kept.
+_NOT_IMAGE: tuple[tuple[str, int], ...] = (
+    ("noise", _bit(19)),
+    ("phase correction", _bit(24)),
+    ("navigator", _bit(23)),
+    ("feedback", _bit(26) | _bit(28)),
+    ("dummy scan", _bit(27)),
+    ("surface coil correction", _bit(29)),
+    ("phase stabilisation", _bit(30) | _bit(31)),
+)
+_CALIBRATION = _bit(20)
+_CALIBRATION_AND_IMAGING = _bit(21)
+_REVERSE = _bit(22)
+_FIRST_ONLY = ("contrast", "phase", "repetition", "set")
+
+
+@dataclass(frozen=True)
+class FastmriExport:
+    """What :func:`export_fastmri` wrote (no PHI: the header is already anonymized)."""
+
+    output: Path
+    kspace_shape: tuple[int, int, int, int]  # slices, coils, readout, phase
+    reconstruction_shape: tuple[int, int, int]  # slices, recon x, recon y
+    acquisition: str
+    max: float
+    norm: float
+    patient_id: str
+    padding_left: int
+    padding_right: int
+    readouts_used: int
+    readouts_left_out: Mapping[str, int]  # reason -> count
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What the ISMRMRD header says about the first encoding, as fastMRI reads it."""
+
+    encoded: tuple[int, int, int]
+    recon: tuple[int, int, int]
+    step1_center: int
+    step1_maximum: int
+    trajectory: str
+    acceleration: tuple[int, int]
+    protocol_name: str
+    patient_id: str
+
+    @property
+    def padding_left(self) -> int:
+        return self.encoded[1] // 2 - self.step1_center
+
+    @property
+    def padding_right(self) -> int:
+        return self.padding_left + self.step1_maximum + 1
+
+
+def header_geometry(xml: str, where: Path) -> Geometry:
+    """Read the first encoding's sizes and limits the way fastMRI's loader does.
+
+    Missing encoding limits get ISMRMRD's implicit defaults (lines 0 to
+    ``y - 1``, centre ``y // 2``); missing matrix sizes are an error.
+    """
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        raise UnreadableInput(f"{where}: the ISMRMRD header is not well-formed XML") from None
+    encoding = root.find("m:encoding", _NS)
+    if encoding is None:
+        raise UnreadableInput(f"{where}: the ISMRMRD header has no encoding section")
+
+    def number(path: str, default: int | None = None) -> int:
+        node = encoding.find(path, _NS)
+        if node is None or not (node.text or "").strip():
+            if default is None:
+                raise UnreadableInput(
+                    f"{where}: the ISMRMRD header lacks {path.replace('m:', '')}; "
+                    "a fastMRI file needs it"
+                )
+            return default
+        try:
+            return int(float(node.text or ""))
+        except ValueError:
+            raise UnreadableInput(
+                f"{where}: {path.replace('m:', '')} in the ISMRMRD header is not a number"
+            ) from None
+
+    def size(space: str) -> tuple[int, int, int]:
+        return (
+            number(f"m:{space}/m:matrixSize/m:x"),
+            number(f"m:{space}/m:matrixSize/m:y"),
+            number(f"m:{space}/m:matrixSize/m:z", 1),
+        )
+
+    encoded, recon = size("encodedSpace"), size("reconSpace")
+    limits = "m:encodingLimits/m:kspace_encoding_step_1"
+    trajectory = encoding.find("m:trajectory", _NS)
+    accel = "m:parallelImaging/m:accelerationFactor"
+
+    def text(path: str) -> str:
+        node = root.find(path, _NS)
+        return (node.text or "").strip() if node is not None else ""
+
+    return Geometry(
+        encoded=encoded,
+        recon=recon,
+        step1_center=number(f"{limits}/m:center", encoded[1] // 2),
+        step1_maximum=number(f"{limits}/m:maximum", encoded[1] - 1),
+        trajectory=(trajectory.text or "").strip() if trajectory is not None else "cartesian",
+        acceleration=(
+            number(f"{accel}/m:kspace_encoding_step_1", 1),
+            number(f"{accel}/m:kspace_encoding_step_2", 1),
+        ),
+        protocol_name=text("m:measurementInformation/m:protocolName"),
+        patient_id=text("m:subjectInformation/m:patientID"),
+    )
+
+
+def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None) -> FastmriExport:
+    """Write the fastMRI-layout file of one (already anonymized) ISMRMRD file.
+
+    Parameters
+    ----------
+    source : Path
+        An ISMRMRD/HDF5 file written by mricurate (one measurement).
+    output : Path
+        Where the fastMRI file goes; written under a temporary name beside it
+        and renamed, so ``output`` is either complete or untouched.
+    acquisition : str, optional
+        The ``acquisition`` attribute (e.g. ``CORPD_FBK``) when the header has
+        no protocol name; a protocol name that survived anonymization wins,
+        because it is what the scan was.
+
+    Returns
+    -------
+    FastmriExport
+
+    Raises
+    ------
+    UnreadableInput
+        ``source`` is not a readable ISMRMRD file, or its readouts contradict
+        its header (lines outside the encoded matrix, changing coil count).
+    FastmriUnsupported
+        3D, non-Cartesian, undersampled, no image readouts, or a recon
+        matrix larger than the encoded one.
+    """
+    src = open_ismrmrd(source)
+    geometry = header_geometry(src.xml, source)
+    _check_supported(geometry, source)
+    heads = acquisition_headers(src)
+    plan = _plan_lines(heads, geometry, source)
+    kspace = _fill_kspace(src.path, src, plan, geometry)
+    rss = root_sum_of_squares(kspace, geometry.recon[0], geometry.recon[1])
+    peak = float(rss.max()) if rss.size else 0.0
+    norm = float(np.linalg.norm(rss))
+    label = geometry.protocol_name or (acquisition or "")
+    with _atomic_hdf5(output) as handle:
+        handle.create_dataset("kspace", data=kspace)
+        handle.create_dataset("reconstruction_rss", data=rss)
+        handle.create_dataset(
+            "ismrmrd_header", data=src.xml.encode("utf-8"), dtype=h5py.string_dtype("utf-8")
+        )
+        handle.attrs["acquisition"] = label
+        handle.attrs["max"] = peak
+        handle.attrs["norm"] = norm
+        handle.attrs["patient_id"] = geometry.patient_id
+    s, c, x, y = kspace.shape
+    return FastmriExport(
+        output=output,
+        kspace_shape=(s, c, x, y),
+        reconstruction_shape=(int(rss.shape[0]), int(rss.shape[1]), int(rss.shape[2])),
+        acquisition=label,
+        max=peak,
+        norm=norm,
+        patient_id=geometry.patient_id,
+        padding_left=geometry.padding_left,
+        padding_right=geometry.padding_right,
+        readouts_used=int(plan.selected.sum()),
+        readouts_left_out=dict(plan.left_out),
+    )
+
+
+def root_sum_of_squares(kspace: np.ndarray, recon_x: int, recon_y: int) -> np.ndarray:
+    """``(slices, recon_x, recon_y)`` float32 RSS image of ``(slices, coils, x, y)`` k-space.
+
+    Slice by slice, so memory stays at one slice's complex image on top of
+    the k-space itself.
+    """
+    slices, _, nx, ny = kspace.shape
+    out = np.empty((slices, recon_x, recon_y), dtype=np.float32)
+    x0, y0 = (nx - recon_x) // 2, (ny - recon_y) // 2
+    for s in range(slices):
+        image = np.fft.fftshift(
+            np.fft.ifft2(np.fft.ifftshift(kspace[s], axes=(-2, -1)), norm="ortho"),
+            axes=(-2, -1),
+        )
+        cropped = image[:, x0 : x0 + recon_x, y0 : y0 + recon_y]
+        out[s] = np.sqrt(np.sum(np.abs(cropped) ** 2, axis=0))
+    return out
+
+
+# --- which readouts go where ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    selected: np.ndarray  # bool per acquisition
+    slice_row: np.ndarray  # row in kspace's slice axis, per acquisition
+    column: np.ndarray  # column in kspace's phase axis, per acquisition
+    coils: int
+    slices: int
+    left_out: Counter[str]
+
+
+def _check_supported(geometry: Geometry, where: Path) -> None:
+    ex, ey, ez = geometry.encoded
+    rx, ry, _ = geometry.recon
+    if geometry.trajectory.lower() != "cartesian":
+        raise FastmriUnsupported(
+            f"{where}: non-Cartesian trajectory; fastMRI files hold Cartesian k-space only"
+        )
+    if ez > 1:
+        raise FastmriUnsupported(
+            f"{where}: 3D encoding (encoded z = {ez}); fastMRI files are 2D multi-slice, "
+            "export 3D scans with an explicit slicing choice instead"
+        )
+    if max(geometry.acceleration) > 1:
+        raise FastmriUnsupported(
+            f"{where}: undersampled scan (parallel imaging acceleration "
+            f"{geometry.acceleration[0]}x{geometry.acceleration[1]}); a zero-filled "
+            "reconstruction is not a training target, fastMRI files are fully sampled"
+        )
+    if min(ex, ey, rx, ry) < 1 or rx > ex or ry > ey:
+        raise FastmriUnsupported(
+            f"{where}: recon matrix {rx}x{ry} is not inside the encoded matrix {ex}x{ey}; "
+            "a centre crop cannot make it"
+        )
+    if geometry.padding_left < 0 or geometry.padding_right > ey:
+        raise UnreadableInput(
+            f"{where}: encodingLimits kspace_encoding_step_1 (centre {geometry.step1_center}, "
+            f"maximum {geometry.step1_maximum}) do not fit the encoded matrix y = {ey}"
+        )
+
+
+def _plan_lines(heads: np.ndarray, geometry: Geometry, where: Path) -> _Plan:
+    """Decide, from headers only, which readouts form the image and where they go."""
+    flags = heads["flags"].astype(np.uint64)
+    idx = heads["idx"]
+    left_out: Counter[str] = Counter()
+    keep = np.ones(len(heads), dtype=bool)
+
+    def drop(reason: str, mask: np.ndarray) -> None:
+        nonlocal keep
+        hit = keep & mask
+        if hit.any():
+            left_out[reason] += int(hit.sum())
+        keep &= ~mask
+
+    for reason, bits in _NOT_IMAGE:
+        drop(reason, (flags & np.uint64(bits)) != 0)
+    calibration_only = ((flags & np.uint64(_CALIBRATION)) != 0) & (
+        (flags & np.uint64(_CALIBRATION_AND_IMAGING)) == 0
+    )
+    drop("calibration only", calibration_only)
+    drop("other encoding space", heads["encoding_space_ref"] != 0)
+    drop("no samples", heads["number_of_samples"] == 0)
+    for counter in _FIRST_ONLY:
+        if keep.any():
+            first = idx[counter][keep].min()
+            drop(f"{counter} after the first", idx[counter] != first)
+    if not keep.any():
+        raise FastmriUnsupported(
+            f"{where}: no image readouts (noise, calibration or other non-image data only)"
+        )
+    coils = np.unique(heads["active_channels"][keep])
+    if coils.size != 1 or coils[0] == 0:
+        raise UnreadableInput(
+            f"{where}: the image readouts do not all have the same number of coils"
+        )
+    # Rows only for slices that have image lines, in slice-index order (the
+    # rows of readouts left out are never used).
+    present = np.unique(idx["slice"][keep])
+    slice_row = np.searchsorted(present, idx["slice"]).astype(np.int64)
+    column = idx["kspace_encode_step_1"].astype(np.int64) + geometry.padding_left
+    outside = keep & ((column < 0) | (column >= geometry.encoded[1]))
+    if outside.any():
+        raise UnreadableInput(
+            f"{where}: {int(outside.sum())} readouts have kspace_encode_step_1 outside the "
+            f"encoded matrix (y = {geometry.encoded[1]}) once centred by encodingLimits"
+        )
+    return _Plan(keep, slice_row, column, int(coils[0]), int(present.size), left_out)
+
+
+def _fill_kspace(path: Path, src: IsmrmrdInput, plan: _Plan, geometry: Geometry) -> np.ndarray:
+    ex, ey = geometry.encoded[0], geometry.encoded[1]
+    kspace = np.zeros((plan.slices, plan.coils, ex, ey), dtype=np.complex64)
+    counts = np.zeros((plan.slices, ey), dtype=np.int32)
+    start = 0
+    for block in ismrmrd_blocks(src):
+        if not isinstance(block, AcquisitionBlock):
+            break  # waveforms come after every acquisition
+        for i in np.flatnonzero(plan.selected[start : start + len(block)]):
+            row = block.rows[i]
+            n = start + int(i)
+            _place(path, n, row, kspace, plan.slice_row[n], plan.column[n], plan.coils, ex)
+            counts[plan.slice_row[n], plan.column[n]] += 1
+        start += len(block)
+    repeated = counts > 1
+    if repeated.any():
+        s_idx, y_idx = np.nonzero(repeated)
+        kspace[s_idx, :, :, y_idx] /= counts[s_idx, y_idx][:, None, None].astype(np.float32)
+    return kspace
+
+
+def _place(
+    path: Path,
+    n: int,
+    row: np.void,
+    kspace: np.ndarray,
+    s: int,
+    y: int,
+    coils: int,
+    ex: int,
+) -> None:
+    head = row["head"]
+    samples = int(head["number_of_samples"])
+    pre, post = int(head["discard_pre"]), int(head["discard_post"])
+    data = np.asarray(row["data"], dtype=np.float32).view(np.complex64)
+    data = data.reshape(coils, samples)[:, pre : samples - post]
+    if int(head["flags"]) & _REVERSE:
+        data = data[:, ::-1]
+    width = data.shape[1]
+    centre = int(head["center_sample"]) - pre
+    # A full readout is taken as it is (some writers leave center_sample 0);
+    # a shorter one (asymmetric echo) is placed by its centre sample.
+    offset = 0 if width == ex else ex // 2 - centre
+    if width < 1 or offset < 0 or offset + width > ex:
+        raise UnreadableInput(
+            f"{path}: acquisition {n} has {width} usable readout samples (centre "
+            f"{centre}) that do not fit the encoded matrix x = {ex}"
+        )
+    kspace[s, :, offset : offset + width, y] += data
+
+
+@contextlib.contextmanager
+def _atomic_hdf5(path: Path) -> Iterator[h5py.File]:
+    """An HDF5 file under a temporary name beside ``path``, renamed on success.
+
+    HDF5 writes by file name, so :func:`pipeline.atomic.atomic_open`'s file
+    object does not fit; the temporary name has the same prefix, so
+    :func:`pipeline.atomic.remove_stale_temps` cleans up after a crash.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".h5", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        with h5py.File(tmp, "w") as handle:
+            yield handle
+        with tmp.open("rb+") as raw:
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
