@@ -1,0 +1,680 @@
+"""Siemens twix (``meas_*.dat``) files, streamed into ISMRMRD acquisition blocks.
+
+A twix file is either one VB17 measurement (protocol header, then readouts
+with one MDH per channel) or a VD/VE/XA multi-raid file: a 10 KiB table of up
+to 64 measurements (offset, length, IDs, patient and protocol name), each a
+protocol header followed by readouts (one scan header, then a channel header
+before each channel's samples).  A measurement ends with an ACQEND MDH.
+
+:func:`open_twix` reads the table and every MDH (headers only, a few hundred
+bytes per readout) so that a cut-off or malformed file is refused before any
+output exists, and so the runner knows which measurement is a noise
+adjustment.  :func:`measurement_blocks` then makes one sequential pass over a
+measurement with large buffered reads and yields acquisitions in blocks ready
+for one h5py write each; it never holds more than one block in memory, unlike
+``twixtools.read_twix`` which builds a Python object per readout for the whole
+file.
+
+Messages never carry header values (the header holds the patient's name):
+they say which measurement, where, and how many bytes are missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import UnreadableInput
+from pipeline.raw.blocks import (
+    ACQUISITION_DTYPE,
+    WAVEFORM_DTYPE,
+    AcquisitionBlock,
+    WaveformBlock,
+)
+from pipeline.raw.mdh import (
+    CHANNEL_HEADER_DTYPE,
+    DMA_LENGTH_MASK,
+    SCAN_HEADER_DTYPE,
+    VB17_MDH_DTYPE,
+    EvalInfo,
+    acquisition_headers,
+    noise_dwell_time_us,
+    vb17_as_scan_headers,
+)
+
+VB = "VB"
+VD = "VD"
+
+#: ``waveform_id`` of a SYNCDATA packet kept verbatim (ISMRMRD leaves ids >= 1024 to users).
+#: Its data are the packet's bytes after the scan header (Siemens' 60-byte SeqData header
+#: with ``packet_size`` and an ID such as ``PMUData``, then the payload), zero-padded to a
+#: multiple of 4 bytes; ``time_stamp`` is the MDH time stamp, ``scan_counter`` the number of
+#: acquisitions before it (as siemens_to_ismrmrd).
+SYNCDATA_WAVEFORM_ID = 1024
+
+READ_CHUNK = 8 * 2**20  # bytes per read(): large sequential reads, few system calls
+MAX_MEASUREMENTS = 64
+
+_RAID_ENTRY_DTYPE = np.dtype(
+    [
+        ("measId", "<u4"),
+        ("fileId", "<u4"),
+        ("off", "<u8"),
+        ("len", "<u8"),
+        ("patName", "S64"),
+        ("protName", "S64"),
+    ]
+)
+_RAID_HEADER_DTYPE = np.dtype(
+    [("hdSize", "<u4"), ("count", "<u4"), ("entry", _RAID_ENTRY_DTYPE, (MAX_MEASUREMENTS,))]
+)
+RAID_HEADER_SIZE = _RAID_HEADER_DTYPE.itemsize  # 9,736 bytes
+
+_ACQEND = EvalInfo.ACQEND.mask
+_SYNCDATA = EvalInfo.SYNCDATA.mask
+_NOISE = EvalInfo.NOISEADJSCAN.mask
+_BUFFER_NAME = re.compile(rb"(\w{4,})\x00(.{4})", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TwixMeasurement:
+    """One measurement of a twix file: where it is and what its header says.
+
+    ``header_bytes`` and ``patient_name`` are PHI: never log them.
+    """
+
+    index: int
+    meas_id: int
+    file_id: int
+    header_bytes: bytes
+    patient_name: str
+    protocol_name: str
+    is_noise: bool
+    offset: int  # first byte of the protocol header
+    length: int  # bytes from offset to the end of the measurement
+    data_offset: int  # first MDH
+    acquisitions: int  # readouts that become ISMRMRD acquisitions (not SYNCDATA, not ACQEND)
+    syncdata: int  # SYNCDATA packets (physiology and the like)
+
+
+@dataclass(frozen=True)
+class TwixFile:
+    """A twix file's layout, as :func:`open_twix` found it."""
+
+    path: Path
+    version: str  # VB (VB17, one measurement) or VD (VD/VE/XA multi-raid)
+    size: int
+    measurements: tuple[TwixMeasurement, ...]
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    """What the conversion needs from the protocol header (no PHI)."""
+
+    dwell_time_ns: int
+    max_channels: int
+    software_version: str
+    protocol_name: str
+
+
+# ---------------------------------------------------------------------------
+# Reading the file
+
+
+class _Reader:
+    """Sequential reads through a file in large chunks, with views into the buffer.
+
+    A view stays valid until the next call; callers copy what they keep.
+    """
+
+    def __init__(self, path: Path, chunk: int = READ_CHUNK) -> None:
+        self._fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._chunk = chunk
+        self._buf = bytearray(chunk)
+        self._start = 0
+        self._len = 0
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def size(self) -> int:
+        """The file's size now (it may have changed since it was opened)."""
+        return os.fstat(self._fh.fileno()).st_size
+
+    def view(self, pos: int, n: int) -> memoryview | None:
+        """``n`` bytes at ``pos``, or None when the file ends before them."""
+        offset = pos - self._start
+        if offset >= 0 and offset + n <= self._len:
+            return memoryview(self._buf)[offset : offset + n]
+        size = max(self._chunk, n)
+        if len(self._buf) < size:
+            self._buf = bytearray(size)
+        self._fh.seek(pos)
+        got = 0
+        target = memoryview(self._buf)[:size]
+        while got < size:
+            k = self._fh.readinto(target[got:])
+            if not k:
+                break
+            got += k
+        self._start, self._len = pos, got
+        if got < n:
+            return None
+        return memoryview(self._buf)[:n]
+
+
+def _pread(fd: int, n: int, pos: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        part = os.pread(fd, n - len(out), pos + len(out))
+        if not part:
+            break
+        out += part
+    return out
+
+
+def _u32(data: bytes | memoryview, pos: int = 0) -> int:
+    return int.from_bytes(data[pos : pos + 4], "little")
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\x00", 1)[0].decode("latin-1")
+
+
+def _cut_short(what: str, declared: int, missing: int) -> UnreadableInput:
+    return UnreadableInput(
+        f"{what} declares {declared:,} bytes, the file ends {missing:,} bytes early: "
+        "the file was cut short; copy it again from the scanner or its archive"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Layout of one readout
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Sizes of the MDH structures of one twix version."""
+
+    vb: bool
+    header_size: int  # MDH read first (VB: the first channel's MDH)
+    channel_header_size: int  # before each channel's samples (VB: the MDH itself)
+    first_size: int  # bytes before the first channel header (VD: the scan header; VB: 0)
+
+    def readout_size(self, channels: int, samples: int) -> int:
+        return self.first_size + channels * (self.channel_header_size + 8 * samples)
+
+
+_VB_LAYOUT = _Layout(
+    vb=True,
+    header_size=VB17_MDH_DTYPE.itemsize,
+    channel_header_size=VB17_MDH_DTYPE.itemsize,
+    first_size=0,
+)
+_VD_LAYOUT = _Layout(
+    vb=False,
+    header_size=SCAN_HEADER_DTYPE.itemsize,
+    channel_header_size=CHANNEL_HEADER_DTYPE.itemsize,
+    first_size=SCAN_HEADER_DTYPE.itemsize,
+)
+
+
+def _field_offset(dtype: np.dtype, name: str) -> int:
+    fields = dtype.fields
+    assert fields is not None
+    return int(fields[name][1])
+
+
+_EVAL_OFFSET = {
+    True: _field_offset(VB17_MDH_DTYPE, "EvalInfoMask"),
+    False: _field_offset(SCAN_HEADER_DTYPE, "EvalInfoMask"),
+}
+_SAMPLES_OFFSET = {
+    True: _field_offset(VB17_MDH_DTYPE, "SamplesInScan"),
+    False: _field_offset(SCAN_HEADER_DTYPE, "SamplesInScan"),
+}
+
+
+def _readout_span(header: bytes | memoryview, layout: _Layout) -> tuple[int, int, int, int]:
+    """(eval mask, length in bytes, channels, samples) of the readout whose MDH this is."""
+    eval_info = int.from_bytes(
+        header[_EVAL_OFFSET[layout.vb] : _EVAL_OFFSET[layout.vb] + 8], "little"
+    )
+    at = _SAMPLES_OFFSET[layout.vb]
+    samples = int.from_bytes(header[at : at + 2], "little")
+    channels = int.from_bytes(header[at + 2 : at + 4], "little")
+    if eval_info & (_ACQEND | _SYNCDATA):
+        # Their DMA length is right; that of readouts may not be (twixtools: PackBit).
+        length = _u32(header) & DMA_LENGTH_MASK
+    else:
+        length = layout.readout_size(channels, samples)
+    return eval_info, length, channels, samples
+
+
+def _ends_early(
+    index: int, number: int, pos: int, start: int, length: int, end: int, file_end: bool
+) -> UnreadableInput:
+    where = "the file" if file_end else "the measurement"
+    return UnreadableInput(
+        f"measurement {index + 1}: readout {number} at byte {pos - start:,} of the measurement "
+        f"declares {length:,} bytes, {where} ends {pos + length - end:,} bytes early: "
+        "the file was cut short or is damaged; copy it again from the scanner or its archive"
+    )
+
+
+def _no_acqend(index: int) -> UnreadableInput:
+    return UnreadableInput(
+        f"measurement {index + 1} ends without its end-of-acquisition marker (ACQEND): "
+        "the file was cut short; copy it again from the scanner or its archive"
+    )
+
+
+def _bad_length(index: int, number: int) -> UnreadableInput:
+    return UnreadableInput(
+        f"measurement {index + 1}: readout {number} declares a length shorter than its own "
+        "header: the file is damaged or not a twix file of a known version"
+    )
+
+
+# ---------------------------------------------------------------------------
+# open_twix
+
+
+def open_twix(path: Path) -> TwixFile:
+    """Read a twix file's layout and check every measurement is whole.
+
+    Raises
+    ------
+    UnreadableInput
+        Not a twix file, an unknown layout, or cut short (with how many bytes
+        are missing and where).  Messages carry no header value.
+    """
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = _pread(fd, RAID_HEADER_SIZE, 0)
+        if size < 8:
+            raise UnreadableInput(f"{size} bytes: too short to be a Siemens twix file")
+        first, second = _u32(head, 0), _u32(head, 4)
+        if first < 10000 and second <= MAX_MEASUREMENTS:
+            measurements = _open_multi_raid(fd, head, size, second)
+            version = VD
+        elif _BUFFER_NAME.match(head, 8):
+            measurements = (_open_vb(fd, size, first),)
+            version = VB
+        else:
+            config = head.find(b"Config\x00")
+            if config >= 0:
+                raise UnreadableInput(
+                    f"unknown twix version: a Siemens protocol header (Config) at byte {config:,}, "
+                    f"but the file starts with {first:,} and {second:,}, neither a VB17 measurement "
+                    "header nor a VD/VE/XA multi-raid header"
+                )
+            raise UnreadableInput(
+                "not a Siemens twix file: it starts with neither a VB17 measurement header nor "
+                "a VD/VE/XA multi-raid header"
+            )
+    finally:
+        os.close(fd)
+    return TwixFile(path=path, version=version, size=size, measurements=measurements)
+
+
+def _open_multi_raid(fd: int, head: bytes, size: int, count: int) -> tuple[TwixMeasurement, ...]:
+    if count == 0:
+        raise UnreadableInput(
+            "unknown twix version: a VD/VE/XA multi-raid header that lists no measurement"
+        )
+    if len(head) < RAID_HEADER_SIZE:
+        raise _cut_short("the multi-raid header", RAID_HEADER_SIZE, RAID_HEADER_SIZE - len(head))
+    raid = np.frombuffer(head, dtype=_RAID_HEADER_DTYPE, count=1)[0]
+    out = []
+    for k in range(count):
+        entry = raid["entry"][k]
+        offset, length = int(entry["off"]), int(entry["len"])
+        if length == 0 and count == 1:
+            length = size - offset  # twixtools: some single-raid files leave it 0
+        if offset < RAID_HEADER_SIZE or length <= 0:
+            raise UnreadableInput(
+                f"unknown twix version: measurement {k + 1} of the multi-raid header has offset "
+                f"{offset:,} and length {length:,}"
+            )
+        if offset + length > size:
+            raise _cut_short(f"measurement {k + 1}", length, offset + length - size)
+        out.append(
+            _open_measurement(
+                fd,
+                index=k,
+                offset=offset,
+                length=length,
+                layout=_VD_LAYOUT,
+                meas_id=int(entry["measId"]),
+                file_id=int(entry["fileId"]),
+                patient_name=_text(bytes(entry["patName"])),
+                protocol_name=_text(bytes(entry["protName"])),
+            )
+        )
+    return tuple(out)
+
+
+def _open_vb(fd: int, size: int, header_length: int) -> TwixMeasurement:
+    if header_length > size:
+        raise _cut_short("the protocol header", header_length, header_length - size)
+    return _open_measurement(
+        fd,
+        index=0,
+        offset=0,
+        length=size,
+        layout=_VB_LAYOUT,
+        meas_id=None,  # VB17 has no table: the first MDH's MeasUID
+        file_id=0,
+        patient_name="",
+        protocol_name=None,
+    )
+
+
+def _open_measurement(
+    fd: int,
+    *,
+    index: int,
+    offset: int,
+    length: int,
+    layout: _Layout,
+    meas_id: int | None,
+    file_id: int,
+    patient_name: str,
+    protocol_name: str | None,
+) -> TwixMeasurement:
+    header_length = _u32(_pread(fd, 4, offset))
+    if header_length < 8 or header_length > length:
+        if header_length > length:
+            raise _cut_short(
+                f"the protocol header of measurement {index + 1}",
+                header_length,
+                header_length - length,
+            )
+        raise UnreadableInput(
+            f"measurement {index + 1} has no protocol header: the file is damaged or not a twix file"
+        )
+    header = _pread(fd, header_length, offset)
+    if not _BUFFER_NAME.search(header, 8, 8 + 64):
+        raise UnreadableInput(
+            f"measurement {index + 1} has no protocol header: the file is damaged or not a twix file"
+        )
+    if protocol_name is None:
+        protocol_name = _protocol(header).protocol_name
+    acquisitions = syncdata = noise = 0
+    pos, end = offset + header_length, offset + length
+    number = 0
+    while True:
+        if end - pos < layout.header_size:
+            raise _no_acqend(index)
+        mdh = _pread(fd, layout.header_size, pos)
+        eval_info, span, _, _ = _readout_span(mdh, layout)
+        number += 1
+        if meas_id is None:
+            meas_id = int.from_bytes(mdh[4:8], "little", signed=True)
+        if eval_info & _ACQEND:
+            break
+        if span < layout.header_size:
+            raise _bad_length(index, number)
+        if pos + span > end:
+            raise _ends_early(index, number, pos, offset, span, end, file_end=layout.vb)
+        if eval_info & _SYNCDATA:
+            syncdata += 1
+        else:
+            acquisitions += 1
+            noise += bool(eval_info & _NOISE)
+        pos += span
+    return TwixMeasurement(
+        index=index,
+        meas_id=meas_id or 0,
+        file_id=file_id,
+        header_bytes=header,
+        patient_name=patient_name,
+        protocol_name=protocol_name,
+        is_noise=acquisitions > 0 and noise == acquisitions,
+        offset=offset,
+        length=length,
+        data_offset=offset + header_length,
+        acquisitions=acquisitions,
+        syncdata=syncdata,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The protocol header
+
+
+def protocol_buffers(header: bytes) -> dict[str, bytes]:
+    """The named buffers of a measurement header (Config, Dicom, Meas, MeasYaps, ...)."""
+    count = _u32(header, 4)
+    pos, out = 8, {}
+    for _ in range(count):
+        match = _BUFFER_NAME.search(header, pos, pos + 48)
+        if match is None:
+            break
+        name = match.group(1).decode("latin-1")
+        start = match.end()
+        size = int.from_bytes(match.group(2), "little")
+        out[name] = header[start : start + size]
+        pos = start + size
+    return out
+
+
+def _first(pattern: bytes, *texts: bytes) -> bytes | None:
+    for text in texts:
+        match = re.search(pattern, text)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _protocol(header: bytes) -> _Protocol:
+    buffers = protocol_buffers(header)
+    yaps, meas, dicom = (
+        buffers.get("MeasYaps", b""),
+        buffers.get("Meas", b""),
+        buffers.get("Dicom", b""),
+    )
+    dwell = _first(rb"sRXSPEC\.alDwellTime\[0\]\s*=\s*(\d+)", yaps, meas)
+    if dwell is None:
+        dwell = _first(rb'<ParamLong\."alDwellTime">\s*\{\s*(\d+)', meas)
+    channels = _first(rb'<ParamLong\."iMaxNoOfRxChannels">\s*\{\s*(\d+)', meas, header)
+    software = _first(rb'<ParamString\."SoftwareVersions">\s*\{\s*"([^"]*)"', dicom, meas)
+    name = _first(rb'<ParamString\."tProtocolName">\s*\{\s*"([^"]*)"', dicom, meas)
+    if name is None:
+        name = _first(rb'tProtocolName\s*=\s*"+([^"]*)"', yaps)
+    return _Protocol(
+        dwell_time_ns=int(dwell) if dwell else 0,
+        max_channels=int(channels) if channels else 0,
+        software_version=(software or b"").decode("latin-1"),
+        protocol_name=(name or b"").decode("latin-1"),
+    )
+
+
+# ---------------------------------------------------------------------------
+# measurement_blocks
+
+
+_EMPTY_TRAJ = np.zeros(0, dtype=np.float32)
+
+
+def measurement_blocks(
+    twix: TwixFile,
+    meas: TwixMeasurement,
+    *,
+    block_rows: int = 512,
+    block_bytes: int = 32 * 2**20,
+) -> Iterator[AcquisitionBlock | WaveformBlock]:
+    """Stream one measurement as ISMRMRD acquisition (and waveform) blocks.
+
+    One sequential pass with :data:`READ_CHUNK`-sized reads.  A block is
+    yielded when it holds ``block_rows`` readouts or ``block_bytes`` of
+    samples, whichever comes first, which bounds memory whatever the file
+    size.  ACQEND ends the stream and is not an acquisition; SYNCDATA packets
+    become waveforms (see :data:`SYNCDATA_WAVEFORM_ID`).
+
+    Raises
+    ------
+    UnreadableInput
+        The data end early (the file changed since :func:`open_twix`, or the
+        measurement was built by hand): raised mid-stream, so a writer that is
+        consuming the blocks must discard what it wrote.
+    """
+    layout = _VB_LAYOUT if twix.version == VB else _VD_LAYOUT
+    protocol = _protocol(meas.header_bytes)
+    reader = _Reader(twix.path)
+    try:
+        yield from _stream(reader, twix, meas, layout, protocol, block_rows, block_bytes)
+    finally:
+        reader.close()
+
+
+def _stream(
+    reader: _Reader,
+    twix: TwixFile,
+    meas: TwixMeasurement,
+    layout: _Layout,
+    protocol: _Protocol,
+    block_rows: int,
+    block_bytes: int,
+) -> Iterator[AcquisitionBlock | WaveformBlock]:
+    channel_dtypes: dict[int, np.dtype] = {}
+    headers: list[bytes] = []
+    samples: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    waveforms: list[tuple[bytes, bytes, int]] = []
+    pending_bytes = 0
+    emitted = 0
+    pos, end = meas.data_offset, meas.offset + meas.length
+    number = 0
+
+    def flush() -> Iterator[AcquisitionBlock | WaveformBlock]:
+        nonlocal pending_bytes, emitted
+        if headers:
+            yield AcquisitionBlock(
+                _acquisition_rows(headers, samples, masks, layout, protocol, twix, meas)
+            )
+            emitted += len(headers)
+            headers.clear()
+            samples.clear()
+            masks.clear()
+            pending_bytes = 0
+        if waveforms:
+            yield WaveformBlock(_waveform_rows(waveforms, layout))
+            waveforms.clear()
+
+    while True:
+        if end - pos < layout.header_size:
+            yield from flush()
+            raise _no_acqend(meas.index)
+        view = reader.view(pos, layout.header_size)
+        if view is None:
+            yield from flush()
+            raise _ends_early(
+                meas.index, number + 1, pos, meas.offset, layout.header_size, reader.size(), True
+            )
+        eval_info, span, channels, n_samples = _readout_span(view, layout)
+        number += 1
+        if eval_info & _ACQEND:
+            break
+        if span < layout.header_size:
+            raise _bad_length(meas.index, number)
+        if pos + span > end:
+            raise _ends_early(meas.index, number, pos, meas.offset, span, end, file_end=layout.vb)
+        view = reader.view(pos, span)
+        if view is None:
+            raise _ends_early(meas.index, number, pos, meas.offset, span, reader.size(), file_end=True)
+        if eval_info & _SYNCDATA:
+            header = bytes(view[: layout.header_size])
+            waveforms.append((header, bytes(view[layout.header_size :]), emitted + len(headers)))
+        else:
+            dtype = channel_dtypes.get(n_samples)
+            if dtype is None:
+                head_dtype = VB17_MDH_DTYPE if layout.vb else CHANNEL_HEADER_DTYPE
+                dtype = np.dtype([("h", head_dtype), ("d", "<f4", (2 * n_samples,))])
+                channel_dtypes[n_samples] = dtype
+            per_channel = np.frombuffer(view, dtype=dtype, count=channels, offset=layout.first_size)
+            headers.append(bytes(view[: layout.header_size]))
+            samples.append(per_channel["d"].reshape(-1))  # the one copy out of the read buffer
+            masks.append(per_channel["h"]["ChannelId"].astype(np.int64))
+            pending_bytes += 8 * channels * n_samples
+        pos += span
+        if len(headers) >= block_rows or pending_bytes >= block_bytes:
+            yield from flush()
+    yield from flush()
+
+
+def _acquisition_rows(
+    headers: list[bytes],
+    samples: list[np.ndarray],
+    masks: list[np.ndarray],
+    layout: _Layout,
+    protocol: _Protocol,
+    twix: TwixFile,
+    meas: TwixMeasurement,
+) -> np.ndarray:
+    raw = b"".join(headers)
+    if layout.vb:
+        scan = vb17_as_scan_headers(np.frombuffer(raw, dtype=VB17_MDH_DTYPE))
+    else:
+        scan = np.frombuffer(raw, dtype=SCAN_HEADER_DTYPE)
+    n = scan.shape[0]
+    channel_masks = np.zeros((n, 16), dtype=np.uint64)
+    for row, ids in enumerate(masks):
+        ids = ids[ids < 1024]
+        np.bitwise_or.at(
+            channel_masks[row], ids // 64, np.left_shift(np.uint64(1), (ids % 64).astype(np.uint64))
+        )
+    available = protocol.max_channels
+    noise_dwell = noise_dwell_time_us(
+        scan["SamplesInScan"],
+        vb=layout.vb,
+        xa="syngo MR XA" in protocol.software_version,
+        protocol_name=meas.protocol_name,
+    )
+    rows = np.empty(n, dtype=ACQUISITION_DTYPE)
+    head = acquisition_headers(
+        scan,
+        channel_masks,
+        available_channels=available,
+        sample_time_us=protocol.dwell_time_ns / 1000.0,
+        noise_sample_time_us=noise_dwell,
+        measurement_uid=None if layout.vb else meas.meas_id,
+    )
+    if available == 0:
+        head["available_channels"] = head["active_channels"]
+    rows["head"] = head
+    traj = rows["traj"]
+    data = rows["data"]
+    for i in range(n):
+        traj[i] = _EMPTY_TRAJ
+        data[i] = samples[i]
+    return rows
+
+
+def _waveform_rows(waveforms: list[tuple[bytes, bytes, int]], layout: _Layout) -> np.ndarray:
+    rows = np.zeros(len(waveforms), dtype=WAVEFORM_DTYPE)
+    mdh_dtype = VB17_MDH_DTYPE if layout.vb else SCAN_HEADER_DTYPE
+    for i, (header, payload, acquisitions_before) in enumerate(waveforms):
+        mdh = np.frombuffer(header, dtype=mdh_dtype, count=1)[0]
+        n_words = -(-len(payload) // 4)
+        # number_of_samples is 16 bits: a long packet is folded into "channels".
+        channels = max(1, -(-n_words // 65535))
+        n_samples = -(-n_words // channels)
+        padded = payload + b"\x00" * (4 * n_samples * channels - len(payload))
+        head = rows["head"][i]  # a view into rows
+        head["version"] = 1
+        head["measurement_uid"] = np.uint32(np.int64(mdh["MeasUID"]) & 0xFFFFFFFF)
+        head["scan_counter"] = acquisitions_before
+        head["time_stamp"] = mdh["TimeStamp"]
+        head["number_of_samples"] = n_samples
+        head["channels"] = channels
+        head["waveform_id"] = SYNCDATA_WAVEFORM_ID
+        rows["data"][i] = np.frombuffer(padded, dtype="<u4").copy()
+    return rows
