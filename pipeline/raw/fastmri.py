@@ -21,18 +21,24 @@ fastMRI's own ``SliceDataset`` and transforms read our files unchanged:
 - ``ismrmrd_header``: the XML header as bytes.
 - root attributes ``acquisition``, ``max``, ``norm``, ``patient_id``.
 
-What becomes a slice: the 2D slices (``idx.slice``) of one image.  Noise,
+What becomes a slice: the 2D slices (``idx.slice``) of one image; for a 3D
+slab (encoded z > 1, one slice index), each z position: the partitions are
+placed by ``kspace_encode_step_2`` (centred by its encoding limits like the
+lines), inverse-Fourier-transformed along kz (centred, orthonormal) and
+centre-cropped to the recon z, so every slice's ``kspace`` is the 2D
+k-space of one z position, the "hybrid" k-space 3D training sets use
+(e.g. SKM-TEA, Calgary-Campinas).  The header keeps the encoded z, which
+tells a reader that the file came from a 3D scan.  Noise,
 calibration-only (ACS), phase-correction, navigator, feedback, dummy and
 phase-stabilisation readouts and readouts of another encoding space are left
 out; repeated lines (averages) are averaged; of several contrasts, cardiac
 phases, repetitions or sets the first is kept (fastMRI files hold one image
 series).  Every readout left out is counted by reason in the result.
 
-Refused, with :class:`FastmriUnsupported`: 3D encodings (fastMRI volumes are
-2D multi-slice; a 3D scan would need a choice of slicing direction that a
-training set should make explicitly), non-Cartesian trajectories, and
+Refused, with :class:`FastmriUnsupported`: non-Cartesian trajectories,
 undersampled (parallel imaging) scans, whose zero-filled reconstruction is
-not a valid training target.
+not a valid training target, 3D scans of several slabs, and recon matrices
+larger than the encoded one (a centre crop cannot make them).
 """
 
 from __future__ import annotations
@@ -107,6 +113,7 @@ class FastmriExport:
     padding_right: int
     readouts_used: int
     readouts_left_out: Mapping[str, int]  # reason -> count
+    three_d: bool = False  # slices are z positions of a 3D slab (see the module)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,8 @@ class Geometry:
     recon: tuple[int, int, int]
     step1_center: int
     step1_maximum: int
+    step2_center: int
+    step2_maximum: int
     trajectory: str
     acceleration: tuple[int, int]
     protocol_name: str
@@ -129,6 +138,15 @@ class Geometry:
     @property
     def padding_right(self) -> int:
         return self.padding_left + self.step1_maximum + 1
+
+    @property
+    def three_d(self) -> bool:
+        return self.encoded[2] > 1
+
+    @property
+    def partition_offset(self) -> int:
+        """Where partition 0 sits on the kz axis (centre partition at ``z // 2``)."""
+        return self.encoded[2] // 2 - self.step2_center
 
 
 def header_geometry(xml: str, where: Path) -> Geometry:
@@ -170,6 +188,7 @@ def header_geometry(xml: str, where: Path) -> Geometry:
 
     encoded, recon = size("encodedSpace"), size("reconSpace")
     limits = "m:encodingLimits/m:kspace_encoding_step_1"
+    limits2 = "m:encodingLimits/m:kspace_encoding_step_2"
     trajectory = encoding.find("m:trajectory", _NS)
     accel = "m:parallelImaging/m:accelerationFactor"
 
@@ -182,6 +201,8 @@ def header_geometry(xml: str, where: Path) -> Geometry:
         recon=recon,
         step1_center=number(f"{limits}/m:center", encoded[1] // 2),
         step1_maximum=number(f"{limits}/m:maximum", encoded[1] - 1),
+        step2_center=number(f"{limits2}/m:center", encoded[2] // 2),
+        step2_maximum=number(f"{limits2}/m:maximum", encoded[2] - 1),
         trajectory=(trajectory.text or "").strip() if trajectory is not None else "cartesian",
         acceleration=(
             number(f"{accel}/m:kspace_encoding_step_1", 1),
@@ -217,8 +238,8 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
         ``source`` is not a readable ISMRMRD file, or its readouts contradict
         its header (lines outside the encoded matrix, changing coil count).
     FastmriUnsupported
-        3D, non-Cartesian, undersampled, no image readouts, or a recon
-        matrix larger than the encoded one.
+        Non-Cartesian, undersampled, several 3D slabs, no image readouts, or
+        a recon matrix larger than the encoded one.
     """
     src = open_ismrmrd(source)
     geometry = header_geometry(src.xml, source)
@@ -226,7 +247,9 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
     heads = acquisition_headers(src)
     plan = _plan_lines(heads, geometry, source)
     lines = _read_lines(src, plan, geometry)
-    s, c, x, y = plan.slices, plan.coils, geometry.encoded[0], geometry.encoded[1]
+    if geometry.three_d:
+        lines = _partitions_to_slices(lines, geometry.recon[2])
+    s, c, x, y = lines.shape[0], plan.coils, geometry.encoded[0], geometry.encoded[1]
     rx, ry = geometry.recon[0], geometry.recon[1]
     rss = np.empty((s, rx, ry), dtype=np.float32)
     label = geometry.protocol_name or (acquisition or "")
@@ -260,6 +283,7 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
         padding_right=geometry.padding_right,
         readouts_used=int(plan.selected.sum()),
         readouts_left_out=dict(plan.left_out),
+        three_d=geometry.three_d,
     )
 
 
@@ -301,15 +325,10 @@ class _Plan:
 
 def _check_supported(geometry: Geometry, where: Path) -> None:
     ex, ey, ez = geometry.encoded
-    rx, ry, _ = geometry.recon
+    rx, ry, rz = geometry.recon
     if geometry.trajectory.lower() != "cartesian":
         raise FastmriUnsupported(
             f"{where}: non-Cartesian trajectory; fastMRI files hold Cartesian k-space only"
-        )
-    if ez > 1:
-        raise FastmriUnsupported(
-            f"{where}: 3D encoding (encoded z = {ez}); fastMRI files are 2D multi-slice, "
-            "export 3D scans with an explicit slicing choice instead"
         )
     if max(geometry.acceleration) > 1:
         raise FastmriUnsupported(
@@ -317,15 +336,21 @@ def _check_supported(geometry: Geometry, where: Path) -> None:
             f"{geometry.acceleration[0]}x{geometry.acceleration[1]}); a zero-filled "
             "reconstruction is not a training target, fastMRI files are fully sampled"
         )
-    if min(ex, ey, rx, ry) < 1 or rx > ex or ry > ey:
+    if min(ex, ey, ez, rx, ry, rz) < 1 or rx > ex or ry > ey or (ez > 1 and rz > ez):
         raise FastmriUnsupported(
-            f"{where}: recon matrix {rx}x{ry} is not inside the encoded matrix {ex}x{ey}; "
-            "a centre crop cannot make it"
+            f"{where}: recon matrix {rx}x{ry}x{rz} is not inside the encoded matrix "
+            f"{ex}x{ey}x{ez}; a centre crop cannot make it"
         )
     if geometry.padding_left < 0 or geometry.padding_right > ey:
         raise UnreadableInput(
             f"{where}: encodingLimits kspace_encoding_step_1 (centre {geometry.step1_center}, "
             f"maximum {geometry.step1_maximum}) do not fit the encoded matrix y = {ey}"
+        )
+    first_partition = geometry.partition_offset
+    if ez > 1 and (first_partition < 0 or first_partition + geometry.step2_maximum + 1 > ez):
+        raise UnreadableInput(
+            f"{where}: encodingLimits kspace_encoding_step_2 (centre {geometry.step2_center}, "
+            f"maximum {geometry.step2_maximum}) do not fit the encoded matrix z = {ez}"
         )
 
 
@@ -365,9 +390,25 @@ def _plan_lines(heads: np.ndarray, geometry: Geometry, where: Path) -> _Plan:
             f"{where}: the image readouts do not all have the same number of coils"
         )
     # Rows only for slices that have image lines, in slice-index order (the
-    # rows of readouts left out are never used).
+    # rows of readouts left out are never used); for a 3D slab, rows are kz.
     present = np.unique(idx["slice"][keep])
-    slice_row = np.searchsorted(present, idx["slice"]).astype(np.int64)
+    if geometry.three_d:
+        if present.size > 1:
+            raise FastmriUnsupported(
+                f"{where}: 3D scan of {present.size} slabs; export one slab per file"
+            )
+        ez = geometry.encoded[2]
+        slice_row = idx["kspace_encode_step_2"].astype(np.int64) + geometry.partition_offset
+        outside = keep & ((slice_row < 0) | (slice_row >= ez))
+        if outside.any():
+            raise UnreadableInput(
+                f"{where}: {int(outside.sum())} readouts have kspace_encode_step_2 outside "
+                f"the encoded matrix (z = {ez}) once centred by encodingLimits"
+            )
+        rows = ez
+    else:
+        slice_row = np.searchsorted(present, idx["slice"]).astype(np.int64)
+        rows = int(present.size)
     column = idx["kspace_encode_step_1"].astype(np.int64) + geometry.padding_left
     outside = keep & ((column < 0) | (column >= geometry.encoded[1]))
     if outside.any():
@@ -375,7 +416,7 @@ def _plan_lines(heads: np.ndarray, geometry: Geometry, where: Path) -> _Plan:
             f"{where}: {int(outside.sum())} readouts have kspace_encode_step_1 outside the "
             f"encoded matrix (y = {geometry.encoded[1]}) once centred by encodingLimits"
         )
-    return _Plan(keep, slice_row, column, int(coils[0]), int(present.size), left_out)
+    return _Plan(keep, slice_row, column, int(coils[0]), rows, left_out)
 
 
 def _read_lines(src: IsmrmrdInput, plan: _Plan, geometry: Geometry) -> np.ndarray:
@@ -401,6 +442,20 @@ def _read_lines(src: IsmrmrdInput, plan: _Plan, geometry: Geometry) -> np.ndarra
     if repeated.any():
         lines[repeated] /= counts[repeated][:, None, None].astype(np.float32)
     return lines
+
+
+def _partitions_to_slices(lines: np.ndarray, recon_z: int) -> np.ndarray:
+    """kz partitions ``(z, phase, coils, readout)`` into z positions, centre-cropped.
+
+    One partition plane at a time would need as many passes as there are
+    lines; transforming along axis 0 at once costs one temporary copy.
+    """
+    z = lines.shape[0]
+    z0 = (z - recon_z) // 2
+    planes = np.fft.fftshift(
+        np.fft.ifft(np.fft.ifftshift(lines, axes=0), axis=0, norm="ortho"), axes=0
+    )
+    return np.ascontiguousarray(planes[z0 : z0 + recon_z], dtype=np.complex64)
 
 
 def _place(path: Path, n: int, row: np.void, line: np.ndarray, coils: int, ex: int) -> None:

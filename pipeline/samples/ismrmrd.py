@@ -46,6 +46,8 @@ class IsmrmrdSample:
     asymmetric_echo: int = 0  # leading readout samples never acquired (partial echo)
     discard: tuple[int, int] = (0, 0)  # junk samples before/after (discard_pre/post)
     other_encoding_lines: int = 0  # per slice, junk readouts of encoding space 1
+    partitions: int = 1  # > 1: a 3D slab (one slice) of this many kz partitions
+    recon_partitions: int | None = None  # recon z; None: all partitions
     waveforms: int = 0
     acceleration: int = 1
     protocol_name: str | None = "CORPD_FBK"
@@ -58,8 +60,12 @@ class IsmrmrdTruth:
     """What the sample file was made from."""
 
     encoded: tuple[int, int]
-    image: np.ndarray = field(repr=False)  # (slices, encoded x, encoded y) complex
-    kspace: np.ndarray = field(repr=False)  # (slices, coils, encoded x, encoded y), full
+    # (slices or partitions, encoded x, encoded y) complex
+    image: np.ndarray = field(repr=False)
+    # (slices, coils, encoded x, encoded y), full; for a 3D slab the hybrid
+    # k-space of each z position (what a 3D scan's partitions give once
+    # inverse-transformed along kz)
+    kspace: np.ndarray = field(repr=False)
     acquired: tuple[int, int]  # phase columns [first, last) that hold lines
 
     def expected_rss(self, recon: tuple[int, int]) -> np.ndarray:
@@ -73,6 +79,8 @@ class IsmrmrdTruth:
 def header_xml(spec: IsmrmrdSample, ex: int, ey: int) -> str:
     """A minimal ISMRMRD header (valid against ismrmrd.xsd) for ``spec``."""
     rx, ry = spec.recon
+    ez = spec.partitions
+    rz = spec.recon_partitions or ez
     center = ey // 2 if spec.step1_center is None else spec.step1_center
     maximum = ey - 1 if spec.step1_maximum is None else spec.step1_maximum
     subject = (
@@ -104,13 +112,15 @@ def header_xml(spec: IsmrmrdSample, ex: int, ey: int) -> str:
         "<experimentalConditions><H1resonanceFrequency_Hz>63500000</H1resonanceFrequency_Hz>"
         "</experimentalConditions>"
         "<encoding>"
-        f"<encodedSpace><matrixSize><x>{ex}</x><y>{ey}</y><z>1</z></matrixSize>"
+        f"<encodedSpace><matrixSize><x>{ex}</x><y>{ey}</y><z>{ez}</z></matrixSize>"
         f"<fieldOfView_mm><x>{2 * ex}</x><y>{2 * ey}</y><z>3</z></fieldOfView_mm></encodedSpace>"
-        f"<reconSpace><matrixSize><x>{rx}</x><y>{ry}</y><z>1</z></matrixSize>"
+        f"<reconSpace><matrixSize><x>{rx}</x><y>{ry}</y><z>{rz}</z></matrixSize>"
         f"<fieldOfView_mm><x>{2 * rx}</x><y>{2 * ry}</y><z>3</z></fieldOfView_mm></reconSpace>"
         "<encodingLimits>"
         f"<kspace_encoding_step_1><minimum>0</minimum><maximum>{maximum}</maximum>"
         f"<center>{center}</center></kspace_encoding_step_1>"
+        f"<kspace_encoding_step_2><minimum>0</minimum><maximum>{ez - 1}</maximum>"
+        f"<center>{ez // 2}</center></kspace_encoding_step_2>"
         f"<slice><minimum>0</minimum><maximum>{spec.slices - 1}</maximum><center>0</center></slice>"
         f"<average><minimum>0</minimum><maximum>{spec.averages - 1}</maximum><center>0</center></average>"
         f"<repetition><minimum>0</minimum><maximum>{spec.repetitions - 1}</maximum><center>0</center></repetition>"
@@ -120,12 +130,12 @@ def header_xml(spec: IsmrmrdSample, ex: int, ey: int) -> str:
     )
 
 
-def _images(spec: IsmrmrdSample, ex: int, ey: int) -> np.ndarray:
+def _images(spec: IsmrmrdSample, count: int, ex: int, ey: int) -> np.ndarray:
     """Ellipses of different size and phase per slice, inside the recon field of view."""
     x = (np.arange(ex) - ex / 2)[:, None] / (spec.recon[0] / 2)
     y = (np.arange(ey) - ey / 2)[None, :] / (spec.recon[1] / 2)
-    out = np.zeros((spec.slices, ex, ey), dtype=np.complex128)
-    for s in range(spec.slices):
+    out = np.zeros((count, ex, ey), dtype=np.complex128)
+    for s in range(count):
         a, b = 0.8 - 0.1 * s, 0.6 + 0.05 * s
         body = (x / a) ** 2 + (y / b) ** 2 <= 1
         spot = ((x - 0.2) / 0.2) ** 2 + ((y + 0.1 * s) / 0.15) ** 2 <= 1
@@ -146,6 +156,12 @@ def _sensitivities(coils: int, ex: int, ey: int) -> np.ndarray:
     return np.asarray(maps / np.sqrt(np.sum(np.abs(maps) ** 2, axis=0)))
 
 
+def _fftc(data: np.ndarray, axis: int) -> np.ndarray:
+    """Centred orthonormal 1D FFT along ``axis``."""
+    spectrum = np.fft.fft(np.fft.ifftshift(data, axes=axis), axis=axis, norm="ortho")
+    return np.asarray(np.fft.fftshift(spectrum, axes=axis))
+
+
 def fft2c(image: np.ndarray) -> np.ndarray:
     """Centred orthonormal 2D FFT over the last two axes (fastMRI's ``fft2c``)."""
     axes = (-2, -1)
@@ -162,36 +178,47 @@ def write_ismrmrd_sample(path: Path, spec: IsmrmrdSample | None = None) -> Ismrm
     center = ey // 2 if spec.step1_center is None else spec.step1_center
     maximum = ey - 1 if spec.step1_maximum is None else spec.step1_maximum
     first = ey // 2 - center
-    images = _images(spec, ex, ey)
+    if spec.partitions > 1 and spec.slices != 1:
+        raise ValueError("a 3D sample is one slab: slices must be 1")
+    planes = spec.partitions if spec.partitions > 1 else spec.slices
+    images = _images(spec, planes, ex, ey)
     kspace = fft2c(images[:, None] * _sensitivities(spec.coils, ex, ey)[None])
-    # flags, step1, slice, average, repetition, encoding space, samples
-    rows: list[tuple[int, int, int, int, int, int, np.ndarray]] = []
+    # 3D: the acquired k-space is also Fourier-encoded along z (partitions).
+    acquired = kspace if spec.partitions == 1 else _fftc(kspace, axis=0)
+    # flags, step1, step2, slice, average, repetition, encoding space, samples
+    rows: list[tuple[int, int, int, int, int, int, int, np.ndarray]] = []
 
     def junk(width: int = ex) -> np.ndarray:
         shape = (spec.coils, width)
         return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * 5
 
+    # (slice, partition): 2D multi-slice, or one 3D slab of partitions.
+    positions = (
+        [(s, 0) for s in range(spec.slices)]
+        if spec.partitions == 1
+        else [(0, p) for p in range(spec.partitions)]
+    )
     for _ in range(spec.noise_scans):
-        rows.append((NOISE, 0, 0, 0, 0, 0, junk() * 0.01))
+        rows.append((NOISE, 0, 0, 0, 0, 0, 0, junk() * 0.01))
     for rep in range(spec.repetitions):
-        for s in range(spec.slices):
+        for s, p in positions:
             for _ in range(spec.phasecorr_lines):
-                rows.append((PHASECORR, center, s, 0, rep, 0, junk()))
+                rows.append((PHASECORR, center, p, s, 0, rep, 0, junk()))
             for k in range(spec.calibration_lines):
                 step1 = center - spec.calibration_lines // 2 + k
-                rows.append((CALIBRATION, step1, s, 0, rep, 0, junk()))
+                rows.append((CALIBRATION, step1, p, s, 0, rep, 0, junk()))
             for k in range(spec.other_encoding_lines):
-                rows.append((0, k, s, 0, rep, 1, junk()))
+                rows.append((0, k, p, s, 0, rep, 1, junk()))
             for step1 in range(0, maximum + 1, spec.acceleration):
-                line = kspace[s, :, spec.asymmetric_echo :, first + step1] * (1 + rep)
+                line = acquired[s + p, :, spec.asymmetric_echo :, first + step1] * (1 + rep)
                 for avg in range(spec.averages):
                     # Offsets that sum to zero over the averages: the mean is the line.
                     delta = 0.0 if spec.averages == 1 else (avg - (spec.averages - 1) / 2) * 0.1
-                    rows.append((0, step1, s, avg, rep, 0, line + delta))
+                    rows.append((0, step1, p, s, avg, rep, 0, line + delta))
     pre, post = spec.discard
     table = np.zeros(len(rows), dtype=ACQUISITION_DTYPE)
     head = table["head"]
-    for n, (flags, step1, s, avg, rep, space, data) in enumerate(rows):
+    for n, (flags, step1, step2, s, avg, rep, space, data) in enumerate(rows):
         centre = ex // 2
         if not flags and not space:  # an image line: shaped as the options say
             if spec.reverse_odd_lines and step1 % 2:
@@ -214,6 +241,7 @@ def write_ismrmrd_sample(path: Path, spec: IsmrmrdSample | None = None) -> Ismrm
         head["slice_dir"][n] = (0, 0, 1)
         head["position"][n] = (0, 0, 3.0 * s)
         head["idx"]["kspace_encode_step_1"][n] = step1
+        head["idx"]["kspace_encode_step_2"][n] = step2
         head["idx"]["slice"][n] = s
         head["idx"]["average"][n] = avg
         head["idx"]["repetition"][n] = rep
