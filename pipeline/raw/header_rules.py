@@ -428,5 +428,25 @@ def anonymize_header(xml: str, rules: HeaderRules, context: HeaderContext) -> st
             kept = anonymizer.copy(child, _local(child.tag), keep_all=False)
             if kept is not None:
                 root.append(kept)
+    _ensure_subject(root, rules, context)
     ET.register_namespace("", NAMESPACE)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def _ensure_subject(root: ET.Element, rules: HeaderRules, context: HeaderContext) -> None:
+    """Write the subject pseudonym even where the input had no patient ID.
+
+    Files of other converters often carry none (the subject was found from
+    DICOM UIDs or a mapping file); the release should still say whose data
+    it is, as every DICOM file of the subject does.
+    """
+    rule = rules.by_path.get("subjectInformation/patientID")
+    if rule is None or rule.action is not HeaderAction.PSEUDONYM or rule.kind != "subject":
+        return
+    subject = root.find(f"{_NS}subjectInformation")
+    if subject is None:
+        subject = ET.Element(f"{_NS}subjectInformation")
+        first = root.find(f"{_NS}version")
+        root.insert(0 if first is None else list(root).index(first) + 1, subject)
+    if subject.find(f"{_NS}patientID") is None:
+        ET.SubElement(subject, f"{_NS}patientID").text = context.subject_pseudonym

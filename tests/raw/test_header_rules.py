@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -289,6 +290,9 @@ def test_ismrmrds_own_generator_keeps_only_the_allowlist(rules: HeaderRules, she
     out = anonymize_header(xml, rules, _context())
     validate_header(out)
     assert "ISMRM Synthetic Imaging Lab" not in out
+    # The generator writes no subject: the release still names the pseudonym.
+    assert "subjectInformation" not in xml
+    assert subject_hints(out).patient_id == "SUBJ-TESTTESTTE"
     assert _paths(out) <= _allowed(rules)
     assert _paths(out) >= {
         "encoding/encodedSpace/matrixSize/x",
@@ -408,6 +412,10 @@ def test_yaml_syntax_and_missing_keys(tmp_path: Path) -> None:
     path.write_text("name: x\n")
     with pytest.raises(RuleError, match="missing key"):
         load_header_rules(path)
+
+
+def test_rules_travel_to_worker_processes(rules: HeaderRules) -> None:
+    assert pickle.loads(pickle.dumps(rules)) == rules
 
 
 def test_a_minimal_rule_set_drops_everything_else(tmp_path: Path) -> None:
