@@ -90,7 +90,7 @@ class DeidResult:
     link: LinkRecord | None = None
     carried: tuple[str, ...] = ()
     output_sha256: str = ""
-    pixels: str = ""  # with --clean-pixels: "untouched" or "cleaned" (PHI-free)
+    pixels: str = ""  # with --clean-pixels: untouched, cleaned, held back, not cleaned (kept)
 
 
 def read_dicom(data: bytes, label: str) -> Dataset:
@@ -398,10 +398,13 @@ def deidentify_file(
             original = read_dicom(data, label)
             plan = plan_pixels(original, label, cleaning, profile)
             pixels = plan.action.value
-            if plan.reason and not keep_burned_in:
-                held = HeldBack(plan.reason)
-                held.reason = plan.summary or held.reason
-                raise held
+            if plan.reason:
+                if not keep_burned_in:
+                    held = HeldBack(plan.reason)
+                    held.reason = plan.summary or held.reason
+                    raise held
+                # --keep-burned-in: written as it is, for a person to review.
+                pixels = "not cleaned (kept for review)"
         _, link, relpath, carried = deidentify_dataset(ds, key, profile, uids)
         if plan is not None and original is not None:
             _apply_pixel_plan(ds, original, plan, label)

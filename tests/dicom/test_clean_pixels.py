@@ -240,3 +240,55 @@ def test_dciodvfy_adds_no_errors_to_cleaned_files(
         for before, after in pairs
     }
     assert not any(regressions.values()), regressions
+
+
+def test_every_frame_of_a_multiframe_ultrasound_is_cleaned(
+    cleaning: PixelCleaning, subject: Subject, tmp_path: Path
+) -> None:
+    single = other_objects(subject)["ultrasound"]
+    first = single.pixel_array
+    second = first.copy()
+    second[120:, :] = second[120:, ::-1]  # a different frame, same text rows
+    cine = with_pixels(single, np.stack([first, second, first]))  # frame 2 repeats frame 0
+    cine.NumberOfFrames = 3
+    cine.SOPClassUID = cine.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    cine.FrameIncrementPointer = 0x00181063
+    cine.FrameTime = 33.3
+    folder = tmp_path / "src"
+    folder.mkdir()
+    cine.save_as(folder / "cine.dcm", enforce_file_format=True)
+    _, rows = _run(folder, tmp_path / "out", cleaning)
+    assert rows["cine.dcm"]["outcome"] == "written"
+    written = pydicom.dcmread(tmp_path / "out" / str(rows["cine.dcm"]["output_path"]))
+    assert written.NumberOfFrames == 3 and written.BurnedInAnnotation == "NO"
+    after = written.pixel_array
+    plan = plan_pixels(
+        read_dicom((folder / "cine.dcm").read_bytes(), "in"), "in", cleaning,
+        load_profile("research"),
+    )  # fmt: skip
+    assert len(plan.frame_areas) == 3
+    for index, before in enumerate((first, second, first)):
+        mask = np.zeros(before.shape[:2], dtype=bool)
+        for area in plan.frame_areas[index]:
+            mask[area.y : area.y + area.height, area.x : area.x + area.width] = True
+        assert mask[:36, :60].mean() > 0.5  # the name and MRN rows of every frame
+        assert (after[index][mask] == 0).all()
+        assert np.array_equal(after[index][~mask], before[~mask])
+    assert np.array_equal(after[0], after[2])
+
+
+def test_keep_burned_in_writes_what_cannot_be_cleaned_unmarked(
+    cleaning: PixelCleaning, subject: Subject, tmp_path: Path
+) -> None:
+    capture = other_objects(subject)["secondary_capture"]
+    capture.PixelData = np.full((96, 480), 40, dtype=np.uint8).tobytes()
+    folder = tmp_path / "src"
+    folder.mkdir()
+    capture.save_as(folder / "sc.dcm", enforce_file_format=True)
+    summary, rows = _run(folder, tmp_path / "out", cleaning, keep=True)
+    assert rows["sc.dcm"]["outcome"] == "written"
+    assert summary.pixels == {"not cleaned (kept for review)": 1}
+    written = pydicom.dcmread(tmp_path / "out" / str(rows["sc.dcm"]["output_path"]))
+    assert written.BurnedInAnnotation == "YES"
+    codes = [item.CodeValue for item in written.DeidentificationMethodCodeSequence]
+    assert "113101" not in codes
