@@ -634,6 +634,9 @@ class SubjectHints:
     frame_of_reference_uid: str | None = field(default=None, repr=False)
     series_uid_root: str | None = field(default=None, repr=False)
     measurement_id: str | None = field(default=None, repr=False)
+    # Siemens' study LOID or another converter's study ID: groups the
+    # measurements of one exam when the header has no study instance UID.
+    study_id: str | None = field(default=None, repr=False)
 
 
 def _local(tag: str) -> str:
@@ -671,4 +674,5 @@ def subject_hints(xml: str) -> SubjectHints:
         frame_of_reference_uid=find("measurementInformation", "frameOfReferenceUID"),
         series_uid_root=find("measurementInformation", "seriesInstanceUIDRoot"),
         measurement_id=find("measurementInformation", "measurementID"),
+        study_id=find("studyInformation", "studyID"),
     )

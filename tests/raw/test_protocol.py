@@ -120,6 +120,10 @@ def test_planted_subject_reaches_the_full_header_and_the_hints() -> None:
     assert hints.series_uid_root == "1.3.12.2.1107.5.2.19.45385"
     assert hints.measurement_id == "45385_66327770_66327775_358"
     assert hints.study_uid is None  # a twix protocol has no study instance UID
+    assert hints.study_id == "66327775"  # but the exam's LOID (the same in epi.dat)
+    assert subject_hints(ismrmrd_header(parse_protocol(planted_header("epi.dat")))).study_id == (
+        hints.study_id
+    )
     assert PATIENT_ID not in repr(hints)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import h5py
+import ismrmrd.xsd
 import pytest
 
 from pipeline.dicom.uids import UidMapper
@@ -46,6 +47,20 @@ def test_full_and_anonymized_headers_validate(name: str) -> None:
     validate_header(full)
     context = HeaderContext(KEY, "SUBJ-0000000000", -500, UidMapper(KEY))
     validate_header(anonymize_header(full, load_header_rules(), context))
+
+
+@pytest.mark.reference
+@needs_reference()
+def test_ismrmrds_own_bindings_read_the_anonymized_header() -> None:
+    full = ismrmrd_header(parse_protocol(planted_header("gre.dat")))
+    context = HeaderContext(KEY, "SUBJ-0000000000", -500, UidMapper(KEY))
+    header = ismrmrd.xsd.CreateFromDocument(anonymize_header(full, load_header_rules(), context))
+    space = header.encoding[0].encodedSpace
+    assert (space.matrixSize.x, space.matrixSize.y, space.matrixSize.z) == (320, 160, 1)
+    assert space.fieldOfView_mm.x == 400
+    assert header.subjectInformation.patientID == "SUBJ-0000000000"
+    assert header.acquisitionSystemInformation.institutionName is None
+    assert header.experimentalConditions.H1resonanceFrequency_Hz == 123263034
 
 
 @pytest.mark.ismrmrd_tools
