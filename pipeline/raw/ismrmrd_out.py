@@ -88,17 +88,15 @@ def write_ismrmrd(
                     data.resize((acquisitions + n,))
                     data[acquisitions : acquisitions + n] = block.rows
                     acquisitions += n
-                    head = block.rows["head"]
-                    sample_bytes += int(
-                        np.sum(head["number_of_samples"].astype(np.int64) * head["active_channels"])
-                        * 8
-                    )
+                    sample_bytes += _sample_bytes(block.rows)
                 else:
                     if waveform_set is None:
                         waveform_set = _table(group, "waveforms", WAVEFORM_DTYPE)
                     waveform_set.resize((waveforms + n,))
                     waveform_set[waveforms : waveforms + n] = block.rows
                     waveforms += n
+                # Let the block go before the reader builds the next one: one block in memory.
+                del block
         with open(tmp, "rb") as done:
             os.fsync(done.fileno())
         os.chmod(tmp, mode)
@@ -113,6 +111,11 @@ def write_ismrmrd(
         bytes=path.stat().st_size,
         sample_bytes=sample_bytes,
     )
+
+
+def _sample_bytes(rows: np.ndarray) -> int:
+    head = rows["head"]
+    return 8 * int(np.sum(head["number_of_samples"].astype(np.int64) * head["active_channels"]))
 
 
 def _table(group: h5py.Group, name: str, dtype: np.dtype) -> h5py.Dataset:

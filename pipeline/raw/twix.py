@@ -509,7 +509,7 @@ def measurement_blocks(
     meas: TwixMeasurement,
     *,
     block_rows: int = 512,
-    block_bytes: int = 32 * 2**20,
+    block_bytes: int = 16 * 2**20,
 ) -> Iterator[AcquisitionBlock | WaveformBlock]:
     """Stream one measurement as ISMRMRD acquisition (and waveform) blocks.
 
@@ -589,7 +589,9 @@ def _stream(
             raise _ends_early(meas.index, number, pos, meas.offset, span, end, file_end=layout.vb)
         view = reader.view(pos, span)
         if view is None:
-            raise _ends_early(meas.index, number, pos, meas.offset, span, reader.size(), file_end=True)
+            raise _ends_early(
+                meas.index, number, pos, meas.offset, span, reader.size(), file_end=True
+            )
         if eval_info & _SYNCDATA:
             header = bytes(view[: layout.header_size])
             waveforms.append((header, bytes(view[layout.header_size :]), emitted + len(headers)))

@@ -1,0 +1,282 @@
+"""Benchmark: Siemens twix → ISMRMRD/HDF5 conversion speed and memory, against floors and peers.
+
+One synthetic VD/VE twix file shaped like a fastMRI knee scan (15 coils, 640
+samples per readout with oversampling, 368 lines per slice; as many slices as
+``--size`` asks, 18 for the default 500 MB) is written by
+:func:`pipeline.samples.twix.write_vd_twix`, streaming, into a temporary folder
+outside the repository, which is deleted at the end.  Then, on that file:
+
+* ``cp``: coreutils ``cp`` (it may copy inside the kernel with
+  ``copy_file_range``, never touching user space): the floor for moving the bytes.
+* ``dd bs=8M``: a copy through user space with large reads and writes, what any
+  converter at least has to do.
+* ``twixtools.read_twix``: the reference reader alone; it parses every MDH into
+  Python objects but reads samples only when asked, so ``+ every mdb.data`` reads
+  them too (no output written).
+* ``open_twix``: our layout check (every MDH read, no samples).
+* ``measurement_blocks``: our streaming reader alone (samples read and mapped, nothing written).
+* ``mricurate convert``: ``open_twix`` + ``measurement_blocks`` + ``write_ismrmrd``,
+  the whole conversion, in this process.
+* ``append_acquisition``: the same acquisitions written one by one with
+  ``ismrmrd.Dataset.append_acquisition`` (an ``ismrmrd.Acquisition`` built per
+  readout, as a one-by-one converter does), timed on the first ``--prefix``
+  acquisitions and extrapolated to the file by bytes (marked ``*``).
+
+MB/s are of the input file's size, 10^6 bytes.  The page cache cannot be
+dropped here, so every figure is *warm*: the input is read once before any
+timing, and before each measurement pending writes are flushed (``os.sync``)
+and outputs of the previous one deleted.  Each measurement is repeated
+``--repeat`` times and the best is kept.  Finally the conversion runs in a
+subprocess and its peak RSS is taken from ``os.wait4`` (the child's own
+``ru_maxrss``), which bounds the memory a conversion needs whatever the size.
+
+Run: ``.venv/bin/python bench/convert.py [--size 500M|2G] [--repeat 3] [--prefix 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.raw.blocks import AcquisitionBlock  # noqa: E402
+from pipeline.raw.ismrmrd_out import write_ismrmrd  # noqa: E402
+from pipeline.raw.twix import measurement_blocks, open_twix  # noqa: E402
+from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix  # noqa: E402
+
+COILS, SAMPLES, LINES = 15, 640, 368
+XML = '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"></ismrmrdHeader>'
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 10**3, "M": 10**6, "G": 10**9}
+    text = text.strip().upper()
+    if text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def readout_bytes() -> int:
+    return 192 + COILS * (32 + 8 * SAMPLES)
+
+
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def read_through(path: Path) -> None:
+    with open(path, "rb", buffering=0) as fh:
+        while fh.read(8 * 2**20):
+            pass
+
+
+def convert(source: Path, target: Path) -> int:
+    twix = open_twix(source)
+    meas = twix.measurements[0]
+    return write_ismrmrd(target, XML, measurement_blocks(twix, meas)).acquisitions
+
+
+def stream_only(source: Path) -> int:
+    twix = open_twix(source)
+    return sum(len(b) for b in measurement_blocks(twix, twix.measurements[0]))
+
+
+def twixtools_read(source: Path, data: bool) -> int:
+    import twixtools
+
+    (scan,) = twixtools.read_twix(str(source), verbose=False, parse_pmu=False, parse_geometry=False)
+    if data:
+        for mdb in scan["mdb"]:
+            mdb.data  # noqa: B018 - reading is what is timed
+    return len(scan["mdb"])
+
+
+def append_one_by_one(source: Path, target: Path, prefix: int) -> tuple[float, int, int]:
+    """Seconds to append the first ``prefix`` acquisitions one by one, their count and bytes."""
+    import ismrmrd
+
+    twix = open_twix(source)
+    rows = []
+    for block in measurement_blocks(twix, twix.measurements[0]):
+        if isinstance(block, AcquisitionBlock):
+            rows.append(block.rows[: prefix - sum(len(r) for r in rows)])
+        if sum(len(r) for r in rows) >= prefix:
+            break
+    prefix_rows = np.concatenate(rows)
+    done_bytes = sum(int(r["data"].nbytes) for r in prefix_rows) + 192 * len(prefix_rows)
+    start = time.perf_counter()
+    dataset = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
+    dataset.write_xml_header(XML)
+    for row in prefix_rows:
+        acq = ismrmrd.Acquisition(row["head"])
+        acq.data[:] = (
+            row["data"].view(np.complex64).reshape(acq.active_channels, acq.number_of_samples)
+        )
+        dataset.append_acquisition(acq)
+    dataset.close()
+    return time.perf_counter() - start, len(prefix_rows), done_bytes
+
+
+def child_peak_rss(source: Path, target: Path) -> tuple[float, float]:
+    """Run the conversion in a subprocess: (wall seconds, peak RSS in MiB)."""
+    # Only what a conversion imports (not this script's twixtools, which loads matplotlib).
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[3]);"
+        "from pipeline.raw.twix import open_twix, measurement_blocks;"
+        "from pipeline.raw.ismrmrd_out import write_ismrmrd;"
+        "twix = open_twix(Path(sys.argv[1]));"
+        "write_ismrmrd(Path(sys.argv[2]), '<x/>', measurement_blocks(twix, twix.measurements[0]))"
+    )
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(source), str(target), str(ROOT)])
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"conversion subprocess failed with {proc.returncode}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def best_of(
+    repeat: int, run: Callable[[], object], clean: Callable[[], None]
+) -> tuple[float, float]:
+    """Best wall seconds over ``repeat`` runs and the CPU seconds of that run."""
+    best = (math.inf, 0.0)
+    for _ in range(repeat):
+        clean()
+        os.sync()
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        run()
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+        if wall < best[0]:
+            best = (wall, cpu)
+    clean()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="500M", help="input size, e.g. 500M (default) or 2G")
+    parser.add_argument("--repeat", type=int, default=1, help="best of N for each row")
+    parser.add_argument("--prefix", type=int, default=1000, help="acquisitions appended one by one")
+    parser.add_argument("--skip", default="", help="comma-separated rows to skip: twixtools,append")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    per_slice = LINES * readout_bytes()
+    slices = max(1, math.ceil(parse_size(args.size) / per_slice))
+    work = Path(tempfile.mkdtemp(prefix="mricurate-bench-convert-"))
+    try:
+        source = work / "meas_knee.dat"
+        t0 = time.perf_counter()
+        write_vd_twix(
+            source,
+            [SyntheticMeasurement(channels=COILS, samples=SAMPLES, lines=LINES, slices=slices)],
+        )
+        size = source.stat().st_size
+        mb = size / 1e6
+        print(
+            f"input: {mb:,.0f} MB, {slices} slices x {LINES} lines, {COILS} coils x {SAMPLES} samples"
+            f" ({slices * LINES:,} readouts); generated in {time.perf_counter() - t0:.1f} s"
+        )
+        print(f"folder: {work} (deleted at the end); page cache warm; best of {args.repeat}")
+        read_through(source)
+
+        target = work / "out"
+
+        def clean() -> None:
+            for path in work.iterdir():
+                if path != source:
+                    path.unlink()
+
+        rows: list[tuple[str, float, float, str]] = []
+
+        def measure(name: str, run: Callable[[], object], note: str = "") -> float:
+            print(f"  {name} ... load {os.getloadavg()[0]:.2f}", flush=True)
+            wall, cpu = best_of(args.repeat, run, clean)
+            rows.append((name, wall, cpu, note))
+            return wall
+
+        cp = measure("cp", lambda: subprocess.run(["cp", str(source), str(target)], check=True))
+        measure(
+            "dd bs=8M",
+            lambda: subprocess.run(
+                ["dd", f"if={source}", f"of={target}", "bs=8M", "status=none"], check=True
+            ),
+        )
+        if "twixtools" not in skip:
+            measure(
+                "twixtools.read_twix", lambda: twixtools_read(source, data=False), "no samples read"
+            )
+            measure(
+                "twixtools.read_twix + every mdb.data", lambda: twixtools_read(source, data=True)
+            )
+        measure("open_twix", lambda: open_twix(source), "every MDH, no samples")
+        measure("measurement_blocks (no output)", lambda: stream_only(source))
+        ours = measure(
+            "mricurate convert (open+blocks+write)",
+            lambda: convert(source, target.with_suffix(".h5")),
+        )
+
+        append = math.nan
+        if "append" not in skip:
+            best = math.inf
+            for _ in range(args.repeat):
+                clean()
+                os.sync()
+                seconds, count, done = append_one_by_one(
+                    source, target.with_suffix(".h5"), args.prefix
+                )
+                best = min(best, seconds * size / done)
+            clean()
+            append = best
+            rows.append(
+                (
+                    "ismrmrd append_acquisition one by one",
+                    append,
+                    math.nan,
+                    f"* first {count:,} acquisitions, extrapolated",
+                )
+            )
+
+        os.sync()
+        child_seconds, rss = child_peak_rss(source, target.with_suffix(".h5"))
+        clean()
+        rows.append(
+            ("mricurate convert, subprocess", child_seconds, math.nan, f"peak RSS {rss:.0f} MiB")
+        )
+
+        print()
+        print(f"| {'what':<40} | {'s':>7} | {'MB/s':>7} | {'x cp':>6} | {'cpu s':>6} | note")
+        print(f"| {'-' * 40} | {'-' * 7} | {'-' * 7} | {'-' * 6} | {'-' * 6} | ---")
+        for name, wall, cpu, note in rows:
+            cpu_text = "" if math.isnan(cpu) else f"{cpu:.2f}"
+            print(
+                f"| {name:<40} | {wall:7.2f} | {mb / wall:7.0f} | {wall / cp:6.2f} | {cpu_text:>6} | {note}"
+            )
+        print()
+        print(f"convert vs cp: {ours / cp:.2f}x the time (target <= 2)")
+        if not math.isnan(append):
+            print(f"one-by-one appends vs convert: {append / ours:.1f}x slower (target >= 5)")
+        print(f"peak RSS of the conversion subprocess: {rss:.0f} MiB (target < 200)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
