@@ -384,6 +384,7 @@ def deidentify_file(
     """
     label = f"input {sha256[:12]}"
     pixels = ""
+    plan: PixelPlan | None = None
     try:
         ds = read_dicom(data, label)
         if _is_dicomdir(ds):
@@ -391,7 +392,7 @@ def deidentify_file(
                 path, sha256, Outcome.NOT_COPIED, "DICOMDIR index (names patients; never copied)"
             )
         classify(ds, profile, keep_burned_in=keep_burned_in or cleaning is not None)
-        plan = original = None
+        original = None
         if cleaning is not None:
             # The scan and the rules read a copy of their own: decoding touches
             # the dataset, and an untouched file must be written byte for byte.
@@ -428,7 +429,23 @@ def deidentify_file(
     return DeidResult(
         path, sha256, Outcome.WRITTEN, output_relpath=relpath, temp_path=tmp, link=link,
         carried=carried, output_sha256=sha256_of(written), pixels=pixels,
+        detail=_pixel_account(plan),
     )  # fmt: skip
+
+
+def _pixel_account(plan: PixelPlan | None) -> str:
+    """For the private run record: what cleaning did (counts and rule names, no PHI)."""
+    from pipeline.pixels.blank import PixelAction
+
+    if plan is None or plan.action is not PixelAction.CLEANED:
+        return ""
+    filled = sum(len(areas) for areas in plan.frame_areas)
+    rules = "; ".join(plan.rules) or "none"
+    return (
+        f"pixels cleaned: {plan.words_blanked} OCR word box(es) blanked, {plan.words_kept} left "
+        f"in keep areas, {filled} rectangle(s) filled over {len(plan.frame_areas)} frame(s); "
+        f"overlays and icons removed; region rules: {rules}"
+    )
 
 
 def plan_pixels(ds: Dataset, label: str, cleaning: PixelCleaning, profile: Profile) -> PixelPlan:

@@ -97,6 +97,8 @@ def test_outcomes_with_and_without_clean_pixels(
     }  # fmt: skip
     assert "end-of-image marker" in str(rows["corrupt.dcm"]["detail"])
     assert summary.pixels == {"untouched": 2, "cleaned": 2}
+    assert str(rows["sc.dcm"]["detail"]).startswith("pixels cleaned: ")  # the private account
+    assert rows["mr0.dcm"]["detail"] == ""
     # Without --clean-pixels the captures are held back as before.
     _, plain = _run(source, tmp_path / "plain", None)
     assert plain["sc.dcm"]["outcome"] == "held back" and plain["us.dcm"]["outcome"] == "held back"
