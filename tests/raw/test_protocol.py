@@ -70,6 +70,18 @@ def test_gre_sizes_match_twixtools_geometry_and_the_data() -> None:
     assert sorted(label.text or "" for label in labels) == ["Body:1:BC", "Body:1:BC2"]
 
 
+@pytest.mark.parametrize("name", ["gre.dat", "epi.dat"])
+def test_parsed_as_twixtools_parses_it(name: str) -> None:
+    scans = twixtools.read_twix(str(REFERENCE / name), verbose=False, parse_data=False)
+    protocol = parse_protocol(scans[-1]["hdr_str"].tobytes())
+    expected = {k: v for k, v in scans[-1]["hdr"].items() if not k.endswith("_raw")}
+    assert dict(protocol.sections) == expected
+    assert dict(protocol.raw) == {
+        k[:-4]: v for k, v in scans[-1]["hdr"].items() if k.endswith("_raw")
+    }
+    assert "Meas" in repr(protocol) and "DZNE" not in repr(protocol)
+
+
 def test_gre_sequence_and_system_values() -> None:
     root = _header("gre.dat")
     seq = "m:sequenceParameters"
