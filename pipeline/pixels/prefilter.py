@@ -20,8 +20,10 @@ anatomy elsewhere in the image is not read as hundreds of garbage "words".
 
 Known limits: text of one or two separate characters is not a row (an
 image holding only that is skipped, and beside other text it is not
-read); text darker than the anatomy under it is gone from the text map
-(see :mod:`.prepare`).  Measured recall: ``tests/pixels/measure_recall.py``.
+read).  Text darker than the anatomy under it is gone from the text map,
+and is looked for in :func:`~pipeline.pixels.prepare.dark_text_map` with
+this same test (see :func:`pipeline.pixels.scan.scan_dataset`).  Measured
+recall: ``bench/ocr.py``.
 """
 
 from __future__ import annotations

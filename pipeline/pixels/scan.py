@@ -36,11 +36,12 @@ from pipeline.dicom.image_header import burned_in_signals
 from pipeline.dicom.profile import SopPolicy, load_sop_policy
 from pipeline.dicom.run import discover
 from pipeline.errors import InputError
+from pipeline.pixels.engines import EngineName, make_engine
 from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
 from pipeline.pixels.ocr import OcrEngine, Word
 from pipeline.pixels.phi import HeaderTerm, PhiMatch, header_terms, match_words
 from pipeline.pixels.prefilter import Box, needs_ocr
-from pipeline.pixels.prepare import text_map
+from pipeline.pixels.prepare import dark_text_map, text_map
 from pipeline.private_store import sha256_of
 from pipeline.rulefiles import rules_root
 
@@ -250,6 +251,11 @@ def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
     reads anatomy texture as words, and both problems go away on crops.
     Overlays are always read (whole, if no region stands out); so is
     everything when the pre-filter is off or the image is too busy to judge.
+
+    The pre-filter looks at both polarities: bright text (:func:`text_map`)
+    and dark text over bright anatomy (:func:`dark_text_map`); regions found
+    in the dark map are read from it, so the engine always sees dark text on
+    white.  Without the pre-filter only the bright map is read, whole.
     """
     mapped = text_map(image)
     prepared = (255 - mapped).astype(np.uint8)
@@ -258,13 +264,33 @@ def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
     if not prefilter:
         return whole
     decision = needs_ocr(mapped)
-    if not decision.ocr:
-        return whole if image.kind is ImageKind.OVERLAY else None
-    if decision.regions is None:
+    if decision.ocr and decision.regions is None:
         return whole
+    pieces: list[_Piece] = []
+    if decision.ocr and decision.regions is not None:
+        pieces += _crops(image.label, (row, col), prepared, decision.regions)
+    if image.kind is not ImageKind.OVERLAY:
+        dark = dark_text_map(image)
+        dark_decision = needs_ocr(dark)
+        # A dark map too busy to localise is anatomy texture: reading all of
+        # it would cost a second whole-image read for no text seen.
+        if dark_decision.ocr and dark_decision.regions is not None:
+            # Also inside a bright region: there the bright map showed the
+            # gaps between the dark letters, which tesseract cannot read.
+            dark_prepared = (255 - dark).astype(np.uint8)
+            pieces += _crops(image.label, (row, col), dark_prepared, dark_decision.regions)
+    if pieces:
+        return pieces
+    return whole if image.kind is ImageKind.OVERLAY else None
+
+
+def _crops(
+    label: str, origin: tuple[int, int], prepared: npt.NDArray[np.uint8], regions: Sequence[Box]
+) -> list[_Piece]:
+    row, col = origin
     return [
-        _Piece(image.label, (row + y, col + x), prepared[y : y + h, x : x + w])
-        for x, y, w, h in _merged(decision.regions)
+        _Piece(label, (row + y, col + x), prepared[y : y + h, x : x + w])
+        for x, y, w, h in _merged(regions)
     ]
 
 
@@ -498,7 +524,7 @@ def _findings(
 
 
 def scan_tree(
-    source: Path, engine: OcrEngine, jobs: int = 1, *, prefilter: bool = True
+    source: Path, engine: OcrEngine | EngineName | str, jobs: int = 1, *, prefilter: bool = True
 ) -> list[ScanFinding]:
     """Scan every file under ``source`` (any name), ``jobs`` files at a time.
 
@@ -506,11 +532,17 @@ def scan_tree(
     each gets exactly one finding, in discovery order.  The engine is checked
     once up front (a missing tesseract is a setup error, not a file's).
 
+    ``engine`` is an engine, or its name for
+    :func:`~pipeline.pixels.engines.make_engine` (``tesseract``, ``rapidocr``,
+    ``both``).  Each worker process loads its own models once, on first use.
+
     Raises
     ------
     CurationError
         SOURCE does not exist, or the engine cannot run.
     """
+    if isinstance(engine, (str, EngineName)):
+        engine = make_engine(engine)
     _ = engine.name  # fails early and clearly when the engine is not installed
     root = source.resolve()
     paths = discover(root)

@@ -8,7 +8,7 @@ from pydicom.dataset import Dataset
 
 from pipeline.pixels.frames import iter_images
 from pipeline.pixels.prefilter import needs_ocr
-from pipeline.pixels.prepare import text_map
+from pipeline.pixels.prepare import dark_text_map, text_map
 from pipeline.samples.mr import make_subjects, mr_series
 
 from .images import burn, text_mask, with_pixels
@@ -53,3 +53,36 @@ def test_burned_text_passes_and_its_region_is_kept(
         for x, y, w, h in decision.regions or [(0, 0, size, size)]:
             shown[y : y + h, x : x + w] = True
         assert shown[drawn].all(), (size, decision.regions)
+
+
+def _dark_map(ds: Dataset) -> np.ndarray:
+    return dark_text_map(next(iter(iter_images(ds, "input 0123456789ab"))))
+
+
+@pytest.mark.parametrize("size", [128, 256, 512])
+def test_plain_phantom_slices_are_skipped_in_the_dark_map_too(size: int) -> None:
+    for index, subject in enumerate(make_subjects(4, seed=size + 1)):
+        series = mr_series(subject, n_slices=2, rows=size, cols=size, seed=index,
+                           series_number=1 + index % 3)  # fmt: skip
+        for ds in series:
+            decision = needs_ocr(_dark_map(ds))
+            assert not decision.ocr, decision.reason
+
+
+@pytest.mark.parametrize("height", [10, 14])
+@pytest.mark.parametrize("value", [300, 900])  # darker than the phantom's bright interior
+def test_dark_text_over_bright_anatomy_is_found_in_the_dark_map_only(
+    slices: dict[int, Dataset], height: int, value: int
+) -> None:
+    for size, ds in slices.items():
+        text = "MRN48213977"
+        x, y = size // 2 - 50, size // 2 - 10
+        pixels = burn(ds.pixel_array, text, x=x, y=y, height=height, value=value)
+        burned = with_pixels(ds, pixels)
+        decision = needs_ocr(_dark_map(burned))
+        assert decision.ocr and decision.regions, (size, decision)
+        drawn = text_mask(pixels.shape, text, x=x, y=y, height=height) > 0.5
+        shown = np.zeros(drawn.shape, dtype=bool)
+        for rx, ry, w, h in decision.regions:
+            shown[ry : ry + h, rx : rx + w] = True
+        assert shown[drawn].mean() > 0.95, (size, decision.regions)

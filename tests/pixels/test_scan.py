@@ -63,6 +63,20 @@ def test_name_burned_into_an_mr_slice_is_found_and_matched(
     assert all(m.box[1] < 20 for m in name_words)  # boxes are where the name was drawn
 
 
+@pytest.mark.parametrize("value", [400, 1100])  # below the phantom interior, above air
+def test_dark_text_over_bright_anatomy_is_found_and_matched(
+    mr: list[Dataset], subject: Subject, engine: TesseractEngine, value: int
+) -> None:
+    """The top-hat alone loses it: the scan also reads the dark-text map."""
+    ds = mr[1]
+    pixels = burn(ds.pixel_array, subject.phi.patient_id, x=90, y=110, height=12, value=value)
+    finding = scan_dataset(with_pixels(ds, pixels), LABEL, engine)
+    assert finding.flagged
+    assert PhiKind.PATIENT_ID in _matched(finding)
+    match = next(m for m in finding.phi_matches if m.kind is PhiKind.PATIENT_ID)
+    assert abs(match.box[0] - 90) <= 4 and abs(match.box[1] - 110) <= 6
+
+
 def test_plain_phantom_slice_is_skipped_and_clear(
     mr: list[Dataset], engine: TesseractEngine
 ) -> None:
