@@ -367,14 +367,22 @@ def blank_pixels(ds: Dataset, plan: PixelPlan, label: str) -> CleanedPixels:
         The pixel data cannot be decoded.
     """
     source = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    count = number_of_frames(ds)
+    frames: Pixels | None = None
     try:
-        decoded = [np.array(frame) for frame in iter_pixels(ds)]
+        # One array for all frames, filled as they are decoded: a long cine is
+        # held once, not twice.
+        for index, frame in enumerate(iter_pixels(ds)):
+            if frames is None:
+                frames = np.empty((count, *frame.shape), dtype=frame.dtype)
+            frames[index] = frame
     except Exception as exc:
         raise UnreadableInput(
             f"{label}: the pixel data cannot be decoded for cleaning ({type(exc).__name__}); "
             "copy the file again from its source"
         ) from None
-    frames = np.stack(decoded)
+    if frames is None:
+        raise UnreadableInput(f"{label}: no frame to clean in the pixel data; export it again")
     photometric = "RGB" if frames.ndim == 4 else source
     fill = fill_value(ds, photometric, frames.dtype) if any(plan.frame_areas) else 0
     changed = 0
