@@ -33,6 +33,7 @@ from pipeline.errors import UnreadableInput
 from pipeline.raw.blocks import (
     ACQUISITION_DTYPE,
     WAVEFORM_DTYPE,
+    WAVEFORM_HEADER_DTYPE,
     AcquisitionBlock,
     WaveformBlock,
 )
@@ -46,15 +47,18 @@ from pipeline.raw.mdh import (
     noise_dwell_time_us,
     vb17_as_scan_headers,
 )
+from pipeline.raw.pmu import NotPmu, decode_pmu
 
 VB = "VB"
 VD = "VD"
 
-#: ``waveform_id`` of a SYNCDATA packet kept verbatim (ISMRMRD leaves ids >= 1024 to users).
-#: Its data are the packet's bytes after the scan header (Siemens' 60-byte SeqData header
-#: with ``packet_size`` and an ID such as ``PMUData``, then the payload), zero-padded to a
-#: multiple of 4 bytes; ``time_stamp`` is the MDH time stamp, ``scan_counter`` the number of
-#: acquisitions before it (as siemens_to_ismrmrd).
+#: ``waveform_id`` of a SYNCDATA packet kept verbatim (ISMRMRD leaves ids >= 1024 to users):
+#: anything but the PMU physiology that :mod:`pipeline.raw.pmu` decodes (other SeqData
+#: IDs, VB17 packets and XA's newer PMU layout, which siemens_to_ismrmrd drops).  Its data
+#: are the packet's bytes after the scan header (Siemens' 60-byte SeqData header with
+#: ``packet_size`` and the ID, then the payload) zero-padded to a multiple of 4 bytes, as
+#: uint32 (folded over several channels past 65,535 words); ``time_stamp`` is the MDH's,
+#: ``scan_counter`` the number of acquisitions before it (as siemens_to_ismrmrd).
 SYNCDATA_WAVEFORM_ID = 1024
 
 READ_CHUNK = 8 * 2**20  # bytes per read(): large sequential reads, few system calls
@@ -566,7 +570,7 @@ def _stream(
             masks.clear()
             pending_bytes = 0
         if waveforms:
-            yield WaveformBlock(_waveform_rows(waveforms, layout))
+            yield WaveformBlock(_waveform_rows(waveforms, layout, protocol))
             waveforms.clear()
 
     while True:
@@ -660,23 +664,46 @@ def _acquisition_rows(
     return rows
 
 
-def _waveform_rows(waveforms: list[tuple[bytes, bytes, int]], layout: _Layout) -> np.ndarray:
-    rows = np.zeros(len(waveforms), dtype=WAVEFORM_DTYPE)
+def _waveform_rows(
+    waveforms: list[tuple[bytes, bytes, int]], layout: _Layout, protocol: _Protocol
+) -> np.ndarray:
+    """Waveforms of SYNCDATA packets: decoded PMU signals, or the packet verbatim."""
+    decode = not layout.vb and "syngo MR XA" not in protocol.software_version
     mdh_dtype = VB17_MDH_DTYPE if layout.vb else SCAN_HEADER_DTYPE
-    for i, (header, payload, acquisitions_before) in enumerate(waveforms):
+    found: list[tuple[np.void, np.ndarray]] = []
+    for header, payload, acquisitions_before in waveforms:
         mdh = np.frombuffer(header, dtype=mdh_dtype, count=1)[0]
-        n_words = -(-len(payload) // 4)
-        # number_of_samples is 16 bits: a long packet is folded into "channels".
-        channels = max(1, -(-n_words // 65535))
-        n_samples = -(-n_words // channels)
-        padded = payload + b"\x00" * (4 * n_samples * channels - len(payload))
-        head = rows["head"][i]  # a view into rows
-        head["version"] = 1
-        head["measurement_uid"] = np.uint32(np.int64(mdh["MeasUID"]) & 0xFFFFFFFF)
-        head["scan_counter"] = acquisitions_before
-        head["time_stamp"] = mdh["TimeStamp"]
-        head["number_of_samples"] = n_samples
-        head["channels"] = channels
-        head["waveform_id"] = SYNCDATA_WAVEFORM_ID
-        rows["data"][i] = np.frombuffer(padded, dtype="<u4").copy()
+        uid = int(np.int64(mdh["MeasUID"]) & 0xFFFFFFFF)
+        if decode:
+            try:
+                found.extend(
+                    decode_pmu(payload, measurement_uid=uid, scan_counter=acquisitions_before)
+                )
+                continue
+            except NotPmu:
+                pass
+        found.append(_verbatim(payload, uid, acquisitions_before, int(mdh["TimeStamp"])))
+    rows = np.zeros(len(found), dtype=WAVEFORM_DTYPE)
+    for i, (head, data) in enumerate(found):
+        rows["head"][i] = head
+        rows["data"][i] = np.ascontiguousarray(data, dtype=np.uint32).reshape(-1)
     return rows
+
+
+def _verbatim(
+    payload: bytes, measurement_uid: int, scan_counter: int, time_stamp: int
+) -> tuple[np.void, np.ndarray]:
+    n_words = -(-len(payload) // 4)
+    # number_of_samples is 16 bits: a long packet is folded into "channels".
+    channels = max(1, -(-n_words // 65535))
+    n_samples = -(-n_words // channels)
+    padded = payload + b"\x00" * (4 * n_samples * channels - len(payload))
+    head: np.void = np.zeros(1, dtype=WAVEFORM_HEADER_DTYPE)[0]
+    head["version"] = 1
+    head["measurement_uid"] = measurement_uid
+    head["scan_counter"] = scan_counter
+    head["time_stamp"] = time_stamp
+    head["number_of_samples"] = n_samples
+    head["channels"] = channels
+    head["waveform_id"] = SYNCDATA_WAVEFORM_ID
+    return head, np.frombuffer(padded, dtype="<u4")

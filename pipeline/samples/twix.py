@@ -16,6 +16,7 @@ name); it may carry a planted patient name to check it goes nowhere.
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,8 @@ class SyntheticMeasurement:
     partitions: int = 1
     noise: bool = False  # every readout NOISEADJSCAN (a noise adjustment measurement)
     ref_lines: int = 0  # first lines of each slice are PATREFSCAN (ACS) readouts
-    syncdata_every: int = 0  # a SYNCDATA packet after every n-th readout (0: none)
+    syncdata_every: int = 0  # a non-PMU SYNCDATA packet after every n-th readout (0: none)
+    pmu_every: int = 0  # a PMU physiology packet (ECG1, ECG2, PULS, RESP) after every n-th
     meas_id: int = 101
     file_id: int = 7
     dwell_time_ns: int = 2500
@@ -184,6 +186,34 @@ def _syncdata_payload(counter: int) -> bytes:
     )
 
 
+#: Signals of the synthetic PMU packets: (magic, period); 20 ms of data per packet.
+PMU_SIGNALS = ((0x01010000, 1), (0x01020000, 1), (0x01050000, 2), (0x01060000, 4))
+PMU_DURATION = 20
+
+
+def pmu_payload(counter: int, *, learning: bool = False) -> bytes:
+    """A VD/VE PMU SeqData packet (layout of twixtools' ``PMUblock``), values from ``counter``."""
+    body = struct.pack("<4I", 1000 + counter, 2000 + 10 * counter, counter, PMU_DURATION)
+    for k, (magic, period) in enumerate(PMU_SIGNALS):
+        count = PMU_DURATION // period
+        values = (np.arange(count, dtype=np.uint16) * (k + 1) + counter) % 4096
+        triggers = (np.arange(count) % 7 == k).astype(np.uint16)
+        pairs = np.stack([values, triggers], axis=1).astype("<u2")
+        body += struct.pack("<2I", magic, period) + pairs.tobytes()
+    body += struct.pack("<I", 0x01FF0000)
+    ident = b"PMULearnPhase" if learning else b"PMUData"
+    return struct.pack("<I", len(body)) + ident.ljust(52, b"\x00") + struct.pack("<I", 0) + body
+
+
+def _write_syncdata(fh: BinaryIO, meas: SyntheticMeasurement, counter: int, payload: bytes) -> None:
+    sync = mdh_def.Scan_header(
+        MeasUID=meas.meas_id, ScanCounter=0, TimeStamp=20_000_000 + 100 * counter
+    )
+    mdh_def.add_flag(sync, "SYNCDATA")
+    mdh_def.set_dma_len(sync, ctypes.sizeof(sync) + len(payload))
+    fh.write(bytes(sync) + payload)
+
+
 def _write_vd_measurement(fh: BinaryIO, meas: SyntheticMeasurement) -> None:
     fh.write(protocol_header(meas))
     counter = 0
@@ -200,13 +230,10 @@ def _write_vd_measurement(fh: BinaryIO, meas: SyntheticMeasurement) -> None:
             parts.append(data[c].tobytes())
         fh.write(b"".join(parts))
         if meas.syncdata_every and counter % meas.syncdata_every == 0:
-            payload = _syncdata_payload(counter)
-            sync = mdh_def.Scan_header(
-                MeasUID=meas.meas_id, ScanCounter=0, TimeStamp=20_000_000 + 100 * counter
-            )
-            mdh_def.add_flag(sync, "SYNCDATA")
-            mdh_def.set_dma_len(sync, ctypes.sizeof(sync) + len(payload))
-            fh.write(bytes(sync) + payload)
+            _write_syncdata(fh, meas, counter, _syncdata_payload(counter))
+        if meas.pmu_every and counter % meas.pmu_every == 0:
+            learning = counter == meas.pmu_every  # the first packet: the learning phase
+            _write_syncdata(fh, meas, counter, pmu_payload(counter, learning=learning))
     end = mdh_def.Scan_header(MeasUID=meas.meas_id, ScanCounter=counter + 1)
     mdh_def.add_flag(end, "ACQEND")
     mdh_def.set_dma_len(end, ctypes.sizeof(end) + 160)

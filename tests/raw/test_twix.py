@@ -277,6 +277,49 @@ def test_synthetic_vd_with_calibration_lines_and_syncdata(tmp_path: Path) -> Non
         assert wave["data"].tobytes() == sync.data.tobytes()
 
 
+def test_pmu_packets_become_physiology_waveforms_as_twixtools_reads_them(tmp_path: Path) -> None:
+    path = tmp_path / "pmu.dat"
+    meas = SyntheticMeasurement(channels=2, samples=16, lines=6, slices=2, pmu_every=3)
+    write_vd_twix(path, [meas])
+    twix = open_twix(path)
+    assert twix.measurements[0].syncdata == 4
+    blocks = list(measurement_blocks(twix, twix.measurements[0], block_rows=4))
+    waves = np.concatenate([b.rows for b in blocks if isinstance(b, WaveformBlock)])
+    # per packet: ECG (2 leads + trigger), PULS, RESP; the first packet is the learning phase
+    assert list(waves["head"]["waveform_id"]) == [5, 6, 7] + [0, 1, 2] * 3
+    assert list(waves["head"]["channels"]) == [3, 2, 2] * 4
+    assert list(waves["head"]["number_of_samples"]) == [20, 10, 5] * 4
+    assert list(waves["head"]["scan_counter"][::3]) == [3, 6, 9, 12]
+    assert set(waves["head"]["measurement_uid"]) == {meas.meas_id}
+    np.testing.assert_allclose(waves["head"]["sample_time_us"][:3], [100.0, 200.0, 400.0])
+
+    (scan,) = twixtools.read_twix(str(path), verbose=False, parse_geometry=False)
+    pmu = scan["pmu"]
+
+    def ours(waveform_id: int, channel: int) -> np.ndarray:
+        picked = [
+            w["data"].reshape(w["head"]["channels"], -1)[channel]
+            for w in waves
+            if w["head"]["waveform_id"] == waveform_id
+        ]
+        return np.concatenate(picked)
+
+    for key, waveform_id, channel, trigger_channel in [
+        ("ECG1", 0, 0, 2),
+        ("ECG2", 0, 1, 2),
+        ("PULS", 1, 0, 1),
+        ("RESP", 2, 0, 1),
+    ]:
+        assert np.array_equal(ours(waveform_id, channel) / 4096.0, pmu.signal[key]), key
+        assert np.array_equal(ours(waveform_id + 5, channel) / 4096.0, pmu.signal["LEARN_" + key])
+        if not key.startswith("ECG"):
+            assert np.array_equal(ours(waveform_id, trigger_channel).astype(bool), pmu.trigger[key])
+    ecg_trigger = pmu.trigger["ECG1"] | pmu.trigger["ECG2"]
+    assert np.array_equal(ours(0, 2).astype(bool), ecg_trigger)
+    timestamps = [w["head"]["time_stamp"] for w in waves if w["head"]["waveform_id"] == 1]
+    assert timestamps == [2060, 2090, 2120]
+
+
 def test_vb17_channel_mdhs_make_one_acquisition(tmp_path: Path) -> None:
     path = tmp_path / "vb.dat"
     meas = SyntheticMeasurement(channels=4, samples=48, lines=5, slices=2, meas_id=77)
