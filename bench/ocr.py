@@ -29,16 +29,21 @@ pre-filter, one process:
   matched to the header PHI they are (``phi_matches``);
 * images per second.
 
-"Flagged" here means *the pixels* gave words (``finding.words``), not
-``finding.flagged``: a Secondary Capture is flagged by its header alone
-(SOP class, BurnedInAnnotation), which would hide what OCR does.
+Recall and false positives count images where *the pixels* gave words
+(``finding.words``: what cleaning blanks), not ``finding.flagged``: a
+Secondary Capture is flagged by its header alone (SOP class,
+BurnedInAnnotation), which would hide what OCR does.  The "flag" columns
+count images whose words are evidence enough to flag a plain file
+(:func:`pipeline.pixels.scan.is_evidence`: a PHI match, or a word of 3+
+letters and digits read with confidence >= 50).
 
 Plain MR slices (no text, 256×256, the bulk of a real MR export) are
 scanned with the pre-filter by ``--jobs`` worker processes (one engine
 each, one thread each: ``OMP_THREAD_LIMIT=1``, onnxruntime intra-op 1); the
 target is >= 10 slices/s on 2 cores, since the scan must keep up with
 de-identification.  Finally the real files in
-``/work/shared/reference/dicom`` (all carry burned-in or overlay text) are
+``/work/shared/reference/dicom`` (all carry burned-in or overlay text) and
+pydicom-data's 1024 x 1024 MR shoulder (no text, textured anatomy) are
 scanned by each engine with and without the pre-filter and their flags,
 words and times shown.
 
@@ -53,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import io
 import os
 import random
@@ -75,7 +81,7 @@ from pipeline.pixels.engines import make_engine
 from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import load_seconds
-from pipeline.pixels.scan import ScanFinding, scan_dataset
+from pipeline.pixels.scan import ScanFinding, is_evidence, scan_dataset
 from pipeline.samples.burned_text import burn, printed_name, text_mask, text_size
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 
@@ -347,6 +353,12 @@ def recovered(case: Case, finding: ScanFinding) -> int:
     return count
 
 
+def evidence(finding: ScanFinding) -> bool:
+    """The pixels alone would flag the file (:func:`is_evidence`), header signals aside."""
+    boxes = {(m.image, m.box) for m in finding.phi_matches}
+    return any(is_evidence(w, boxes) for w in finding.words)
+
+
 @dataclass(frozen=True)
 class Figures:
     label: str
@@ -355,6 +367,8 @@ class Figures:
     recall_legible: tuple[int, int]
     false_positives: tuple[int, int]
     words: tuple[int, int]
+    evidence_10: tuple[int, int]
+    evidence_fp: tuple[int, int]
     seconds: float
     images: int
     skipped: int
@@ -378,6 +392,8 @@ def figures(
         (sum(bool(f.words) for _, f in legible), len(legible)),
         (sum(bool(f.words) for f in blank), len(blank)),
         (sum(recovered(c, f) for c, f in text), sum(len(c.words) for c, _ in text)),
+        (sum(evidence(f) for _, f in large), len(large)),
+        (sum(evidence(f) for f in blank), len(blank)),
         seconds,
         len(findings),
         sum(f.ocr_skipped_by_prefilter for f in findings),
@@ -402,6 +418,18 @@ def _breakdown(cases: Sequence[Case], findings: Sequence[ScanFinding]) -> None:
     for order in range(6):
         cells = [f"{key} {sum(h)}/{len(h)}" for (o, key), h in sorted(groups.items()) if o == order]
         print("    " + ", ".join(cells))
+
+
+def _shoulder() -> list[Path]:
+    """pydicom-data's 1024 x 1024 MR shoulder (no text: textured anatomy), where installed.
+
+    Found by listing the installed package's folder: nothing is downloaded.
+    """
+    spec = importlib.util.find_spec("data_store")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "MR2_UNCR.dcm"
+    return [path] if path.is_file() else []
 
 
 def main() -> None:
@@ -454,13 +482,14 @@ def main() -> None:
 
     print()
     head = (f"{'run':28} {'recall':>17} {'recall >=10px':>17} {'>=10px legible':>17} "
-            f"{'FP rate':>15} {'words recovered':>19} {'img/s':>6} {'skipped':>7}")  # fmt: skip
+            f"{'FP rate':>15} {'words recovered':>19} {'img/s':>6} {'skipped':>7} "
+            f"{'flag >=10px':>17} {'flag FP':>13}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r.label:28} {_pct(r.recall):>17} {_pct(r.recall_10):>17} "
               f"{_pct(r.recall_legible):>17} {_pct(r.false_positives):>15} {_pct(r.words):>19} "
-              f"{r.rate:6.2f} {r.skipped:7}")  # fmt: skip
+              f"{r.rate:6.2f} {r.skipped:7} {_pct(r.evidence_10):>17} {_pct(r.evidence_fp):>13}")  # fmt: skip
 
     print(f"\nplain MR slices (256x256, no text), pre-filter on, {args.jobs} jobs:")
     for name, (rate, skipped, with_words) in plain_rates.items():
@@ -477,6 +506,7 @@ def main() -> None:
 
     print(f"\nreal files ({REFERENCE}):")
     files = sorted(REFERENCE.glob("*.dcm")) if REFERENCE.is_dir() else []
+    files += _shoulder()
     if not files:
         print("  none found")
     for name in engines:

@@ -3,9 +3,20 @@
 For each input the scan records why its header already says the pixels may
 carry text (the same signals that hold a file back in ``deid``), which
 words OCR read in which image, and which of them are the file's own PHI.
-A file is *flagged* when its header signals burned-in text or when any
-word was read in its pixels, overlays or icon; the cleaning step (later)
-and a reviewer start from the flagged files.
+A file is *flagged* when its header signals burned-in text or when its
+pixels give evidence of text (:func:`is_evidence`); a reviewer starts from
+the flagged files.
+
+Flagging is not redaction.  Every word an engine read is recorded in
+``words``, low confidence included, and cleaning blanks every one of them:
+a box that might be text is blanked, never spared for its confidence.  But
+OCR of textured anatomy (trabecular bone, a 1024 x 1024 shoulder) reads
+dozens of short low-confidence "words" in a slice with no text at all, and
+flagging every such slice would bury the files that do carry text.  So a
+*plain* file (no header signal) is flagged only on evidence: a word matched
+to PHI, a word in an overlay or icon, or a word of at least
+:data:`EVIDENCE_CHARACTERS` letters and digits read with confidence at
+least :data:`EVIDENCE_CONFIDENCE`.  Its words are kept either way.
 
 Like ``deid``, every input ends in a finding: a file that cannot be read or
 decoded gets one with ``error`` set (status ``error``; it was not scanned,
@@ -46,11 +57,14 @@ from pipeline.private_store import sha256_of
 from pipeline.rulefiles import rules_root
 
 __all__ = [
+    "EVIDENCE_CHARACTERS",
+    "EVIDENCE_CONFIDENCE",
     "FoundWord",
     "OverlayPlane",
     "ScanFinding",
     "ScanStatus",
     "header_signals",
+    "is_evidence",
     "scan_dataset",
     "scan_file",
     "scan_tree",
@@ -100,13 +114,14 @@ class ScanFinding:
         Opaque key: the first 12 hex digits of the input's SHA-256 (empty
         when it could not be read).
     flagged : bool
-        A header signal, or any word read in pixels, overlays or icons.
+        A header signal, or evidence of text in the pixels (:func:`is_evidence`).
     status : ScanStatus
         ``flagged``, ``clear``, or ``error`` (see ``error``).
     header_signals : tuple of str
         Why the header alone says the pixels may carry text.
     words : tuple of FoundWord
-        Everything the engine read, low confidence included.
+        Everything the engine read, low confidence included (and blanked
+        by cleaning whether or not the file is flagged).
     phi_matches : tuple of PhiMatch
         Words recognised as this file's header PHI or as generic PHI.
     images_scanned : int
@@ -177,6 +192,46 @@ class ScanFinding:
             "identical_frames": self.identical_frames,
             "error": self.error,
         }
+
+
+# A word this long (letters and digits) read with this confidence (0-100) is
+# evidence of text on its own.  Chosen on bench/ocr.py: garbage read in
+# anatomy is short or unsure; see is_evidence.
+EVIDENCE_CHARACTERS = 3
+EVIDENCE_CONFIDENCE = 50.0
+
+
+def is_evidence(word: FoundWord, phi_boxes: set[tuple[str, tuple[int, int, int, int]]]) -> bool:
+    """Whether ``word`` is enough to flag a file whose header says nothing.
+
+    Parameters
+    ----------
+    word : FoundWord
+        A word read in the file.
+    phi_boxes : set of (image, box)
+        Where words were matched to PHI (header values or generic patterns).
+
+    Returns
+    -------
+    bool
+        True for a word inside a PHI match, a word read in an overlay or an
+        icon (graphics planes hold annotations, not anatomy), or a word of
+        at least :data:`EVIDENCE_CHARACTERS` letters and digits read with
+        confidence at least :data:`EVIDENCE_CONFIDENCE`.  Used only for
+        flagging: every word is blanked by cleaning regardless.
+    """
+    if not word.image.startswith("frame"):
+        return True
+    if any(image == word.image and _within(word.box, box) for image, box in phi_boxes):
+        return True
+    letters = sum(c.isalnum() for c in word.text)
+    return letters >= EVIDENCE_CHARACTERS and word.confidence >= EVIDENCE_CONFIDENCE
+
+
+def _within(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+    x, y, w, h = inner
+    ox, oy, ow, oh = outer
+    return ox <= x and oy <= y and x + w <= ox + ow and y + h <= oy + oh
 
 
 # ---------------------------------------------------------------------------
@@ -354,7 +409,8 @@ def scan_dataset(
     Returns
     -------
     ScanFinding
-        ``flagged`` when a header signal is present or any word was read.
+        ``flagged`` when a header signal is present or a word is evidence of
+        text (:func:`is_evidence`).
 
     Raises
     ------
@@ -401,7 +457,8 @@ def scan_dataset(
         collector.copy(source, label)
     words = tuple(w for found in collector.words.values() for w in found)
     matches = tuple(m for found in collector.matches.values() for m in found)
-    flagged = bool(signals) or bool(words)
+    phi_boxes = {(m.image, m.box) for m in matches}
+    flagged = bool(signals) or any(is_evidence(w, phi_boxes) for w in words)
     return ScanFinding(
         path=path,
         key=key,

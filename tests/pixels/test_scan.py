@@ -14,9 +14,18 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import RLELossless
 
+from pipeline.errors import CurationError
 from pipeline.pixels.ocr import TesseractEngine
 from pipeline.pixels.phi import PhiKind
-from pipeline.pixels.scan import ScanFinding, ScanStatus, scan_dataset, scan_tree, write_findings
+from pipeline.pixels.scan import (
+    FoundWord,
+    ScanFinding,
+    ScanStatus,
+    is_evidence,
+    scan_dataset,
+    scan_tree,
+    write_findings,
+)
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 
 from .images import REFERENCE, burn, printed_name, text_mask, with_pixels
@@ -188,3 +197,29 @@ def test_tree_goes_on_past_bad_files_and_writes_valid_findings(
     assert capture["flagged"] and capture["words"]
     assert {"text", "box", "confidence", "image"} <= set(capture["words"][0])
     assert {m["matched"] for m in capture["phi_matches"]} >= {"PatientName part", "PatientID"}
+
+
+def test_tree_takes_an_engine_by_name_in_each_worker(
+    tmp_path: Path, mr: list[Dataset], subject: Subject
+) -> None:
+    """Workers get the engine by pickling; each loads rapidocr's models itself."""
+    source = tmp_path / "source"
+    _save(_burned(mr[1], subject), source / "a_burned.dcm")
+    _save(mr[0], source / "b_plain.dcm")
+    findings = scan_tree(source, "rapidocr", jobs=2)
+    assert [f.status for f in findings] == [ScanStatus.FLAGGED, ScanStatus.CLEAR]
+    assert PhiKind.PATIENT_ID in _matched(findings[0])
+    with pytest.raises(CurationError, match="unknown OCR engine 'ocrad'"):
+        scan_tree(source, "ocrad")
+
+
+def test_garbage_in_anatomy_is_kept_but_does_not_flag() -> None:
+    """Flagging asks for evidence; the words stay for cleaning to blank."""
+    short = FoundWord("ae", (10, 10, 12, 8), 90.0, "frame 0")
+    unsure = FoundWord("peeps", (30, 10, 40, 8), 22.0, "frame 0")
+    sure = FoundWord("SMITH", (30, 40, 40, 8), 85.0, "frame 0")
+    overlay = FoundWord("ae", (10, 10, 12, 8), 5.0, "overlay 6000")
+    assert not is_evidence(short, set()) and not is_evidence(unsure, set())
+    assert is_evidence(sure, set()) and is_evidence(overlay, set())
+    assert is_evidence(unsure, {("frame 0", (28, 8, 60, 12))})  # inside a PHI match
+    assert not is_evidence(unsure, {("frame 1", (28, 8, 60, 12))})
