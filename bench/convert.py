@@ -40,6 +40,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,24 +133,49 @@ def append_one_by_one(source: Path, target: Path, prefix: int) -> tuple[float, i
     return time.perf_counter() - start, len(prefix_rows), done_bytes
 
 
+# Runs in a small launcher process: a child's ru_maxrss starts from the high-water mark
+# of the process that forked it (Linux carries it across exec), so the conversion must not
+# be started from this benchmark process, which grows large reading with twixtools.
+_LAUNCHER = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True)
+seconds = time.perf_counter() - start
+print(seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+# Only what a conversion imports (not this script's twixtools, which loads matplotlib).
+_CONVERT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from pipeline.raw.ismrmrd_out import write_ismrmrd
+from pipeline.raw.twix import measurement_blocks, open_twix
+twix = open_twix(Path(sys.argv[1]))
+write_ismrmrd(Path(sys.argv[2]), "<x/>", measurement_blocks(twix, twix.measurements[0]))
+"""
+
+
 def child_peak_rss(source: Path, target: Path) -> tuple[float, float]:
-    """Run the conversion in a subprocess: (wall seconds, peak RSS in MiB)."""
-    # Only what a conversion imports (not this script's twixtools, which loads matplotlib).
-    code = (
-        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[3]);"
-        "from pipeline.raw.twix import open_twix, measurement_blocks;"
-        "from pipeline.raw.ismrmrd_out import write_ismrmrd;"
-        "twix = open_twix(Path(sys.argv[1]));"
-        "write_ismrmrd(Path(sys.argv[2]), '<x/>', measurement_blocks(twix, twix.measurements[0]))"
+    """Run the conversion in a subprocess: (wall seconds, its peak RSS in MiB)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LAUNCHER,
+            sys.executable,
+            "-c",
+            _CONVERT,
+            str(source),
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, str(source), str(target), str(ROOT)])
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"conversion subprocess failed with {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024
+    seconds, kib = done.stdout.split()
+    return float(seconds), int(kib) / 1024
 
 
 def best_of(
@@ -169,7 +195,12 @@ def best_of(
     return best
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # so that the temp folder is removed
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="500M", help="input size, e.g. 500M (default) or 2G")
     parser.add_argument("--repeat", type=int, default=1, help="best of N for each row")

@@ -21,10 +21,11 @@ they say which measurement, where, and how many bytes are missing.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,16 @@ from pipeline.raw.mdh import (
 )
 from pipeline.raw.pmu import NotPmu, decode_pmu
 
-VB = "VB"
-VD = "VD"
+
+class TwixVersion(enum.StrEnum):
+    """The two twix layouts (a str: compares equal to "VB" / "VD")."""
+
+    VB = "VB"  # VB17 and earlier: one measurement, one MDH per channel
+    VD = "VD"  # VD, VE and XA: multi-raid table, scan header + channel headers
+
+
+VB = TwixVersion.VB
+VD = TwixVersion.VD
 
 #: ``waveform_id`` of a SYNCDATA packet kept verbatim (ISMRMRD leaves ids >= 1024 to users):
 #: anything but the PMU physiology that :mod:`pipeline.raw.pmu` decodes (other SeqData
@@ -95,8 +104,8 @@ class TwixMeasurement:
     index: int
     meas_id: int
     file_id: int
-    header_bytes: bytes
-    patient_name: str
+    header_bytes: bytes = field(repr=False)
+    patient_name: str = field(repr=False)
     protocol_name: str
     is_noise: bool
     offset: int  # first byte of the protocol header
@@ -111,7 +120,7 @@ class TwixFile:
     """A twix file's layout, as :func:`open_twix` found it."""
 
     path: Path
-    version: str  # VB (VB17, one measurement) or VD (VD/VE/XA multi-raid)
+    version: TwixVersion
     size: int
     measurements: tuple[TwixMeasurement, ...]
 
