@@ -47,6 +47,16 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise CurationError("OUTPUT is required unless --dry-run is given")
+    cleaning = None
+    if args.clean_pixels:
+        from pipeline.pixels.blank import PixelCleaning
+        from pipeline.pixels.engines import make_engine
+        from pipeline.pixels.regions import load_region_rules
+
+        # Rules are validated before any file is read; the engine is checked by the run.
+        rules = load_region_rules(Path(args.pixel_rules) if args.pixel_rules else None)
+        engine = make_engine(args.ocr_engine, language=args.lang)
+        cleaning = PixelCleaning(engine, rules)
     private = PrivateStore(
         Path(args.private_dir) if args.private_dir else default_private_dir(key_path)
     )
@@ -59,6 +69,7 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         keep_burned_in=args.keep_burned_in,
         dicomdir=args.dicomdir,
+        cleaning=cleaning,
     )
     print(f"run {summary.run_id}: profile {profile.name}, {summary.seen} file(s) seen")
     for outcome, count in sorted(summary.outcomes.items()):
@@ -68,6 +79,8 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         print(f"  - {reason}: {len(keys)} [{shown}]")
     for name, count in sorted(summary.carried.items()):
         print(f"  carried {name} from vendor private elements in {count} file(s)")
+    for state, count in sorted(summary.pixels.items()):
+        print(f"  pixels {state}: {count} file(s)")
     print(f"output: {Path(args.output).resolve()}")
     print(f"link table, quarantine and run record (private): {private.root}")
     return 0
@@ -99,11 +112,11 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 def _cmd_scan(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from pipeline.pixels.ocr import TesseractEngine
+    from pipeline.pixels.engines import make_engine
     from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
     from pipeline.private_store import sha256_of
 
-    engine = TesseractEngine(language=args.lang)
+    engine = make_engine(args.ocr_engine, language=args.lang)
     findings = scan_tree(Path(args.source), engine, jobs=args.jobs, prefilter=not args.no_prefilter)
     if args.json:
         write_findings(findings, Path(args.json))
@@ -129,6 +142,64 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     if args.json:
         print(f"findings (hold PHI: keep them private): {Path(args.json).resolve()}")
     return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from pipeline.dicom.profile import load_profile
+    from pipeline.private_store import PrivateStore
+    from pipeline.raw.header_rules import load_header_rules
+    from pipeline.raw.run import convert_tree
+    from pipeline.raw.subject_lookup import load_subject_mapping
+
+    key_path = Path(args.key_file)
+    key = load_key(key_path)
+    rules = load_header_rules(Path(args.header_rules) if args.header_rules else None)
+    # The DICOM profile's shift range gives a subject the same shift on both sides.
+    span = load_profile(args.profile).date_shift_days
+    mapping = load_subject_mapping(Path(args.subjects)) if args.subjects else None
+    private = PrivateStore(
+        Path(args.private_dir) if args.private_dir else default_private_dir(key_path)
+    )
+    summary = convert_tree(
+        Path(args.source),
+        Path(args.output),
+        key,
+        private,
+        rules,
+        date_shift_days=span,
+        subjects=mapping,
+        fastmri=Path(args.fastmri) if args.fastmri else None,
+        jobs=args.jobs,
+    )
+    print(f"run {summary.run_id}: {summary.seen} file(s) seen")
+    for outcome, number in sorted(summary.outcomes.items()):
+        print(f"  {outcome:<12} {number}")
+    for reason, keys in sorted(summary.reasons.items()):
+        shown = ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
+        print(f"  - {reason}: {len(keys)} [{shown}]")
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.kinds.items()))
+    print(
+        f"  {summary.measurements} measurement(s) ({summary.noise_measurements} noise), "
+        f"{summary.acquisitions} acquisitions; inputs: {kinds or 'none'}"
+    )
+    for source, number in sorted(summary.subject_sources.items()):
+        print(f"  subject from {source}: {number} file(s)")
+    print(f"output: {Path(args.output).resolve()}")
+    if args.fastmri:
+        print(f"fastMRI files ({summary.fastmri_files}): {Path(args.fastmri).resolve()}")
+    print(f"link table, quarantine and run record (private): {private.root}")
+    return 0
+
+
+def _cmd_export_fastmri(args: argparse.Namespace) -> int:
+    from pipeline.raw.run import export_fastmri_tree
+
+    written, skipped, failed = export_fastmri_tree(Path(args.source), Path(args.output))
+    print(f"fastMRI files written {written}, noise or non-image measurements skipped {skipped}")
+    for relpath, reason in failed:
+        print(f"  - {relpath}: {reason}")
+    print(f"output: {Path(args.output).resolve()}")
+    return 1 if failed else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -170,6 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lay OUTPUT out as a DICOM File-set with a new DICOMDIR (OUTPUT must be empty)",
     )
+    p.add_argument(
+        "--clean-pixels",
+        action="store_true",
+        help="scan every image for burned-in text and blank it (region rules + OCR); files "
+        "whose text cannot be located or blanked stay held back",
+    )
+    p.add_argument(
+        "--pixel-rules", metavar="DIR", help="pixel region rules folder (default rules/pixels)"
+    )
+    p.add_argument(
+        "--ocr-engine",
+        choices=["tesseract", "rapidocr", "both"],
+        default="both",
+        help="OCR engine for --clean-pixels (default both)",
+    )
+    p.add_argument("--lang", default="eng", help="tesseract language(s) for --clean-pixels")
     p.set_defaults(func=_cmd_deid)
 
     p = sub.add_parser("rules", help="inspect rule files")
@@ -188,11 +275,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--lang", default="eng", help="tesseract language(s), e.g. eng+deu")
     p.add_argument(
+        "--ocr-engine",
+        # pipeline.pixels.engines.EngineName / DEFAULT_ENGINE, spelled out so that
+        # building the parser imports no OCR (a test keeps the two in step).
+        choices=["tesseract", "rapidocr", "both"],
+        default="both",
+        help="OCR engine; both: the union of tesseract's and rapidocr's words (default both)",
+    )
+    p.add_argument(
         "--no-prefilter",
         action="store_true",
         help="OCR every image whole, even those the pre-filter judges free of text",
     )
     p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser(
+        "convert", help="convert raw k-space (Siemens twix, ISMRMRD) into anonymized ISMRMRD"
+    )
+    p.add_argument("source")
+    p.add_argument("output")
+    p.add_argument("--key-file", required=True)
+    p.add_argument("--private-dir", help="link table and quarantine (default: beside the key)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--subjects",
+        metavar="CSV",
+        help="columns raw,patient_id[,issuer]: raw file SHA-256 or measurement ID -> patient",
+    )
+    p.add_argument(
+        "--profile",
+        default="research",
+        help="DICOM profile whose date-shift range to use (default research), so raw and "
+        "DICOM data of a subject get the same shift",
+    )
+    p.add_argument("--header-rules", help="ISMRMRD header allowlist (default rules/ismrmrd/header.yaml)")
+    p.add_argument("--fastmri", metavar="DIR", help="also write fastMRI-layout training files here")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser(
+        "export-fastmri", help="write fastMRI-layout training files from converted ISMRMRD files"
+    )
+    p.add_argument("source", help="a convert OUTPUT folder")
+    p.add_argument("output")
+    p.set_defaults(func=_cmd_export_fastmri)
 
     p = sub.add_parser("demo", help="run the pipeline on a generated sample")
     p.add_argument("folder", nargs="?", help="where to write (default: a new temp folder)")

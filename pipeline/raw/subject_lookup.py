@@ -60,6 +60,7 @@ class RawIdentity:
     study_uid: str = ""
     frame_of_reference_uid: str = ""
     measurement_id: str = ""
+    study_id: str = ""  # groups an exam's measurements when there is no study UID
 
 
 def is_masked(value: str) -> bool:
