@@ -35,7 +35,7 @@ Secondary Capture is flagged by its header alone (SOP class,
 BurnedInAnnotation), which would hide what OCR does.  The "flag" columns
 count images whose words are evidence enough to flag a plain file
 (:func:`pipeline.pixels.scan.is_evidence`: a PHI match, or a word of 3+
-letters and digits read with confidence >= 50).
+letters and digits read with confidence >= 70).
 
 Plain MR slices (no text, 256×256, the bulk of a real MR export) are
 scanned with the pre-filter by ``--jobs`` worker processes (one engine
