@@ -1,31 +1,34 @@
 """Measure the pixel scan on generated images (not a test; about a minute on one core).
 
-    .venv/bin/python bench/pixel_recall.py [--subjects N]
+    .venv/bin/python bench/pixel_recall.py [--subjects N] [--engine tesseract|rapidocr|both]
 
 Prints, for MR phantom slices with a name (top left) and an MRN (bottom
 left) burned in at 8-24 px and at faint to saturated intensities, in three
 fonts: how many are flagged and how many have the name and MRN matched to
-the header; the pre-filter's pass rate on text and on plain slices; and
-seconds per image.  Real pydicom sample images without text show how often
-OCR reads anatomy as words (they are flagged: words are never dropped).
+the header; the pre-filter's pass rate (both text maps) on plain slices;
+and seconds per image.  Real pydicom sample images without text show how
+often OCR reads anatomy as words (kept for blanking) and whether those
+words flag the file (:func:`pipeline.pixels.scan.is_evidence`).  The
+samples are found by listing the installed folders (pydicom's test files
+and pydicom-data's ``data_store``): nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pydicom
-from pydicom.data import get_testdata_file
 
 from pipeline.dicom.deidentify import quiet_pydicom
+from pipeline.pixels.engines import DEFAULT_ENGINE, make_engine
 from pipeline.pixels.frames import iter_images
-from pipeline.pixels.ocr import TesseractEngine
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.prefilter import needs_ocr
-from pipeline.pixels.prepare import text_map
+from pipeline.pixels.prepare import dark_text_map, text_map
 from pipeline.pixels.scan import scan_dataset
 from pipeline.samples.burned_text import burn, printed_name, with_pixels
 from pipeline.samples.mr import make_subjects, mr_series
@@ -38,12 +41,22 @@ _FONTS = (
 )
 
 
+def _sample(name: str) -> Path | None:
+    """A bundled pydicom sample by name, from the installed folders only."""
+    folders = [Path(pydicom.__file__).parent / "data" / "test_files"]
+    spec = importlib.util.find_spec("data_store")
+    if spec is not None and spec.submodule_search_locations:
+        folders.append(Path(next(iter(spec.submodule_search_locations))) / "data")
+    return next((f / name for f in folders if (f / name).is_file()), None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subjects", type=int, default=8)
+    parser.add_argument("--engine", default=DEFAULT_ENGINE.value)
     args = parser.parse_args()
     quiet_pydicom()
-    engine = TesseractEngine()
+    engine = make_engine(args.engine)
     print(engine.name)
 
     rows = []
@@ -85,7 +98,10 @@ def main() -> None:
             for ds in mr_series(subject, n_slices=3, rows=size, cols=size, seed=k,
                                 series_number=1 + k % 3):  # fmt: skip
                 plain += 1
-                skipped += not needs_ocr(text_map(next(iter(iter_images(ds, "m"))))).ocr
+                image = next(iter(iter_images(ds, "m")))
+                skipped += not (
+                    needs_ocr(text_map(image)).ocr or needs_ocr(dark_text_map(image)).ocr
+                )
     elapsed = time.perf_counter() - started
     print(f"\nplain phantom slices skipped by the pre-filter: {skipped}/{plain} "
           f"({1000 * elapsed / plain:.0f} ms/slice incl. generation)")  # fmt: skip
@@ -93,13 +109,18 @@ def main() -> None:
     print("\nreal sample images without burned-in text (pydicom test data):")
     for name in ("MR_small.dcm", "emri_small.dcm", "CT_small.dcm", "693_UNCI.dcm", "MR2_UNCI.dcm",
                  "RG3_UNCI.dcm"):  # fmt: skip
-        ds = pydicom.dcmread(get_testdata_file(name))
+        path = _sample(name)
+        if path is None:
+            print(f"  {name:16} not installed")
+            continue
+        ds = pydicom.dcmread(path)
         started = time.perf_counter()
         finding = scan_dataset(ds, "input measure", engine)
         elapsed = time.perf_counter() - started
         print(f"  {name:16} {elapsed:5.2f} s  images {finding.images_scanned + finding.ocr_skipped_by_prefilter:2}"
               f"  OCR'd {finding.images_scanned:2}  words {len(finding.words):3}"
-              f"  (confidence > 60: {sum(w.confidence > 60 for w in finding.words)})")  # fmt: skip
+              f"  (confidence > 60: {sum(w.confidence > 60 for w in finding.words)})"
+              f"  flagged {finding.flagged}")  # fmt: skip
 
 
 if __name__ == "__main__":

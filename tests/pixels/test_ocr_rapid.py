@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 
 from pipeline.errors import CurationError
 from pipeline.pixels import rapid
-from pipeline.pixels.engines import BothEngine, EngineName, make_engine, union
+from pipeline.pixels.engines import DEFAULT_ENGINE, BothEngine, EngineName, make_engine, union
 from pipeline.pixels.ocr import OcrEngine, TesseractEngine, Word
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import RapidOcrEngine, bundled_models
@@ -173,3 +173,16 @@ def test_factory_names_and_errors() -> None:
     with pytest.raises(CurationError, match="unknown OCR engine 'easyocr': choose one of "
                                             "tesseract, rapidocr, both"):  # fmt: skip
         make_engine("easyocr")
+
+
+def test_scan_command_offers_the_engines_with_the_library_default() -> None:
+    from mricurate.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["scan", "src"]).ocr_engine == DEFAULT_ENGINE.value
+    for name in EngineName:
+        assert (
+            parser.parse_args(["scan", "src", "--ocr-engine", name.value]).ocr_engine == name.value
+        )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["scan", "src", "--ocr-engine", "easyocr"])
