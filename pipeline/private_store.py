@@ -174,14 +174,16 @@ class PrivateStore:
         )
         return target
 
-    def subjects_for(self, *, study_uid: str = "", frame_of_reference_uid: str = "") -> set[str]:
-        """Subjects of the DICOM files already de-identified with this study or frame UID.
+    def identities_for(
+        self, *, study_uid: str = "", frame_of_reference_uid: str = ""
+    ) -> set[tuple[str, str, str, str]]:
+        """(patient ID, issuer, name, study UID) of DICOM files linked to this study or frame UID.
 
         Raw data from the same session shares these UIDs with the DICOM series
-        the scanner made from it; more than one subject means the UID cannot
-        decide, and the caller must not guess.
+        the scanner made from it.  The caller derives the subject from them
+        exactly as the DICOM side did (:func:`pipeline.subjects.subject_key`).
         """
-        found: set[str] = set()
+        found: set[tuple[str, str, str, str]] = set()
         with self._connect() as db:
             for column, value in (
                 ("study_uid", study_uid),
@@ -189,10 +191,11 @@ class PrivateStore:
             ):
                 if value:
                     rows = db.execute(
-                        f"SELECT DISTINCT subject FROM links WHERE {column} = ? AND subject != ''",
+                        "SELECT DISTINCT patient_id, issuer, patient_name, study_uid FROM links "
+                        f"WHERE {column} = ?",
                         (value,),
                     )
-                    found.update(row[0] for row in rows)
+                    found.update((r[0] or "", r[1] or "", r[2] or "", r[3] or "") for r in rows)
         return found
 
     def links_for(self, run_id: str) -> list[dict[str, object]]:

@@ -336,7 +336,7 @@ def deidentify_dataset(
     ctx, subject = build_context(ds, key, profile, uids, explain=explain)
     original = {k: str(ds.get(k, "") or "").strip("\0 ") for k in (
         "PatientID", "IssuerOfPatientID", "PatientName",
-        "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+        "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
     )}  # fmt: skip
     syntax = _transfer_syntax(ds)
     carried = tuple(carry_diffusion(ds))
@@ -355,6 +355,7 @@ def deidentify_dataset(
         new_series_uid=str(ds.get("SeriesInstanceUID", "")),
         sop_uid=original["SOPInstanceUID"],
         new_sop_uid=str(ds.get("SOPInstanceUID", "")),
+        frame_of_reference_uid=original["FrameOfReferenceUID"],
     )
     relpath = output_relpath(
         key, subject, original["StudyInstanceUID"], original["SeriesInstanceUID"],

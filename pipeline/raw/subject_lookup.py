@@ -119,9 +119,11 @@ class SubjectLookup:
         ):
             if not uid:
                 continue
-            found = self._private.subjects_for(**{kwarg: uid})
+            identities = self._private.identities_for(**{kwarg: uid})
+            found = {subject_key(*identity): identity for identity in identities}
             if len(found) == 1:
-                return SubjectMatch(found.pop(), source, "", "")
+                ((subject, (patient, issuer, _, _)),) = found.items()
+                return SubjectMatch(subject, source, patient, issuer)
             if len(found) > 1:
                 raise SubjectUnknown(
                     f"subject ambiguous: its {source.value.split(' shared')[0]} belongs to "

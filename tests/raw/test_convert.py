@@ -228,3 +228,27 @@ def test_the_cli_converts_and_says_where_things_went(
     with h5py.File(fastmri[0], "r") as f:
         assert f["kspace"].dtype == np.complex64
         assert f.attrs["patient_id"].startswith("SUBJ-")
+
+
+def test_a_masked_file_finds_its_subject_through_dicom_of_the_same_session(
+    raw_tree: Path, tmp_path: Path
+) -> None:
+    """epi.dat's patient fields are masked; the scanner's DICOM shares its frame of reference."""
+    from pipeline.dicom.run import deidentify_tree
+    from tests.dicom.conftest import tiny_mr
+
+    frame = "1.3.12.2.1107.5.2.19.45385.1.20210622151635693.0.0.0"  # epi.dat's
+    ds = tiny_mr()
+    ds.FrameOfReferenceUID = frame
+    ds.PatientID = "MRN-EPI-1"
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    ds.save_as(dicom / "image.dcm", enforce_file_format=True)
+    private = PrivateStore(tmp_path / "private")
+    deidentify_tree(dicom, tmp_path / "dicom-release", KEY, load_profile("research"), private)
+
+    summary, output, _ = _convert(raw_tree, tmp_path)
+    assert "subject unknown" not in summary.reasons
+    assert summary.subject_sources["frame of reference UID shared with de-identified DICOM"] == 1
+    (dicom_subject,) = [p.name for p in (tmp_path / "dicom-release").iterdir()]
+    assert (output / dicom_subject).is_dir()  # one subject, one pseudonym on both sides

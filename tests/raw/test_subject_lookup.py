@@ -20,10 +20,10 @@ from pipeline.subjects import subject_key
 SHA = "ab" * 32
 
 
-def _link(subject: str, study: str, frame: str) -> LinkRecord:
+def _link(patient: str, study: str, frame: str) -> LinkRecord:
     return LinkRecord(
-        "PID", "", "DOE^JANE", subject, -400, study, "2.25.1", "1.2.3", "2.25.2", "1.2.4",
-        "2.25.3", frame,
+        patient, "", "DOE^JANE", "SUBJ-PSEUDONYM", -400, study, "2.25.1", "1.2.3", "2.25.2",
+        "1.2.4", "2.25.3", frame,
     )  # fmt: skip
 
 
@@ -32,7 +32,7 @@ def store(tmp_path: Path) -> PrivateStore:
     store = PrivateStore(tmp_path / "private")
     store.start_run("r1", "now", "deid")
     store.record_inputs(
-        "r1", [], [("a" * 64, "x.dcm", _link("id::PID-7", "1.2.840.1", "1.2.840.9"))]
+        "r1", [], [("a" * 64, "x.dcm", _link("PID-7", "1.2.840.1", "1.2.840.9"))]
     )
     return store
 
@@ -54,17 +54,17 @@ def test_the_header_patient_id_wins(store: PrivateStore) -> None:
 
 def test_a_masked_id_falls_back_to_the_dicom_study(store: PrivateStore) -> None:
     match = SubjectLookup(store).find(RawIdentity("xxxxxxxx", study_uid="1.2.840.1"), SHA)
-    assert (match.source, match.subject) == (SubjectSource.DICOM_STUDY, "id::PID-7")
+    assert (match.source, match.subject) == (SubjectSource.DICOM_STUDY, subject_key("PID-7"))
 
 
 def test_the_frame_of_reference_decides_when_the_study_is_unknown(store: PrivateStore) -> None:
     identity = RawIdentity("", study_uid="9.9", frame_of_reference_uid="1.2.840.9")
     match = SubjectLookup(store).find(identity, SHA)
-    assert (match.source, match.subject) == (SubjectSource.DICOM_FRAME, "id::PID-7")
+    assert (match.source, match.subject) == (SubjectSource.DICOM_FRAME, subject_key("PID-7"))
 
 
 def test_an_ambiguous_study_is_never_guessed(store: PrivateStore) -> None:
-    store.record_inputs("r1", [], [("b" * 64, "y.dcm", _link("id::OTHER", "1.2.840.1", ""))])
+    store.record_inputs("r1", [], [("b" * 64, "y.dcm", _link("OTHER", "1.2.840.1", ""))])
     with pytest.raises(SubjectUnknown, match="2 subjects"):
         SubjectLookup(store).find(RawIdentity("", study_uid="1.2.840.1"), SHA)
 
@@ -122,5 +122,5 @@ def test_an_older_link_table_gains_the_frame_column(tmp_path: Path) -> None:
     db.commit()
     db.close()
     store = PrivateStore(root)
-    store.record_inputs("r", [], [("c" * 64, "z.dcm", _link("id::Z", "5.5", "6.6"))])
-    assert store.subjects_for(frame_of_reference_uid="6.6") == {"id::Z"}
+    store.record_inputs("r", [], [("c" * 64, "z.dcm", _link("Z", "5.5", "6.6"))])
+    assert store.identities_for(frame_of_reference_uid="6.6") == {("Z", "", "DOE^JANE", "5.5")}
