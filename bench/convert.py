@@ -8,6 +8,8 @@ outside the repository, which is deleted at the end.  Then, on that file:
 
 * ``cp``: coreutils ``cp`` (it may copy inside the kernel with
   ``copy_file_range``, never touching user space): the floor for moving the bytes.
+* ``cp + fsync``: the same, then the copy made durable, as ``write_ismrmrd`` makes its
+  output (fsync before the rename) so that a crash never leaves a file that looks whole.
 * ``dd bs=8M``: a copy through user space with large reads and writes, what any
   converter at least has to do.
 * ``twixtools.read_twix``: the reference reader alone; it parses every MDH into
@@ -244,6 +246,13 @@ def main() -> None:
             return wall
 
         cp = measure("cp", lambda: subprocess.run(["cp", str(source), str(target)], check=True))
+
+        def cp_fsync() -> None:
+            subprocess.run(["cp", str(source), str(target)], check=True)
+            with open(target, "rb") as copied:
+                os.fsync(copied.fileno())
+
+        measure("cp + fsync", cp_fsync, "durable, as the conversion's output")
         measure(
             "dd bs=8M",
             lambda: subprocess.run(
