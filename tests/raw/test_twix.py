@@ -321,6 +321,32 @@ def test_pmu_packets_become_physiology_waveforms_as_twixtools_reads_them(tmp_pat
     assert timestamps == [2060, 2090, 2120]
 
 
+def test_xa_pmu_packets_are_kept_verbatim_and_xa_noise_is_sampled_at_5_us(tmp_path: Path) -> None:
+    """XA (VA61+) PMU packets have another layout: kept whole rather than misread."""
+    path = tmp_path / "xa.dat"
+    common = {
+        "channels": 2,
+        "samples": 64,
+        "lines": 3,
+        "slices": 1,
+        "software_version": "syngo MR XA30",
+    }
+    write_vd_twix(
+        path,
+        [
+            SyntheticMeasurement(noise=True, meas_id=1, **common),  # type: ignore[arg-type]
+            SyntheticMeasurement(pmu_every=1, meas_id=2, **common),  # type: ignore[arg-type]
+        ],
+    )
+    twix = open_twix(path)
+    noise = acquisition_rows(twix, 0)
+    assert set(noise["head"]["sample_time_us"]) == {np.float32(5.0)}
+    blocks = list(measurement_blocks(twix, twix.measurements[1]))
+    waves = np.concatenate([b.rows for b in blocks if isinstance(b, WaveformBlock)])
+    assert list(waves["head"]["waveform_id"]) == [SYNCDATA_WAVEFORM_ID] * 3
+    assert waves[1]["data"].tobytes()[4:11] == b"PMUData"
+
+
 def test_vb17_channel_mdhs_make_one_acquisition(tmp_path: Path) -> None:
     path = tmp_path / "vb.dat"
     meas = SyntheticMeasurement(channels=4, samples=48, lines=5, slices=2, meas_id=77)
