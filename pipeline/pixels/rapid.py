@@ -48,8 +48,8 @@ __all__ = ["ModelFiles", "RapidOcrEngine", "bundled_models", "load_seconds"]
 Grey = npt.NDArray[np.uint8]
 
 # Letters this tall (px) or more are read at their own size; smaller ones
-# are enlarged.  PP-OCR's detector misses text under ~10 px and its
-# recogniser works on 48 px high line crops.
+# are enlarged towards it (at most 3x), as for tesseract, so an 8 px bitmap
+# font has more than one pixel per stroke.  Not tuned further.
 _MIN_LETTER = 16
 # The detector's input side limit: images are never enlarged by rapidocr
 # itself (its default enlarges every image to 736 px on its short side,
@@ -112,8 +112,9 @@ class RapidOcrEngine:
         onnxruntime intra-op threads.  1: the scan runs one process per
         core, and threads inside each would only contend.
     use_cls : bool
-        Run the 0/180 degree classifier on each line.  Off: burned-in text
-        is upright, and the classifier flipped some short IDs upside down.
+        Run the 0/180 degree classifier on each line.  Off by default:
+        burned-in text is drawn upright, and the classifier costs one more
+        model call per line.
     models : ModelFiles, optional
         By default :func:`bundled_models`.
     """
