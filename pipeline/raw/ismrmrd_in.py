@@ -211,6 +211,21 @@ def acquisition_headers(source: IsmrmrdInput, *, block_rows: int = 4096) -> np.n
     return out
 
 
+NOISE_FLAG = 1 << 18  # ACQ_IS_NOISE_MEASUREMENT (ISMRMRD flag 19)
+
+
+def noise_only(source: IsmrmrdInput) -> bool:
+    """True when every acquisition is a noise readout (a noise measurement file).
+
+    Converters often write the noise adjustment scan as a file of its own;
+    it is converted like any measurement, but has no image to export.
+    """
+    if not source.acquisitions:
+        return False
+    flags = acquisition_headers(source)["flags"]
+    return bool(np.all((flags & np.uint64(NOISE_FLAG)) != 0))
+
+
 # --- checks -----------------------------------------------------------------
 
 

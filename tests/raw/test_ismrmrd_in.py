@@ -18,6 +18,7 @@ from pipeline.raw.ismrmrd_in import (
     is_ismrmrd_file,
     ismrmrd_blocks,
     ismrmrd_groups,
+    noise_only,
     open_ismrmrd,
 )
 from pipeline.samples.ismrmrd import IsmrmrdTruth
@@ -285,3 +286,10 @@ def test_corrupt_rows_are_caught_at_open_before_anything_is_written(sample: Samp
     path.write_bytes(bytes(data))
     with pytest.raises(UnreadableInput, match="cannot be read"):
         open_ismrmrd(path)
+
+
+def test_noise_only_tells_a_noise_measurement_from_an_image(sample: Sample) -> None:
+    image, _ = sample("image.h5", slices=1, coils=2, noise_scans=2)
+    noise, _ = sample("noise.h5", slices=0, coils=2, noise_scans=3)
+    assert not noise_only(open_ismrmrd(image))
+    assert noise_only(open_ismrmrd(noise))
