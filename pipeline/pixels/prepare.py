@@ -176,29 +176,37 @@ def dark_text_map(image: SourceImage, *, size: int | None = None) -> Grey:
     for view in views:
         surround = bright_surround(view, size)
         hat = white_top_hat((255 - view).astype(np.uint8), size)
-        hats.append(np.where(surround, hat, 0).astype(np.uint8))
-    return _stretch(np.maximum.reduce(hats).astype(np.float32))
+        # Stretched per view: faint dark text in the full range is not to be
+        # outshone by strong responses in the window (gaps between bright
+        # letters where they touch saturated anatomy).
+        hats.append(_stretch(np.where(surround, hat, 0).astype(np.float32)))
+    combined: Grey = np.maximum.reduce(hats)
+    return combined
 
 
 def bright_surround(
     view: Grey, size: int, *, level: int = DARK_TEXT_BACKGROUND
 ) -> npt.NDArray[np.bool_]:
-    """Where the median over about three structuring elements is at least ``level``.
+    """Where the median around a pixel (about three structuring elements across) is >= ``level``.
 
     A median, not a mean or a closing: a block of bright letters on a dark
     background covers less than half of its area, so its median stays dark,
     while dark letters over a bright organ leave the organ's median bright.
-    Computed on a decimated copy (a few milliseconds for 512 × 512).
+    Computed as the median of 3 x 3 neighbouring blocks' medians, blocks
+    ``size`` pixels wide (about 1 ms for 256 x 256).
     """
+    height, width = view.shape
     if view.size == 0:
         return np.zeros(view.shape, dtype=bool)
-    factor = max(2, size // 4)
-    small = view[::factor, ::factor]
-    window = max(3, (3 * size // factor) | 1)
-    median = np.asarray(Image.fromarray(small).filter(ImageFilter.MedianFilter(window)))
-    bright = median >= level
-    full = np.repeat(np.repeat(bright, factor, axis=0), factor, axis=1)
-    out: npt.NDArray[np.bool_] = full[: view.shape[0], : view.shape[1]]
+    block = max(2, size)
+    rows, cols = -(-height // block), -(-width // block)
+    padded = np.pad(view, ((0, rows * block - height), (0, cols * block - width)), mode="edge")
+    medians = np.median(padded.reshape(rows, block, cols, block), axis=(1, 3))
+    around = np.pad(medians, 1, mode="edge")
+    neighbours = [around[i : i + rows, j : j + cols] for i in range(3) for j in range(3)]
+    bright = np.median(np.stack(neighbours), axis=0) >= level
+    full = np.repeat(np.repeat(bright, block, axis=0), block, axis=1)
+    out: npt.NDArray[np.bool_] = full[:height, :width]
     return out
 
 
