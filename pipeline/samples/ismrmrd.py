@@ -136,7 +136,7 @@ def _images(spec: IsmrmrdSample, count: int, ex: int, ey: int) -> np.ndarray:
     y = (np.arange(ey) - ey / 2)[None, :] / (spec.recon[1] / 2)
     out = np.zeros((count, ex, ey), dtype=np.complex128)
     for s in range(count):
-        a, b = 0.8 - 0.1 * s, 0.6 + 0.05 * s
+        a, b = 0.8 - 0.3 * s / count, 0.6 + 0.2 * s / count  # stays > 0 for any count
         body = (x / a) ** 2 + (y / b) ** 2 <= 1
         spot = ((x - 0.2) / 0.2) ** 2 + ((y + 0.1 * s) / 0.15) ** 2 <= 1
         out[s] = (1.0 + 0.5 * s) * body + 0.7 * spot
