@@ -26,6 +26,7 @@ from typing import Any
 from twixtools.twixprot import parse_buffer
 
 from pipeline.errors import UnreadableInput
+from pipeline.raw.twix import SYNCDATA_WAVEFORM_ID
 
 NAMESPACE = "http://www.ismrm.org/ISMRMRD"
 _NS = f"{{{NAMESPACE}}}"
@@ -66,6 +67,22 @@ class Protocol:
             value = self.sections.get(section, {}).get(name)
             if value not in (None, "", []):
                 return value
+        return None
+
+    def string(self, name: str, sections: Iterable[str] = _XPROT_SECTIONS) -> str | None:
+        """The first non-empty XProtocol ``ParamString`` as written, or None.
+
+        twixtools casts every parameter whose name does not start with ``t``
+        to a float when it can, and Python's float() accepts underscores as
+        digit separators: ``ExamMemoryUID`` ``6_0_66327775_20210622_151635_650``
+        comes back as ``6.07e+26``.  This reads the buffer's text instead.
+        """
+        pattern = re.compile(r'<ParamString\."' + re.escape(name) + r'">\s*\{\s*"([^"]*)"')
+        for section in sections:
+            for match in pattern.finditer(self.raw.get(section, "")):
+                value = match.group(1).strip()
+                if value:
+                    return value
         return None
 
     def yaps(self, *path: str | int) -> Any:
@@ -208,7 +225,7 @@ def _loid_suffix(loid: str | None) -> str:
 # --- the header ---------------------------------------------------------------------
 
 
-def ismrmrd_header(protocol: Protocol, *, noise: bool = False) -> str:
+def ismrmrd_header(protocol: Protocol, *, noise: bool = False, waveforms: bool = False) -> str:
     """The full ISMRMRD header of one measurement, with PHI, as siemens_to_ismrmrd makes it.
 
     Beyond the stylesheet: ``subjectInformation`` (commented out there) and
@@ -226,6 +243,10 @@ def ismrmrd_header(protocol: Protocol, *, noise: bool = False) -> str:
         A noise-adjust measurement: ``parallelImaging``,
         ``trajectoryDescription`` and ``userParameters`` describe image
         readouts such a measurement does not have, so they are left out.
+    waveforms : bool
+        The measurement has SYNCDATA packets (``TwixMeasurement.syncdata > 0``):
+        declare the waveforms they become, as siemens_to_ismrmrd does when it
+        finds physiology (see :func:`waveform_information`).
 
     Raises
     ------
@@ -250,6 +271,8 @@ def ismrmrd_header(protocol: Protocol, *, noise: bool = False) -> str:
     _sequence(root, protocol)
     if not noise:
         _user_parameters(root, protocol)
+    if waveforms:
+        waveform_information(root)
     ET.register_namespace("", NAMESPACE)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
 
@@ -276,7 +299,7 @@ def _subject(root: ET.Element, p: Protocol) -> None:
 
 
 def _exam_start(p: Protocol) -> tuple[str | None, str | None]:
-    exam = _text(p.param("ExamMemoryUID")) or ""
+    exam = p.string("ExamMemoryUID") or ""
     match = _EXAM_START.search(exam) or _FOR_TIME.search(
         _text(p.param("tFrameOfReference")) or _text(p.param("FrameOfReference")) or ""
     )
@@ -589,7 +612,9 @@ def _sequence(root: ET.Element, p: Protocol) -> None:
         number = _number(value)
         if number is not None and number > 0:
             _sub(sequence, "TI", _fmt(number / 1000.0))
-    for value in _list(p.yaps("adFlipAngleDegree")):
+    # VB17 and earlier write one flip angle, dFlipAngleDegree; VD and later an array.
+    flips = p.yaps("adFlipAngleDegree")
+    for value in _list(flips if flips is not None else p.yaps("dFlipAngleDegree")):
         number = _number(value)
         if number is not None and number > 0:
             _sub(sequence, "flipAngle_deg", _fmt(number))
@@ -618,6 +643,59 @@ def _user_parameters(root: ET.Element, p: Protocol) -> None:
         parameter = _sub(parameters, "userParameterLong")
         _sub(parameter, "name", name)
         _sub(parameter, "value", str(value))
+
+
+# (waveform_id, name, waveformType, trigger channel or None) of the PMU signals, as
+# siemens_to_ismrmrd's makeWaveformHeader declares them; the learning phase has the
+# same signals at id + 5.  The ECG waveform holds one channel per lead the scanner
+# recorded, then the trigger: its trigger channel is the last, whose index depends
+# on the leads, so none is declared (siemens_to_ismrmrd writes 4, right for 4 leads).
+_PMU_WAVEFORMS = (
+    (0, "ECG", "ecg", None),
+    (1, "PULS", "pulse", 1),
+    (2, "RESP", "respiratory", 1),
+    (3, "EXT1", "other", 1),
+    (4, "EXT2", "other", 1),
+)
+LEARNING_PHASE_OFFSET = 5
+
+
+def waveform_information(root: ET.Element) -> None:
+    """Append the ``waveformInformation`` of Siemens physiology and kept SYNCDATA.
+
+    The ISMRMRD schema has no element for the ``waveform_id`` an entry
+    describes: readers take ids 0-4 (ECG, pulse, respiratory, external 1
+    and 2) by convention and the position of the entry otherwise.  So the
+    entries are written in id order (0-9, then
+    :data:`~pipeline.raw.twix.SYNCDATA_WAVEFORM_ID`), as siemens_to_ismrmrd
+    does, and each also names its id in a ``waveformId`` user parameter,
+    with ``Phase`` (Acquisition or Learning: PMU only) and, where the layout is fixed,
+    ``TriggerChannel``.  Every id that :mod:`pipeline.raw.pmu` and
+    :mod:`pipeline.raw.twix` can write is declared whether or not the
+    measurement has it, since which packets a measurement holds is known
+    only once it is read.
+    """
+    entries: list[tuple[int, str, str, int | None, str | None]] = [
+        (ident + LEARNING_PHASE_OFFSET * learning, name, kind, trigger, phase)
+        for learning, phase in ((0, "Acquisition"), (1, "Learning"))
+        for ident, name, kind, trigger in _PMU_WAVEFORMS
+    ]
+    # A SYNCDATA packet that is not PMU data, kept verbatim (see pipeline.raw.twix).
+    entries.append((SYNCDATA_WAVEFORM_ID, "SYNCDATA", "other", None, None))
+    for ident, name, kind, trigger, phase in entries:
+        info = _sub(root, "waveformInformation")
+        _sub(info, "waveformName", name)
+        _sub(info, "waveformType", kind)
+        parameters = _sub(info, "userParameters")
+        longs = [("waveformId", ident)] + ([] if trigger is None else [("TriggerChannel", trigger)])
+        for key, value in longs:
+            parameter = _sub(parameters, "userParameterLong")
+            _sub(parameter, "name", key)
+            _sub(parameter, "value", str(value))
+        if phase is not None:
+            parameter = _sub(parameters, "userParameterString")
+            _sub(parameter, "name", "Phase")
+            _sub(parameter, "value", phase)
 
 
 # --- reading any ISMRMRD header ---------------------------------------------------

@@ -188,3 +188,13 @@ def test_a_protocol_without_resonance_frequency_is_refused() -> None:
     ]
     with pytest.raises(UnreadableInput, match="resonance frequency"):
         ismrmrd_header(parse_protocol(reframe(stripped, padding)))
+
+
+def test_string_parameters_are_read_as_written() -> None:
+    """twixtools turns ExamMemoryUID into a float (underscores pass as digit separators)."""
+    protocol = parse_protocol(reference_header("gre.dat"))
+    assert protocol.string("ExamMemoryUID") == "6_0_66327775_20210622_151635_650"
+    assert protocol.string("tPatientPosition") == "HFS"
+    assert protocol.string("NoSuchParameter") is None
+    root = _header("gre.dat")
+    assert root.findtext("m:studyInformation/m:studyTime", "", NS) == "15:16:35"
