@@ -121,7 +121,7 @@ def header_xml(spec: IsmrmrdSample, ex: int, ey: int) -> str:
         f"<center>{center}</center></kspace_encoding_step_1>"
         f"<kspace_encoding_step_2><minimum>0</minimum><maximum>{ez - 1}</maximum>"
         f"<center>{ez // 2}</center></kspace_encoding_step_2>"
-        f"<slice><minimum>0</minimum><maximum>{spec.slices - 1}</maximum><center>0</center></slice>"
+        f"<slice><minimum>0</minimum><maximum>{max(spec.slices - 1, 0)}</maximum><center>0</center></slice>"
         f"<average><minimum>0</minimum><maximum>{spec.averages - 1}</maximum><center>0</center></average>"
         f"<repetition><minimum>0</minimum><maximum>{spec.repetitions - 1}</maximum><center>0</center></repetition>"
         "</encodingLimits>"
