@@ -187,6 +187,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     print(f"output: {Path(args.output).resolve()}")
     if args.fastmri:
         print(f"fastMRI files ({summary.fastmri_files}): {Path(args.fastmri).resolve()}")
+        if summary.fastmri_skipped:
+            print(
+                f"  {summary.fastmri_skipped} image measurement(s) have no fastMRI layout "
+                "(undersampled, non-Cartesian, ...): released as ISMRMRD only"
+            )
     print(f"link table, quarantine and run record (private): {private.root}")
     return 0
 

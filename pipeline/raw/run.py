@@ -37,9 +37,9 @@ from pipeline.errors import CurationError, HeldBack, InputError, UnreadableInput
 from pipeline.keys import SecretKey
 from pipeline.private_store import LinkRecord, PrivateStore
 from pipeline.raw.blocks import AcquisitionBlock, WaveformBlock
-from pipeline.raw.fastmri import export_fastmri
+from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
 from pipeline.raw.header_rules import HeaderContext, HeaderRules, anonymize_header
-from pipeline.raw.ismrmrd_in import is_ismrmrd_file, ismrmrd_blocks, open_ismrmrd
+from pipeline.raw.ismrmrd_in import is_ismrmrd_file, ismrmrd_blocks, ismrmrd_groups, noise_only
 from pipeline.raw.ismrmrd_out import write_ismrmrd
 from pipeline.raw.protocol import ismrmrd_header, parse_protocol, subject_hints
 from pipeline.raw.subject_lookup import RawIdentity, SubjectLookup, SubjectMatch, SubjectSource
@@ -63,6 +63,7 @@ class ConvertedMeasurement:
     noise: bool
     fastmri_relpath: str | None = None
     fastmri_temp: Path | None = None
+    fastmri_skipped: str = ""  # why an image measurement has no fastMRI file (PHI-free)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class ConvertSummary:
     noise_measurements: int = 0
     acquisitions: int = 0
     fastmri_files: int = 0
+    fastmri_skipped: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
     subject_sources: dict[str, int] = field(default_factory=dict)
 
@@ -114,6 +116,7 @@ class ConvertSummary:
             "noise_measurements": self.noise_measurements,
             "acquisitions": self.acquisitions,
             "fastmri_files": self.fastmri_files,
+            "fastmri_skipped": self.fastmri_skipped,
             "kinds": self.kinds,
             "subject_sources": self.subject_sources,
         }
@@ -207,8 +210,12 @@ def _convert(path: Path) -> ConversionResult:
     try:
         if is_ismrmrd_file(path):
             kind = "ismrmrd"
-            source = open_ismrmrd(path)
-            plans = [_Plan(0, source.xml, False, partial(ismrmrd_blocks, source))]
+            # One plan per dataset group: a converter may write each measurement
+            # (its noise scan too) as a group of its own.
+            plans = [
+                _Plan(index, group.xml, noise_only(group), partial(ismrmrd_blocks, group))
+                for index, group in enumerate(ismrmrd_groups(path))
+            ]
         else:
             twix = open_twix(path)
             kind = f"twix {twix.version}"
@@ -276,11 +283,17 @@ def _write_measurement(
     temp = _temp(settings.output)
     stats = write_ismrmrd(temp, anonymous, plan.blocks())
     fastmri_relpath = fastmri_temp = None
+    fastmri_skipped = ""
     if settings.fastmri is not None and not noise:
         fastmri_relpath = f"{pseudonym}/{study}/{name}.h5"
         fastmri_temp = _temp(settings.fastmri)
         try:
             export_fastmri(temp, fastmri_temp)
+        except FastmriUnsupported as exc:
+            # A valid measurement (undersampled, non-Cartesian, ...) is still
+            # released as ISMRMRD; it only has no training file.
+            fastmri_relpath = fastmri_temp = None
+            fastmri_skipped = exc.detail
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -300,7 +313,7 @@ def _write_measurement(
     )
     return ConvertedMeasurement(
         relpath, temp, link, stats.acquisitions, stats.waveforms, noise, fastmri_relpath,
-        fastmri_temp,
+        fastmri_temp, fastmri_skipped,
     )  # fmt: skip
 
 
@@ -381,6 +394,7 @@ def convert_tree(
                 totals["noise"] += m.noise
                 totals["acquisitions"] += m.acquisitions
                 totals["fastmri"] += m.fastmri_relpath is not None
+                totals["fastmri_skipped"] += bool(m.fastmri_skipped)
         elif result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK) and result.sha256:
             private.quarantine_file(
                 result.input_path, result.sha256, result.reason, result.detail
@@ -398,6 +412,7 @@ def convert_tree(
         run_id, len(paths), dict(outcomes), dict(reasons),
         measurements=totals["measurements"], noise_measurements=totals["noise"],
         acquisitions=totals["acquisitions"], fastmri_files=totals["fastmri"],
+        fastmri_skipped=totals["fastmri_skipped"],
         kinds=dict(kinds), subject_sources=dict(sources),
     )  # fmt: skip
     private.finish_run(run_id, dt.datetime.now(dt.UTC).isoformat(), summary.as_dict())

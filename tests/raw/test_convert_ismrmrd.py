@@ -1,0 +1,57 @@
+"""``convert`` on ISMRMRD files from other converters: groups, noise files, no fastMRI layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from pipeline.dicom.profile import load_profile
+from pipeline.keys import SecretKey
+from pipeline.private_store import PrivateStore
+from pipeline.raw.header_rules import load_header_rules
+from pipeline.raw.run import ConvertSummary, convert_tree
+from pipeline.samples.ismrmrd import IsmrmrdSample, write_ismrmrd_sample
+
+KEY = SecretKey(bytes(range(32)))
+
+
+def _convert(source: Path, tmp: Path) -> tuple[ConvertSummary, Path, Path]:
+    output, fastmri = tmp / "release", tmp / "fastmri"
+    summary = convert_tree(
+        source, output, KEY, PrivateStore(tmp / "private"), load_header_rules(),
+        date_shift_days=load_profile("research").date_shift_days, fastmri=fastmri,
+    )  # fmt: skip
+    return summary, output, fastmri
+
+
+def test_each_group_is_a_measurement_and_a_noise_group_is_named_so(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    write_ismrmrd_sample(source / "scan.h5", IsmrmrdSample(slices=1, patient_id="MRN-1"))
+    noise = tmp_path / "noise.h5"
+    write_ismrmrd_sample(noise, IsmrmrdSample(slices=1, patient_id="MRN-1"))
+    with h5py.File(noise, "a") as f:  # keep only the noise readouts
+        data = f["dataset/data"][:]
+        keep = data[(data["head"]["flags"] & (1 << 18)) != 0]
+        del f["dataset/data"]
+        f["dataset"].create_dataset("data", data=keep, maxshape=(None,))
+    with h5py.File(source / "scan.h5", "a") as f, h5py.File(noise, "r") as g:
+        g.copy("dataset", f, name="noise")  # a second group in the same file
+    summary, output, fastmri = _convert(source, tmp_path)
+    assert summary.outcomes == {"written": 1}
+    assert (summary.measurements, summary.noise_measurements) == (2, 1)
+    names = sorted(p.name.endswith("-noise.h5") for p in output.rglob("*.h5"))
+    assert names == [False, True]
+    assert len(list(fastmri.rglob("*.h5"))) == 1  # the image group only
+
+
+def test_an_undersampled_scan_is_released_without_a_training_file(tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    write_ismrmrd_sample(source / "r2.h5", IsmrmrdSample(slices=1, acceleration=2))
+    summary, output, fastmri = _convert(source, tmp_path)
+    assert summary.outcomes == {"written": 1}
+    assert (summary.fastmri_files, summary.fastmri_skipped) == (0, 1)
+    assert len(list(output.rglob("*.h5"))) == 1
+    assert not list(fastmri.rglob("*.h5"))
