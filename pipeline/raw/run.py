@@ -222,7 +222,11 @@ def _convert(path: Path) -> ConversionResult:
             plans = [
                 _Plan(
                     meas.index,
-                    ismrmrd_header(parse_protocol(meas.header_bytes), noise=meas.is_noise),
+                    ismrmrd_header(
+                        parse_protocol(meas.header_bytes),
+                        noise=meas.is_noise,
+                        waveforms=meas.syncdata > 0,
+                    ),
                     meas.is_noise,
                     partial(measurement_blocks, twix, meas),
                 )

@@ -254,8 +254,19 @@ def test_both_files_are_written_and_validate(converted: tuple[ConvertSummary, Pa
         validate_header(xml.decode() if isinstance(xml, bytes) else xml)
     with h5py.File(outputs["image"], "r") as f:
         waves = f["dataset/waveforms"][:]
+        xml = f["dataset/xml"][0]
     ids = set(waves["head"]["waveform_id"].tolist())
     assert ids == {0, 1, 2, 5, 6, 7, SYNCDATA_WAVEFORM_ID}  # PMU (learning first) and kept SYNCDATA
+    # The released header still says which waveform_id is which signal.
+    root = ET.fromstring(xml)
+    declared = {
+        int(entry.findtext("m:value", "", NS))
+        for entry in root.iterfind(
+            "m:waveformInformation/m:userParameters/m:userParameterLong", NS
+        )
+        if entry.findtext("m:name", "", NS) == "waveformId"
+    }
+    assert ids <= declared
 
 
 def test_no_planted_value_is_released(converted: tuple[ConvertSummary, Path]) -> None:
