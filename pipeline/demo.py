@@ -1,13 +1,20 @@
 """``mricurate demo``: the whole pipeline, as far as it exists, on a generated sample.
 
 It writes a messy PACS-like export with PHI planted in headers, paths and
-private elements, de-identifies it, checks that no planted value reached the
-release and says where to look.  It grows as the pipeline does.
+private elements, and Siemens raw data (twix) of the same subjects with PHI
+planted in the protocol; de-identifies the DICOM, converts the raw data to
+anonymized ISMRMRD and fastMRI-layout files, scans the pixels for burned-in
+text, checks that no planted value reached the release and says where to
+look.  It grows as the pipeline does.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
+
+import h5py
 
 from pipeline.dicom.profile import load_profile
 from pipeline.dicom.run import deidentify_tree
@@ -15,25 +22,111 @@ from pipeline.keys import generate_key, load_key, write_key
 from pipeline.pixels.ocr import TesseractEngine
 from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
 from pipeline.private_store import PrivateStore
-from pipeline.samples.mr import write_sample_tree
+from pipeline.raw.header_rules import load_header_rules
+from pipeline.raw.run import convert_tree
+from pipeline.samples.mr import Subject, write_sample_tree
+from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
+
+# In HDF5 files the k-space samples are random-looking bytes in which a short
+# value can occur by chance; their text (the header) is searched for every
+# value, their bytes for values at least this long.
+_BINARY_NEEDLE = 6
 
 
 def leaked_values(release: Path, values: list[str]) -> list[str]:
-    """Planted values found in any byte or path of ``release`` (should be none)."""
+    """Planted values found in any byte or path of ``release`` (should be none).
+
+    A value made only of digits (a serial number, an MRN) counts only where it
+    stands alone: ``41710`` inside ``20161014171002`` is a shifted date-time,
+    not the serial number.
+    """
     needles = {v.encode("utf-8").upper() for v in values if len(v) >= 4}
     needles |= {v.encode("latin-1", "ignore").upper() for v in values if len(v) >= 4}
+    patterns = {
+        n: re.compile(rb"(?<![0-9])" + re.escape(n) + rb"(?![0-9])") if n.isdigit() else None
+        for n in needles
+        if n
+    }
+
+    def present(needle: bytes, data: bytes) -> bool:
+        pattern = patterns[needle]
+        return needle in data if pattern is None else pattern.search(data) is not None
+
     found: set[str] = set()
     for path in release.rglob("*"):
         rel = str(path.relative_to(release)).encode().upper()
         data = path.read_bytes().upper() if path.is_file() else b""
-        found |= {n.decode("latin-1") for n in needles if n and (n in data or n in rel)}
+        if path.suffix == ".h5" and path.is_file():
+            text = _hdf5_text(path).upper()
+            found |= {n.decode("latin-1") for n in patterns if present(n, text) or present(n, rel)}
+            found |= {
+                n.decode("latin-1")
+                for n in patterns
+                if len(n) >= _BINARY_NEEDLE and present(n, data)
+            }
+            continue
+        found |= {n.decode("latin-1") for n in patterns if present(n, data) or present(n, rel)}
     return sorted(found)
+
+
+def _hdf5_text(path: Path) -> bytes:
+    """Every string an HDF5 file holds: the ISMRMRD header and the attributes."""
+    parts: list[bytes] = []
+
+    def visit(_: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "OS" and item.ndim <= 1:
+            value = item[()]
+            values = value.ravel() if hasattr(value, "ravel") else [value]
+            parts.extend(v if isinstance(v, bytes) else str(v).encode() for v in values)
+        if isinstance(item, h5py.Dataset | h5py.Group):
+            parts.extend(str(v).encode() for v in item.attrs.values())
+
+    with h5py.File(path, "r") as f:
+        parts.extend(str(v).encode() for v in f.attrs.values())
+        f.visititems(visit)
+    return b"\n".join(parts)
+
+
+def write_raw_sample(root: Path, subjects: list[Subject]) -> list[str]:
+    """One Siemens twix file (noise + a knee scan) per subject, PHI in its protocol.
+
+    The raw data carries each subject's real patient ID, so the converter
+    links it to the same subject as the DICOM series.  Returns the planted
+    values that only the raw side has.
+    """
+    extra: list[str] = []
+    for number, subject in enumerate(subjects):
+        phi = subject.phi
+        serial = phi.device_serial_number if phi.device_serial_number.isdigit() else "45000"
+        image = SyntheticMeasurement(
+            patient_name=phi.patient_name.replace('"', "'"),
+            patient_id=phi.patient_id,
+            birth_date=phi.birth_date,
+            sex=subject.sex,
+            weight_kg=subject.weight_kg,
+            height_m=subject.size_m,
+            institution=phi.institution_name,
+            institution_address=phi.institution_address.replace(", ", ","),
+            station_name=phi.station_name,
+            serial=serial,
+            referring_physician=phi.referring_physician,
+            study_description=f"Knie {phi.patient_name.split('^')[0]}",
+            channels=4, samples=128, lines=32, slices=3, pmu_every=8,
+            meas_id=200 + number, seed=number,
+        )  # fmt: skip
+        noise = replace(image, noise=True, lines=8, slices=1, pmu_every=0, meas_id=100 + number)
+        folder = root / phi.patient_name.replace("^", " ")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_vd_twix(folder / f"meas_MID{image.meas_id:05d}_CORPD_FBK.dat", [noise, image])
+        extra += [serial, str(image.patient_loid), str(image.study_loid)]
+    return extra
 
 
 def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
     """Generate, de-identify, verify and report; return the number of leaks (0)."""
     root.mkdir(parents=True, exist_ok=True)
     incoming = root / "incoming"
+    incoming_raw = root / "incoming-raw"
     release = root / "release"
     private_dir = root / "private"
     key_path = private_dir / "site.key"
@@ -45,22 +138,38 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
     people = write_sample_tree(incoming, n_subjects=subjects)
     print("2. de-identifying with profile 'research'")
     profile = load_profile("research")
-    summary = deidentify_tree(incoming, release, key, profile, PrivateStore(private_dir), jobs=jobs)
+    private = PrivateStore(private_dir)
+    summary = deidentify_tree(incoming, release / "dicom", key, profile, private, jobs=jobs)
     for outcome, count in sorted(summary.outcomes.items()):
         print(f"     {outcome:<12} {count}")
     for reason, keys in sorted(summary.reasons.items()):
         print(f"     - {reason}: {len(keys)}")
-    print("3. scanning the pixels of the input for burned-in text (Tesseract)")
+    print(f"3. converting Siemens raw data of the same subjects ({incoming_raw})")
+    raw_planted = write_raw_sample(incoming_raw, people)
+    converted = convert_tree(
+        incoming_raw, release / "raw", key, private, load_header_rules(),
+        date_shift_days=profile.date_shift_days, fastmri=release / "fastmri", jobs=jobs,
+    )  # fmt: skip
+    for outcome, count in sorted(converted.outcomes.items()):
+        print(f"     {outcome:<12} {count}")
+    print(
+        f"     {converted.measurements} measurements ({converted.noise_measurements} noise) as "
+        f"ISMRMRD, {converted.fastmri_files} fastMRI-layout files; subjects linked to the "
+        "DICOM side by their patient ID"
+    )
+    print("4. scanning the pixels of the input for burned-in text (Tesseract)")
     findings = scan_tree(incoming, TesseractEngine(), jobs=jobs)
     write_findings(findings, private_dir / "findings.json")
     flagged = [f for f in findings if f.status is ScanStatus.FLAGGED]
     print(f"     {len(flagged)} of {len(findings)} file(s) flagged; findings (PHI) in private/")
-    planted = [v for person in people for v in person.phi.values()]
+    planted = [v for person in people for v in person.phi.values()] + raw_planted
     leaks = leaked_values(release, planted)
-    print(f"4. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
+    print(f"5. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
     print()
     print(f"Look at the release:       {release}")
-    print(f"  e.g. dcmdump $(find {release} -name '*.dcm' | head -1)")
+    print(f"  e.g. dcmdump $(find {release}/dicom -name '*.dcm' | head -1)")
+    print(f"       h5dump -d dataset/xml $(find {release}/raw -name '*.h5' | head -1)")
+    print(f"       fastMRI layout: {release}/fastmri")
     print(f"Private (key, link table, quarantine with reasons): {private_dir}")
     print(f"The input with its PHI:    {incoming}")
     return len(leaks)

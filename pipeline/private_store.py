@@ -84,6 +84,9 @@ class PrivateStore:
                 present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 if column not in present:
                     db.execute(statement)
+            # The raw side looks subjects up by these (once per raw file).
+            for column in ("patient_id", "study_uid", "frame_of_reference_uid"):
+                db.execute(f"CREATE INDEX IF NOT EXISTS links_{column} ON links ({column})")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -175,7 +178,7 @@ class PrivateStore:
         return target
 
     def identities_for(
-        self, *, study_uid: str = "", frame_of_reference_uid: str = ""
+        self, *, study_uid: str = "", frame_of_reference_uid: str = "", patient_id: str = ""
     ) -> set[tuple[str, str, str, str]]:
         """(patient ID, issuer, name, study UID) of DICOM files linked to this study or frame UID.
 
@@ -188,6 +191,7 @@ class PrivateStore:
             for column, value in (
                 ("study_uid", study_uid),
                 ("frame_of_reference_uid", frame_of_reference_uid),
+                ("patient_id", patient_id),
             ):
                 if value:
                     rows = db.execute(

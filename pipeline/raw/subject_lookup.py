@@ -5,7 +5,8 @@ files from other converters may carry none.  Releasing such a file under a
 made-up subject would split one person into two pseudonyms (or merge two
 people), so the subject is looked up, in this order:
 
-1. the patient ID in the header, when it is not masked;
+1. the patient ID in the header, when it is not masked (qualified by the
+   issuer DICOM files of the same ID were de-identified with);
 2. the study or frame-of-reference UID shared with DICOM series that were
    already de-identified with the same private location (the scanner writes
    the same UIDs into the images it reconstructs from this raw data);
@@ -106,13 +107,29 @@ class SubjectLookup:
         self._private = private
         self._mapping = dict(mapping or {})
 
+    def _issuer_of(self, patient_id: str) -> str:
+        """The issuer DICOM gave this patient ID, since raw headers carry none.
+
+        The DICOM side keys a subject by ID *and* issuer; without this, one
+        person's raw and DICOM data would get two pseudonyms.  An ID known
+        under several issuers may be several people: never guessed.
+        """
+        issuers = {
+            issuer for _, issuer, _, _ in self._private.identities_for(patient_id=patient_id)
+        }
+        if len(issuers) > 1:
+            raise SubjectUnknown(
+                f"subject ambiguous: the patient ID in the header is known under {len(issuers)} "
+                "issuers in the link table; name the file in a --subjects CSV with its issuer"
+            )
+        return issuers.pop() if issuers else ""
+
     def find(self, identity: RawIdentity, sha256: str) -> SubjectMatch:
         """The subject of a raw file, or :class:`SubjectUnknown` saying why none could be found."""
         if not is_masked(identity.patient_id):
-            subject = subject_key(identity.patient_id, identity.issuer)
-            return SubjectMatch(
-                subject, SubjectSource.HEADER, identity.patient_id, identity.issuer
-            )
+            issuer = identity.issuer or self._issuer_of(identity.patient_id)
+            subject = subject_key(identity.patient_id, issuer)
+            return SubjectMatch(subject, SubjectSource.HEADER, identity.patient_id, issuer)
         for uid, source, kwarg in (
             (identity.study_uid, SubjectSource.DICOM_STUDY, "study_uid"),
             (identity.frame_of_reference_uid, SubjectSource.DICOM_FRAME, "frame_of_reference_uid"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,18 @@ def test_an_older_link_table_gains_the_frame_column(tmp_path: Path) -> None:
     store = PrivateStore(root)
     store.record_inputs("r", [], [("c" * 64, "z.dcm", _link("Z", "5.5", "6.6"))])
     assert store.identities_for(frame_of_reference_uid="6.6") == {("Z", "", "DOE^JANE", "5.5")}
+
+
+def test_the_header_id_takes_the_issuer_dicom_gave_it(store: PrivateStore) -> None:
+    link = replace(_link("MRN-5", "3.3", ""), issuer="HOSP-A")
+    store.record_inputs("r1", [], [("d" * 64, "w.dcm", link)])
+    match = SubjectLookup(store).find(RawIdentity(patient_id="MRN-5"), SHA)
+    assert match.subject == subject_key("MRN-5", "HOSP-A")
+
+
+def test_an_id_under_two_issuers_is_never_guessed(store: PrivateStore) -> None:
+    for n, issuer in enumerate(("HOSP-A", "HOSP-B")):
+        link = replace(_link("MRN-6", f"4.{n}", ""), issuer=issuer)
+        store.record_inputs("r1", [], [(str(n) * 64, f"{n}.dcm", link)])
+    with pytest.raises(SubjectUnknown, match="2 issuers"):
+        SubjectLookup(store).find(RawIdentity(patient_id="MRN-6"), SHA)
