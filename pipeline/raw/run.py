@@ -23,8 +23,8 @@ import os
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import count
 from pathlib import Path
@@ -197,14 +197,28 @@ def _convert(path: Path) -> ConversionResult:
             path, "", Outcome.QUARANTINED, "not a regular file",
             "a FIFO, socket, device, dangling link or unlistable folder: nothing to read",
         )  # fmt: skip
-    try:
-        sha = file_sha256(path)
-    except OSError as exc:
-        return ConversionResult(
-            path, "", Outcome.QUARANTINED, "unreadable (I/O error)", type(exc).__name__
-        )
     state = _worker
     assert state is not None, "_init_worker sets up every worker before it works"
+    # The input's SHA-256 (its opaque key, the seed of its output names) is
+    # computed on the other core while this one converts: a raw file is read
+    # twice either way, but the hash no longer adds to the wall time.
+    with ThreadPoolExecutor(1) as hasher:
+        digest = hasher.submit(file_sha256, path)
+        try:
+            result = _convert_with(state, path, digest)
+        except OSError as exc:
+            result = ConversionResult(
+                path, "", Outcome.QUARANTINED, "unreadable (I/O error)", type(exc).__name__
+            )
+        if result.outcome is not Outcome.QUARANTINED or result.sha256:
+            return result
+        try:  # quarantined before the hash was needed: it names the quarantined copy
+            return replace(result, sha256=digest.result())
+        except OSError as exc:
+            return replace(result, reason="unreadable (I/O error)", detail=type(exc).__name__)
+
+
+def _convert_with(state: _Worker, path: Path, digest: Future[str]) -> ConversionResult:
     written: list[ConvertedMeasurement] = []
     kind = ""
     try:
@@ -234,23 +248,30 @@ def _convert(path: Path) -> ConversionResult:
             ]
         if not plans:
             raise UnreadableInput("the file holds no measurement: nothing to convert")
-        match = _subject_of(state, [plan.header for plan in plans], sha)
+        match = _subject_of(state, [plan.header for plan in plans], digest.result)
         for plan in plans:
-            written.append(_write_measurement(state, sha, plan, match))
+            written.append(_write_measurement(state, digest, plan, match))
     except InputError as exc:
         for m in written:
             m.temp_path.unlink(missing_ok=True)
             if m.fastmri_temp is not None:
                 m.fastmri_temp.unlink(missing_ok=True)
         outcome = Outcome.HELD_BACK if isinstance(exc, HeldBack) else Outcome.QUARANTINED
+        sha = digest.result() if outcome is Outcome.HELD_BACK else ""
         return ConversionResult(path, sha, outcome, exc.reason, exc.detail, kind)
+    except BaseException:
+        for m in written:
+            m.temp_path.unlink(missing_ok=True)
+            if m.fastmri_temp is not None:
+                m.fastmri_temp.unlink(missing_ok=True)
+        raise
     return ConversionResult(
-        path, sha, Outcome.WRITTEN, kind=kind, subject_source=match.source.value,
+        path, digest.result(), Outcome.WRITTEN, kind=kind, subject_source=match.source.value,
         measurements=tuple(written),
     )  # fmt: skip
 
 
-def _subject_of(state: _Worker, headers: list[str], sha: str) -> SubjectMatch:
+def _subject_of(state: _Worker, headers: list[str], sha: Callable[[], str]) -> SubjectMatch:
     """One subject for all measurements of an input (they were one session)."""
     matches = {state.lookup.find(_identity(h), sha) for h in headers}
     subjects = {m.subject for m in matches}
@@ -265,7 +286,7 @@ def _subject_of(state: _Worker, headers: list[str], sha: str) -> SubjectMatch:
 
 
 def _write_measurement(
-    state: _Worker, sha: str, plan: _Plan, match: SubjectMatch
+    state: _Worker, digest: Future[str], plan: _Plan, match: SubjectMatch
 ) -> ConvertedMeasurement:
     """Anonymize, validate and write one measurement (and its fastMRI file) to temp names."""
     settings, key = state.settings, state.key
@@ -277,6 +298,30 @@ def _write_measurement(
         header, settings.rules, HeaderContext(key, pseudonym, days, state.uids)
     )
     validate_header(anonymous)
+    temp = _temp(settings.output)
+    stats = write_ismrmrd(temp, anonymous, plan.blocks())
+    fastmri_temp = None
+    fastmri_skipped = ""
+    if settings.fastmri is not None and not noise:
+        fastmri_temp = _temp(settings.fastmri)
+        try:
+            export_fastmri(temp, fastmri_temp)
+        except FastmriUnsupported as exc:
+            # A valid measurement (undersampled, non-Cartesian, ...) is still
+            # released as ISMRMRD; it only has no training file.
+            fastmri_temp = None
+            fastmri_skipped = exc.detail
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    # Names come last: they need the input's hash, computed meanwhile.
+    try:
+        sha = digest.result()
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        if fastmri_temp is not None:
+            fastmri_temp.unlink(missing_ok=True)
+        raise
     # The DICOM side names study folders by the Study Instance UID: raw data that
     # carries one lands beside its images.  Twix has none, but its study ID (the
     # exam's LOID) still groups the measurements of one exam.
@@ -284,23 +329,7 @@ def _write_measurement(
     study = key.pseudonym("study", study_source or f"raw:{sha}", prefix="ST-")
     name = key.pseudonym("measurement", f"{sha}#{index}", prefix="MEAS-")
     relpath = f"{pseudonym}/{study}/{name}{'-noise' if noise else ''}.h5"
-    temp = _temp(settings.output)
-    stats = write_ismrmrd(temp, anonymous, plan.blocks())
-    fastmri_relpath = fastmri_temp = None
-    fastmri_skipped = ""
-    if settings.fastmri is not None and not noise:
-        fastmri_relpath = f"{pseudonym}/{study}/{name}.h5"
-        fastmri_temp = _temp(settings.fastmri)
-        try:
-            export_fastmri(temp, fastmri_temp)
-        except FastmriUnsupported as exc:
-            # A valid measurement (undersampled, non-Cartesian, ...) is still
-            # released as ISMRMRD; it only has no training file.
-            fastmri_relpath = fastmri_temp = None
-            fastmri_skipped = exc.detail
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+    fastmri_relpath = f"{pseudonym}/{study}/{name}.h5" if fastmri_temp is not None else None
     link = LinkRecord(
         patient_id=match.patient_id or identity.patient_id,
         issuer=match.issuer,

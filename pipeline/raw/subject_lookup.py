@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,8 +124,12 @@ class SubjectLookup:
             )
         return issuers.pop() if issuers else ""
 
-    def find(self, identity: RawIdentity, sha256: str) -> SubjectMatch:
-        """The subject of a raw file, or :class:`SubjectUnknown` saying why none could be found."""
+    def find(self, identity: RawIdentity, sha256: str | Callable[[], str]) -> SubjectMatch:
+        """The subject of a raw file, or :class:`SubjectUnknown` saying why none could be found.
+
+        ``sha256`` may be a callable: the hash of a large file is only waited
+        for when the mapping file is the last resort.
+        """
         if not is_masked(identity.patient_id):
             issuer = identity.issuer or self._issuer_of(identity.patient_id)
             subject = subject_key(identity.patient_id, issuer)
@@ -146,7 +150,8 @@ class SubjectLookup:
                     f"subject ambiguous: its {source.value.split(' shared')[0]} belongs to "
                     f"{len(found)} subjects in the link table; map the file with --subjects"
                 )
-        for raw_key in (sha256, identity.measurement_id):
+        digest = sha256() if callable(sha256) else sha256
+        for raw_key in (digest, identity.measurement_id):
             if raw_key and raw_key in self._mapping:
                 patient, issuer = self._mapping[raw_key]
                 return SubjectMatch(
