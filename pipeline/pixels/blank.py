@@ -60,7 +60,7 @@ from pipeline.dicom.image_header import number_of_frames
 from pipeline.errors import UnreadableInput
 from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.regions import Rect, RegionRule, RegionRules
-from pipeline.pixels.scan import FoundWord, ScanFinding
+from pipeline.pixels.scan import FoundWord, ScanFinding, is_evidence
 
 __all__ = [
     "CleanedPixels",
@@ -215,9 +215,18 @@ def plan_cleaning(
     rule_areas = [a for rule in rules for a in rule.blank_areas(ds)]
     keep = [k for rule in rules for k in rule.keep]
     phi_boxes = {(m.image, m.box) for m in finding.phi_matches}
+    # Only a flagged image's words are text to blank, and then all of them,
+    # whatever their confidence.  An image is flagged by a header signal (which
+    # speaks for every frame) or by evidence of text in that image itself
+    # (pipeline.pixels.scan.is_evidence).  Elsewhere the engine's words are
+    # anatomy read as letters: blanking them would damage the image and
+    # protect nothing.  (An overlay's text flags the overlay, which is removed,
+    # not the frames under it.)
+    evidence = {w.image for w in finding.words if is_evidence(w, phi_boxes)}
+    words = tuple(w for w in finding.words if finding.header_signals or w.image in evidence)
     per_frame: list[list[Rect]] = [[] for _ in range(frames)]
     blanked = kept = 0
-    for word in finding.words:
+    for word in words:
         index = _frame_index(word.image)
         if index is None or index >= frames:
             continue  # overlays and icons are removed, not blanked
@@ -227,7 +236,7 @@ def plan_cleaning(
         per_frame[index].append(_grown(word.box, margin))
         blanked += 1
     names = tuple(rule.name for rule in rules)
-    if finding.header_signals and not finding.words and not rules:
+    if finding.header_signals and not words and not rules:
         return PixelPlan(
             PixelAction.HELD,
             "header signals burned-in text ("
@@ -253,7 +262,7 @@ def plan_cleaning(
         for areas in per_frame
     )
     fill = any(frame_areas)
-    if not (finding.header_signals or finding.words or rules or high_bits):
+    if not (finding.header_signals or words or rules or high_bits):
         return PixelPlan(PixelAction.UNTOUCHED)
     return PixelPlan(
         PixelAction.CLEANED,

@@ -67,10 +67,23 @@ def test_every_ocr_box_is_blanked_with_a_margin_whatever_its_confidence(mr: Data
         FoundWord("JOHN", (10, 10, 12, 6), 1.0, "frame 0"),  # a misread, nearly no confidence
         FoundWord("Tra", (0, 0, 5, 5), 96.0, "overlay 6000"),  # overlays are removed, not blanked
     )
-    plan = plan_cleaning(mr, _finding(words), [], margin=2)
+    plan = plan_cleaning(mr, _finding(words, signals=("Modality SC",)), [], margin=2)
     assert plan.action is PixelAction.CLEANED and plan.remove_overlays
     assert plan.frame_areas == ((Rect(8, 8, 16, 10),),)
     assert plan.words_blanked == 1
+
+
+def test_words_in_an_image_without_evidence_are_anatomy_not_text(mr: Dataset) -> None:
+    """No header signal, no evidence of text in that image: the engine's guesses stay."""
+    garbage = tuple(FoundWord("~i", (4 * n, 4 * n, 6, 6), 12.0, "frame 0") for n in range(10))
+    overlay = FoundWord("Tra", (0, 0, 5, 5), 96.0, "overlay 6000")
+    for words in (garbage, (*garbage, overlay)):  # overlay text flags the overlay only
+        plan = plan_cleaning(mr, _finding(words), [])
+        assert plan.words_blanked == 0 and not any(plan.frame_areas)
+    # Evidence in the frame, or a header signal, makes every word of it text.
+    name = FoundWord("MULLER", (40, 40, 20, 6), 88.0, "frame 0")
+    assert plan_cleaning(mr, _finding((*garbage, name)), []).words_blanked == 11
+    assert plan_cleaning(mr, _finding(garbage, signals=("SC",)), []).words_blanked == 10
 
 
 def test_keep_areas_spare_words_unless_they_are_phi(mr: Dataset) -> None:
@@ -94,10 +107,10 @@ def test_what_is_held_back_and_what_is_untouched(mr: Dataset) -> None:
     assert plan_cleaning(mr, _finding(signals=signal), [_rule((Rect(0, 0, 5, 5),))]).reason == ""
     # OCR boxes over a fifth of the frame: held, not blanked into uselessness.
     big = (FoundWord("x", (0, 0, 40, 32), 5.0, "frame 0"),)
-    too_much = plan_cleaning(mr, _finding(big), [], max_text_fraction=0.10)
+    too_much = plan_cleaning(mr, _finding(big, signal), [], max_text_fraction=0.10)
     assert too_much.action is PixelAction.HELD and "of frame 0" in too_much.reason
     # ...unless a rule already blanks that area (a screen whose layout is known).
-    ruled = plan_cleaning(mr, _finding(big), [_rule((Rect(0, 0, 80, 40),))])
+    ruled = plan_cleaning(mr, _finding(big, signal), [_rule((Rect(0, 0, 80, 40),))])
     assert ruled.action is PixelAction.CLEANED
     assert plan_cleaning(mr, _finding(), []).action is PixelAction.UNTOUCHED
     # Overlay bits set in the pixel data: cleaned (masked), even without text.
@@ -143,7 +156,8 @@ def test_every_frame_of_a_multiframe_image_is_blanked(mr: Dataset) -> None:
     multi = with_pixels(mr, frames)
     multi.NumberOfFrames = 3
     word = (FoundWord("ID", (30, 30, 6, 6), 50.0, "frame 1"),)
-    plan = plan_cleaning(multi, _finding(word), [_rule((Rect(0, 0, 4, 4),))], margin=0)
+    signal = ("Modality US",)
+    plan = plan_cleaning(multi, _finding(word, signal), [_rule((Rect(0, 0, 4, 4),))], margin=0)
     assert [len(a) for a in plan.frame_areas] == [1, 2, 1]
     after = blank_pixels(multi, plan, "input x").frames
     assert all((after[i][:4, :4] == 0).all() for i in range(3))
