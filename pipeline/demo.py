@@ -19,7 +19,9 @@ import h5py
 from pipeline.dicom.profile import load_profile
 from pipeline.dicom.run import deidentify_tree
 from pipeline.keys import generate_key, load_key, write_key
-from pipeline.pixels.ocr import TesseractEngine
+from pipeline.pixels.blank import PixelCleaning
+from pipeline.pixels.engines import DEFAULT_ENGINE, make_engine
+from pipeline.pixels.regions import load_region_rules
 from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
@@ -136,14 +138,20 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
     key = load_key(key_path)
     print(f"1. generating a sample of {subjects} subjects with planted PHI in {incoming}")
     people = write_sample_tree(incoming, n_subjects=subjects)
-    print("2. de-identifying with profile 'research'")
+    engine = make_engine(DEFAULT_ENGINE)
+    print(f"2. de-identifying with profile 'research', cleaning pixels with OCR ({engine.name})")
     profile = load_profile("research")
     private = PrivateStore(private_dir)
-    summary = deidentify_tree(incoming, release / "dicom", key, profile, private, jobs=jobs)
+    cleaning = PixelCleaning(engine, load_region_rules())
+    summary = deidentify_tree(
+        incoming, release / "dicom", key, profile, private, jobs=jobs, cleaning=cleaning
+    )
     for outcome, count in sorted(summary.outcomes.items()):
         print(f"     {outcome:<12} {count}")
     for reason, keys in sorted(summary.reasons.items()):
         print(f"     - {reason}: {len(keys)}")
+    for state, count in sorted(summary.pixels.items()):
+        print(f"     pixels {state}: {count} file(s)")
     print(f"3. converting Siemens raw data of the same subjects ({incoming_raw})")
     raw_planted = write_raw_sample(incoming_raw, people)
     converted = convert_tree(
@@ -157,8 +165,8 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
         f"ISMRMRD, {converted.fastmri_files} fastMRI-layout files; subjects linked to the "
         "DICOM side by their patient ID"
     )
-    print("4. scanning the pixels of the input for burned-in text (Tesseract)")
-    findings = scan_tree(incoming, TesseractEngine(), jobs=jobs)
+    print(f"4. scanning the pixels of the input for burned-in text ({engine.name})")
+    findings = scan_tree(incoming, engine, jobs=jobs)
     write_findings(findings, private_dir / "findings.json")
     flagged = [f for f in findings if f.status is ScanStatus.FLAGGED]
     print(f"     {len(flagged)} of {len(findings)} file(s) flagged; findings (PHI) in private/")
