@@ -15,6 +15,26 @@ from pathlib import Path
 
 from pipeline.errors import CurationError
 from pipeline.keys import default_private_dir, generate_key, load_key, write_key
+from pipeline.private_store import PrivateStore
+
+
+def _private_store(args: argparse.Namespace, key_path: Path) -> PrivateStore:
+    """``--private-dir``, or ``private/`` beside the key."""
+    return PrivateStore(
+        Path(args.private_dir) if args.private_dir else default_private_dir(key_path)
+    )
+
+
+def _opaque_keys(keys: list[str]) -> str:
+    """At most five opaque input keys (never paths: they can hold names)."""
+    return ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+def _print_outcomes(outcomes: dict[str, int], reasons: dict[str, list[str]]) -> None:
+    for outcome, number in sorted(outcomes.items()):
+        print(f"  {outcome:<12} {number}")
+    for reason, keys in sorted(reasons.items()):
+        print(f"  - {reason}: {len(keys)} [{_opaque_keys(keys)}]")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -30,7 +50,6 @@ def _cmd_deid(args: argparse.Namespace) -> int:
     from pipeline.dicom.deidentify import explain
     from pipeline.dicom.profile import load_profile
     from pipeline.dicom.run import deidentify_tree
-    from pipeline.private_store import PrivateStore
 
     key_path = Path(args.key_file)
     key = load_key(key_path)
@@ -57,9 +76,7 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         rules = load_region_rules(Path(args.pixel_rules) if args.pixel_rules else None)
         engine = make_engine(args.ocr_engine, language=args.lang)
         cleaning = PixelCleaning(engine, rules)
-    private = PrivateStore(
-        Path(args.private_dir) if args.private_dir else default_private_dir(key_path)
-    )
+    private = _private_store(args, key_path)
     summary = deidentify_tree(
         Path(args.source),
         Path(args.output),
@@ -72,11 +89,7 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         cleaning=cleaning,
     )
     print(f"run {summary.run_id}: profile {profile.name}, {summary.seen} file(s) seen")
-    for outcome, count in sorted(summary.outcomes.items()):
-        print(f"  {outcome:<12} {count}")
-    for reason, keys in sorted(summary.reasons.items()):
-        shown = ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
-        print(f"  - {reason}: {len(keys)} [{shown}]")
+    _print_outcomes(summary.outcomes, summary.reasons)
     for name, count in sorted(summary.carried.items()):
         print(f"  carried {name} from vendor private elements in {count} file(s)")
     for state, count in sorted(summary.pixels.items()):
@@ -137,8 +150,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             if f.status is status
         ]
         if keys:
-            shown = ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
-            print(f"  - {status.value}: [{shown}]")
+            print(f"  - {status.value}: [{_opaque_keys(keys)}]")
     if args.json:
         print(f"findings (hold PHI: keep them private): {Path(args.json).resolve()}")
     return 0
@@ -146,7 +158,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from pipeline.dicom.profile import load_profile
-    from pipeline.private_store import PrivateStore
     from pipeline.raw.header_rules import load_header_rules
     from pipeline.raw.run import convert_tree
     from pipeline.raw.subject_lookup import load_subject_mapping
@@ -157,9 +168,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     # The DICOM profile's shift range gives a subject the same shift on both sides.
     span = load_profile(args.profile).date_shift_days
     mapping = load_subject_mapping(Path(args.subjects)) if args.subjects else None
-    private = PrivateStore(
-        Path(args.private_dir) if args.private_dir else default_private_dir(key_path)
-    )
+    private = _private_store(args, key_path)
     summary = convert_tree(
         Path(args.source),
         Path(args.output),
@@ -172,11 +181,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     print(f"run {summary.run_id}: {summary.seen} file(s) seen")
-    for outcome, number in sorted(summary.outcomes.items()):
-        print(f"  {outcome:<12} {number}")
-    for reason, keys in sorted(summary.reasons.items()):
-        shown = ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
-        print(f"  - {reason}: {len(keys)} [{shown}]")
+    _print_outcomes(summary.outcomes, summary.reasons)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.kinds.items()))
     print(
         f"  {summary.measurements} measurement(s) ({summary.noise_measurements} noise), "
@@ -313,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="DICOM profile whose date-shift range to use (default research), so raw and "
         "DICOM data of a subject get the same shift",
     )
-    p.add_argument("--header-rules", help="ISMRMRD header allowlist (default rules/ismrmrd/header.yaml)")
+    p.add_argument(
+        "--header-rules", help="ISMRMRD header allowlist (default rules/ismrmrd/header.yaml)"
+    )
     p.add_argument("--fastmri", metavar="DIR", help="also write fastMRI-layout training files here")
     p.set_defaults(func=_cmd_convert)
 
