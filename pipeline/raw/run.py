@@ -210,6 +210,15 @@ def _convert(path: Path) -> ConversionResult:
             result = ConversionResult(
                 path, "", Outcome.QUARANTINED, "unreadable (I/O error)", type(exc).__name__
             )
+        except Exception as exc:
+            # A reader library failing in a way nobody foresaw must not stop the
+            # run: the input is kept in quarantine and the others go on.  The
+            # detail (private store only) says what to report.
+            result = ConversionResult(
+                path, "", Outcome.QUARANTINED, "conversion failed (internal error)",
+                f"{type(exc).__name__}: {exc}"[:500] + "; the input is kept in quarantine: "
+                "report this as a bug with the error type, not the file",
+            )  # fmt: skip
         if result.outcome is not Outcome.QUARANTINED or result.sha256:
             return result
         try:  # quarantined before the hash was needed: it names the quarantined copy

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
+import pytest
 
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import SecretKey
@@ -55,3 +56,30 @@ def test_an_undersampled_scan_is_released_without_a_training_file(tmp_path: Path
     assert (summary.fastmri_files, summary.fastmri_skipped) == (0, 1)
     assert len(list(output.rglob("*.h5"))) == 1
     assert not list(fastmri.rglob("*.h5"))
+
+
+def test_an_unforeseen_failure_quarantines_that_input_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net for reader-library surprises (simulated: no real input triggers it)."""
+    import pipeline.raw.run as run
+
+    source = tmp_path / "in"
+    source.mkdir()
+    write_ismrmrd_sample(source / "a.h5", IsmrmrdSample(slices=1, patient_id="MRN-A"))
+    write_ismrmrd_sample(source / "b.h5", IsmrmrdSample(slices=1, patient_id="MRN-B"))
+    real = run.anonymize_header
+
+    def flaky(xml: str, *args: object, **kwargs: object) -> str:
+        if "MRN-B" in xml:
+            raise ValueError("a library surprise")
+        return real(xml, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(run, "anonymize_header", flaky)
+    summary, output, _ = _convert(source, tmp_path)
+    assert summary.outcomes == {"written": 1, "quarantined": 1}
+    assert list(summary.reasons) == ["conversion failed (internal error)"]
+    assert len(list(output.rglob("*.h5"))) == 1
+    assert not list(output.rglob(".mricurate-tmp-*"))
+    (key,) = summary.reasons["conversion failed (internal error)"]
+    assert list((tmp_path / "private" / "quarantine").rglob(f"{key}*"))
