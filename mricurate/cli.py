@@ -179,6 +179,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         subjects=mapping,
         fastmri=Path(args.fastmri) if args.fastmri else None,
         jobs=args.jobs,
+        stall_seconds=args.stall_seconds,
     )
     print(f"run {summary.run_id}: {summary.seen} file(s) seen")
     _print_outcomes(summary.outcomes, summary.reasons)
@@ -322,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--header-rules", help="ISMRMRD header allowlist (default rules/ismrmrd/header.yaml)"
     )
     p.add_argument("--fastmri", metavar="DIR", help="also write fastMRI-layout training files here")
+    p.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=600.0,
+        help="quarantine an input whose conversion makes no progress this long (default 600)",
+    )
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser(

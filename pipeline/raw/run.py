@@ -24,6 +24,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import count
@@ -45,9 +46,13 @@ from pipeline.raw.protocol import ismrmrd_header, parse_protocol, subject_hints
 from pipeline.raw.subject_lookup import RawIdentity, SubjectLookup, SubjectMatch, SubjectSource
 from pipeline.raw.twix import measurement_blocks, open_twix
 from pipeline.raw.xsd import validate_header
+from pipeline.stall import StallWatchdog, stalled_inputs
 from pipeline.subjects import subject_day_offset, subject_pseudonym
 
 _HASH_BLOCK = 1 << 20
+# A block of readouts takes well under a second; ten minutes without one is a
+# file that keeps the reader busy, not slow storage.
+DEFAULT_STALL_SECONDS = 600.0
 _TEMP_NUMBERS = count()
 
 
@@ -133,6 +138,7 @@ class _Settings:
     fastmri: Path | None
     private_root: Path
     mapping: dict[str, tuple[str, str]]
+    stall_seconds: float = 0.0  # 0: no watchdog
 
 
 @dataclass
@@ -141,6 +147,7 @@ class _Worker:
     key: SecretKey
     uids: UidMapper
     lookup: SubjectLookup
+    watchdog: StallWatchdog | None = None
 
 
 _worker: _Worker | None = None
@@ -150,7 +157,16 @@ def _init_worker(settings: _Settings) -> None:
     global _worker
     key = SecretKey(settings.key_material)
     lookup = SubjectLookup(PrivateStore(settings.private_root), settings.mapping)
-    _worker = _Worker(settings, key, UidMapper(key), lookup)
+    watchdog = (
+        StallWatchdog(settings.stall_seconds, _markers(settings.private_root))
+        if settings.stall_seconds > 0
+        else None
+    )
+    _worker = _Worker(settings, key, UidMapper(key), lookup, watchdog)
+
+
+def _markers(private_root: Path) -> Path:
+    return private_root / "stalled"
 
 
 def file_sha256(path: Path) -> str:
@@ -202,6 +218,8 @@ def _convert(path: Path) -> ConversionResult:
     # The input's SHA-256 (its opaque key, the seed of its output names) is
     # computed on the other core while this one converts: a raw file is read
     # twice either way, but the hash no longer adds to the wall time.
+    if state.watchdog is not None:
+        state.watchdog.start(str(path))
     with ThreadPoolExecutor(1) as hasher:
         digest = hasher.submit(file_sha256, path)
         try:
@@ -219,6 +237,8 @@ def _convert(path: Path) -> ConversionResult:
                 f"{type(exc).__name__}: {exc}"[:500] + "; the input is kept in quarantine: "
                 "report this as a bug with the error type, not the file",
             )  # fmt: skip
+        if state.watchdog is not None:
+            state.watchdog.stop()
         if result.outcome is not Outcome.QUARANTINED or result.sha256:
             return result
         try:  # quarantined before the hash was needed: it names the quarantined copy
@@ -308,7 +328,7 @@ def _write_measurement(
     )
     validate_header(anonymous)
     temp = _temp(settings.output)
-    stats = write_ismrmrd(temp, anonymous, plan.blocks())
+    stats = write_ismrmrd(temp, anonymous, _progressing(plan.blocks(), state.watchdog))
     fastmri_temp = None
     fastmri_skipped = ""
     if settings.fastmri is not None and not noise:
@@ -359,14 +379,58 @@ def _write_measurement(
     )  # fmt: skip
 
 
+def _progressing(blocks: Blocks, watchdog: StallWatchdog | None) -> Blocks:
+    """Tell the watchdog about every block read: a stalled read is one that yields none."""
+    for block in blocks:
+        if watchdog is not None:
+            watchdog.progress()
+        yield block
+
+
 def _results(paths: list[Path], jobs: int, settings: _Settings) -> Iterator[ConversionResult]:
-    if jobs <= 1:
-        _init_worker(settings)
-        yield from map(_convert, paths)
-        return
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(settings,)) as pool:
-        # One raw file is large: hand them out one at a time.
-        yield from pool.map(_convert, paths, chunksize=1)
+    """Convert in worker processes; a worker stopped by its watchdog costs only its input.
+
+    When a pool breaks (a worker ended by its stall watchdog, or killed by
+    the system), finished results are kept, the stalled inputs are
+    quarantined, and the unfinished rest runs again in a new pool.
+    """
+    pending = list(paths)
+    while pending:
+        with ProcessPoolExecutor(
+            max(1, jobs), initializer=_init_worker, initargs=(settings,)
+        ) as pool:
+            futures = [(path, pool.submit(_convert, path)) for path in pending]
+            pending = []
+            broken = False
+            for path, future in futures:
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    pending.append(path)
+            if not broken:
+                return
+        stalled = {Path(label) for label in stalled_inputs(_markers(settings.private_root))}
+        if not stalled:
+            # Killed from outside (out of memory, a signal): the first unfinished
+            # input is the likeliest cause; it is set aside so the run ends.
+            stalled = {pending[0]}
+        for path in stalled:
+            yield _stalled(path, settings.stall_seconds)
+        pending = [p for p in pending if p not in stalled]
+
+
+def _stalled(path: Path, limit: float) -> ConversionResult:
+    try:
+        sha = file_sha256(path)
+    except OSError:
+        sha = ""
+    return ConversionResult(
+        path, sha, Outcome.QUARANTINED, "conversion stalled",
+        f"its worker made no progress for {limit:g} s (or was killed) and was stopped: a damaged "
+        "file can keep the HDF5 library busy forever; check the file, or raise --stall-seconds "
+        "for very slow storage",
+    )  # fmt: skip
 
 
 def convert_tree(
@@ -380,6 +444,7 @@ def convert_tree(
     subjects: dict[str, tuple[str, str]] | None = None,
     fastmri: Path | None = None,
     jobs: int = 1,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
 ) -> ConvertSummary:
     """Convert every raw file under ``source`` into anonymized ISMRMRD under ``output``.
 
@@ -392,6 +457,9 @@ def convert_tree(
         ``--subjects``: raw file SHA-256 or measurement ID → (patient ID, issuer).
     fastmri : Path, optional
         Also write fastMRI-layout training files for each image measurement.
+    stall_seconds : float, optional
+        An input whose conversion makes no progress (no block read) for this
+        long is quarantined and its worker stopped (see :mod:`pipeline.stall`).
     """
     check_locations(source, output, private.root)
     if fastmri is not None:
@@ -402,6 +470,7 @@ def convert_tree(
         fastmri.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(fastmri)
     paths = discover(source.resolve())
+    stalled_inputs(_markers(private.root))  # left by a run that was cut off
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     private.start_run(
         run_id, dt.datetime.now(dt.UTC).isoformat(), "convert",
@@ -410,8 +479,9 @@ def convert_tree(
         key_fingerprint=key.fingerprint,
     )  # fmt: skip
     settings = _Settings(
-        key.material, rules, date_shift_days, output, fastmri, private.root, dict(subjects or {})
-    )
+        key.material, rules, date_shift_days, output, fastmri, private.root,
+        dict(subjects or {}), stall_seconds,
+    )  # fmt: skip
     outcomes: Counter[str] = Counter()
     reasons: defaultdict[str, list[str]] = defaultdict(list)
     kinds: Counter[str] = Counter()
@@ -438,18 +508,21 @@ def convert_tree(
                 totals["fastmri"] += m.fastmri_relpath is not None
                 totals["fastmri_skipped"] += bool(m.fastmri_skipped)
         elif result.outcome in (Outcome.QUARANTINED, Outcome.HELD_BACK) and result.sha256:
-            private.quarantine_file(
-                result.input_path, result.sha256, result.reason, result.detail
-            )
+            private.quarantine_file(result.input_path, result.sha256, result.reason, result.detail)
         outcomes[result.outcome.value] += 1
         if result.kind:
             kinds[result.kind] += 1
         if result.reason:
-            opaque = result.sha256[:12] or "path-" + hashlib.sha256(
-                bytes(result.input_path)
-            ).hexdigest()[:8]
+            opaque = (
+                result.sha256[:12]
+                or "path-" + hashlib.sha256(bytes(result.input_path)).hexdigest()[:8]
+            )
             reasons[result.reason].append(opaque)
         _record(private, run_id, result)
+    # Temp files of workers that were stopped (or stopped with them) are orphans.
+    remove_stale_temps(output)
+    if fastmri is not None:
+        remove_stale_temps(fastmri)
     summary = ConvertSummary(
         run_id, len(paths), dict(outcomes), dict(reasons),
         measurements=totals["measurements"], noise_measurements=totals["noise"],
@@ -488,9 +561,7 @@ def _record(private: PrivateStore, run_id: str, result: ConversionResult) -> Non
         str(result.input_path), result.sha256, result.outcome.value, result.reason,
         result.detail, outputs,
     )  # fmt: skip
-    links = [
-        (f"{result.sha256}#{i}", m.relpath, m.link) for i, m in enumerate(result.measurements)
-    ]
+    links = [(f"{result.sha256}#{i}", m.relpath, m.link) for i, m in enumerate(result.measurements)]
     private.record_inputs(run_id, [row], links if result.outcome is Outcome.WRITTEN else [])
 
 

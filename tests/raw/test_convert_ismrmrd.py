@@ -83,3 +83,40 @@ def test_an_unforeseen_failure_quarantines_that_input_and_the_run_goes_on(
     assert not list(output.rglob(".mricurate-tmp-*"))
     (key,) = summary.reasons["conversion failed (internal error)"]
     assert list((tmp_path / "private" / "quarantine").rglob(f"{key}*"))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_input_that_stops_making_progress_is_quarantined_and_the_run_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """The worker stuck in a read is stopped by its watchdog (the hang is simulated:
+    a damaged HDF5 heap kept libhdf5 busy for 20 s in a trial, not reliably forever)."""
+    import time
+
+    import pipeline.raw.run as run
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a", "b", "c"):
+        write_ismrmrd_sample(source / f"{name}.h5", IsmrmrdSample(slices=1, patient_id=f"P-{name}"))
+    real = run.ismrmrd_blocks
+
+    def stuck_on_b(group, **kwargs):  # type: ignore[no-untyped-def]
+        if group.path.name == "b.h5":
+            time.sleep(120)  # what a read stuck in C looks like from Python
+        return real(group, **kwargs)
+
+    monkeypatch.setattr(run, "ismrmrd_blocks", stuck_on_b)  # inherited by forked workers
+    started = time.monotonic()
+    summary = convert_tree(
+        source, tmp_path / "release", KEY, PrivateStore(tmp_path / "private"),
+        load_header_rules(), date_shift_days=load_profile("research").date_shift_days,
+        jobs=jobs, stall_seconds=1.0,
+    )  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert summary.outcomes == {"written": 2, "quarantined": 1}
+    (key,) = summary.reasons["conversion stalled"]
+    assert list((tmp_path / "private" / "quarantine").rglob(f"{key}*"))
+    assert len(list((tmp_path / "release").rglob("*.h5"))) == 2
+    assert not list((tmp_path / "release").rglob(".mricurate-tmp-*"))
+    assert not list((tmp_path / "private" / "stalled").iterdir())
