@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.errors import CurationError
 from pipeline.keys import default_private_dir, generate_key, load_key, write_key
-from pipeline.private_store import PrivateStore
+from pipeline.private_store import PrivateStore, opaque_key
 
 
 def _private_store(args: argparse.Namespace, key_path: Path) -> PrivateStore:
@@ -127,7 +127,6 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     from pipeline.pixels.engines import make_engine
     from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
-    from pipeline.private_store import sha256_of
 
     engine = make_engine(args.ocr_engine, language=args.lang)
     findings = scan_tree(Path(args.source), engine, jobs=args.jobs, prefilter=not args.no_prefilter)
@@ -144,11 +143,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     print(f"  images read by OCR {read}, skipped by the pre-filter {skipped}")
     for status in (ScanStatus.FLAGGED, ScanStatus.ERROR):
         # Opaque keys only: paths can hold names.
-        keys = [
-            f.key or "path-" + sha256_of(f.path.encode())[:8]
-            for f in findings
-            if f.status is status
-        ]
+        keys = [opaque_key(f.key, f.path) for f in findings if f.status is status]
         if keys:
             print(f"  - {status.value}: [{_opaque_keys(keys)}]")
     if args.json:

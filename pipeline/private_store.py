@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -40,7 +41,9 @@ CREATE TABLE IF NOT EXISTS links (
 # Columns added after the first release, with the statement that adds them to an
 # older links.sqlite (SQLite cannot add a column "if not exists").
 _ADDED_COLUMNS = {
-    ("links", "frame_of_reference_uid"): "ALTER TABLE links ADD COLUMN frame_of_reference_uid TEXT DEFAULT ''",
+    ("links", "frame_of_reference_uid"): (
+        "ALTER TABLE links ADD COLUMN frame_of_reference_uid TEXT DEFAULT ''"
+    ),
 }
 _LINK_COLUMNS = (
     "sha256, run_id, patient_id, issuer, patient_name, subject, day_offset, study_uid, "
@@ -215,3 +218,12 @@ class PrivateStore:
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def opaque_key(sha256: str, path: str | Path) -> str:
+    """How summaries name an input: its content hash, never its path (paths hold names).
+
+    An input that could not be read has no content hash; it is named by a hash
+    of its path instead.
+    """
+    return sha256[:12] or "path-" + sha256_of(os.fsencode(path))[:8]

@@ -8,7 +8,6 @@ runner (and later the flows) commit and persist.
 
 from __future__ import annotations
 
-import enum
 import io
 import logging
 import re
@@ -41,6 +40,7 @@ from pipeline.dicom.uids import UidMapper
 from pipeline.dicom.vendor import carry_diffusion
 from pipeline.errors import HeldBack, InputError, UnreadableInput, UnsupportedObject
 from pipeline.keys import SecretKey
+from pipeline.outcomes import Outcome
 from pipeline.private_store import LinkRecord, sha256_of
 from pipeline.subjects import subject_day_offset, subject_key, subject_pseudonym
 
@@ -66,14 +66,6 @@ _ID_KEYWORDS = (
 _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
 CLEAN_PIXEL_DATA = MethodCode("113101", "Clean Pixel Data Option")
-
-
-class Outcome(enum.Enum):
-    WRITTEN = "written"
-    DUPLICATE = "duplicate"  # same output as another input of the run, same bytes
-    QUARANTINED = "quarantined"
-    HELD_BACK = "held back"
-    NOT_COPIED = "not copied"  # DICOMDIR: an index that names patients
 
 
 @dataclass(frozen=True)

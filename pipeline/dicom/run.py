@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.atomic import TEMP_PREFIX, remove_stale_temps
-from pipeline.dicom.deidentify import DeidResult, Outcome, deidentify_file, quiet_pydicom
+from pipeline.dicom.deidentify import DeidResult, deidentify_file, quiet_pydicom
 from pipeline.dicom.dicomdir import write_fileset
 from pipeline.dicom.profile import Profile
 from pipeline.dicom.uids import UidMapper
 from pipeline.errors import CurationError
 from pipeline.keys import SecretKey
-from pipeline.private_store import LinkRecord, PrivateStore, sha256_of
+from pipeline.outcomes import Outcome
+from pipeline.private_store import LinkRecord, PrivateStore, opaque_key, sha256_of
 
 if TYPE_CHECKING:  # pipeline.pixels imports this module
     from pipeline.pixels.blank import PixelCleaning
@@ -241,8 +242,7 @@ def deidentify_tree(
             if result.reason:
                 # Opaque keys only: the content hash, or for what could not be read a
                 # hash of its path (paths can hold names).
-                opaque = result.sha256[:12] or "path-" + sha256_of(bytes(result.input_path))[:8]
-                reasons[result.reason].append(opaque)
+                reasons[result.reason].append(opaque_key(result.sha256, result.input_path))
             carried.update(result.carried)
             if result.pixels:
                 pixels[result.pixels] += 1

@@ -22,21 +22,21 @@ import hashlib
 import os
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from itertools import count
 from pathlib import Path
 
 from pipeline.atomic import TEMP_PREFIX, remove_stale_temps
-from pipeline.dicom.deidentify import Outcome
 from pipeline.dicom.run import check_locations, discover
 from pipeline.dicom.uids import UidMapper
 from pipeline.errors import CurationError, HeldBack, InputError, UnreadableInput
 from pipeline.keys import SecretKey
-from pipeline.private_store import LinkRecord, PrivateStore
+from pipeline.outcomes import Outcome
+from pipeline.private_store import LinkRecord, PrivateStore, opaque_key
 from pipeline.raw.blocks import AcquisitionBlock, WaveformBlock
 from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
 from pipeline.raw.header_rules import HeaderContext, HeaderRules, anonymize_header
@@ -85,10 +85,7 @@ class ConversionResult:
     measurements: tuple[ConvertedMeasurement, ...] = ()
 
     def discard_temps(self) -> None:
-        for m in self.measurements:
-            m.temp_path.unlink(missing_ok=True)
-            if m.fastmri_temp is not None:
-                m.fastmri_temp.unlink(missing_ok=True)
+        _discard(self.measurements)
 
 
 @dataclass(frozen=True)
@@ -112,19 +109,7 @@ class ConvertSummary:
         return self.outcomes.get(Outcome.WRITTEN.value, 0)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "run_id": self.run_id,
-            "seen": self.seen,
-            "outcomes": self.outcomes,
-            "reasons": self.reasons,
-            "measurements": self.measurements,
-            "noise_measurements": self.noise_measurements,
-            "acquisitions": self.acquisitions,
-            "fastmri_files": self.fastmri_files,
-            "fastmri_skipped": self.fastmri_skipped,
-            "kinds": self.kinds,
-            "subject_sources": self.subject_sources,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -167,6 +152,14 @@ def _init_worker(settings: _Settings) -> None:
 
 def _markers(private_root: Path) -> Path:
     return private_root / "stalled"
+
+
+def _discard(measurements: Iterable[ConvertedMeasurement]) -> None:
+    """Remove the temp files of measurements that will not be committed."""
+    for m in measurements:
+        m.temp_path.unlink(missing_ok=True)
+        if m.fastmri_temp is not None:
+            m.fastmri_temp.unlink(missing_ok=True)
 
 
 def file_sha256(path: Path) -> str:
@@ -277,22 +270,17 @@ def _convert_with(state: _Worker, path: Path, digest: Future[str]) -> Conversion
             ]
         if not plans:
             raise UnreadableInput("the file holds no measurement: nothing to convert")
-        match = _subject_of(state, [plan.header for plan in plans], digest.result)
-        for plan in plans:
-            written.append(_write_measurement(state, digest, plan, match))
+        identities = [_identity(plan.header) for plan in plans]
+        match = _subject_of(state, identities, digest.result)
+        for plan, identity in zip(plans, identities, strict=True):
+            written.append(_write_measurement(state, digest, plan, identity, match))
     except InputError as exc:
-        for m in written:
-            m.temp_path.unlink(missing_ok=True)
-            if m.fastmri_temp is not None:
-                m.fastmri_temp.unlink(missing_ok=True)
+        _discard(written)
         outcome = Outcome.HELD_BACK if isinstance(exc, HeldBack) else Outcome.QUARANTINED
         sha = digest.result() if outcome is Outcome.HELD_BACK else ""
         return ConversionResult(path, sha, outcome, exc.reason, exc.detail, kind)
     except BaseException:
-        for m in written:
-            m.temp_path.unlink(missing_ok=True)
-            if m.fastmri_temp is not None:
-                m.fastmri_temp.unlink(missing_ok=True)
+        _discard(written)
         raise
     return ConversionResult(
         path, digest.result(), Outcome.WRITTEN, kind=kind, subject_source=match.source.value,
@@ -300,9 +288,11 @@ def _convert_with(state: _Worker, path: Path, digest: Future[str]) -> Conversion
     )  # fmt: skip
 
 
-def _subject_of(state: _Worker, headers: list[str], sha: Callable[[], str]) -> SubjectMatch:
+def _subject_of(
+    state: _Worker, identities: list[RawIdentity], sha: Callable[[], str]
+) -> SubjectMatch:
     """One subject for all measurements of an input (they were one session)."""
-    matches = {state.lookup.find(_identity(h), sha) for h in headers}
+    matches = {state.lookup.find(identity, sha) for identity in identities}
     subjects = {m.subject for m in matches}
     if len(subjects) > 1:
         raise UnreadableInput(
@@ -315,12 +305,11 @@ def _subject_of(state: _Worker, headers: list[str], sha: Callable[[], str]) -> S
 
 
 def _write_measurement(
-    state: _Worker, digest: Future[str], plan: _Plan, match: SubjectMatch
+    state: _Worker, digest: Future[str], plan: _Plan, identity: RawIdentity, match: SubjectMatch
 ) -> ConvertedMeasurement:
     """Anonymize, validate and write one measurement (and its fastMRI file) to temp names."""
     settings, key = state.settings, state.key
     header, noise, index = plan.header, plan.noise, plan.index
-    identity = _identity(header)
     pseudonym = subject_pseudonym(key, match.subject)
     days = subject_day_offset(key, match.subject, settings.span)
     anonymous = anonymize_header(
@@ -513,11 +502,7 @@ def convert_tree(
         if result.kind:
             kinds[result.kind] += 1
         if result.reason:
-            opaque = (
-                result.sha256[:12]
-                or "path-" + hashlib.sha256(bytes(result.input_path)).hexdigest()[:8]
-            )
-            reasons[result.reason].append(opaque)
+            reasons[result.reason].append(opaque_key(result.sha256, result.input_path))
         _record(private, run_id, result)
     # Temp files of workers that were stopped (or stopped with them) are orphans.
     remove_stale_temps(output)
@@ -537,12 +522,7 @@ def convert_tree(
 def _commit(
     result: ConversionResult, output: Path, fastmri: Path | None, made_dirs: set[Path]
 ) -> None:
-    """Make an input's temp files durable, then rename all of them into place."""
-    for m in result.measurements:
-        for temp in (m.temp_path, m.fastmri_temp):
-            if temp is not None:
-                with temp.open("rb") as handle:
-                    os.fsync(handle.fileno())
+    """Rename an input's temp files into place (their writers made them durable)."""
     for m in result.measurements:
         pairs = [(m.temp_path, output / m.relpath)]
         if m.fastmri_temp is not None and m.fastmri_relpath is not None and fastmri is not None:
