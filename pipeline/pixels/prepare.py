@@ -107,7 +107,27 @@ def display(image: SourceImage) -> Grey:
     return (255 - out).astype(np.uint8) if image.monochrome1 else out
 
 
-def text_map(image: SourceImage, *, size: int | None = None) -> Grey:
+def text_views(image: SourceImage) -> list[Grey]:
+    """The 8-bit views both text maps work on, text-polarity normalised.
+
+    The header window, and for more than 8 bits also the full stored range:
+    the window saturates bright anatomy, and text burned at the top value
+    over it with it; over the full range the two still differ.  A view with
+    a bright page (judged by its edge) is inverted, per view: anatomy that
+    fills the window can still leave the full range dark.  The scan computes
+    these once per image for :func:`text_map` and :func:`dark_text_map`.
+    """
+    views = [display(image)]
+    if not image.is_colour and image.pixels.dtype.itemsize > 1:
+        values = image.pixels.astype(np.float32)
+        full = _linear(values, *_extent(values))
+        views.append((255 - full).astype(np.uint8) if image.monochrome1 else full)
+    return [255 - view if _background(view) > 127.0 else view for view in views]
+
+
+def text_map(
+    image: SourceImage, *, size: int | None = None, views: list[Grey] | None = None
+) -> Grey:
     """Bright text on a dark background, anatomy and shading removed.
 
     Parameters
@@ -123,26 +143,19 @@ def text_map(image: SourceImage, *, size: int | None = None) -> Grey:
     numpy.ndarray of uint8
         Same shape as the image.  Overlays are returned as drawn.
     """
-    shown = display(image)
     if image.kind is ImageKind.OVERLAY:
-        return shown
-    views = [shown]
-    if not image.is_colour and image.pixels.dtype.itemsize > 1:
-        # The window saturates bright anatomy, and text burned at the top
-        # value over it with it; over the full range the two still differ.
-        values = image.pixels.astype(np.float32)
-        full = _linear(values, *_extent(values))
-        views.append((255 - full).astype(np.uint8) if image.monochrome1 else full)
-    # A bright page (by its edge): dark text becomes bright.  Decided per view:
-    # anatomy that fills the window can still leave the full range dark.
-    views = [255 - view if _background(view) > 127.0 else view for view in views]
+        return display(image)
+    if views is None:
+        views = text_views(image)
     if size is None:
-        size = top_hat_size(shown.shape)
+        size = top_hat_size(views[0].shape)
     response = np.maximum.reduce([white_top_hat(view, size) for view in views]).astype(np.float32)
     return _stretch(response)
 
 
-def dark_text_map(image: SourceImage, *, size: int | None = None) -> Grey:
+def dark_text_map(
+    image: SourceImage, *, size: int | None = None, views: list[Grey] | None = None
+) -> Grey:
     """Dark text over bright anatomy, brought out as bright strokes on dark.
 
     :func:`text_map` looks for strokes brighter than their surround; text
@@ -161,17 +174,12 @@ def dark_text_map(image: SourceImage, *, size: int | None = None) -> Grey:
         Same shape as the image; all zero for overlays and where nothing is
         bright enough to carry dark text.
     """
-    shown = display(image)
     if image.kind is ImageKind.OVERLAY:
-        return np.zeros(shown.shape, dtype=np.uint8)
-    views = [shown]
-    if not image.is_colour and image.pixels.dtype.itemsize > 1:
-        values = image.pixels.astype(np.float32)
-        full = _linear(values, *_extent(values))
-        views.append((255 - full).astype(np.uint8) if image.monochrome1 else full)
-    views = [255 - view if _background(view) > 127.0 else view for view in views]
+        return np.zeros(image.pixels.shape[:2], dtype=np.uint8)
+    if views is None:
+        views = text_views(image)
     if size is None:
-        size = top_hat_size(shown.shape)
+        size = top_hat_size(views[0].shape)
     hats = []
     for view in views:
         surround = bright_surround(view, size)

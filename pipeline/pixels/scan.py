@@ -52,7 +52,7 @@ from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
 from pipeline.pixels.ocr import OcrEngine, Word
 from pipeline.pixels.phi import HeaderTerm, PhiMatch, header_terms, match_words
 from pipeline.pixels.prefilter import Box, needs_ocr
-from pipeline.pixels.prepare import dark_text_map, text_map
+from pipeline.pixels.prepare import dark_text_map, text_map, text_views
 from pipeline.private_store import sha256_of
 from pipeline.rulefiles import rules_root
 
@@ -315,7 +315,9 @@ def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
     in the dark map are read from it, so the engine always sees dark text on
     white.  Without the pre-filter only the bright map is read, whole.
     """
-    mapped = text_map(image)
+    # Windowing and the full-range view are shared by both maps: made once.
+    views = None if image.kind is ImageKind.OVERLAY else text_views(image)
+    mapped = text_map(image, views=views)
     prepared = (255 - mapped).astype(np.uint8)
     row, col = image.origin
     whole = [_Piece(image.label, (row, col), prepared)]
@@ -328,7 +330,7 @@ def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
     if decision.ocr and decision.regions is not None:
         pieces += _crops(image.label, (row, col), prepared, decision.regions)
     if image.kind is not ImageKind.OVERLAY:
-        dark = dark_text_map(image)
+        dark = dark_text_map(image, views=views)
         dark_decision = needs_ocr(dark)
         # A dark map too busy to localise is anatomy texture: reading all of
         # it would cost a second whole-image read for no text seen.
