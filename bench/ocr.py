@@ -57,7 +57,6 @@ does; generation is not timed.  Run:
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import io
 import os
@@ -82,7 +81,7 @@ from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import load_seconds
 from pipeline.pixels.scan import ScanFinding, is_evidence, scan_dataset
-from pipeline.samples.burned_text import burn, printed_name, text_mask, text_size
+from pipeline.samples.burned_text import blend, printed_name, text_mask, text_size, with_pixels
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 
 REFERENCE = Path("/work/shared/reference/dicom")
@@ -124,7 +123,7 @@ def _burn(
 ) -> tuple[npt.NDArray[np.generic], npt.NDArray[np.float64]]:
     """``pixels`` with ``text`` burned in at stored value ``value``, and its coverage."""
     alpha = text_mask(pixels.shape[:2], text, x=x, y=y, height=height, font=font)
-    return burn(pixels, text, x=x, y=y, height=height, value=value, font=font), alpha
+    return blend(pixels, alpha, value), alpha
 
 
 def _display(values: npt.NDArray[np.floating] | float, kind: str) -> npt.NDArray[np.float64]:
@@ -135,9 +134,9 @@ def _display(values: npt.NDArray[np.floating] | float, kind: str) -> npt.NDArray
 
 
 def _with_pixels(ds: Dataset, pixels: npt.NDArray[np.generic]) -> Dataset:
-    out = copy.deepcopy(ds)
+    """:func:`with_pixels` for a 2D image of any size (a screen is larger than its slice)."""
+    out = with_pixels(ds, pixels)
     out.Rows, out.Columns = int(pixels.shape[0]), int(pixels.shape[1])
-    out.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     return out
 
 

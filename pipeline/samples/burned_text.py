@@ -63,6 +63,13 @@ def burn(
 ) -> npt.NDArray[np.generic]:
     """``pixels`` with ``text`` blended in at stored value ``value`` (any integer dtype)."""
     alpha = text_mask(pixels.shape[:2], text, x=x, y=y, height=height, font=font)
+    return blend(pixels, alpha, value)
+
+
+def blend(
+    pixels: npt.NDArray[np.generic], alpha: npt.NDArray[np.float64], value: float
+) -> npt.NDArray[np.generic]:
+    """``pixels`` with ``value`` blended in by the coverage ``alpha`` (0-1)."""
     if pixels.ndim == 3:
         alpha = alpha[..., None]
     blended = pixels.astype(np.float64) * (1.0 - alpha) + value * alpha
