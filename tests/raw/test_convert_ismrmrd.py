@@ -120,3 +120,22 @@ def test_an_input_that_stops_making_progress_is_quarantined_and_the_run_ends(
     assert len(list((tmp_path / "release").rglob("*.h5"))) == 2
     assert not list((tmp_path / "release").rglob(".mricurate-tmp-*"))
     assert not list((tmp_path / "private" / "stalled").iterdir())
+
+
+def test_export_fastmri_lists_a_damaged_file_and_goes_on(tmp_path: Path) -> None:
+    from pipeline.raw.run import export_fastmri_tree
+
+    _, output, _ = _convert_two(tmp_path)
+    files = sorted(output.rglob("*.h5"))
+    files[0].write_bytes(files[0].read_bytes()[:2000])  # cut short after the fact
+    written, skipped, failed = export_fastmri_tree(output, tmp_path / "fastmri-again")
+    assert (written, skipped, len(failed)) == (1, 0, 1)
+    assert failed[0][0] == files[0].relative_to(output).as_posix()
+
+
+def _convert_two(tmp_path: Path) -> tuple[ConvertSummary, Path, Path]:
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a", "b"):
+        write_ismrmrd_sample(source / f"{name}.h5", IsmrmrdSample(slices=1, patient_id=f"P-{name}"))
+    return _convert(source, tmp_path)
