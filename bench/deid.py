@@ -60,11 +60,11 @@ from pathlib import Path
 from pydicom import dcmread
 
 from pipeline.atomic import TEMP_PREFIX
-from pipeline.dicom.deidentify import quiet_pydicom
 from pipeline.dicom.profile import Profile, load_profile
 from pipeline.dicom.run import RunSummary, deidentify_tree
 from pipeline.keys import SecretKey, generate_key
 from pipeline.private_store import PrivateStore
+from pipeline.read.dicom import quiet_pydicom
 
 ROWS = COLS = 256
 TOOLS = ("floor", "fsync", "dicognito", "mricurate", "cli")

@@ -75,12 +75,12 @@ import numpy.typing as npt
 from PIL import Image
 from pydicom.dataset import Dataset
 
-from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
 from pipeline.pixels.engines import make_engine
 from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import load_seconds
 from pipeline.pixels.scan import ScanFinding, is_evidence, scan_dataset
+from pipeline.read.dicom import quiet_pydicom, read_dicom
 from pipeline.samples.burned_text import blend, printed_name, text_mask, text_size, with_pixels
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pydicom
 
-from pipeline.dicom.deidentify import quiet_pydicom
 from pipeline.pixels.engines import DEFAULT_ENGINE, make_engine
 from pipeline.pixels.frames import iter_images
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.prefilter import needs_ocr
 from pipeline.pixels.prepare import dark_text_map, text_map
 from pipeline.pixels.scan import scan_dataset
+from pipeline.read.dicom import quiet_pydicom
 from pipeline.samples.burned_text import burn, printed_name, with_pixels
 from pipeline.samples.mr import make_subjects, mr_series
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pipeline.errors import CurationError
 from pipeline.keys import default_private_dir, generate_key, load_key, write_key
-from pipeline.private_store import PrivateStore, opaque_key
+from pipeline.private_store import PrivateStore
+from pipeline.read.content import opaque_key
 
 
 def _private_store(args: argparse.Namespace, key_path: Path) -> PrivateStore:

@@ -7,17 +7,16 @@ reasons.  It is a folder with mode 0700 that must never be inside a release.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.atomic import atomic_open, atomic_write_bytes, atomic_write_text
+from pipeline.identity.links import LinkRecord
 from pipeline.keys import ensure_private_dir
 
 _SCHEMA = """
@@ -53,26 +52,6 @@ _LINK_COLUMNS = (
 
 
 _COPY_BLOCK = 1 << 20
-
-
-@dataclass(frozen=True)
-class LinkRecord:
-    """Original identifiers of one file and what they became."""
-
-    patient_id: str
-    issuer: str
-    patient_name: str
-    subject: str
-    day_offset: int
-    study_uid: str
-    new_study_uid: str
-    series_uid: str
-    new_series_uid: str
-    sop_uid: str
-    new_sop_uid: str
-    # Lets raw data whose patient fields are masked find its subject through a
-    # DICOM series of the same scan session (see pipeline.raw.subject_lookup).
-    frame_of_reference_uid: str = ""
 
 
 class PrivateStore:
@@ -187,7 +166,7 @@ class PrivateStore:
 
         Raw data from the same session shares these UIDs with the DICOM series
         the scanner made from it.  The caller derives the subject from them
-        exactly as the DICOM side did (:func:`pipeline.subjects.subject_key`).
+        exactly as the DICOM side did (:func:`pipeline.identity.subjects.subject_key`).
         """
         found: set[tuple[str, str, str, str]] = set()
         with self._connect() as db:
@@ -214,16 +193,3 @@ class PrivateStore:
         with self._connect() as db:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute("SELECT * FROM inputs WHERE run_id = ?", (run_id,))]
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def opaque_key(sha256: str, path: str | Path) -> str:
-    """How summaries name an input: its content hash, never its path (paths hold names).
-
-    An input that could not be read has no content hash; it is named by a hash
-    of its path instead.
-    """
-    return sha256[:12] or "path-" + sha256_of(os.fsencode(path))[:8]

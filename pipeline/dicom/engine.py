@@ -19,8 +19,10 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
-from pipeline.dicom.clean import PhiTerms, clean_text
-from pipeline.dicom.dates import (
+from pipeline.dicom.profile import Action, DateMode, Profile, Rule
+from pipeline.dicom.selectors import TagSelector, normalise_creator
+from pipeline.identity.clean import PhiTerms, clean_text
+from pipeline.identity.dates import (
     DateFormatError,
     cap_age,
     shift_da,
@@ -29,10 +31,8 @@ from pipeline.dicom.dates import (
     year_only_dt,
     years_between,
 )
-from pipeline.dicom.names import normalise_id, normalise_name
-from pipeline.dicom.profile import Action, DateMode, Profile, Rule
-from pipeline.dicom.selectors import TagSelector, normalise_creator
-from pipeline.dicom.uids import UidMapper
+from pipeline.identity.names import normalise_id, normalise_name
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 
 PATIENT_BIRTH_DATE = 0x00100030

@@ -19,15 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.atomic import TEMP_PREFIX, remove_stale_temps
-from pipeline.dicom.deidentify import DeidResult, deidentify_file, quiet_pydicom
+from pipeline.atomic import remove_stale_temps
+from pipeline.dicom.deidentify import DeidResult, deidentify_file
 from pipeline.dicom.dicomdir import write_fileset
 from pipeline.dicom.profile import Profile
-from pipeline.dicom.uids import UidMapper
 from pipeline.errors import CurationError
+from pipeline.identity.links import LinkRecord
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
-from pipeline.outcomes import Outcome
-from pipeline.private_store import LinkRecord, PrivateStore, opaque_key, sha256_of
+from pipeline.private_store import PrivateStore
+from pipeline.read.content import opaque_key, sha256_of
+from pipeline.read.dicom import quiet_pydicom
+from pipeline.read.discover import discover
+from pipeline.reasons import Outcome
 
 if TYPE_CHECKING:  # pipeline.pixels imports this module
     from pipeline.pixels.blank import PixelCleaning
@@ -57,30 +61,6 @@ class RunSummary:
             "carried": self.carried,
             **({"pixels": self.pixels} if self.pixels else {}),
         }
-
-
-def discover(source: Path) -> list[Path]:
-    """Every regular file under ``source``, any name, in a stable order.
-
-    A folder that cannot be listed is returned as an entry of its own, so it
-    is accounted for (as unreadable) instead of silently skipped.
-    """
-    if not source.exists():
-        raise CurationError(f"SOURCE {source} does not exist")
-    if source.is_file():
-        return [source]
-    found: list[Path] = []
-
-    def unreadable(error: OSError) -> None:
-        if error.filename:
-            found.append(Path(error.filename))
-
-    for folder, dirs, files in os.walk(source, onerror=unreadable):
-        dirs.sort()
-        found += [Path(folder) / f for f in sorted(files) if not f.startswith(TEMP_PREFIX)]
-        # os.walk lists symlinks to folders under dirs without following them.
-        found += [Path(folder) / d for d in dirs if (Path(folder) / d).is_symlink()]
-    return found
 
 
 def check_locations(source: Path, output: Path, private: Path) -> None:

@@ -56,11 +56,11 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut
 from pydicom.pixels.utils import iter_pixels
 
-from pipeline.dicom.image_header import number_of_frames
 from pipeline.errors import UnreadableInput
 from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.regions import Rect, RegionRule, RegionRules
 from pipeline.pixels.scan import FoundWord, ScanFinding, is_evidence
+from pipeline.read.image_pixel import number_of_frames
 
 __all__ = [
     "CleanedPixels",

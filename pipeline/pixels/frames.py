@@ -38,8 +38,8 @@ from pydicom.uid import (
     JPEGTransferSyntaxes,
 )
 
-from pipeline.dicom.image_header import expected_native_length, number_of_frames
 from pipeline.errors import UnreadableInput
+from pipeline.read.image_pixel import expected_native_length, number_of_frames
 
 __all__ = ["ImageKind", "SourceImage", "iter_images"]
 

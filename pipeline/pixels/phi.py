@@ -6,7 +6,7 @@ a word is PHI is that it *is* one of this file's header values, read
 imperfectly.  OCR of small scanner fonts confuses O/0, I/1, S/5 and drops or
 splits characters, so header values are compared:
 
-* after folding (case, accents: :func:`pipeline.dicom.names.fold`) and
+* after folding (case, accents: :func:`pipeline.identity.names.fold`) and
   keeping letters and digits only, so ``MAZHAR,ISMAEL`` and ``# 7189`` match
   ``MAZHAR^ISMAEL`` and ``7189``;
 * across the words of one line, so an ID or a date split into several words
@@ -30,7 +30,7 @@ from datetime import date
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from pipeline.dicom.names import fold, name_parts
+from pipeline.identity.names import fold, name_parts
 from pipeline.pixels.ocr import Word
 
 __all__ = ["HeaderTerm", "PhiKind", "PhiMatch", "header_terms", "match_words"]

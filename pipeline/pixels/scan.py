@@ -42,10 +42,8 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 
 from pipeline.atomic import atomic_write_text
-from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
-from pipeline.dicom.image_header import burned_in_signals
+from pipeline.dicom.burned_in import burned_in_signals
 from pipeline.dicom.profile import SopPolicy, load_sop_policy
-from pipeline.dicom.run import discover
 from pipeline.errors import InputError
 from pipeline.pixels.engines import EngineName, make_engine
 from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
@@ -53,7 +51,9 @@ from pipeline.pixels.ocr import OcrEngine, Word
 from pipeline.pixels.phi import HeaderTerm, PhiMatch, header_terms, match_words
 from pipeline.pixels.prefilter import Box, needs_ocr
 from pipeline.pixels.prepare import dark_text_map, text_map, text_views
-from pipeline.private_store import sha256_of
+from pipeline.read.content import sha256_of
+from pipeline.read.dicom import quiet_pydicom, read_dicom
+from pipeline.read.discover import discover
 from pipeline.rulefiles import rules_root
 
 __all__ = [

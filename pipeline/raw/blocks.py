@@ -20,7 +20,9 @@ from ismrmrd.hdf5 import (
 )
 
 # Re-exported so callers depend on this module, not on ismrmrd's internals.
-ACQUISITION_DTYPE: np.dtype = acquisition_dtype  # head, traj (vlen f4), data (vlen f4, re/im interleaved)
+ACQUISITION_DTYPE: np.dtype = (
+    acquisition_dtype  # head, traj (vlen f4), data (vlen f4, re/im interleaved)
+)
 ACQUISITION_HEADER_DTYPE: np.dtype = acquisition_header_dtype
 WAVEFORM_DTYPE: np.dtype = waveform_dtype  # head, data (vlen u4)
 WAVEFORM_HEADER_DTYPE: np.dtype = waveform_header_dtype

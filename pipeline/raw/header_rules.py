@@ -8,8 +8,8 @@ else goes — elements of other converters the schema does not know, every
 field in some converter's output can never leak by default.
 
 The derivations are the DICOM side's: the subject pseudonym and day shift of
-:mod:`pipeline.subjects`, UIDs through :class:`~pipeline.dicom.uids.UidMapper`
-and the free-text cleaner of :mod:`pipeline.dicom.clean`, so one key links a
+:mod:`pipeline.identity.subjects`, UIDs through :class:`~pipeline.identity.uids.UidMapper`
+and the free-text cleaner of :mod:`pipeline.identity.clean`, so one key links a
 subject's raw and DICOM data in a release.
 """
 
@@ -25,10 +25,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.dicom.clean import PhiTerms, clean_text
-from pipeline.dicom.dates import DateFormatError, shift_da
-from pipeline.dicom.uids import UidMapper
 from pipeline.errors import RuleError
+from pipeline.identity.clean import PhiTerms, clean_text
+from pipeline.identity.dates import DateFormatError, shift_da
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.raw.protocol import NAMESPACE, parse_header_xml
 from pipeline.rulefiles import Located, check_keys, load_yaml, rules_root

@@ -31,12 +31,13 @@ from itertools import count
 from pathlib import Path
 
 from pipeline.atomic import TEMP_PREFIX, remove_stale_temps
-from pipeline.dicom.run import check_locations, discover
-from pipeline.dicom.uids import UidMapper
+from pipeline.dicom.run import check_locations
 from pipeline.errors import CurationError, HeldBack, InputError, UnreadableInput
+from pipeline.identity.links import LinkRecord
+from pipeline.identity.subjects import subject_day_offset, subject_pseudonym
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
-from pipeline.outcomes import Outcome
-from pipeline.private_store import LinkRecord, PrivateStore, opaque_key
+from pipeline.private_store import PrivateStore
 from pipeline.raw.blocks import AcquisitionBlock, WaveformBlock
 from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
 from pipeline.raw.header_rules import HeaderContext, HeaderRules, anonymize_header
@@ -46,8 +47,10 @@ from pipeline.raw.protocol import ismrmrd_header, parse_protocol, subject_hints
 from pipeline.raw.subject_lookup import RawIdentity, SubjectLookup, SubjectMatch, SubjectSource
 from pipeline.raw.twix import measurement_blocks, open_twix
 from pipeline.raw.xsd import validate_header
+from pipeline.read.content import opaque_key
+from pipeline.read.discover import discover
+from pipeline.reasons import Outcome
 from pipeline.stall import StallWatchdog, stalled_inputs
-from pipeline.subjects import subject_day_offset, subject_pseudonym
 
 _HASH_BLOCK = 1 << 20
 # A block of readouts takes well under a second; ten minutes without one is a

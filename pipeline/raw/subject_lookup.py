@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import RuleError, SubjectUnknown
+from pipeline.identity.subjects import subject_key
 from pipeline.private_store import PrivateStore
-from pipeline.subjects import subject_key
 
 # What scanners and export tools put where a field was masked.
 _MASKED = re.compile(r"^[\sxX*#?0_.-]*$")
@@ -46,7 +46,7 @@ class SubjectSource(enum.Enum):
 class SubjectMatch:
     """A found subject: the keyed-derivation identity and where it came from."""
 
-    subject: str  # normalised identity (see pipeline.subjects.subject_key): PHI
+    subject: str  # normalised identity (see pipeline.identity.subjects.subject_key): PHI
     source: SubjectSource
     patient_id: str  # the original patient ID when known: PHI
     issuer: str

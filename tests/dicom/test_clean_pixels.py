@@ -11,7 +11,7 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
-from pipeline.dicom.deidentify import plan_pixels, quiet_pydicom, read_dicom
+from pipeline.dicom.deidentify import plan_pixels
 from pipeline.dicom.profile import load_profile
 from pipeline.dicom.run import RunSummary, deidentify_tree
 from pipeline.keys import SecretKey
@@ -20,6 +20,7 @@ from pipeline.pixels.ocr import TesseractEngine
 from pipeline.pixels.regions import load_region_rules
 from pipeline.pixels.scan import scan_dataset
 from pipeline.private_store import PrivateStore
+from pipeline.read.dicom import quiet_pydicom, read_dicom
 from pipeline.samples.burned_text import burn, printed_name, with_pixels
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 

@@ -9,7 +9,7 @@ from pydicom.uid import MRImageStorage
 
 from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import Profile
-from pipeline.dicom.uids import UidMapper
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 
 from .conftest import OTHER_SOP, SOP, STUDY, tiny_mr
@@ -210,7 +210,7 @@ def test_one_name_in_two_character_sets_gets_one_pseudonym(
     """Latin-1 and UTF-8 files naming the same person link to one subject."""
     import io
 
-    from pipeline.dicom.deidentify import read_dicom
+    from pipeline.read.dicom import read_dicom
 
     outputs = []
     for charset, name in (("ISO_IR 100", "Müller^José^"), ("ISO_IR 192", "MÜLLER^JOSÉ")):

@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 
 from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import load_profile
-from pipeline.dicom.uids import UidMapper
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 
 from .conftest import tiny_mr

@@ -12,10 +12,11 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from pipeline.dicom.deidentify import deidentify_dataset, read_dicom
+from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import Profile
-from pipeline.dicom.uids import UidMapper
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
+from pipeline.read.dicom import read_dicom
 from pipeline.samples.mr import diffusion_series, enhanced_mr, make_subjects
 
 KEY = SecretKey(b"\x33" * 32)

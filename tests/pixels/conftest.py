@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from pipeline.dicom.deidentify import quiet_pydicom
 from pipeline.pixels.ocr import TesseractEngine
+from pipeline.read.dicom import quiet_pydicom
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import RLELossless
 
-from pipeline.dicom.deidentify import read_dicom
 from pipeline.errors import UnreadableInput
 from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
+from pipeline.read.dicom import read_dicom
 from pipeline.samples.mr import make_subjects, mr_series
 
 from .images import REFERENCE, text_mask, with_pixels

@@ -15,12 +15,12 @@ import twixtools
 
 from mricurate.cli import main
 from pipeline.dicom.profile import load_profile
+from pipeline.identity.subjects import subject_key, subject_pseudonym
 from pipeline.keys import SecretKey, write_key
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
 from pipeline.raw.run import ConvertSummary, convert_tree, file_sha256
 from pipeline.samples.ismrmrd import IsmrmrdSample, write_ismrmrd_sample
-from pipeline.subjects import subject_key, subject_pseudonym
 from tests.raw.twix_headers import (
     PATIENT_ID,
     PLANTED,
@@ -90,7 +90,9 @@ def converted(
     return _convert(raw_tree, tmp_path_factory.mktemp("out"))
 
 
-def test_every_input_ends_in_one_outcome(converted: tuple[ConvertSummary, Path, PrivateStore]) -> None:
+def test_every_input_ends_in_one_outcome(
+    converted: tuple[ConvertSummary, Path, PrivateStore],
+) -> None:
     summary, _, private = converted
     assert summary.seen == 5
     assert summary.outcomes == {"written": 2, "held back": 1, "quarantined": 2}
@@ -100,7 +102,9 @@ def test_every_input_ends_in_one_outcome(converted: tuple[ConvertSummary, Path, 
     assert len(rows) == 5
     for row in rows:
         if row["outcome"] != "written":
-            assert (private.root / "quarantine" / str(row["sha256"])[:2] / str(row["sha256"])).is_file()
+            assert (
+                private.root / "quarantine" / str(row["sha256"])[:2] / str(row["sha256"])
+            ).is_file()
     assert summary.measurements == 3 and summary.noise_measurements == 1
 
 
@@ -138,7 +142,8 @@ def test_kspace_is_bit_identical_to_twixtools(
     pseudonym = subject_pseudonym(KEY, subject_key(PATIENT_ID))
     image = next(p for p in (output / pseudonym).rglob("*.h5") if "noise" not in p.name)
     expected = [
-        mdb for mdb in _scans("gre.dat")[-1]["mdb"]  # type: ignore[attr-defined]
+        mdb
+        for mdb in _scans("gre.dat")[-1]["mdb"]  # type: ignore[attr-defined]
         if not mdb.is_flag_set("ACQEND") and not mdb.is_flag_set("SYNCDATA")
     ]
     with h5py.File(image, "r") as f:

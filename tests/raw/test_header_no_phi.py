@@ -17,7 +17,7 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.dicom.uids import UidMapper
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.raw.header_rules import (
     HeaderAction,

@@ -12,8 +12,9 @@ import pytest
 
 from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import load_profile
-from pipeline.dicom.uids import UidMapper
 from pipeline.errors import RuleError
+from pipeline.identity.subjects import subject_day_offset, subject_key, subject_pseudonym
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.raw.header_rules import (
     HeaderAction,
@@ -25,7 +26,6 @@ from pipeline.raw.header_rules import (
 )
 from pipeline.raw.protocol import ismrmrd_header, parse_protocol, subject_hints
 from pipeline.raw.xsd import header_violations, validate_header
-from pipeline.subjects import subject_day_offset, subject_key, subject_pseudonym
 from tests.dicom.conftest import tiny_mr
 from tests.raw.twix_headers import (
     BIRTH,

@@ -261,9 +261,7 @@ def test_both_files_are_written_and_validate(converted: tuple[ConvertSummary, Pa
     root = ET.fromstring(xml)
     declared = {
         int(entry.findtext("m:value", "", NS))
-        for entry in root.iterfind(
-            "m:waveformInformation/m:userParameters/m:userParameterLong", NS
-        )
+        for entry in root.iterfind("m:waveformInformation/m:userParameters/m:userParameterLong", NS)
         if entry.findtext("m:name", "", NS) == "waveformId"
     }
     assert ids <= declared

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import RuleError, SubjectUnknown
-from pipeline.private_store import LinkRecord, PrivateStore
+from pipeline.identity.links import LinkRecord
+from pipeline.identity.subjects import subject_key
+from pipeline.private_store import PrivateStore
 from pipeline.raw.subject_lookup import (
     RawIdentity,
     SubjectLookup,
@@ -16,7 +18,6 @@ from pipeline.raw.subject_lookup import (
     is_masked,
     load_subject_mapping,
 )
-from pipeline.subjects import subject_key
 
 SHA = "ab" * 32
 
@@ -32,9 +33,7 @@ def _link(patient: str, study: str, frame: str) -> LinkRecord:
 def store(tmp_path: Path) -> PrivateStore:
     store = PrivateStore(tmp_path / "private")
     store.start_run("r1", "now", "deid")
-    store.record_inputs(
-        "r1", [], [("a" * 64, "x.dcm", _link("PID-7", "1.2.840.1", "1.2.840.9"))]
-    )
+    store.record_inputs("r1", [], [("a" * 64, "x.dcm", _link("PID-7", "1.2.840.1", "1.2.840.9"))])
     return store
 
 

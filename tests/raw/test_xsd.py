@@ -6,8 +6,8 @@ import h5py
 import ismrmrd.xsd
 import pytest
 
-from pipeline.dicom.uids import UidMapper
 from pipeline.errors import InputError, UnreadableInput
+from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.raw.header_rules import HeaderContext, anonymize_header, load_header_rules
 from pipeline.raw.protocol import ismrmrd_header, parse_protocol

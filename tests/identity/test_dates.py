@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.dicom.dates import (
+from pipeline.identity.dates import (
     DateFormatError,
     cap_age,
     shift_da,

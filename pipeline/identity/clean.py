@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from pipeline.dicom.names import fold, name_parts
+from pipeline.identity.names import fold, name_parts
 
 _GENERIC = [
     re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"),  # e-mail

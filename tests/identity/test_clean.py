@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.dicom.clean import PhiTerms, clean_text
+from pipeline.identity.clean import PhiTerms, clean_text
 
 TERMS = PhiTerms.build(
     names=["MÜLLER^JOSÉ^A", "Smith^Anna"],

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.dicom.names import name_parts, normalise_name
+from pipeline.identity.names import name_parts, normalise_name
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ measurements share one pseudonym and one shift in a release made with one key.
 
 from __future__ import annotations
 
-from pipeline.dicom.names import normalise_id, normalise_name
+from pipeline.identity.names import normalise_id, normalise_name
 from pipeline.keys import SecretKey
 
 

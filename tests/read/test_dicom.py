@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dicom.deidentify import quiet_pydicom, read_dicom
 from pipeline.errors import UnreadableInput
+from pipeline.read.dicom import quiet_pydicom, read_dicom
 from pipeline.samples.mr import make_subjects, mr_series
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"

@@ -1,0 +1,119 @@
+"""Parse one DICOM file from its bytes, or say why it cannot be read.
+
+Every step that reads DICOM (de-identification, the pixel scan, later the
+leak check) goes through :func:`read_dicom`, so a truncated copy, a file
+that is not DICOM or a damaged export is refused the same way everywhere,
+with a reason that names the input by its opaque key only.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import warnings
+
+from pydicom import config, dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from pipeline.errors import UnreadableInput
+from pipeline.read.image_pixel import expected_native_length
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def read_dicom(data: bytes, label: str) -> Dataset:
+    """Parse a DICOM file with or without the preamble, or raise UnreadableInput.
+
+    pydicom's value warnings are silenced by :func:`quiet_pydicom`: they quote
+    header values, which must not reach a log.
+    """
+    if not data:
+        raise UnreadableInput(f"{label}: empty file (0 bytes)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            forced = False
+            try:
+                ds = dcmread(io.BytesIO(data))
+            except InvalidDicomError:
+                # No 128-byte preamble: old exports and some PACS write bare datasets.
+                forced = True
+                ds = dcmread(io.BytesIO(data), force=True)
+        except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, OverflowError) as exc:
+            raise UnreadableInput(
+                f"{label}: not readable as DICOM ({type(exc).__name__})"
+            ) from None
+    # pydicom only warns when the file ends inside an element (and then keeps
+    # what it has): that is a truncated copy, never something to release.
+    if any("End of file" in str(w.message) or "delimiter" in str(w.message) for w in caught):
+        raise UnreadableInput(
+            f"{label}: truncated (the file ends inside an element); copy it again from its source"
+        )
+    if forced and not _UID_TEXT.match(str(ds.get("SOPClassUID", "")).strip("\0 ")):
+        raise UnreadableInput(f"{label}: not DICOM (no preamble and no valid SOP Class UID)")
+    for element in ds.elements():
+        # pydicom keeps the bytes it could read: a value shorter than its
+        # declared length means the file ends inside it.
+        if (
+            isinstance(element, RawDataElement)
+            and element.length != 0xFFFFFFFF
+            and isinstance(element.value, bytes)
+            and len(element.value) < element.length
+        ):
+            raise UnreadableInput(
+                f"{label}: truncated inside element {element.tag} "
+                f"({len(element.value)} of {element.length} bytes); copy it again from its source"
+            )
+    sop_class = ds.get("SOPClassUID")
+    sop_instance = ds.get("SOPInstanceUID")
+    if sop_class is None or not _UID_TEXT.match(str(sop_class).strip("\0 ")):
+        if is_dicomdir(ds):
+            return ds
+        raise UnreadableInput(f"{label}: not DICOM or damaged: no valid SOP Class UID")
+    if sop_instance is None or not _UID_TEXT.match(str(sop_instance).strip("\0 ")):
+        raise UnreadableInput(f"{label}: no valid SOP Instance UID")
+    _check_pixel_length(ds, label)
+    return ds
+
+
+def quiet_pydicom() -> None:
+    """Stop pydicom from warning or logging about values (its messages quote PHI)."""
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+
+
+def is_dicomdir(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
+        return True
+    return "DirectoryRecordSequence" in ds
+
+
+def _check_pixel_length(ds: Dataset, label: str) -> None:
+    """An image without pixel data, or with fewer bytes than declared, was cut short."""
+    if "PixelData" not in ds:
+        float_pixels = 0x7FE00008 in ds or 0x7FE00009 in ds  # Float / Double Float Pixel Data
+        if "Rows" in ds and not float_pixels:
+            raise UnreadableInput(
+                f"{label}: an image header without pixel data: truncated, or pixels stripped "
+                "by the exporter; export it again with its pixel data"
+            )
+        return
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and UID(syntax).is_compressed:
+        return
+    expected = expected_native_length(ds, label)
+    actual = len(ds.get_item(0x7FE00010).value or b"")
+    if actual < expected:
+        raise UnreadableInput(
+            f"{label}: pixel data is truncated ({actual} of {expected} bytes); "
+            "copy the file again from its source"
+        )
