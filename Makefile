@@ -38,6 +38,7 @@ $(STAMP): pyproject.toml
 lint: install
 	$(BIN)/ruff check pipeline flows mricurate tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

@@ -67,9 +67,11 @@ from pipeline.private_store import PrivateStore  # noqa: E402
 from pipeline.raw.blocks import AcquisitionBlock  # noqa: E402
 from pipeline.raw.header_rules import load_header_rules  # noqa: E402
 from pipeline.raw.ismrmrd_out import write_ismrmrd  # noqa: E402
-from pipeline.raw.run import convert_tree, file_sha256  # noqa: E402
 from pipeline.raw.twix import measurement_blocks, open_twix  # noqa: E402
+from pipeline.read.content import file_sha256  # noqa: E402
+from pipeline.reasons import Outcome  # noqa: E402
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix  # noqa: E402
+from pipeline.steps.raw_file import convert_tree  # noqa: E402
 
 COILS, SAMPLES, LINES = 15, 640, 368
 XML = '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"></ismrmrdHeader>'
@@ -115,9 +117,9 @@ def whole_pipeline(source: Path, work: Path) -> int:
         load_header_rules(),
         date_shift_days=load_profile("research").date_shift_days,
     )
-    if summary.outcomes != {"written": 1}:
+    if summary.outcomes != {Outcome.WRITTEN: 1}:
         raise SystemExit(f"convert_tree did not write the file: {summary.reasons}")
-    return summary.acquisitions
+    return summary.facts["acquisitions"]
 
 
 def stream_only(source: Path) -> int:

@@ -13,7 +13,7 @@ slices, 256×256, 16-bit, ~136 kB each, made by :mod:`pipeline.samples.mr`):
   of the gap to the floor is the disk rather than the rules.
 * ``dicognito``: the peer tool through its Python API (``Anonymizer.anonymize``
   on each dataset, then ``save_as``), one process.
-* ``mricurate jobs=N``: :func:`pipeline.dicom.run.deidentify_tree` in this
+* ``mricurate jobs=N``: :func:`pipeline.steps.dicom_file.deidentify_tree` in this
   process, with the ``research`` profile, a fresh output and private store
   each time (link table, run record and checksums included: that is the real
   cost of a run).
@@ -60,11 +60,13 @@ from pathlib import Path
 from pydicom import dcmread
 
 from pipeline.atomic import TEMP_PREFIX
+from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import Profile, load_profile
-from pipeline.dicom.run import RunSummary, deidentify_tree
 from pipeline.keys import SecretKey, generate_key
 from pipeline.private_store import PrivateStore
 from pipeline.read.dicom import quiet_pydicom
+from pipeline.reasons import Outcome
+from pipeline.steps.dicom_file import deidentify_tree
 
 ROWS = COLS = 256
 TOOLS = ("floor", "fsync", "dicognito", "mricurate", "cli")
@@ -386,7 +388,7 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
 
             def mricurate(o: Path, p: Path, j: int = j) -> str:
                 summary = run_mricurate(source, o, p, key, profile, j)
-                if summary.seen != n or summary.outcomes != {"written": n}:
+                if summary.seen != n or summary.outcomes != {Outcome.WRITTEN: n}:
                     problems.append(
                         f"mricurate jobs={j}: {summary.outcomes}, reasons "
                         f"{ {r: len(k) for r, k in summary.reasons.items()} }"

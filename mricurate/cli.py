@@ -1,41 +1,65 @@
 """``mricurate``: the command line.
 
-`deid`, `keygen` and `rules` call :mod:`pipeline` directly (fast, no
-orchestrator start-up).  Messages refer to inputs by opaque keys; PHI is only
-ever printed by the explicit, interactive ``deid --dry-run``.
+`deid`, `convert`, `scan`, `keygen` and `rules` call :mod:`pipeline` directly
+(fast, no orchestrator start-up).  Messages refer to inputs by opaque keys;
+PHI is only ever printed by the explicit, interactive ``deid --dry-run``.
+
+Exit status: 0 done; 2 a setup error (nothing was written); 3 the run failed
+on our side (a full disk, workers dying: no input blamed); 128 + N stopped by
+signal N (130 Ctrl-C, 143 SIGTERM), with what was done kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.errors import CurationError
+from pipeline.errors import CurationError, RunFailure
 from pipeline.keys import default_private_dir, generate_key, load_key, write_key
 from pipeline.private_store import PrivateStore
-from pipeline.read.content import opaque_key
+
+if TYPE_CHECKING:
+    from pipeline.batch.runner import RunOptions, RunSummary
+
+_OCR_ENGINES = ["tesseract", "rapidocr", "both"]
 
 
-def _private_store(args: argparse.Namespace, key_path: Path) -> PrivateStore:
+def _private_store(args: argparse.Namespace, key_path: Path | None = None) -> PrivateStore:
     """``--private-dir``, or ``private/`` beside the key."""
-    return PrivateStore(
-        Path(args.private_dir) if args.private_dir else default_private_dir(key_path)
+    if args.private_dir:
+        return PrivateStore(Path(args.private_dir))
+    if key_path is None:
+        raise CurationError("--private-dir is required: it holds the findings and OCR temp files")
+    return PrivateStore(default_private_dir(key_path))
+
+
+def _run_options(args: argparse.Namespace, key_path: Path | None = None) -> RunOptions:
+    from pipeline.batch.runner import RunOptions
+
+    return RunOptions(
+        jobs=args.jobs,
+        stall_seconds=args.stall_seconds,
+        memory_bytes=args.memory_limit,
+        max_inflated_bytes=args.max_inflated_mb << 20,
+        key_file=key_path.resolve() if key_path is not None else None,
     )
 
 
-def _opaque_keys(keys: list[str]) -> str:
-    """At most five opaque input keys (never paths: they can hold names)."""
-    return ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
+def _finish(summary: RunSummary, title: str) -> int:
+    from mricurate.console import print_summary
 
-
-def _print_outcomes(outcomes: dict[str, int], reasons: dict[str, list[str]]) -> None:
-    for outcome, number in sorted(outcomes.items()):
-        print(f"  {outcome:<12} {number}")
-    for reason, keys in sorted(reasons.items()):
-        print(f"  - {reason}: {len(keys)} [{_opaque_keys(keys)}]")
+    print_summary(summary, title)
+    if summary.stopped_by:
+        print(
+            f"stopped by {summary.stopped_by}: what is listed was finished and kept; run the "
+            "same command again to go on (unchanged inputs are skipped)"
+        )
+    return summary.exit_status
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -50,7 +74,6 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_deid(args: argparse.Namespace) -> int:
     from pipeline.dicom.deidentify import explain
     from pipeline.dicom.profile import load_profile
-    from pipeline.dicom.run import deidentify_tree
 
     key_path = Path(args.key_file)
     key = load_key(key_path)
@@ -67,6 +90,9 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise CurationError("OUTPUT is required unless --dry-run is given")
+    from mricurate.console import progress_bar
+    from pipeline.steps.dicom_file import deidentify_tree
+
     cleaning = None
     if args.clean_pixels:
         from pipeline.pixels.blank import PixelCleaning
@@ -78,26 +104,25 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         engine = make_engine(args.ocr_engine, language=args.lang)
         cleaning = PixelCleaning(engine, rules)
     private = _private_store(args, key_path)
-    summary = deidentify_tree(
-        Path(args.source),
-        Path(args.output),
-        key,
-        profile,
-        private,
-        jobs=args.jobs,
-        keep_burned_in=args.keep_burned_in,
-        dicomdir=args.dicomdir,
-        cleaning=cleaning,
+    with progress_bar("de-identifying") as progress:
+        summary = deidentify_tree(
+            Path(args.source),
+            Path(args.output),
+            key,
+            profile,
+            private,
+            keep_burned_in=args.keep_burned_in,
+            dicomdir=args.dicomdir,
+            cleaning=cleaning,
+            options=_run_options(args, key_path),
+            progress=progress,
+        )
+    status = _finish(
+        summary, f"run {summary.run_id}: deid, profile {profile.name}, {summary.seen} input(s)"
     )
-    print(f"run {summary.run_id}: profile {profile.name}, {summary.seen} file(s) seen")
-    _print_outcomes(summary.outcomes, summary.reasons)
-    for name, count in sorted(summary.carried.items()):
-        print(f"  carried {name} from vendor private elements in {count} file(s)")
-    for state, count in sorted(summary.pixels.items()):
-        print(f"  pixels {state}: {count} file(s)")
     print(f"output: {Path(args.output).resolve()}")
     print(f"link table, quarantine and run record (private): {private.root}")
-    return 0
+    return status
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
@@ -124,39 +149,33 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from collections import Counter
-
+    from mricurate.console import progress_bar
     from pipeline.pixels.engines import make_engine
-    from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
+    from pipeline.pixels.scan import write_findings
+    from pipeline.steps.scan_file import scan_tree
 
     engine = make_engine(args.ocr_engine, language=args.lang)
-    findings = scan_tree(Path(args.source), engine, jobs=args.jobs, prefilter=not args.no_prefilter)
-    if args.json:
-        write_findings(findings, Path(args.json))
-    counts = Counter(f.status for f in findings)
-    print(f"scanned {len(findings)} file(s) with {engine.name}")
-    for status in ScanStatus:
-        print(f"  {status.value:<8} {counts.get(status, 0)}")
-    own = sum(any(m.kind.from_header for m in f.phi_matches) for f in findings)
-    print(f"  {own} file(s) show their own header PHI in the pixels")
-    skipped = sum(f.ocr_skipped_by_prefilter for f in findings)
-    read = sum(f.images_scanned for f in findings)
-    print(f"  images read by OCR {read}, skipped by the pre-filter {skipped}")
-    for status in (ScanStatus.FLAGGED, ScanStatus.ERROR):
-        # Opaque keys only: paths can hold names.
-        keys = [opaque_key(f.key, f.path) for f in findings if f.status is status]
-        if keys:
-            print(f"  - {status.value}: [{_opaque_keys(keys)}]")
-    if args.json:
-        print(f"findings (hold PHI: keep them private): {Path(args.json).resolve()}")
-    return 0
+    private = _private_store(args)
+    with progress_bar("scanning") as progress:
+        summary, findings = scan_tree(
+            Path(args.source), engine, private, prefilter=not args.no_prefilter,
+            options=_run_options(args), progress=progress,
+        )  # fmt: skip
+    target = Path(args.json) if args.json else private.root / "findings" / f"{summary.run_id}.json"
+    write_findings(findings, target)
+    status = _finish(
+        summary, f"run {summary.run_id}: scan with {engine.name}, {summary.seen} input(s)"
+    )
+    print(f"findings (hold PHI: keep them private): {target.resolve()}")
+    return status
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from mricurate.console import progress_bar
     from pipeline.dicom.profile import load_profile
     from pipeline.raw.header_rules import load_header_rules
-    from pipeline.raw.run import convert_tree
     from pipeline.raw.subject_lookup import load_subject_mapping
+    from pipeline.steps.raw_file import convert_tree
 
     key_path = Path(args.key_file)
     key = load_key(key_path)
@@ -165,41 +184,34 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     span = load_profile(args.profile).date_shift_days
     mapping = load_subject_mapping(Path(args.subjects)) if args.subjects else None
     private = _private_store(args, key_path)
-    summary = convert_tree(
-        Path(args.source),
-        Path(args.output),
-        key,
-        private,
-        rules,
-        date_shift_days=span,
-        subjects=mapping,
-        fastmri=Path(args.fastmri) if args.fastmri else None,
-        jobs=args.jobs,
-        stall_seconds=args.stall_seconds,
-    )
-    print(f"run {summary.run_id}: {summary.seen} file(s) seen")
-    _print_outcomes(summary.outcomes, summary.reasons)
-    kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.kinds.items()))
-    print(
-        f"  {summary.measurements} measurement(s) ({summary.noise_measurements} noise), "
-        f"{summary.acquisitions} acquisitions; inputs: {kinds or 'none'}"
-    )
-    for source, number in sorted(summary.subject_sources.items()):
-        print(f"  subject from {source}: {number} file(s)")
+    with progress_bar("converting") as progress:
+        summary = convert_tree(
+            Path(args.source),
+            Path(args.output),
+            key,
+            private,
+            rules,
+            date_shift_days=span,
+            subjects=mapping,
+            fastmri=Path(args.fastmri) if args.fastmri else None,
+            options=_run_options(args, key_path),
+            progress=progress,
+        )
+    status = _finish(summary, f"run {summary.run_id}: convert, {summary.seen} input(s)")
     print(f"output: {Path(args.output).resolve()}")
     if args.fastmri:
-        print(f"fastMRI files ({summary.fastmri_files}): {Path(args.fastmri).resolve()}")
-        if summary.fastmri_skipped:
+        print(f"fastMRI files: {Path(args.fastmri).resolve()}")
+        if summary.facts.get("fastMRI skipped"):
             print(
-                f"  {summary.fastmri_skipped} image measurement(s) have no fastMRI layout "
-                "(undersampled, non-Cartesian, ...): released as ISMRMRD only"
+                "  image measurements without a fastMRI layout (undersampled, non-Cartesian, "
+                "...) are released as ISMRMRD only"
             )
     print(f"link table, quarantine and run record (private): {private.root}")
-    return 0
+    return status
 
 
 def _cmd_export_fastmri(args: argparse.Namespace) -> int:
-    from pipeline.raw.run import export_fastmri_tree
+    from pipeline.raw.fastmri import export_fastmri_tree
 
     written, skipped, failed = export_fastmri_tree(Path(args.source), Path(args.output))
     print(f"fastMRI files written {written}, noise or non-image measurements skipped {skipped}")
@@ -217,24 +229,91 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    """``4G``, ``512M``, ``1.5G`` or a number of bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4G, 512M)")
+    power = " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * 1024**power)
+
+
+def _run_group() -> argparse.ArgumentParser:
+    """Options every batch command shares: how the run is carried out."""
+    from pipeline.batch.runner import DEFAULT_STALL_SECONDS, default_jobs
+
+    group = argparse.ArgumentParser(add_help=False)
+    run = group.add_argument_group("run")
+    run.add_argument("--private-dir", help="link table, quarantine and temp files (PHI)")
+    run.add_argument(
+        "--jobs", type=int, default=default_jobs(), help="worker processes (default: the CPUs)"
+    )
+    run.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=DEFAULT_STALL_SECONDS,
+        help=f"quarantine an input that makes no progress this long (default {DEFAULT_STALL_SECONDS:g})",
+    )
+    run.add_argument(
+        "--memory-limit",
+        type=_size,
+        metavar="SIZE",
+        help="address space each worker may use, e.g. 4G (default: a share of 4/5 of the "
+        "machine's memory); an input that needs more is quarantined as too large",
+    )
+    run.add_argument(
+        "--max-inflated-mb",
+        type=int,
+        default=512,
+        metavar="MB",
+        help="largest a deflated DICOM dataset may inflate to (default 512)",
+    )
+    return group
+
+
+def _key_group() -> argparse.ArgumentParser:
+    group = argparse.ArgumentParser(add_help=False)
+    group.add_argument("--key-file", required=True, help="the secret key (mricurate keygen)")
+    return group
+
+
+def _ocr_group(purpose: str) -> argparse.ArgumentParser:
+    group = argparse.ArgumentParser(add_help=False)
+    ocr = group.add_argument_group("OCR")
+    ocr.add_argument(
+        # pipeline.pixels.engines.EngineName / DEFAULT_ENGINE, spelled out so that
+        # building the parser imports no OCR (a test keeps the two in step).
+        "--ocr-engine",
+        choices=_OCR_ENGINES,
+        default="both",
+        help=f"OCR engine{purpose}; both: the union of tesseract's and rapidocr's words "
+        "(default both)",
+    )
+    ocr.add_argument("--lang", default="eng", help="tesseract language(s), e.g. eng+deu")
+    return group
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mricurate",
         description="Turn hospital MRI data into a research dataset that exposes no patient.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    run, key = _run_group(), _key_group()
 
     p = sub.add_parser("keygen", help="write a new secret key (mode 0600)")
     p.add_argument("keyfile")
     p.set_defaults(func=_cmd_keygen)
 
-    p = sub.add_parser("deid", help="de-identify every DICOM file under SOURCE into OUTPUT")
+    p = sub.add_parser(
+        "deid",
+        parents=[key, run, _ocr_group(" for --clean-pixels")],
+        help="de-identify every DICOM file under SOURCE into OUTPUT",
+        description="--private-dir defaults to private/ beside the key.",
+    )
     p.add_argument("source")
     p.add_argument("output", nargs="?")
-    p.add_argument("--key-file", required=True)
     p.add_argument("--profile", default="research", help="profile name or file (default research)")
-    p.add_argument("--private-dir", help="link table and quarantine (default: beside the key)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument(
         "--keep-burned-in",
         action="store_true",
@@ -257,13 +336,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pixel-rules", metavar="DIR", help="pixel region rules folder (default rules/pixels)"
     )
-    p.add_argument(
-        "--ocr-engine",
-        choices=["tesseract", "rapidocr", "both"],
-        default="both",
-        help="OCR engine for --clean-pixels (default both)",
-    )
-    p.add_argument("--lang", default="eng", help="tesseract language(s) for --clean-pixels")
     p.set_defaults(func=_cmd_deid)
 
     p = sub.add_parser("rules", help="inspect rule files")
@@ -274,20 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     p.set_defaults(func=_cmd_rules)
 
-    p = sub.add_parser("scan", help="find burned-in text in pixel data, overlays and icons")
+    p = sub.add_parser(
+        "scan",
+        parents=[run, _ocr_group("")],
+        help="find burned-in text in pixel data, overlays and icons",
+        description="--private-dir is required: OCR's temp files and the findings hold PHI.",
+    )
     p.add_argument("source")
     p.add_argument(
-        "--json", metavar="FINDINGS", help="write the findings here (they hold PHI: keep private)"
-    )
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--lang", default="eng", help="tesseract language(s), e.g. eng+deu")
-    p.add_argument(
-        "--ocr-engine",
-        # pipeline.pixels.engines.EngineName / DEFAULT_ENGINE, spelled out so that
-        # building the parser imports no OCR (a test keeps the two in step).
-        choices=["tesseract", "rapidocr", "both"],
-        default="both",
-        help="OCR engine; both: the union of tesseract's and rapidocr's words (default both)",
+        "--json",
+        metavar="FINDINGS",
+        help="write the findings here (they hold PHI; default: findings/<run>.json in the "
+        "private location)",
     )
     p.add_argument(
         "--no-prefilter",
@@ -297,13 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser(
-        "convert", help="convert raw k-space (Siemens twix, ISMRMRD) into anonymized ISMRMRD"
+        "convert",
+        parents=[key, run],
+        help="convert raw k-space (Siemens twix, ISMRMRD) into anonymized ISMRMRD",
+        description="--private-dir defaults to private/ beside the key.",
     )
     p.add_argument("source")
     p.add_argument("output")
-    p.add_argument("--key-file", required=True)
-    p.add_argument("--private-dir", help="link table and quarantine (default: beside the key)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument(
         "--subjects",
         metavar="CSV",
@@ -319,12 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--header-rules", help="ISMRMRD header allowlist (default rules/ismrmrd/header.yaml)"
     )
     p.add_argument("--fastmri", metavar="DIR", help="also write fastMRI-layout training files here")
-    p.add_argument(
-        "--stall-seconds",
-        type=float,
-        default=600.0,
-        help="quarantine an input whose conversion makes no progress this long (default 600)",
-    )
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser(
@@ -346,8 +410,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except RunFailure as exc:
+        from mricurate.console import print_summary
+        from pipeline.batch.runner import RunSummary
+
+        if isinstance(exc.summary, RunSummary):
+            print_summary(exc.summary, f"run {exc.summary.run_id}: what was done before it failed")
+        print(f"mricurate: the run failed: {exc}", file=sys.stderr)
+        return 3
     except CurationError as exc:
         print(f"mricurate: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mricurate: interrupted before the run started; nothing was written", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 0

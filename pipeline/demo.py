@@ -16,18 +16,20 @@ from pathlib import Path
 
 import h5py
 
+from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import load_profile
-from pipeline.dicom.run import deidentify_tree
 from pipeline.keys import generate_key, load_key, write_key
 from pipeline.pixels.blank import PixelCleaning
 from pipeline.pixels.engines import DEFAULT_ENGINE, make_engine
 from pipeline.pixels.regions import load_region_rules
-from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
+from pipeline.pixels.scan import ScanStatus, write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
-from pipeline.raw.run import convert_tree
 from pipeline.samples.mr import Subject, write_sample_tree
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
+from pipeline.steps.dicom_file import deidentify_tree
+from pipeline.steps.raw_file import convert_tree
+from pipeline.steps.scan_file import scan_tree
 
 # In HDF5 files the k-space samples are random-looking bytes in which a short
 # value can occur by chance; their text (the header) is searched for every
@@ -124,6 +126,16 @@ def write_raw_sample(root: Path, subjects: list[Subject]) -> list[str]:
     return extra
 
 
+def _report(summary: RunSummary, *, facts: bool = True) -> None:
+    for outcome, count in sorted((o.value, n) for o, n in summary.outcomes.items()):
+        print(f"     {outcome:<12} {count}")
+    for reason, keys in sorted((r.value, k) for r, k in summary.reasons.items()):
+        print(f"     - {reason}: {len(keys)}")
+    if facts:
+        for name, count in sorted(summary.facts.items()):
+            print(f"     {name}: {count}")
+
+
 def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
     """Generate, de-identify, verify and report; return the number of leaks (0)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -146,27 +158,22 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
     summary = deidentify_tree(
         incoming, release / "dicom", key, profile, private, jobs=jobs, cleaning=cleaning
     )
-    for outcome, count in sorted(summary.outcomes.items()):
-        print(f"     {outcome:<12} {count}")
-    for reason, keys in sorted(summary.reasons.items()):
-        print(f"     - {reason}: {len(keys)}")
-    for state, count in sorted(summary.pixels.items()):
-        print(f"     pixels {state}: {count} file(s)")
+    _report(summary)
     print(f"3. converting Siemens raw data of the same subjects ({incoming_raw})")
     raw_planted = write_raw_sample(incoming_raw, people)
     converted = convert_tree(
         incoming_raw, release / "raw", key, private, load_header_rules(),
         date_shift_days=profile.date_shift_days, fastmri=release / "fastmri", jobs=jobs,
     )  # fmt: skip
-    for outcome, count in sorted(converted.outcomes.items()):
-        print(f"     {outcome:<12} {count}")
+    _report(converted, facts=False)
+    facts = converted.facts
     print(
-        f"     {converted.measurements} measurements ({converted.noise_measurements} noise) as "
-        f"ISMRMRD, {converted.fastmri_files} fastMRI-layout files; subjects linked to the "
-        "DICOM side by their patient ID"
+        f"     {facts.get('measurements', 0)} measurements ({facts.get('noise measurements', 0)} "
+        f"noise) as ISMRMRD, {facts.get('fastMRI files', 0)} fastMRI-layout files; subjects "
+        "linked to the DICOM side by their patient ID"
     )
     print(f"4. scanning the pixels of the input for burned-in text ({engine.name})")
-    findings = scan_tree(incoming, engine, jobs=jobs)
+    _, findings = scan_tree(incoming, engine, private, jobs=jobs)
     write_findings(findings, private_dir / "findings.json")
     flagged = [f for f in findings if f.status is ScanStatus.FLAGGED]
     print(f"     {len(flagged)} of {len(findings)} file(s) flagged; findings (PHI) in private/")

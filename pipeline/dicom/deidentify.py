@@ -1,18 +1,14 @@
-"""De-identify one DICOM file: read, classify, apply the profile, write to a temp name.
+"""De-identify one DICOM dataset's header: classify it, apply the profile, mark it.
 
-This is the file boundary: every expected failure becomes an
-:class:`~pipeline.errors.InputError` with a PHI-free reason, so the caller can
-quarantine the input and go on.  The result is a small frozen record that the
-runner (and later the flows) commit and persist.
+Every expected failure becomes an :class:`~pipeline.errors.InputError` with
+a PHI-free reason.  Reading the file is :mod:`pipeline.read.dicom`'s;
+composing this with pixel cleaning, writing and committing is the step's
+(:mod:`pipeline.steps.dicom_file`).
 """
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -27,22 +23,16 @@ from pydicom.uid import (
 )
 
 from pipeline import __version__
-from pipeline.atomic import write_temp
 from pipeline.dicom.burned_in import burned_in_signals
 from pipeline.dicom.engine import Change, FileContext, apply_profile
 from pipeline.dicom.profile import MethodCode, Profile
 from pipeline.dicom.vendor import carry_diffusion
-from pipeline.errors import HeldBack, InputError, UnreadableInput, UnsupportedObject
+from pipeline.errors import HeldBack, UnreadableInput, UnsupportedObject
 from pipeline.identity.links import LinkRecord
 from pipeline.identity.subjects import subject_day_offset, subject_key, subject_pseudonym
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
-from pipeline.read.content import sha256_of
-from pipeline.read.dicom import is_dicomdir, read_dicom
-from pipeline.reasons import Outcome
-
-if TYPE_CHECKING:  # pipeline.pixels imports this module: imported where used
-    from pipeline.pixels.blank import PixelCleaning, PixelPlan
+from pipeline.read.dicom import read_dicom
 
 # Our own implementation class UID: 2.25 + a UUID derived from the project name.
 IMPLEMENTATION_CLASS_UID = UID("2.25.217106185428227311926419468296418335589")
@@ -60,24 +50,6 @@ _ID_KEYWORDS = (
 )  # fmt: skip
 _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
-CLEAN_PIXEL_DATA = MethodCode("113101", "Clean Pixel Data Option")
-
-
-@dataclass(frozen=True)
-class DeidResult:
-    """What happened to one input; ``temp_path`` still has to be committed."""
-
-    input_path: Path
-    sha256: str
-    outcome: Outcome
-    reason: str = ""  # PHI-free, groups the summary
-    detail: str = ""  # for the private store only
-    output_relpath: str | None = None
-    temp_path: Path | None = None
-    link: LinkRecord | None = None
-    carried: tuple[str, ...] = ()
-    output_sha256: str = ""
-    pixels: str = ""  # with --clean-pixels: untouched, cleaned, held back, not cleaned (kept)
 
 
 def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
@@ -258,144 +230,11 @@ def deidentify_dataset(
     return ctx, link, relpath, carried
 
 
-def deidentify_file(
-    path: Path,
-    data: bytes,
-    sha256: str,
-    output: Path,
-    key: SecretKey,
-    profile: Profile,
-    uids: UidMapper,
-    *,
-    keep_burned_in: bool = False,
-    cleaning: PixelCleaning | None = None,
-) -> DeidResult:
-    """De-identify one input into a temporary file in ``output`` (committed by the runner).
-
-    With ``cleaning`` (``deid --clean-pixels``) every input's pixels are
-    scanned and its burned-in text blanked (:mod:`pipeline.pixels.blank`);
-    header signals no longer hold a file back by themselves, only text that
-    could not be located or blanked does.
-    """
-    label = f"input {sha256[:12]}"
-    pixels = ""
-    plan: PixelPlan | None = None
-    try:
-        ds = read_dicom(data, label)
-        if is_dicomdir(ds):
-            return DeidResult(
-                path, sha256, Outcome.NOT_COPIED, "DICOMDIR index (names patients; never copied)"
-            )
-        classify(ds, profile, keep_burned_in=keep_burned_in or cleaning is not None)
-        original = None
-        if cleaning is not None:
-            # The scan and the rules read a copy of their own: decoding touches
-            # the dataset, and an untouched file must be written byte for byte.
-            original = read_dicom(data, label)
-            plan = plan_pixels(original, label, cleaning, profile)
-            pixels = plan.action.value
-            if plan.reason:
-                if not keep_burned_in:
-                    held = HeldBack(plan.reason)
-                    held.reason = plan.summary or held.reason
-                    raise held
-                # --keep-burned-in: written as it is, for a person to review.
-                pixels = "not cleaned (kept for review)"
-        _, link, relpath, carried = deidentify_dataset(ds, key, profile, uids)
-        if plan is not None and original is not None:
-            _apply_pixel_plan(ds, original, plan, label)
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        written = buffer.getvalue()
-        # Written in OUTPUT's top folder; the runner syncs and renames it into place.
-        tmp = write_temp(output, written)
-    except HeldBack as exc:
-        return DeidResult(path, sha256, Outcome.HELD_BACK, exc.reason, exc.detail, pixels=pixels)
-    except InputError as exc:
-        return DeidResult(path, sha256, Outcome.QUARANTINED, exc.reason, exc.detail)
-    except Exception as exc:
-        return DeidResult(
-            path,
-            sha256,
-            Outcome.QUARANTINED,
-            f"processing error ({type(exc).__name__})",
-            f"{label}: {type(exc).__name__}: {exc}",
-        )
-    return DeidResult(
-        path, sha256, Outcome.WRITTEN, output_relpath=relpath, temp_path=tmp, link=link,
-        carried=carried, output_sha256=sha256_of(written), pixels=pixels,
-        detail=_pixel_account(plan),
-    )  # fmt: skip
-
-
-def _pixel_account(plan: PixelPlan | None) -> str:
-    """For the private run record: what cleaning did (counts and rule names, no PHI)."""
-    from pipeline.pixels.blank import PixelAction
-
-    if plan is None or plan.action is not PixelAction.CLEANED:
-        return ""
-    filled = sum(len(areas) for areas in plan.frame_areas)
-    rules = "; ".join(plan.rules) or "none"
-    return (
-        f"pixels cleaned: {plan.words_blanked} OCR word box(es) blanked, {plan.words_kept} left "
-        f"in keep areas, {filled} rectangle(s) filled over {len(plan.frame_areas)} frame(s); "
-        f"overlays and icons removed; region rules: {rules}"
-    )
-
-
-def plan_pixels(ds: Dataset, label: str, cleaning: PixelCleaning, profile: Profile) -> PixelPlan:
-    """Scan ``ds`` (the original file) and decide what to blank.
-
-    A file whose header signals burned-in text is read whole (no pre-filter):
-    the header already says there is text to find.
-
-    Raises
-    ------
-    UnreadableInput
-        The pixel data, an overlay or an icon cannot be decoded.
-    """
-    from pipeline.pixels.blank import plan_cleaning
-    from pipeline.pixels.scan import header_signals, scan_dataset
-
-    signals = header_signals(ds, profile.sop)
-    finding = scan_dataset(
-        ds, label, cleaning.engine, policy=profile.sop,
-        prefilter=cleaning.prefilter and not signals,
-    )  # fmt: skip
-    return plan_cleaning(
-        ds,
-        finding,
-        cleaning.rules.matching(ds),
-        max_text_fraction=cleaning.max_text_fraction,
-        margin=cleaning.margin,
-    )
-
-
-def _apply_pixel_plan(ds: Dataset, original: Dataset, plan: PixelPlan, label: str) -> None:
-    """Blank, re-encode and mark the de-identified ``ds`` as ``plan`` says.
-
-    Only a cleaned plan changes anything; an untouched or held (but kept with
-    --keep-burned-in) file is written as without --clean-pixels.
-    """
-    from pipeline.pixels.blank import PixelAction, blank_pixels
-    from pipeline.pixels.encode import remove_overlays_and_icons, store_pixels
-
-    if plan.action is not PixelAction.CLEANED:
-        return
-    syntax = UID(ds.file_meta.TransferSyntaxUID)
-    if plan.rewrite_pixels:
-        syntax = store_pixels(ds, blank_pixels(original, plan, label), syntax)
-    if plan.remove_overlays:
-        remove_overlays_and_icons(ds)
-    # Every text found was blanked or left in a keep area as not PHI, and
-    # every header signal was explained: PS3.3 C.7.6.1.1.7 allows NO.
-    ds.BurnedInAnnotation = "NO"
+def add_method_code(ds: Dataset, code: MethodCode) -> None:
+    """Add ``code`` to DeidentificationMethodCodeSequence unless it is there."""
     items = list(ds.get("DeidentificationMethodCodeSequence") or [])
-    if not any(item.get("CodeValue") == CLEAN_PIXEL_DATA.value for item in items):
-        ds.DeidentificationMethodCodeSequence = Sequence(
-            items + list(_code_items((CLEAN_PIXEL_DATA,)))
-        )
-    rebuild_file_meta(ds, syntax)
+    if not any(item.get("CodeValue") == code.value for item in items):
+        ds.DeidentificationMethodCodeSequence = Sequence(items + list(_code_items((code,))))
 
 
 def explain(data: bytes, key: SecretKey, profile: Profile) -> list[Change]:

@@ -61,6 +61,7 @@ from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.regions import Rect, RegionRule, RegionRules
 from pipeline.pixels.scan import FoundWord, ScanFinding, is_evidence
 from pipeline.read.image_pixel import number_of_frames
+from pipeline.reasons import Reason
 
 __all__ = [
     "CleanedPixels",
@@ -121,7 +122,7 @@ class PixelPlan:
     ----------
     action : PixelAction
         Untouched, cleaned, or held back (``reason`` says why and what to do,
-        ``summary`` in a few words; both PHI-free).
+        ``held`` which :class:`~pipeline.reasons.Reason`; both PHI-free).
     frame_areas : tuple of tuple of Rect
         Per frame, the rectangles to fill (clipped to the image).
     rewrite_pixels : bool
@@ -136,7 +137,7 @@ class PixelPlan:
 
     action: PixelAction
     reason: str = ""
-    summary: str = ""  # short PHI-free reason that groups held-back files in the run summary
+    held: Reason | None = None
     frame_areas: tuple[tuple[Rect, ...], ...] = ()
     rewrite_pixels: bool = False
     remove_overlays: bool = False
@@ -243,7 +244,7 @@ def plan_cleaning(
             + ", ".join(finding.header_signals)
             + ") but the pixel scan read none and no pixel region rule matches; review it, "
             "or describe where its text is with a rule in rules/pixels",
-            summary="burned-in text signalled but not located",
+            held=Reason.TEXT_NOT_LOCATED,
         )
     for index, areas in enumerate(per_frame):
         fraction = _fraction(areas, rule_areas, rows, cols)
@@ -253,7 +254,7 @@ def plan_cleaning(
                 f"text found over {fraction:.0%} of frame {index} (more than "
                 f"{max_text_fraction:.0%}): blanking would destroy the image; review it, or "
                 "describe its layout with a rule in rules/pixels",
-                summary="too much text found to blank",
+                held=Reason.TOO_MUCH_TEXT,
                 rules=names,
             )
     high_bits = any(o.bit is not None and o.set_pixels for o in finding.overlays)

@@ -27,6 +27,7 @@ from PIL import Image
 from pipeline.errors import CurationError, InputError
 from pipeline.pixels.prefilter import letter_height
 from pipeline.pixels.prepare import Enlarged, enlarge
+from pipeline.reasons import Reason
 
 __all__ = ["OcrEngine", "TesseractEngine", "Word"]
 
@@ -186,7 +187,8 @@ class TesseractEngine:
             if "timeout" in str(exc).lower():
                 raise InputError(
                     f"OCR did not finish within {self.timeout:.0f} s; scan this file alone with a "
-                    "longer timeout, or review it by eye"
+                    "longer timeout, or review it by eye",
+                    Reason.STALLED,
                 ) from None
             raise
         words: list[tuple[Word, tuple[int, int]]] = []

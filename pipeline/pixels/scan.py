@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import enum
 import json
-import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -45,15 +43,13 @@ from pipeline.atomic import atomic_write_text
 from pipeline.dicom.burned_in import burned_in_signals
 from pipeline.dicom.profile import SopPolicy, load_sop_policy
 from pipeline.errors import InputError
-from pipeline.pixels.engines import EngineName, make_engine
 from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
 from pipeline.pixels.ocr import OcrEngine, Word
 from pipeline.pixels.phi import HeaderTerm, PhiMatch, header_terms, match_words
 from pipeline.pixels.prefilter import Box, needs_ocr
 from pipeline.pixels.prepare import dark_text_map, text_map, text_views
 from pipeline.read.content import sha256_of
-from pipeline.read.dicom import quiet_pydicom, read_dicom
-from pipeline.read.discover import discover
+from pipeline.read.dicom import DEFAULT_MAX_INFLATED, read_dicom
 from pipeline.rulefiles import rules_root
 
 __all__ = [
@@ -63,11 +59,13 @@ __all__ = [
     "OverlayPlane",
     "ScanFinding",
     "ScanStatus",
+    "failed_finding",
     "header_signals",
     "is_evidence",
+    "relative_path",
+    "scan_data",
     "scan_dataset",
     "scan_file",
-    "scan_tree",
     "write_findings",
 ]
 
@@ -390,6 +388,7 @@ def scan_dataset(
     key: str = "",
     policy: SopPolicy | None = None,
     prefilter: bool = True,
+    progress: Callable[[], None] | None = None,
 ) -> ScanFinding:
     """Scan every image of ``ds`` for burned-in text.
 
@@ -410,6 +409,8 @@ def scan_dataset(
         judges free of text, and show the engine only the regions where it
         found rows of letter-like shapes (see :func:`_pieces`).  Non-empty
         overlay planes are always read.
+    progress : callable, optional
+        Called after each image and each OCR batch (a long cine is not a stall).
 
     Returns
     -------
@@ -436,10 +437,14 @@ def scan_dataset(
             results = engine.read([piece.pixels for piece in pending])
             for piece, words in zip(pending, results, strict=True):
                 collector.add(piece.label, words, piece.offset)
+            if progress is not None:
+                progress()
         pending.clear()
         pending_pixels = 0
 
     for image in iter_images(ds, key_label):
+        if progress is not None:
+            progress()
         if image.same_as is not None:
             identical += 1
             duplicates.append((_label_of(image, image.same_as), image.label))
@@ -504,36 +509,66 @@ def scan_file(
     policy, prefilter
         See :func:`scan_dataset`.
     """
-    relative = _relative(path, source)
+    relative = relative_path(path, source)
     if not path.is_file():
         what = "a folder that cannot be listed" if path.is_dir() else "not a regular file"
-        return _failed(relative, "", f"{what}: nothing to scan")
+        return failed_finding(relative, "", f"{what}: nothing to scan")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return _failed(relative, "", f"unreadable ({type(exc).__name__}); check its permissions")
-    key = sha256_of(data)[:12]
-    label = f"input {key}"
-    try:
-        ds = read_dicom(data, label)
-        return scan_dataset(
-            ds, label, engine, path=relative, key=key, policy=policy, prefilter=prefilter
+        return failed_finding(
+            relative, "", f"unreadable ({type(exc).__name__}); check its permissions"
         )
+    key = sha256_of(data)[:12]
+    try:
+        return scan_data(data, key, relative, engine, policy=policy, prefilter=prefilter)
     except InputError as exc:
-        detail = exc.detail if exc.detail.startswith(label) else f"{label}: {exc.detail}"
-        return _failed(relative, key, detail)
+        return failed_finding(relative, key, exc.detail)
     except Exception as exc:
         # A bug, or a file shaped in a way nobody foresaw: record it and go on.
-        return _failed(
-            relative, key, f"{label}: the scan failed ({type(exc).__name__}); report this file"
+        return failed_finding(
+            relative, key, f"input {key}: the scan failed ({type(exc).__name__}); report this file"
         )
 
 
-def _failed(path: str, key: str, error: str) -> ScanFinding:
+def scan_data(
+    data: bytes,
+    key: str,
+    relative: str,
+    engine: OcrEngine,
+    *,
+    policy: SopPolicy | None = None,
+    prefilter: bool = True,
+    max_inflated: int = DEFAULT_MAX_INFLATED,
+    progress: Callable[[], None] | None = None,
+) -> ScanFinding:
+    """Parse and scan one file's bytes.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read or decoded; the detail names it by ``key``.
+    """
+    label = f"input {key}"
+    try:
+        ds = read_dicom(data, label, max_inflated=max_inflated)
+        return scan_dataset(
+            ds, label, engine, path=relative, key=key, policy=policy, prefilter=prefilter,
+            progress=progress,
+        )  # fmt: skip
+    except InputError as exc:
+        if not exc.detail.startswith(label):
+            exc.detail = f"{label}: {exc.detail}"
+        raise
+
+
+def failed_finding(path: str, key: str, error: str) -> ScanFinding:
+    """The finding of an input that could not be scanned (status ``error``)."""
     return ScanFinding(path=path, key=key, flagged=False, status=ScanStatus.ERROR, error=error)
 
 
-def _relative(path: Path, source: Path | None) -> str:
+def relative_path(path: Path, source: Path | None) -> str:
+    """How a finding names its input: relative to SOURCE (PHI: paths hold names)."""
     if source is None:
         return path.name
     base = source if source.is_dir() else source.parent
@@ -546,71 +581,6 @@ def _relative(path: Path, source: Path | None) -> str:
             return path.name
 
 
-# ---------------------------------------------------------------------------
-# A whole tree
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _WorkerState:
-    engine: OcrEngine
-    source: Path
-    prefilter: bool
-
-
-_worker: _WorkerState | None = None
-
-
-def _init_worker(engine: OcrEngine, source: Path, prefilter: bool) -> None:
-    global _worker
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    quiet_pydicom()
-    _worker = _WorkerState(engine, source, prefilter)
-
-
-def _work(path: Path) -> ScanFinding:
-    state = _worker
-    assert state is not None, "_init_worker sets up every worker before it works"
-    return scan_file(path, state.engine, source=state.source, prefilter=state.prefilter)
-
-
-def _findings(
-    paths: list[Path], jobs: int, args: tuple[OcrEngine, Path, bool]
-) -> Iterator[ScanFinding]:
-    if jobs <= 1:
-        _init_worker(*args)
-        yield from map(_work, paths)
-        return
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=args) as pool:
-        yield from pool.map(_work, paths, chunksize=1)
-
-
-def scan_tree(
-    source: Path, engine: OcrEngine | EngineName | str, jobs: int = 1, *, prefilter: bool = True
-) -> list[ScanFinding]:
-    """Scan every file under ``source`` (any name), ``jobs`` files at a time.
-
-    Files are found as ``deid`` finds them (:func:`pipeline.dicom.run.discover`);
-    each gets exactly one finding, in discovery order.  The engine is checked
-    once up front (a missing tesseract is a setup error, not a file's).
-
-    ``engine`` is an engine, or its name for
-    :func:`~pipeline.pixels.engines.make_engine` (``tesseract``, ``rapidocr``,
-    ``both``).  Each worker process loads its own models once, on first use.
-
-    Raises
-    ------
-    CurationError
-        SOURCE does not exist, or the engine cannot run.
-    """
-    if isinstance(engine, (str, EngineName)):
-        engine = make_engine(engine)
-    _ = engine.name  # fails early and clearly when the engine is not installed
-    root = source.resolve()
-    paths = discover(root)
-    return list(_findings(paths, max(1, jobs), (engine, root, prefilter)))
-
-
 def write_findings(findings: Sequence[ScanFinding], path: Path) -> None:
     """Write the findings as a JSON list, atomically, readable by the owner only.
 
@@ -618,5 +588,7 @@ def write_findings(findings: Sequence[ScanFinding], path: Path) -> None:
     file in the private location.
     """
     records = [finding.as_dict() for finding in findings]
-    text = json.dumps(records, ensure_ascii=False, indent=1) + "\n"
+    # ASCII escapes: a path that is not UTF-8 is kept as its surrogate escapes
+    # (\udcXX), which JSON readers give back and os.fsencode turns into its bytes.
+    text = json.dumps(records, ensure_ascii=True, indent=1) + "\n"
     atomic_write_text(path, text, mode=0o600)

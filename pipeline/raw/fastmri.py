@@ -56,7 +56,7 @@ import h5py
 import numpy as np
 
 from pipeline.atomic import TEMP_PREFIX
-from pipeline.errors import InputError, UnreadableInput
+from pipeline.errors import CurationError, InputError, UnreadableInput
 from pipeline.raw.blocks import AcquisitionBlock
 from pipeline.raw.ismrmrd_in import (
     ISMRMRD_NAMESPACE,
@@ -65,6 +65,7 @@ from pipeline.raw.ismrmrd_in import (
     ismrmrd_blocks,
     open_ismrmrd,
 )
+from pipeline.reasons import Reason
 
 _NS = {"m": ISMRMRD_NAMESPACE}
 
@@ -72,7 +73,7 @@ _NS = {"m": ISMRMRD_NAMESPACE}
 class FastmriUnsupported(InputError):
     """A valid ISMRMRD file whose data has no faithful fastMRI layout."""
 
-    reason = "no fastMRI layout"
+    reason = Reason.NO_FASTMRI_LAYOUT
 
 
 def _bit(flag: int) -> int:
@@ -502,3 +503,43 @@ def _atomic_hdf5(path: Path) -> Iterator[h5py.File]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# The folder a run keeps in each output (pipeline.batch.runner.STATE_DIR).
+STATE_DIR = ".mricurate"
+
+
+def export_fastmri_tree(source: Path, output: Path) -> tuple[int, int, list[tuple[str, str]]]:
+    """Write a fastMRI-layout file for every image measurement of a ``convert`` OUTPUT.
+
+    Noise measurements (``*-noise.h5``) are skipped.  The inputs are our own
+    anonymized files, so paths and reasons here hold no PHI.
+
+    Returns
+    -------
+    (written, skipped, failed)
+        ``failed`` lists (relative path, reason) of files that could not be exported.
+    """
+    if not source.is_dir():
+        raise CurationError(f"SOURCE {source} is not a folder written by 'mricurate convert'")
+    if output.resolve().is_relative_to(source.resolve()):
+        raise CurationError(f"OUTPUT {output} must not be inside SOURCE {source}")
+    output.mkdir(parents=True, exist_ok=True)
+    written = skipped = 0
+    failed: list[tuple[str, str]] = []
+    for path in sorted(source.rglob("*.h5")):
+        relpath = path.relative_to(source).as_posix()
+        if path.name.startswith(TEMP_PREFIX) or STATE_DIR in path.relative_to(source).parts:
+            continue
+        if path.stem.endswith("-noise"):
+            skipped += 1
+            continue
+        target = output / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            export_fastmri(path, target)
+        except InputError as exc:
+            failed.append((relpath, f"{exc.reason}: {exc.detail}"))
+            continue
+        written += 1
+    return written, skipped, failed

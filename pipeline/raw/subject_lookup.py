@@ -24,13 +24,23 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.errors import RuleError, SubjectUnknown
 from pipeline.identity.subjects import subject_key
-from pipeline.private_store import PrivateStore
 
 # What scanners and export tools put where a field was masked.
 _MASKED = re.compile(r"^[\sxX*#?0_.-]*$")
+
+
+class IdentityIndex(Protocol):
+    """Where the identities of DICOM data already de-identified are kept (the link table)."""
+
+    def identities_for(
+        self, *, study_uid: str = "", frame_of_reference_uid: str = "", patient_id: str = ""
+    ) -> set[tuple[str, str, str, str]]:
+        """(patient ID, issuer, name, study UID) of DICOM files linked to these UIDs or ID."""
+        ...
 
 
 class SubjectSource(enum.Enum):
@@ -102,7 +112,7 @@ class SubjectLookup:
     """Decide the subject of each raw file (see the module docstring for the order)."""
 
     def __init__(
-        self, private: PrivateStore, mapping: Mapping[str, tuple[str, str]] | None = None
+        self, private: IdentityIndex, mapping: Mapping[str, tuple[str, str]] | None = None
     ) -> None:
         self._private = private
         self._mapping = dict(mapping or {})

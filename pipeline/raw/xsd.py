@@ -18,6 +18,7 @@ import xmlschema
 
 from pipeline.errors import InputError
 from pipeline.raw.protocol import NAMESPACE, parse_header_xml
+from pipeline.reasons import Reason
 
 # Enough to see what is wrong without flooding a run summary.
 _MAX_REPORTED = 5
@@ -26,7 +27,7 @@ _MAX_REPORTED = 5
 class InvalidHeader(InputError):
     """An ISMRMRD header that the ISMRMRD schema rejects."""
 
-    reason = "invalid ISMRMRD header"
+    reason = Reason.INVALID_ISMRMRD_HEADER
 
 
 def data_contracts_root() -> Path:

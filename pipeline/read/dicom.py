@@ -12,28 +12,40 @@ import io
 import logging
 import re
 import warnings
+import zlib
 
 from pydicom import config, dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from pipeline.errors import UnreadableInput
+from pipeline.errors import TooLarge, UnreadableInput
 from pipeline.read.image_pixel import expected_native_length
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# The largest a deflated dataset may inflate to unless the caller says otherwise.
+DEFAULT_MAX_INFLATED = 512 << 20
+_INFLATE_BLOCK = 1 << 20
 
 
-def read_dicom(data: bytes, label: str) -> Dataset:
+def read_dicom(data: bytes, label: str, *, max_inflated: int = DEFAULT_MAX_INFLATED) -> Dataset:
     """Parse a DICOM file with or without the preamble, or raise UnreadableInput.
 
     pydicom's value warnings are silenced by :func:`quiet_pydicom`: they quote
     header values, which must not reach a log.
+
+    Raises
+    ------
+    TooLarge
+        A deflated dataset inflates to more than ``max_inflated`` bytes (a 1 MB
+        file can inflate to 1 GiB, and pydicom would hold it twice).
     """
     if not data:
         raise UnreadableInput(f"{label}: empty file (0 bytes)")
+    _check_inflated_size(data, label, max_inflated)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -79,6 +91,34 @@ def read_dicom(data: bytes, label: str) -> Dataset:
         raise UnreadableInput(f"{label}: no valid SOP Instance UID")
     _check_pixel_length(ds, label)
     return ds
+
+
+def _check_inflated_size(data: bytes, label: str, limit: int) -> None:
+    """Inflate a deflated dataset once, counting, before pydicom inflates it whole."""
+    stream = io.BytesIO(data)
+    try:
+        read_preamble(stream, False)
+        meta = _read_file_meta_info(stream)
+    except Exception:  # no preamble or a damaged meta: read_dicom says what is wrong
+        return
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    size = 0
+    try:
+        pending = stream.read()
+        while pending and size <= limit:
+            # Bounded output per call: counting must not hold the bomb itself.
+            size += len(inflater.decompress(pending, _INFLATE_BLOCK))
+            pending = inflater.unconsumed_tail
+        if size > limit:
+            raise TooLarge(
+                f"{label}: the deflated dataset inflates to more than {limit >> 20} MiB "
+                f"({len(data) >> 10} KiB on disk); raise --max-inflated-mb if it is a real "
+                "image, otherwise it is a decompression bomb"
+            )
+    except zlib.error:
+        return  # damaged deflate stream: pydicom's own reading reports it
 
 
 def quiet_pydicom() -> None:

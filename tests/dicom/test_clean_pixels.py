@@ -11,9 +11,8 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
-from pipeline.dicom.deidentify import plan_pixels
+from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import load_profile
-from pipeline.dicom.run import RunSummary, deidentify_tree
 from pipeline.keys import SecretKey
 from pipeline.pixels.blank import PixelAction, PixelCleaning
 from pipeline.pixels.ocr import TesseractEngine
@@ -21,8 +20,10 @@ from pipeline.pixels.regions import load_region_rules
 from pipeline.pixels.scan import scan_dataset
 from pipeline.private_store import PrivateStore
 from pipeline.read.dicom import quiet_pydicom, read_dicom
+from pipeline.reasons import Reason
 from pipeline.samples.burned_text import burn, printed_name, with_pixels
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
+from pipeline.steps.dicom_file import deidentify_tree, plan_pixels
 
 from .test_validity import dciodvfy_errors
 
@@ -97,7 +98,7 @@ def test_outcomes_with_and_without_clean_pixels(
         "corrupt.dcm": "quarantined",
     }  # fmt: skip
     assert "end-of-image marker" in str(rows["corrupt.dcm"]["detail"])
-    assert summary.pixels == {"untouched": 2, "cleaned": 2}
+    assert summary.facts == {"pixels untouched": 2, "pixels cleaned": 2}
     assert str(rows["sc.dcm"]["detail"]).startswith("pixels cleaned: ")  # the private account
     assert rows["mr0.dcm"]["detail"] == ""
     # Without --clean-pixels the captures are held back as before.
@@ -188,7 +189,7 @@ def test_header_signal_without_located_text_stays_held_back(
     blank_capture.save_as(folder / "sc.dcm", enforce_file_format=True)
     summary, rows = _run(folder, tmp_path / "out", cleaning)
     assert rows["sc.dcm"]["outcome"] == "held back"
-    assert list(summary.reasons) == ["burned-in text signalled but not located"]
+    assert list(summary.reasons) == [Reason.TEXT_NOT_LOCATED]
     detail = str(rows["sc.dcm"]["detail"])
     assert "read none" in detail and "no pixel region rule" in detail
     assert subject.phi.patient_id not in detail
@@ -290,7 +291,7 @@ def test_keep_burned_in_writes_what_cannot_be_cleaned_unmarked(
     capture.save_as(folder / "sc.dcm", enforce_file_format=True)
     summary, rows = _run(folder, tmp_path / "out", cleaning, keep=True)
     assert rows["sc.dcm"]["outcome"] == "written"
-    assert summary.pixels == {"not cleaned (kept for review)": 1}
+    assert summary.facts == {"pixels not cleaned (kept for review)": 1}
     written = pydicom.dcmread(tmp_path / "out" / str(rows["sc.dcm"]["output_path"]))
     assert written.BurnedInAnnotation == "YES"
     codes = [item.CodeValue for item in written.DeidentificationMethodCodeSequence]

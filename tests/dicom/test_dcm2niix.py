@@ -20,10 +20,10 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from pipeline.dicom.profile import Profile
-from pipeline.dicom.run import deidentify_tree
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
 from pipeline.samples.mr import diffusion_series, make_subjects, mr_series
+from pipeline.steps.dicom_file import deidentify_tree
 
 pytestmark = [
     pytest.mark.dcm2niix,

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from pipeline.batch.runner import RunSummary
 from pipeline.demo import leaked_values
 from pipeline.dicom.profile import Profile
-from pipeline.dicom.run import RunSummary, deidentify_tree
 from pipeline.errors import CurationError
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
 from pipeline.samples.mr import Subject, write_sample_tree
+from pipeline.steps.dicom_file import deidentify_tree
+from tests.release import released
 
 KEY = SecretKey(b"\x11" * 32)
 
@@ -54,12 +56,12 @@ def test_every_input_is_accounted_for_and_nothing_leaks(
     assert outcomes["IM9999"] == ("quarantined", "unreadable")
     assert outcomes["DICOMDIR"][0] == "not copied"
     for name in ("encapsulated_pdf.dcm", "basic_sr.dcm", "private_sop.dcm"):
-        assert outcomes[name] == ("quarantined", "sop class not allowed")
+        assert outcomes[name] == ("quarantined", "sop-class-not-allowed")
     for name in ("secondary_capture.dcm", "ultrasound.dcm"):
-        assert outcomes[name] == ("held back", "may carry burned-in text")
-    written = [p for p in out.rglob("*") if p.is_file()]
+        assert outcomes[name] == ("held back", "may-carry-burned-in-text")
+    written = released(out)
     assert len(written) == summary.written > 0
-    assert not [p for p in written if p.name.startswith(".mricurate-tmp")]
+    assert not list(out.rglob(".mricurate-tmp*"))
     # not one planted value in any byte or path of the release, in any case
     planted = [v for s in subjects for v in s.phi.values()]
     assert leaked_values(out, planted) == []
@@ -80,7 +82,7 @@ def test_headerless_file_and_name_variants(
     assert headerless["outcome"] == "written"
     assert dcmread(out / str(headerless["output_path"])).preamble == b"\0" * 128
     # one subject folder per PatientID, even where the name is spelt two ways
-    assert len([p for p in out.iterdir() if p.is_dir()]) == len(subjects)
+    assert len([p for p in out.iterdir() if p.is_dir() and p.name != ".mricurate"]) == len(subjects)
 
 
 def test_reruns_are_identical_and_jobs_do_not_change_output(
@@ -89,8 +91,8 @@ def test_reruns_are_identical_and_jobs_do_not_change_output(
     source, _ = tree
     _, _, one = deid(source, tmp_path / "a", research, jobs=1)
     _, _, two = deid(source, tmp_path / "b", research, jobs=2)
-    files_one = {p.relative_to(one): p.read_bytes() for p in one.rglob("*.dcm")}
-    files_two = {p.relative_to(two): p.read_bytes() for p in two.rglob("*.dcm")}
+    files_one = {p.relative_to(one): p.read_bytes() for p in released(one, "*.dcm")}
+    files_two = {p.relative_to(two): p.read_bytes() for p in released(two, "*.dcm")}
     assert files_one == files_two
     _, _, other = deid(source, tmp_path / "c", research, key=SecretKey(b"\x22" * 32))
     assert not {p.relative_to(other) for p in other.rglob("*.dcm")} & set(files_one)
@@ -110,7 +112,7 @@ def test_duplicates_and_conflicts(tmp_path: Path, research: Profile) -> None:
     outcomes = outcome_of(store, summary)
     assert outcomes["a.dcm"][0] == "written"
     assert outcomes["copy_of_a.dcm"][0] == "duplicate"
-    assert outcomes["z_changed.dcm"] == ("quarantined", "output conflict")
+    assert outcomes["z_changed.dcm"] == ("quarantined", "output-conflict")
     assert len(list(out.rglob("*.dcm"))) == 1
 
 
@@ -147,8 +149,8 @@ def test_special_files_and_missing_source_are_reported(tmp_path: Path, research:
     (source / "dangling").symlink_to(tmp_path / "gone.dcm")
     summary, store, _ = deid(source, tmp_path, research)
     outcomes = outcome_of(store, summary)
-    assert outcomes["pipe"] == ("quarantined", "not a regular file")
-    assert outcomes["dangling"] == ("quarantined", "not a regular file")
+    assert outcomes["pipe"] == ("quarantined", "not-a-regular-file")
+    assert outcomes["dangling"] == ("quarantined", "not-a-regular-file")
     assert outcomes["a.dcm"][0] == "written"
     assert summary.seen == 3
     with pytest.raises(CurationError, match="does not exist"):
@@ -169,7 +171,7 @@ def test_dicomdir_is_new_valid_and_indexes_every_written_file(
     summary, store, out = deid(source, tmp_path, research, dicomdir=True)
     fileset = FileSet(dcmread(out / "DICOMDIR"))
     assert len(list(fileset)) == summary.written
-    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    on_disk = {p.relative_to(out).as_posix() for p in released(out)}
     recorded = {
         str(row["output_path"]) for row in store.inputs_for(summary.run_id) if row["output_path"]
     }

@@ -16,10 +16,10 @@ import pydicom
 import pytest
 
 from pipeline.dicom.profile import load_profile
-from pipeline.dicom.run import deidentify_tree
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
 from pipeline.samples.mr import write_sample_tree
+from pipeline.steps.dicom_file import deidentify_tree
 
 pytestmark = pytest.mark.dciodvfy
 

@@ -23,10 +23,12 @@ from pipeline.pixels.scan import (
     ScanStatus,
     is_evidence,
     scan_dataset,
-    scan_tree,
     write_findings,
 )
+from pipeline.private_store import PrivateStore
+from pipeline.reasons import Outcome, Reason
 from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
+from pipeline.steps.scan_file import scan_tree
 
 from .images import REFERENCE, burn, printed_name, text_mask, with_pixels
 
@@ -131,8 +133,9 @@ def test_text_in_an_overlay_plane_is_found(
 
 @pytest.mark.reference
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
-def test_ge_xa_high_bit_overlay_names_the_patient(engine: TesseractEngine) -> None:
-    finding = scan_tree(REFERENCE / "XA_GE_JPEG_02_with_Overlays.dcm", engine)[0]
+def test_ge_xa_high_bit_overlay_names_the_patient(engine: TesseractEngine, tmp_path: Path) -> None:
+    file = REFERENCE / "XA_GE_JPEG_02_with_Overlays.dcm"
+    _, (finding,) = scan_tree(file, engine, PrivateStore(tmp_path / "private"))
     assert finding.error is None and finding.flagged
     planes = {o.image: (o.bit, o.set_pixels) for o in finding.overlays}
     assert planes["overlay 6010"] == (13, 3210)
@@ -170,7 +173,10 @@ def test_tree_goes_on_past_bad_files_and_writes_valid_findings(
     (source / "c_notes.txt").write_text("not DICOM")
     _save(mr[0], source / "d_plain.dcm")
     _save(other_objects(subject)["secondary_capture"], source / "e" / "capture.dcm")
-    findings = scan_tree(source, engine, jobs=2)
+    summary, findings = scan_tree(source, engine, PrivateStore(tmp_path / "private"), jobs=2)
+    assert summary.outcomes == {Outcome.QUARANTINED: 3, Outcome.SCANNED: 2}
+    assert summary.reasons.keys() == {Reason.UNREADABLE}
+    assert summary.facts["flagged"] == summary.facts["clear"] == 1
     assert [f.path for f in findings] == [
         "a_corrupt_rle.dcm", "b_wrong_bits.dcm", "c_notes.txt", "d_plain.dcm", "e/capture.dcm",
     ]  # fmt: skip
@@ -206,11 +212,12 @@ def test_tree_takes_an_engine_by_name_in_each_worker(
     source = tmp_path / "source"
     _save(_burned(mr[1], subject), source / "a_burned.dcm")
     _save(mr[0], source / "b_plain.dcm")
-    findings = scan_tree(source, "rapidocr", jobs=2)
+    private = PrivateStore(tmp_path / "private")
+    _, findings = scan_tree(source, "rapidocr", private, jobs=2)
     assert [f.status for f in findings] == [ScanStatus.FLAGGED, ScanStatus.CLEAR]
     assert PhiKind.PATIENT_ID in _matched(findings[0])
     with pytest.raises(CurationError, match="unknown OCR engine 'ocrad'"):
-        scan_tree(source, "ocrad")
+        scan_tree(source, "ocrad", private)
 
 
 def test_garbage_in_anatomy_is_kept_but_does_not_flag() -> None:

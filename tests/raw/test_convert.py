@@ -14,13 +14,16 @@ import pytest
 import twixtools
 
 from mricurate.cli import main
+from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import load_profile
 from pipeline.identity.subjects import subject_key, subject_pseudonym
 from pipeline.keys import SecretKey, write_key
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
-from pipeline.raw.run import ConvertSummary, convert_tree, file_sha256
+from pipeline.read.content import file_sha256
+from pipeline.reasons import Outcome, Reason
 from pipeline.samples.ismrmrd import IsmrmrdSample, write_ismrmrd_sample
+from pipeline.steps.raw_file import convert_tree
 from tests.raw.twix_headers import (
     PATIENT_ID,
     PLANTED,
@@ -29,6 +32,7 @@ from tests.raw.twix_headers import (
     needs_reference,
     planted_header,
 )
+from tests.release import released
 
 pytestmark = [pytest.mark.reference, needs_reference()]
 
@@ -71,9 +75,15 @@ def raw_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source
 
 
+def _sources(summary: RunSummary) -> dict[str, int]:
+    """How each written input's subject was found (the summary's "subject from ..." facts)."""
+    prefix = "subject from "
+    return {k[len(prefix) :]: n for k, n in summary.facts.items() if k.startswith(prefix)}
+
+
 def _convert(
     source: Path, tmp: Path, *, jobs: int = 1, subjects: dict[str, tuple[str, str]] | None = None
-) -> tuple[ConvertSummary, Path, PrivateStore]:
+) -> tuple[RunSummary, Path, PrivateStore]:
     output = tmp / "release"
     private = PrivateStore(tmp / "private")
     summary = convert_tree(
@@ -86,18 +96,18 @@ def _convert(
 @pytest.fixture(scope="module")
 def converted(
     raw_tree: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[ConvertSummary, Path, PrivateStore]:
+) -> tuple[RunSummary, Path, PrivateStore]:
     return _convert(raw_tree, tmp_path_factory.mktemp("out"))
 
 
 def test_every_input_ends_in_one_outcome(
-    converted: tuple[ConvertSummary, Path, PrivateStore],
+    converted: tuple[RunSummary, Path, PrivateStore],
 ) -> None:
     summary, _, private = converted
     assert summary.seen == 5
-    assert summary.outcomes == {"written": 2, "held back": 1, "quarantined": 2}
-    assert set(summary.reasons) == {"subject unknown", "unreadable"}
-    assert len(summary.reasons["unreadable"]) == 2  # the notes and the cut file
+    assert summary.outcomes == {Outcome.WRITTEN: 2, Outcome.HELD_BACK: 1, Outcome.QUARANTINED: 2}
+    assert set(summary.reasons) == {Reason.SUBJECT_UNKNOWN, Reason.UNREADABLE}
+    assert len(summary.reasons[Reason.UNREADABLE]) == 2  # the notes and the cut file
     rows = private.inputs_for(summary.run_id)
     assert len(rows) == 5
     for row in rows:
@@ -105,15 +115,15 @@ def test_every_input_ends_in_one_outcome(
             assert (
                 private.root / "quarantine" / str(row["sha256"])[:2] / str(row["sha256"])
             ).is_file()
-    assert summary.measurements == 3 and summary.noise_measurements == 1
+    assert summary.facts["measurements"] == 3 and summary.facts["noise measurements"] == 1
 
 
 def test_no_planted_or_real_phi_reaches_the_release(
-    converted: tuple[ConvertSummary, Path, PrivateStore],
+    converted: tuple[RunSummary, Path, PrivateStore],
 ) -> None:
     _, output, _ = converted
     needles = {v.upper().encode() for v in (*PLANTED, *REAL_PHI)}
-    files = [p for p in output.rglob("*") if p.is_file()]
+    files = released(output)
     assert len(files) == 3
     for path in files:
         data = path.read_bytes().upper()
@@ -123,7 +133,7 @@ def test_no_planted_or_real_phi_reaches_the_release(
 
 
 def test_outputs_are_laid_out_by_keyed_tokens(
-    converted: tuple[ConvertSummary, Path, PrivateStore],
+    converted: tuple[RunSummary, Path, PrivateStore],
 ) -> None:
     _, output, _ = converted
     pseudonym = subject_pseudonym(KEY, subject_key(PATIENT_ID))
@@ -136,7 +146,7 @@ def test_outputs_are_laid_out_by_keyed_tokens(
 
 
 def test_kspace_is_bit_identical_to_twixtools(
-    converted: tuple[ConvertSummary, Path, PrivateStore],
+    converted: tuple[RunSummary, Path, PrivateStore],
 ) -> None:
     _, output, _ = converted
     pseudonym = subject_pseudonym(KEY, subject_key(PATIENT_ID))
@@ -157,7 +167,7 @@ def test_kspace_is_bit_identical_to_twixtools(
 
 
 def test_the_cpp_client_reconstructs_the_output(
-    converted: tuple[ConvertSummary, Path, PrivateStore], tmp_path: Path
+    converted: tuple[RunSummary, Path, PrivateStore], tmp_path: Path
 ) -> None:
     if shutil.which("ismrmrd_recon_cartesian_2d") is None:
         pytest.skip("ismrmrd-tools is not installed (the Makefile installs it)")
@@ -192,10 +202,10 @@ def test_a_masked_file_is_released_once_the_mapping_names_it(
 ) -> None:
     sha = file_sha256(raw_tree / "meas_epi.dat")
     summary, output, private = _convert(raw_tree, tmp_path, subjects={sha: ("MRN-55", "")})
-    assert summary.outcomes["written"] == 3
-    assert "subject unknown" not in summary.reasons
+    assert summary.outcomes[Outcome.WRITTEN] == 3
+    assert Reason.SUBJECT_UNKNOWN not in summary.reasons
     assert (output / subject_pseudonym(KEY, subject_key("MRN-55"))).is_dir()
-    assert summary.subject_sources == {
+    assert _sources(summary) == {
         "patient ID in the header": 2, "--subjects mapping file": 1,
     }  # fmt: skip
     links = private.links_for(summary.run_id)
@@ -226,7 +236,7 @@ def test_the_cli_converts_and_says_where_things_went(
     ])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert "held back" in out and "subject unknown" in out
+    assert "held back" in out and "subject-unknown" in out
     assert "Mustermann" not in out and PATIENT_ID not in out
     fastmri = sorted((tmp_path / "fastmri").rglob("*.h5"))
     assert len(fastmri) == 2  # gre and the other converter's file; noise scans are not exported
@@ -239,7 +249,7 @@ def test_a_masked_file_finds_its_subject_through_dicom_of_the_same_session(
     raw_tree: Path, tmp_path: Path
 ) -> None:
     """epi.dat's patient fields are masked; the scanner's DICOM shares its frame of reference."""
-    from pipeline.dicom.run import deidentify_tree
+    from pipeline.steps.dicom_file import deidentify_tree
     from tests.dicom.conftest import tiny_mr
 
     frame = "1.3.12.2.1107.5.2.19.45385.1.20210622151635693.0.0.0"  # epi.dat's
@@ -253,7 +263,7 @@ def test_a_masked_file_finds_its_subject_through_dicom_of_the_same_session(
     deidentify_tree(dicom, tmp_path / "dicom-release", KEY, load_profile("research"), private)
 
     summary, output, _ = _convert(raw_tree, tmp_path)
-    assert "subject unknown" not in summary.reasons
-    assert summary.subject_sources["frame of reference UID shared with de-identified DICOM"] == 1
-    (dicom_subject,) = [p.name for p in (tmp_path / "dicom-release").iterdir()]
+    assert Reason.SUBJECT_UNKNOWN not in summary.reasons
+    assert _sources(summary)["frame of reference UID shared with de-identified DICOM"] == 1
+    (dicom_subject,) = [p.name for p in (tmp_path / "dicom-release").iterdir() if p.name[0] != "."]
     assert (output / dicom_subject).is_dir()  # one subject, one pseudonym on both sides

@@ -7,17 +7,19 @@ from pathlib import Path
 import h5py
 import pytest
 
+from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
-from pipeline.raw.run import ConvertSummary, convert_tree
+from pipeline.reasons import Outcome, Reason
 from pipeline.samples.ismrmrd import IsmrmrdSample, write_ismrmrd_sample
+from pipeline.steps.raw_file import convert_tree
 
 KEY = SecretKey(bytes(range(32)))
 
 
-def _convert(source: Path, tmp: Path) -> tuple[ConvertSummary, Path, Path]:
+def _convert(source: Path, tmp: Path) -> tuple[RunSummary, Path, Path]:
     output, fastmri = tmp / "release", tmp / "fastmri"
     summary = convert_tree(
         source, output, KEY, PrivateStore(tmp / "private"), load_header_rules(),
@@ -40,8 +42,8 @@ def test_each_group_is_a_measurement_and_a_noise_group_is_named_so(tmp_path: Pat
     with h5py.File(source / "scan.h5", "a") as f, h5py.File(noise, "r") as g:
         g.copy("dataset", f, name="noise")  # a second group in the same file
     summary, output, fastmri = _convert(source, tmp_path)
-    assert summary.outcomes == {"written": 1}
-    assert (summary.measurements, summary.noise_measurements) == (2, 1)
+    assert summary.outcomes == {Outcome.WRITTEN: 1}
+    assert (summary.facts["measurements"], summary.facts["noise measurements"]) == (2, 1)
     names = sorted(p.name.endswith("-noise.h5") for p in output.rglob("*.h5"))
     assert names == [False, True]
     assert len(list(fastmri.rglob("*.h5"))) == 1  # the image group only
@@ -52,8 +54,8 @@ def test_an_undersampled_scan_is_released_without_a_training_file(tmp_path: Path
     source.mkdir()
     write_ismrmrd_sample(source / "r2.h5", IsmrmrdSample(slices=1, acceleration=2))
     summary, output, fastmri = _convert(source, tmp_path)
-    assert summary.outcomes == {"written": 1}
-    assert (summary.fastmri_files, summary.fastmri_skipped) == (0, 1)
+    assert summary.outcomes == {Outcome.WRITTEN: 1}
+    assert (summary.facts["fastMRI files"], summary.facts["fastMRI skipped"]) == (0, 1)
     assert len(list(output.rglob("*.h5"))) == 1
     assert not list(fastmri.rglob("*.h5"))
 
@@ -62,7 +64,7 @@ def test_an_unforeseen_failure_quarantines_that_input_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The safety net for reader-library surprises (simulated: no real input triggers it)."""
-    import pipeline.raw.run as run
+    import pipeline.raw.convert as run
 
     source = tmp_path / "in"
     source.mkdir()
@@ -77,11 +79,11 @@ def test_an_unforeseen_failure_quarantines_that_input_and_the_run_goes_on(
 
     monkeypatch.setattr(run, "anonymize_header", flaky)
     summary, output, _ = _convert(source, tmp_path)
-    assert summary.outcomes == {"written": 1, "quarantined": 1}
-    assert list(summary.reasons) == ["conversion failed (internal error)"]
+    assert summary.outcomes == {Outcome.WRITTEN: 1, Outcome.QUARANTINED: 1}
+    assert list(summary.reasons) == [Reason.INTERNAL_ERROR]
     assert len(list(output.rglob("*.h5"))) == 1
     assert not list(output.rglob(".mricurate-tmp-*"))
-    (key,) = summary.reasons["conversion failed (internal error)"]
+    (key,) = summary.reasons[Reason.INTERNAL_ERROR]
     assert list((tmp_path / "private" / "quarantine").rglob(f"{key}*"))
 
 
@@ -93,7 +95,7 @@ def test_an_input_that_stops_making_progress_is_quarantined_and_the_run_ends(
     a damaged HDF5 heap kept libhdf5 busy for 20 s in a trial, not reliably forever)."""
     import time
 
-    import pipeline.raw.run as run
+    import pipeline.raw.convert as run
 
     source = tmp_path / "in"
     source.mkdir()
@@ -114,16 +116,15 @@ def test_an_input_that_stops_making_progress_is_quarantined_and_the_run_ends(
         jobs=jobs, stall_seconds=1.0,
     )  # fmt: skip
     assert time.monotonic() - started < 60
-    assert summary.outcomes == {"written": 2, "quarantined": 1}
-    (key,) = summary.reasons["conversion stalled"]
+    assert summary.outcomes == {Outcome.WRITTEN: 2, Outcome.QUARANTINED: 1}
+    (key,) = summary.reasons[Reason.STALLED]
     assert list((tmp_path / "private" / "quarantine").rglob(f"{key}*"))
     assert len(list((tmp_path / "release").rglob("*.h5"))) == 2
     assert not list((tmp_path / "release").rglob(".mricurate-tmp-*"))
-    assert not list((tmp_path / "private" / "stalled").iterdir())
 
 
 def test_export_fastmri_lists_a_damaged_file_and_goes_on(tmp_path: Path) -> None:
-    from pipeline.raw.run import export_fastmri_tree
+    from pipeline.raw.fastmri import export_fastmri_tree
 
     _, output, _ = _convert_two(tmp_path)
     files = sorted(output.rglob("*.h5"))
@@ -133,7 +134,7 @@ def test_export_fastmri_lists_a_damaged_file_and_goes_on(tmp_path: Path) -> None
     assert failed[0][0] == files[0].relative_to(output).as_posix()
 
 
-def _convert_two(tmp_path: Path) -> tuple[ConvertSummary, Path, Path]:
+def _convert_two(tmp_path: Path) -> tuple[RunSummary, Path, Path]:
     source = tmp_path / "in"
     source.mkdir()
     for name in ("a", "b"):

@@ -21,6 +21,7 @@ from pipeline.raw.ismrmrd_in import (
     noise_only,
     open_ismrmrd,
 )
+from pipeline.reasons import Reason
 from pipeline.samples.ismrmrd import IsmrmrdTruth
 
 Sample = Callable[..., tuple[Path, IsmrmrdTruth]]
@@ -115,7 +116,7 @@ def test_bad_input_is_unreadable_with_a_clear_reason(bad_input: tuple[Path, str]
         open_ismrmrd(path)
     assert phrase in caught.value.detail
     assert str(path) in caught.value.detail  # which file: for the private account
-    assert caught.value.reason == "unreadable"
+    assert caught.value.reason is Reason.UNREADABLE
 
 
 @pytest.mark.parametrize("cut", [200, 4000])

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
+from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
@@ -29,9 +30,9 @@ from pipeline.raw.protocol import (
     parse_protocol,
     subject_hints,
 )
-from pipeline.raw.run import ConvertSummary, convert_tree
 from pipeline.raw.twix import SYNCDATA_WAVEFORM_ID
 from pipeline.raw.xsd import validate_header
+from pipeline.reasons import Outcome
 from pipeline.samples.twix import (
     MIN_HEADER_BYTES,
     SyntheticMeasurement,
@@ -40,6 +41,8 @@ from pipeline.samples.twix import (
     write_vb17_twix,
     write_vd_twix,
 )
+from pipeline.steps.raw_file import convert_tree
+from tests.release import released
 
 NS = {"m": "http://www.ismrm.org/ISMRMRD"}
 KEY = SecretKey(bytes(range(32)))
@@ -213,7 +216,7 @@ def test_waveform_information_declares_the_ids_the_converter_writes() -> None:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[ConvertSummary, Path]:
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSummary, Path]:
     """A VD file (noise + image with PMU and other SYNCDATA) and a VB17 file, converted."""
     tmp = tmp_path_factory.mktemp("synthetic")
     source = tmp / "incoming" / f"{IMAGE.patient_name} {IMAGE.patient_id}"
@@ -241,11 +244,12 @@ def _outputs(output: Path) -> dict[str, Path]:
     return found
 
 
-def test_both_files_are_written_and_validate(converted: tuple[ConvertSummary, Path]) -> None:
+def test_both_files_are_written_and_validate(converted: tuple[RunSummary, Path]) -> None:
     summary, output = converted
-    assert summary.outcomes == {"written": 2}, summary.reasons
-    assert (summary.measurements, summary.noise_measurements) == (3, 1)
-    assert summary.kinds == {"twix VD": 1, "twix VB": 1}
+    assert summary.outcomes == {Outcome.WRITTEN: 2}, summary.reasons
+    assert (summary.facts["measurements"], summary.facts["noise measurements"]) == (3, 1)
+    kinds = {k: n for k, n in summary.facts.items() if k.startswith("input ")}
+    assert kinds == {"input twix VD": 1, "input twix VB": 1}
     outputs = _outputs(output)
     assert sorted(outputs) == ["image", "noise", "vb17"]
     for path in outputs.values():
@@ -267,10 +271,10 @@ def test_both_files_are_written_and_validate(converted: tuple[ConvertSummary, Pa
     assert ids <= declared
 
 
-def test_no_planted_value_is_released(converted: tuple[ConvertSummary, Path]) -> None:
+def test_no_planted_value_is_released(converted: tuple[RunSummary, Path]) -> None:
     _, output = converted
     values = {label: v.upper() for m in (IMAGE, VB17) for label, v in planted(m).items()}
-    files = [p for p in output.rglob("*") if p.is_file()]
+    files = released(output)
     assert len(files) == 3
     for path in files:
         rel = str(path.relative_to(output)).upper()
@@ -303,7 +307,7 @@ def _check_kspace(path: Path, meas: SyntheticMeasurement) -> None:
 
 
 def test_kspace_is_bit_identical_to_what_was_generated(
-    converted: tuple[ConvertSummary, Path],
+    converted: tuple[RunSummary, Path],
 ) -> None:
     outputs = _outputs(converted[1])
     _check_kspace(outputs["noise"], NOISE)
@@ -313,7 +317,7 @@ def test_kspace_is_bit_identical_to_what_was_generated(
 
 @pytest.mark.ismrmrd_tools
 def test_ismrmrds_cpp_client_reconstructs_the_image_measurement(
-    converted: tuple[ConvertSummary, Path], tmp_path: Path
+    converted: tuple[RunSummary, Path], tmp_path: Path
 ) -> None:
     if shutil.which("ismrmrd_recon_cartesian_2d") is None:
         pytest.skip("ismrmrd-tools is not installed (the Makefile installs it)")
@@ -337,7 +341,7 @@ def test_ismrmrds_cpp_client_reconstructs_the_image_measurement(
 
 
 def test_fastmri_export_has_the_knee_layout(
-    converted: tuple[ConvertSummary, Path], tmp_path: Path
+    converted: tuple[RunSummary, Path], tmp_path: Path
 ) -> None:
     result = export_fastmri(_outputs(converted[1])["image"], tmp_path / "knee.h5")
     shape = (IMAGE.slices, IMAGE.channels, IMAGE.samples, IMAGE.lines)

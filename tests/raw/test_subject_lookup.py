@@ -18,6 +18,7 @@ from pipeline.raw.subject_lookup import (
     is_masked,
     load_subject_mapping,
 )
+from pipeline.reasons import Reason
 
 SHA = "ab" * 32
 
@@ -33,7 +34,7 @@ def _link(patient: str, study: str, frame: str) -> LinkRecord:
 def store(tmp_path: Path) -> PrivateStore:
     store = PrivateStore(tmp_path / "private")
     store.start_run("r1", "now", "deid")
-    store.record_inputs("r1", [], [("a" * 64, "x.dcm", _link("PID-7", "1.2.840.1", "1.2.840.9"))])
+    store.record_links("r1", [("a" * 64, "x.dcm", _link("PID-7", "1.2.840.1", "1.2.840.9"))])
     return store
 
 
@@ -64,7 +65,7 @@ def test_the_frame_of_reference_decides_when_the_study_is_unknown(store: Private
 
 
 def test_an_ambiguous_study_is_never_guessed(store: PrivateStore) -> None:
-    store.record_inputs("r1", [], [("b" * 64, "y.dcm", _link("OTHER", "1.2.840.1", ""))])
+    store.record_links("r1", [("b" * 64, "y.dcm", _link("OTHER", "1.2.840.1", ""))])
     with pytest.raises(SubjectUnknown, match="2 subjects"):
         SubjectLookup(store).find(RawIdentity("", study_uid="1.2.840.1"), SHA)
 
@@ -84,7 +85,7 @@ def test_the_mapping_file_names_a_file_by_hash_or_measurement(
 def test_no_evidence_holds_the_file_back(store: PrivateStore) -> None:
     with pytest.raises(SubjectUnknown) as caught:
         SubjectLookup(store).find(RawIdentity("xxxx", study_uid="7.7"), SHA)
-    assert caught.value.reason == "subject unknown"
+    assert caught.value.reason is Reason.SUBJECT_UNKNOWN
     assert "--subjects" in caught.value.detail
 
 
@@ -122,13 +123,13 @@ def test_an_older_link_table_gains_the_frame_column(tmp_path: Path) -> None:
     db.commit()
     db.close()
     store = PrivateStore(root)
-    store.record_inputs("r", [], [("c" * 64, "z.dcm", _link("Z", "5.5", "6.6"))])
+    store.record_links("r", [("c" * 64, "z.dcm", _link("Z", "5.5", "6.6"))])
     assert store.identities_for(frame_of_reference_uid="6.6") == {("Z", "", "DOE^JANE", "5.5")}
 
 
 def test_the_header_id_takes_the_issuer_dicom_gave_it(store: PrivateStore) -> None:
     link = replace(_link("MRN-5", "3.3", ""), issuer="HOSP-A")
-    store.record_inputs("r1", [], [("d" * 64, "w.dcm", link)])
+    store.record_links("r1", [("d" * 64, "w.dcm", link)])
     match = SubjectLookup(store).find(RawIdentity(patient_id="MRN-5"), SHA)
     assert match.subject == subject_key("MRN-5", "HOSP-A")
 
@@ -136,6 +137,6 @@ def test_the_header_id_takes_the_issuer_dicom_gave_it(store: PrivateStore) -> No
 def test_an_id_under_two_issuers_is_never_guessed(store: PrivateStore) -> None:
     for n, issuer in enumerate(("HOSP-A", "HOSP-B")):
         link = replace(_link("MRN-6", f"4.{n}", ""), issuer=issuer)
-        store.record_inputs("r1", [], [(str(n) * 64, f"{n}.dcm", link)])
+        store.record_links("r1", [(str(n) * 64, f"{n}.dcm", link)])
     with pytest.raises(SubjectUnknown, match="2 issuers"):
         SubjectLookup(store).find(RawIdentity(patient_id="MRN-6"), SHA)

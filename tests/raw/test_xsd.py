@@ -18,6 +18,7 @@ from pipeline.raw.xsd import (
     ismrmrd_schema,
     validate_header,
 )
+from pipeline.reasons import Reason
 from tests.raw.twix_headers import needs_reference, planted_header
 
 KEY = SecretKey(bytes(range(32)))
@@ -80,7 +81,7 @@ def test_violations_name_paths_never_values() -> None:
     with pytest.raises(InvalidHeader) as info:
         validate_header(bad)
     error = info.value
-    assert isinstance(error, InputError) and error.reason == "invalid ISMRMRD header"
+    assert isinstance(error, InputError) and error.reason is Reason.INVALID_ISMRMRD_HEADER
     assert planted not in str(error)
     assert "/ismrmrdHeader/subjectInformation/patientBirthdate" in error.detail
     assert "nickname" in error.detail  # an unknown element is named by its tag

@@ -1,0 +1,283 @@
+"""The ``deid`` step: one DICOM file's header de-identified and, with pixel cleaning, its pixels.
+
+This is where the two halves meet: :mod:`pipeline.dicom` knows headers,
+:mod:`pipeline.pixels` knows pixels, and neither imports the other's
+runner; the step reads the file once, classifies it, plans and applies the
+pixel cleaning, de-identifies the header and writes the result under a temp
+name for the runner (:mod:`pipeline.batch`) to commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from pipeline import __version__
+from pipeline.atomic import write_temp
+from pipeline.batch.runner import RunOptions, RunSummary, run_batch
+from pipeline.batch.step import (
+    Area,
+    Candidate,
+    Item,
+    LinkRow,
+    StepResult,
+    WorkerEnv,
+    not_a_file,
+    rejected,
+    result_of_error,
+)
+from pipeline.dicom.deidentify import (
+    add_method_code,
+    classify,
+    deidentify_dataset,
+    rebuild_file_meta,
+)
+from pipeline.dicom.dicomdir import write_fileset
+from pipeline.dicom.profile import MethodCode, Profile
+from pipeline.errors import HeldBack, LocationError
+from pipeline.identity.uids import UidMapper
+from pipeline.keys import SecretKey
+from pipeline.phi import Phi
+from pipeline.pixels.blank import PixelAction, PixelCleaning, PixelPlan, blank_pixels, plan_cleaning
+from pipeline.pixels.encode import remove_overlays_and_icons, store_pixels
+from pipeline.pixels.scan import header_signals, scan_dataset
+from pipeline.private_store import PrivateStore
+from pipeline.read.content import sha256_of
+from pipeline.read.dicom import is_dicomdir, quiet_pydicom, read_dicom
+from pipeline.reasons import Outcome, Reason
+from pipeline.storage import writing
+
+CLEAN_PIXEL_DATA = MethodCode("113101", "Clean Pixel Data Option")
+
+
+@dataclass
+class DicomStep:
+    """De-identify DICOM files into ``output`` (:class:`~pipeline.batch.step.Step`).
+
+    Parameters
+    ----------
+    key : SecretKey
+    profile : Profile
+    output : Path
+        The release folder.
+    keep_burned_in : bool
+        Write files that may carry burned-in text instead of holding them back.
+    cleaning : PixelCleaning, optional
+        ``--clean-pixels``: blank burned-in text (region rules and OCR).
+    """
+
+    key: SecretKey
+    profile: Profile
+    output: Path
+    keep_burned_in: bool = False
+    cleaning: PixelCleaning | None = None
+    command: str = "deid"
+    incremental: bool = True
+    _env: WorkerEnv | None = field(default=None, repr=False)
+    _uids: UidMapper | None = field(default=None, repr=False)
+
+    @property
+    def areas(self) -> dict[Area, Path]:
+        return {Area.RELEASE: self.output}
+
+    @property
+    def key_fingerprint(self) -> str:
+        return self.key.fingerprint
+
+    def digest(self) -> str:
+        """The rules, options and code version that decide an output's bytes."""
+        parts: dict[str, object] = {
+            "version": __version__,
+            "profile": self.profile.digest,
+            "keep_burned_in": self.keep_burned_in,
+        }
+        if self.cleaning is not None:
+            cleaning = self.cleaning
+            parts["cleaning"] = [
+                cleaning.engine.name, cleaning.rules.digest, cleaning.prefilter,
+                cleaning.max_text_fraction, cleaning.margin,
+            ]  # fmt: skip
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def setup(self, env: WorkerEnv) -> None:
+        quiet_pydicom()
+        self._env = env
+        self._uids = UidMapper(self.key)
+
+    def run(self, item: Item) -> StepResult:
+        refused = not_a_file(item.path)
+        if refused is not None:
+            return refused
+        try:
+            data = item.path.read_bytes()
+        except OSError as exc:
+            return rejected(Outcome.QUARANTINED, Reason.INPUT_IO_ERROR, type(exc).__name__)
+        except MemoryError as exc:
+            return result_of_error(exc, "", "input")
+        sha = sha256_of(data)
+        try:
+            return self.deidentify(data, sha)
+        except Exception as exc:
+            return result_of_error(exc, sha, f"input {sha[:12]}")
+
+    def deidentify(self, data: bytes, sha256: str) -> StepResult:
+        """De-identify one file's bytes into a temp file of the release (raises for bad input)."""
+        env, uids = self._env, self._uids
+        assert env is not None and uids is not None, "setup() runs before the first input"
+        label = f"input {sha256[:12]}"
+        cleaning, profile = self.cleaning, self.profile
+        ds = read_dicom(data, label, max_inflated=env.max_inflated_bytes)
+        if is_dicomdir(ds):
+            return rejected(Outcome.NOT_COPIED, Reason.DICOMDIR, sha256=sha256)
+        classify(ds, profile, keep_burned_in=self.keep_burned_in or cleaning is not None)
+        plan: PixelPlan | None = None
+        original: Dataset | None = None
+        pixels = ""
+        if cleaning is not None:
+            # The scan and the rules read a copy of their own: decoding touches
+            # the dataset, and an untouched file must be written byte for byte.
+            original = read_dicom(data, label, max_inflated=env.max_inflated_bytes)
+            plan = plan_pixels(original, label, cleaning, profile, env.progress)
+            pixels = plan.action.value
+            if plan.reason:
+                if not self.keep_burned_in:
+                    raise HeldBack(plan.reason, plan.held)
+                # --keep-burned-in: written as it is, for a person to review.
+                pixels = "not cleaned (kept for review)"
+        _, link, relpath, carried = deidentify_dataset(ds, self.key, profile, uids)
+        if plan is not None and original is not None:
+            apply_pixel_plan(ds, original, plan, label)
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        written = buffer.getvalue()
+        folder = env.temp_dirs[Area.RELEASE]
+        with writing("OUTPUT", folder):
+            temp = write_temp(folder, written)
+        facts = [(f"carried {name} from vendor private elements", 1) for name in carried]
+        if pixels:
+            facts.append((f"pixels {pixels}", 1))
+        return StepResult(
+            Outcome.WRITTEN,
+            sha256,
+            detail=Phi(pixel_account(plan)),
+            outputs=(Candidate(Area.RELEASE, relpath, temp, sha256_of(written)),),
+            links=(LinkRow(sha256, relpath, link),),
+            facts=tuple(facts),
+        )
+
+
+def plan_pixels(
+    ds: Dataset,
+    label: str,
+    cleaning: PixelCleaning,
+    profile: Profile,
+    progress: Callable[[], None] | None = None,
+) -> PixelPlan:
+    """Scan ``ds`` (the original file) and decide what to blank.
+
+    A file whose header signals burned-in text is read whole (no pre-filter):
+    the header already says there is text to find.
+
+    Raises
+    ------
+    UnreadableInput
+        The pixel data, an overlay or an icon cannot be decoded.
+    """
+    signals = header_signals(ds, profile.sop)
+    finding = scan_dataset(
+        ds, label, cleaning.engine, policy=profile.sop,
+        prefilter=cleaning.prefilter and not signals, progress=progress,
+    )  # fmt: skip
+    return plan_cleaning(
+        ds,
+        finding,
+        cleaning.rules.matching(ds),
+        max_text_fraction=cleaning.max_text_fraction,
+        margin=cleaning.margin,
+    )
+
+
+def apply_pixel_plan(ds: Dataset, original: Dataset, plan: PixelPlan, label: str) -> None:
+    """Blank, re-encode and mark the de-identified ``ds`` as ``plan`` says.
+
+    Only a cleaned plan changes anything; an untouched or held (but kept with
+    --keep-burned-in) file is written as without --clean-pixels.
+    """
+    if plan.action is not PixelAction.CLEANED:
+        return
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    if plan.rewrite_pixels:
+        syntax = store_pixels(ds, blank_pixels(original, plan, label), syntax)
+    if plan.remove_overlays:
+        remove_overlays_and_icons(ds)
+    # Every text found was blanked or left in a keep area as not PHI, and
+    # every header signal was explained: PS3.3 C.7.6.1.1.7 allows NO.
+    ds.BurnedInAnnotation = "NO"
+    add_method_code(ds, CLEAN_PIXEL_DATA)
+    rebuild_file_meta(ds, syntax)
+
+
+def pixel_account(plan: PixelPlan | None) -> str:
+    """For the private run record: what cleaning did (counts and rule names, no PHI)."""
+    if plan is None or plan.action is not PixelAction.CLEANED:
+        return ""
+    filled = sum(len(areas) for areas in plan.frame_areas)
+    rules = "; ".join(plan.rules) or "none"
+    return (
+        f"pixels cleaned: {plan.words_blanked} OCR word box(es) blanked, {plan.words_kept} left "
+        f"in keep areas, {filled} rectangle(s) filled over {len(plan.frame_areas)} frame(s); "
+        f"overlays and icons removed; region rules: {rules}"
+    )
+
+
+def deidentify_tree(
+    source: Path,
+    output: Path,
+    key: SecretKey,
+    profile: Profile,
+    private: PrivateStore,
+    *,
+    jobs: int | None = None,
+    keep_burned_in: bool = False,
+    dicomdir: bool = False,
+    cleaning: PixelCleaning | None = None,
+    options: RunOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """De-identify every file under ``source`` into ``output``: the ``deid`` command.
+
+    With ``dicomdir`` the release is laid out as a DICOM File-set with a new
+    DICOMDIR (see :mod:`pipeline.dicom.dicomdir`); OUTPUT must then be empty.
+    With ``cleaning`` (``--clean-pixels``) burned-in text is blanked
+    (:mod:`pipeline.pixels.blank`); the engine is checked before any file is read.
+    """
+    if cleaning is not None:
+        _ = cleaning.engine.name  # a missing OCR program is a setup error, not a file's
+    options = options or RunOptions()
+    if jobs is not None:
+        options = _with_jobs(options, jobs)
+    if dicomdir and output.is_dir() and any(p.name != ".mricurate" for p in output.iterdir()):
+        raise LocationError(
+            f"--dicomdir writes a whole File-set: OUTPUT {output} must be empty (or new)"
+        )
+    step = DicomStep(key, profile, output, keep_burned_in=keep_burned_in, cleaning=cleaning)
+    summary = run_batch(step, source, private, options, progress=progress)
+    if dicomdir and summary.written:
+        root = output.resolve()
+        written = private.outputs_of_run(summary.run_id, os.fsencode(root))
+        private.move_outputs(summary.run_id, os.fsencode(root), write_fileset(root, written))
+    return summary
+
+
+def _with_jobs(options: RunOptions, jobs: int) -> RunOptions:
+    from dataclasses import replace
+
+    return replace(options, jobs=max(1, jobs))
