@@ -90,7 +90,7 @@ def generate_corpus(
     Each series is generated once by :func:`mr_series` (the phantom is computed
     once per series) and its datasets are written straight out.
     """
-    from pipeline.samples.mr import make_subjects, mr_series
+    from pipeline.samples import make_subjects, mr_series
 
     params = {"slices": slices, "subjects": subjects, "series": series, "seed": seed,
               "rows": ROWS, "cols": COLS}  # fmt: skip

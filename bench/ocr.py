@@ -81,8 +81,8 @@ from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import load_seconds
 from pipeline.pixels.scan import ScanFinding, is_evidence, scan_dataset
 from pipeline.read.dicom import quiet_pydicom, read_dicom
+from pipeline.samples import Subject, make_subjects, mr_series, other_objects
 from pipeline.samples.burned_text import blend, printed_name, text_mask, text_size, with_pixels
-from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 
 REFERENCE = Path("/work/shared/reference/dicom")
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")

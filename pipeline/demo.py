@@ -26,7 +26,7 @@ from pipeline.pixels.scan import ScanStatus, scan_tree, write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
 from pipeline.raw.run import convert_tree
-from pipeline.samples.mr import Subject, write_sample_tree
+from pipeline.samples import Subject, write_sample_tree
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
 
 # In HDF5 files the k-space samples are random-looking bytes in which a short

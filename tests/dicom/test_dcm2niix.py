@@ -23,7 +23,7 @@ from pipeline.dicom.profile import Profile
 from pipeline.dicom.run import deidentify_tree
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
-from pipeline.samples.mr import diffusion_series, make_subjects, mr_series
+from pipeline.samples import diffusion_series, make_subjects, mr_series
 
 pytestmark = [
     pytest.mark.dcm2niix,

@@ -14,7 +14,7 @@ from pipeline.dicom.run import RunSummary, deidentify_tree
 from pipeline.errors import CurationError
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
-from pipeline.samples.mr import Subject, write_sample_tree
+from pipeline.samples import Subject, write_sample_tree
 
 KEY = SecretKey(b"\x11" * 32)
 

@@ -26,7 +26,7 @@ from pipeline.pixels.scan import (
     scan_tree,
     write_findings,
 )
-from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
+from pipeline.samples import Subject, make_subjects, mr_series, other_objects
 
 from .images import REFERENCE, burn, printed_name, text_mask, with_pixels
 
