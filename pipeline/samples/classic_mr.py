@@ -17,36 +17,36 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from pipeline.samples.csa import encode_csa
-from pipeline.samples.exams import _SIEMENS, _geometry, _region
+from pipeline.samples.exams import SIEMENS, slice_geometry, subject_region
 from pipeline.samples.headers import (
-    _add_acme_block,
-    _add_equipment,
-    _add_patient,
-    _add_pixel_module,
-    _add_private,
-    _add_series,
-    _add_study,
-    _da,
-    _ds,
-    _dt,
-    _new_dataset,
-    _new_series,
-    _PrivateElement,
-    _Series,
-    _tm,
-    _uid,
+    PrivateElement,
+    Series,
+    add_acme_block,
+    add_equipment,
+    add_patient,
+    add_pixel_module,
+    add_private,
+    add_series,
+    add_study,
+    format_da,
+    format_ds,
+    format_dt,
+    format_tm,
+    new_dataset,
+    new_series,
+    sample_uid,
 )
-from pipeline.samples.phantom import _frame, _phantom
+from pipeline.samples.phantom import contrast_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
-__all__ = ["MR_IMAGE_STORAGE", "mr_series"]
+__all__ = ["MR_IMAGE_STORAGE", "add_siemens_private", "mr_instance", "mr_series"]
 
 MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4")
 
 
-def _siemens_private(
+def add_siemens_private(
     ds: Dataset,
-    series: _Series,
+    series: Series,
     *,
     bvalue: int | None,
     direction: tuple[float, float, float] | None,
@@ -59,7 +59,7 @@ def _siemens_private(
     hide in vendor blobs, so a de-identifier that keeps the blob leaks it.
     Likewise the series header's protocol text embeds the series UID.
     """
-    diffusion: list[_PrivateElement]
+    diffusion: list[PrivateElement]
     if bvalue is None:
         diffusion = [(0x0C, "IS", None), (0x0E, "FD", None)]
     else:
@@ -69,7 +69,7 @@ def _siemens_private(
         ]
         if direction:
             diffusion.append((0x0E, "FD", list(direction)))
-    _add_private(
+    add_private(
         ds,
         0x0019,
         "SIEMENS MR HEADER",
@@ -119,7 +119,7 @@ def _siemens_private(
             "### ASCCONV END ###",
         ]
     )
-    _add_private(
+    add_private(
         ds,
         0x0029,
         "SIEMENS CSA HEADER",
@@ -134,8 +134,8 @@ def _siemens_private(
     )
 
 
-def _mr_instance(
-    series: _Series,
+def mr_instance(
+    series: Series,
     *,
     index: int,
     sop_uid: str,
@@ -155,23 +155,23 @@ def _mr_instance(
     """One classic MR image: every module dciodvfy checks, plus the PHI a scanner adds."""
     subject, protocol, vendor = series.subject, series.protocol, series.vendor
     created = acquired + timedelta(seconds=42)
-    ds = _new_dataset(MR_IMAGE_STORAGE, sop_uid, created)
+    ds = new_dataset(MR_IMAGE_STORAGE, sop_uid, created)
     ds.ImageType = list(image_type)
-    _add_patient(ds, subject, series.patient_name)
-    _add_study(ds, series)
-    _add_series(ds, series, "MR")
+    add_patient(ds, subject, series.patient_name)
+    add_study(ds, series)
+    add_series(ds, series, "MR")
     ds.ProtocolName = protocol.name
     ds.PatientPosition = series.region.patient_position
-    _add_equipment(ds, subject, vendor)
+    add_equipment(ds, subject, vendor)
     ds.FrameOfReferenceUID = series.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
 
     # General Image and General Acquisition
-    ds.AcquisitionDate = _da(acquired)
-    ds.AcquisitionTime = _tm(acquired)
-    ds.AcquisitionDateTime = _dt(acquired)
-    ds.ContentDate = _da(created)
-    ds.ContentTime = _tm(created)
+    ds.AcquisitionDate = format_da(acquired)
+    ds.AcquisitionTime = format_tm(acquired)
+    ds.AcquisitionDateTime = format_dt(acquired)
+    ds.ContentDate = format_da(created)
+    ds.ContentTime = format_tm(created)
     ds.AcquisitionNumber = str(acquisition_number)
     ds.InstanceNumber = str(index + 1)
     ds.ImageComments = f"Pat. {subject.phi.patient_id}: mild motion, repeat not needed"
@@ -183,12 +183,12 @@ def _mr_instance(
     ds.ReferencedImageSequence = DicomSequence([referenced])
 
     # Image Plane
-    ds.ImagePositionPatient = [_ds(v) for v in position]
-    ds.ImageOrientationPatient = [_ds(v) for v in protocol.orientation]
-    ds.PixelSpacing = [_ds(spacing), _ds(spacing)]
-    ds.SliceThickness = _ds(protocol.slice_thickness)
-    ds.SpacingBetweenSlices = _ds(step)
-    ds.SliceLocation = _ds(location)
+    ds.ImagePositionPatient = [format_ds(v) for v in position]
+    ds.ImageOrientationPatient = [format_ds(v) for v in protocol.orientation]
+    ds.PixelSpacing = [format_ds(spacing), format_ds(spacing)]
+    ds.SliceThickness = format_ds(protocol.slice_thickness)
+    ds.SpacingBetweenSlices = format_ds(step)
+    ds.SliceLocation = format_ds(location)
 
     # MR Image
     ds.ScanningSequence = list(protocol.scanning_sequence)
@@ -197,15 +197,15 @@ def _mr_instance(
     ds.MRAcquisitionType = protocol.acquisition_type
     ds.SequenceName = sequence_name
     ds.AngioFlag = "N"
-    ds.RepetitionTime = _ds(protocol.repetition_time)
-    ds.EchoTime = _ds(protocol.echo_time)
+    ds.RepetitionTime = format_ds(protocol.repetition_time)
+    ds.EchoTime = format_ds(protocol.echo_time)
     if protocol.inversion_time is not None:
-        ds.InversionTime = _ds(protocol.inversion_time)
+        ds.InversionTime = format_ds(protocol.inversion_time)
     ds.NumberOfAverages = "1"
-    ds.ImagingFrequency = _ds(vendor.frequency)
+    ds.ImagingFrequency = format_ds(vendor.frequency)
     ds.ImagedNucleus = "1H"
     ds.EchoNumbers = "1"
-    ds.MagneticFieldStrength = _ds(vendor.field_strength)
+    ds.MagneticFieldStrength = format_ds(vendor.field_strength)
     ds.NumberOfPhaseEncodingSteps = str(rows)
     ds.EchoTrainLength = str(protocol.echo_train_length)
     ds.PercentSampling = "100"
@@ -215,12 +215,12 @@ def _mr_instance(
     ds.ReceiveCoilName = vendor.coil
     ds.AcquisitionMatrix = [0, cols, rows, 0]
     ds.InPlanePhaseEncodingDirection = "ROW"
-    ds.FlipAngle = _ds(protocol.flip_angle)
+    ds.FlipAngle = format_ds(protocol.flip_angle)
     ds.VariableFlipAngleFlag = "N"
     ds.SAR = "0.42"
     ds.dBdt = "0"
 
-    _add_pixel_module(ds, rows, cols)
+    add_pixel_module(ds, rows, cols)
     ds.WindowCenter = "1100"
     ds.WindowWidth = "2400"
     ds.PixelData = pixels
@@ -262,26 +262,26 @@ def mr_series(
         Explicit VR little endian instances with ``file_meta``; write each
         with ``ds.save_as(path, enforce_file_format=True)``.
     """
-    region = _region(subject)
+    region = subject_region(subject)
     protocol = region.protocols[(series_number - 1) % len(region.protocols)]
-    series = _new_series(
+    series = new_series(
         subject,
         seed=seed,
         study_uid=study_uid,
         series_number=series_number,
         description=protocol.name + description_suffix,
         protocol=protocol,
-        vendor=_SIEMENS,
+        vendor=SIEMENS,
         kind="mr",
     )
-    spacing, positions, locations, step = _geometry(protocol, region, rows, cols, n_slices)
-    uids = [_uid("image", series.series_uid, k) for k in range(n_slices)]
-    phantom = _phantom(rows, cols, seed * 1000 + series_number)
+    spacing, positions, locations, step = slice_geometry(protocol, region, rows, cols, n_slices)
+    uids = [sample_uid("image", series.series_uid, k) for k in range(n_slices)]
+    phantom = head_phantom(rows, cols, seed * 1000 + series_number)
     instances = []
     for k in range(n_slices):
         acquired = series.start + timedelta(seconds=30, milliseconds=int(k * 1000 * step))
         phase = np.pi * (k + 0.5) / n_slices
-        ds = _mr_instance(
+        ds = mr_instance(
             series,
             index=k,
             sop_uid=uids[k],
@@ -292,13 +292,13 @@ def mr_series(
             step=step,
             rows=rows,
             cols=cols,
-            pixels=_frame(phantom, protocol.contrast, phase),
+            pixels=contrast_frame(phantom, protocol.contrast, phase),
             acquisition_number=1,
             acquired=acquired,
             image_type=("ORIGINAL", "PRIMARY", "M", "ND"),
             sequence_name=protocol.sequence_name,
         )
-        _siemens_private(ds, series, bvalue=None, direction=None)
-        _add_acme_block(ds, subject)
+        add_siemens_private(ds, series, bvalue=None, direction=None)
+        add_acme_block(ds, subject)
         instances.append(ds)
     return instances

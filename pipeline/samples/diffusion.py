@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from pydicom.dataset import Dataset
 
-from pipeline.samples.classic_mr import _mr_instance, _siemens_private
-from pipeline.samples.exams import _BRAIN, _DIFFUSION, _GE, _SIEMENS, _geometry
-from pipeline.samples.headers import _add_acme_block, _add_private, _ds, _new_series, _uid
-from pipeline.samples.phantom import _diffusion_frame, _phantom
+from pipeline.samples.classic_mr import add_siemens_private, mr_instance
+from pipeline.samples.exams import BRAIN, DIFFUSION, GE, SIEMENS, slice_geometry
+from pipeline.samples.headers import add_acme_block, add_private, format_ds, new_series, sample_uid
+from pipeline.samples.phantom import diffusion_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
 __all__ = ["diffusion_series"]
@@ -34,25 +34,25 @@ _DIRECTIONS = (
 
 def _ge_private(ds: Dataset, bvalue: int, direction: tuple[float, float, float]) -> None:
     """GE keeps b-value and gradient in its own blocks, the b-value offset by 10⁹."""
-    _add_private(
+    add_private(
         ds,
         0x0009,
         "GEMS_IDEN_01",
         [(0x01, "LO", "GE_GENESIS_FF"), (0x02, "SH", "MRS1"), (0x04, "SH", "SIGNA")],
     )
-    _add_private(
+    add_private(
         ds,
         0x0019,
         "GEMS_ACQU_01",
         [
             (0x9C, "LO", "epi2"),
-            (0xBB, "DS", _ds(direction[0])),
-            (0xBC, "DS", _ds(direction[1])),
-            (0xBD, "DS", _ds(direction[2])),
+            (0xBB, "DS", format_ds(direction[0])),
+            (0xBC, "DS", format_ds(direction[1])),
+            (0xBD, "DS", format_ds(direction[2])),
             (0xE0, "DS", "3"),
         ],
     )
-    _add_private(
+    add_private(
         ds, 0x0043, "GEMS_PARM_01", [(0x39, "IS", [str(bvalue + 1_000_000_000), "8", "0", "0"])]
     )
 
@@ -95,21 +95,21 @@ def diffusion_series(
         raise ValueError(f"vendor must be 'SIEMENS' or 'GE', not {vendor!r}")
     series_number = 10
     # Diffusion is a neuro sequence: head first supine, axial brain, whatever the study.
-    region = _BRAIN
-    series = _new_series(
+    region = BRAIN
+    series = new_series(
         subject,
         seed=seed,
         study_uid=study_uid,
         series_number=series_number,
         description=f"ep2d_diff_{len(bvalues)}dir" if vendor == "SIEMENS" else "DTI ASSET",
-        protocol=_DIFFUSION,
-        vendor=_SIEMENS if vendor == "SIEMENS" else _GE,
+        protocol=DIFFUSION,
+        vendor=SIEMENS if vendor == "SIEMENS" else GE,
         kind=f"diffusion-{vendor}",
         region=region,
     )
-    spacing, positions, locations, step = _geometry(_DIFFUSION, region, rows, cols, 1)
-    uids = [_uid("image", series.series_uid, k) for k in range(len(bvalues))]
-    phantom = _phantom(rows, cols, seed * 1000 + series_number)
+    spacing, positions, locations, step = slice_geometry(DIFFUSION, region, rows, cols, 1)
+    uids = [sample_uid("image", series.series_uid, k) for k in range(len(bvalues))]
+    phantom = head_phantom(rows, cols, seed * 1000 + series_number)
     instances = []
     n_directions = 0
     for k, bvalue in enumerate(bvalues):
@@ -118,14 +118,14 @@ def diffusion_series(
             direction = _DIRECTIONS[n_directions % len(_DIRECTIONS)]
             n_directions += 1
         # One volume per TR, so converters that estimate TR from times agree with the header.
-        acquired = series.start + timedelta(milliseconds=30_000 + _DIFFUSION.repetition_time * k)
+        acquired = series.start + timedelta(milliseconds=30_000 + DIFFUSION.repetition_time * k)
         if vendor == "SIEMENS":
             image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE", "ND")
             sequence_name = f"*ep_b{bvalue}#{n_directions}" if direction else f"*ep_b{bvalue}"
         else:
             image_type = ("ORIGINAL", "PRIMARY", "OTHER")
             sequence_name = "epi2"
-        ds = _mr_instance(
+        ds = mr_instance(
             series,
             index=k,
             sop_uid=uids[k],
@@ -136,16 +136,16 @@ def diffusion_series(
             step=step,
             rows=rows,
             cols=cols,
-            pixels=_diffusion_frame(phantom, bvalue, direction or (0.0, 0.0, 0.0)),
+            pixels=diffusion_frame(phantom, bvalue, direction or (0.0, 0.0, 0.0)),
             acquisition_number=k + 1,
             acquired=acquired,
             image_type=image_type,
             sequence_name=sequence_name,
         )
         if vendor == "SIEMENS":
-            _siemens_private(ds, series, bvalue=bvalue, direction=direction)
+            add_siemens_private(ds, series, bvalue=bvalue, direction=direction)
         else:
             _ge_private(ds, bvalue, direction or (0.0, 0.0, 0.0))
-        _add_acme_block(ds, subject)
+        add_acme_block(ds, subject)
         instances.append(ds)
     return instances

@@ -17,26 +17,26 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from pipeline.samples.classic_mr import MR_IMAGE_STORAGE
-from pipeline.samples.exams import _SIEMENS, _geometry, _region
+from pipeline.samples.exams import SIEMENS, slice_geometry, subject_region
 from pipeline.samples.headers import (
-    _add_acme_block,
-    _add_equipment,
-    _add_patient,
-    _add_pixel_module,
-    _add_series,
-    _add_study,
-    _code,
-    _da,
-    _ds,
-    _dt,
-    _item,
-    _new_dataset,
-    _new_series,
-    _seq,
-    _tm,
-    _uid,
+    add_acme_block,
+    add_equipment,
+    add_patient,
+    add_pixel_module,
+    add_series,
+    add_study,
+    code_item,
+    format_da,
+    format_ds,
+    format_dt,
+    format_tm,
+    item,
+    new_dataset,
+    new_series,
+    sample_uid,
+    sequence,
 )
-from pipeline.samples.phantom import _frame, _phantom
+from pipeline.samples.phantom import contrast_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
 __all__ = ["ENHANCED_MR_STORAGE", "enhanced_mr"]
@@ -75,51 +75,51 @@ def enhanced_mr(
     pydicom.Dataset
         With ``file_meta``; dciodvfy reports no errors for it.
     """
-    region = _region(subject)
+    region = subject_region(subject)
     protocol = region.protocols[0]
     series_number = 20
-    series = _new_series(
+    series = new_series(
         subject,
         seed=seed,
         study_uid=study_uid,
         series_number=series_number,
         description=f"{protocol.name}_enhanced",
         protocol=protocol,
-        vendor=_SIEMENS,
+        vendor=SIEMENS,
         kind="enhanced",
     )
-    spacing, positions, _, step = _geometry(protocol, region, rows, cols, n_frames)
+    spacing, positions, _, step = slice_geometry(protocol, region, rows, cols, n_frames)
     acquired = series.start + timedelta(seconds=25)
     duration_ms = protocol.repetition_time * rows / protocol.echo_train_length
     created = acquired + timedelta(milliseconds=duration_ms * n_frames + 5000)
-    sop_uid = _uid("image", series.series_uid, 0)
-    ds = _new_dataset(ENHANCED_MR_STORAGE, sop_uid, created)
+    sop_uid = sample_uid("image", series.series_uid, 0)
+    ds = new_dataset(ENHANCED_MR_STORAGE, sop_uid, created)
     frame_type = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
     ds.ImageType = frame_type
-    _add_patient(ds, subject, series.patient_name)
-    _add_study(ds, series)
-    _add_series(ds, series, "MR")
+    add_patient(ds, subject, series.patient_name)
+    add_study(ds, series)
+    add_series(ds, series, "MR")
     # Laterality goes into FrameLaterality; dciodvfy rejects the series-level one here.
     if "Laterality" in ds:
         del ds.Laterality
     ds.ProtocolName = protocol.name
     ds.PatientPosition = region.patient_position
-    _add_equipment(ds, subject, _SIEMENS)
+    add_equipment(ds, subject, SIEMENS)
     ds.FrameOfReferenceUID = series.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
 
     # Multi-frame Functional Groups, Enhanced MR Image, MR Image and Spectroscopy Instance
     ds.InstanceNumber = "1"
-    ds.ContentDate = _da(created)
-    ds.ContentTime = _tm(created)
+    ds.ContentDate = format_da(created)
+    ds.ContentTime = format_tm(created)
     ds.NumberOfFrames = str(n_frames)
     ds.AcquisitionNumber = "1"
-    ds.AcquisitionDateTime = _dt(acquired)
+    ds.AcquisitionDateTime = format_dt(acquired)
     ds.AcquisitionDuration = round(duration_ms * n_frames / 1000.0, 3)
     ds.ContentQualification = "PRODUCT"
     ds.ResonantNucleus = "1H"
     ds.KSpaceFiltering = "NONE"
-    ds.MagneticFieldStrength = _ds(_SIEMENS.field_strength)
+    ds.MagneticFieldStrength = format_ds(SIEMENS.field_strength)
     ds.ApplicableSafetyStandardAgency = "IEC"
     ds.ImageComments = f"Pat. {subject.phi.patient_id}: enhanced export"
     ds.PixelPresentation = "MONOCHROME"
@@ -151,17 +151,17 @@ def enhanced_mr(
     ds.NumberOfKSpaceTrajectories = 1
 
     # Multi-frame Dimension: one stack, frames ordered by position within it
-    dimension_uid = _uid("dimension-organization", sop_uid)
-    ds.DimensionOrganizationSequence = _seq(_item(DimensionOrganizationUID=dimension_uid))
+    dimension_uid = sample_uid("dimension-organization", sop_uid)
+    ds.DimensionOrganizationSequence = sequence(item(DimensionOrganizationUID=dimension_uid))
     ds.DimensionOrganizationType = "3D"
-    ds.DimensionIndexSequence = _seq(
-        _item(
+    ds.DimensionIndexSequence = sequence(
+        item(
             DimensionOrganizationUID=dimension_uid,
             DimensionIndexPointer=0x00209056,
             FunctionalGroupPointer=0x00209111,
             DimensionDescriptionLabel="Stack ID",
         ),
-        _item(
+        item(
             DimensionOrganizationUID=dimension_uid,
             DimensionIndexPointer=0x00209057,
             FunctionalGroupPointer=0x00209111,
@@ -169,21 +169,21 @@ def enhanced_mr(
         ),
     )
 
-    localizer_uid = _uid("localizer", series.study_uid)
-    localizer = _item(
+    localizer_uid = sample_uid("localizer", series.study_uid)
+    localizer = item(
         ReferencedSOPClassUID=MR_IMAGE_STORAGE,
         ReferencedSOPInstanceUID=localizer_uid,
-        PurposeOfReferenceCodeSequence=_seq(_code("121311", "DCM", "Localizer")),
+        PurposeOfReferenceCodeSequence=sequence(code_item("121311", "DCM", "Localizer")),
     )
     # A frame that references an image must also list it as evidence, by study and series.
-    ds.ReferencedImageEvidenceSequence = _seq(
-        _item(
+    ds.ReferencedImageEvidenceSequence = sequence(
+        item(
             StudyInstanceUID=series.study_uid,
-            ReferencedSeriesSequence=_seq(
-                _item(
-                    SeriesInstanceUID=_uid("localizer-series", series.study_uid),
-                    ReferencedSOPSequence=_seq(
-                        _item(
+            ReferencedSeriesSequence=sequence(
+                item(
+                    SeriesInstanceUID=sample_uid("localizer-series", series.study_uid),
+                    ReferencedSOPSequence=sequence(
+                        item(
                             ReferencedSOPClassUID=MR_IMAGE_STORAGE,
                             ReferencedSOPInstanceUID=localizer_uid,
                         )
@@ -192,29 +192,29 @@ def enhanced_mr(
             ),
         )
     )
-    shared = _item(
-        ReferencedImageSequence=_seq(localizer),
-        PixelMeasuresSequence=_seq(
-            _item(
-                PixelSpacing=[_ds(spacing), _ds(spacing)],
-                SliceThickness=_ds(protocol.slice_thickness),
-                SpacingBetweenSlices=_ds(step),
+    shared = item(
+        ReferencedImageSequence=sequence(localizer),
+        PixelMeasuresSequence=sequence(
+            item(
+                PixelSpacing=[format_ds(spacing), format_ds(spacing)],
+                SliceThickness=format_ds(protocol.slice_thickness),
+                SpacingBetweenSlices=format_ds(step),
             )
         ),
-        PlaneOrientationSequence=_seq(
-            _item(ImageOrientationPatient=[_ds(v) for v in protocol.orientation])
+        PlaneOrientationSequence=sequence(
+            item(ImageOrientationPatient=[format_ds(v) for v in protocol.orientation])
         ),
-        FrameAnatomySequence=_seq(
-            _item(
-                AnatomicRegionSequence=_seq(_code(*region.anatomy)),
+        FrameAnatomySequence=sequence(
+            item(
+                AnatomicRegionSequence=sequence(code_item(*region.anatomy)),
                 FrameLaterality=region.laterality or "U",
             )
         ),
-        PixelValueTransformationSequence=_seq(
-            _item(RescaleIntercept="0", RescaleSlope="1", RescaleType="US")
+        PixelValueTransformationSequence=sequence(
+            item(RescaleIntercept="0", RescaleSlope="1", RescaleType="US")
         ),
-        MRImageFrameTypeSequence=_seq(
-            _item(
+        MRImageFrameTypeSequence=sequence(
+            item(
                 FrameType=frame_type,
                 PixelPresentation="MONOCHROME",
                 VolumetricProperties="VOLUME",
@@ -223,30 +223,30 @@ def enhanced_mr(
                 AcquisitionContrast=protocol.contrast,
             )
         ),
-        MRTimingAndRelatedParametersSequence=_seq(
-            _item(
-                RepetitionTime=_ds(protocol.repetition_time),
-                FlipAngle=_ds(protocol.flip_angle),
+        MRTimingAndRelatedParametersSequence=sequence(
+            item(
+                RepetitionTime=format_ds(protocol.repetition_time),
+                FlipAngle=format_ds(protocol.flip_angle),
                 EchoTrainLength=str(protocol.echo_train_length),
                 RFEchoTrainLength=protocol.echo_train_length,
                 GradientEchoTrainLength=0,
-                SpecificAbsorptionRateSequence=_seq(
-                    _item(
+                SpecificAbsorptionRateSequence=sequence(
+                    item(
                         SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
                         SpecificAbsorptionRateValue=0.42,
                     )
                 ),
                 GradientOutputType="DB_DT",
                 GradientOutput=12.5,
-                OperatingModeSequence=_seq(
-                    _item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL"),
-                    _item(OperatingModeType="RF", OperatingMode="IEC_NORMAL"),
-                    _item(OperatingModeType="GRADIENT", OperatingMode="IEC_NORMAL"),
+                OperatingModeSequence=sequence(
+                    item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL"),
+                    item(OperatingModeType="RF", OperatingMode="IEC_NORMAL"),
+                    item(OperatingModeType="GRADIENT", OperatingMode="IEC_NORMAL"),
                 ),
             )
         ),
-        MRFOVGeometrySequence=_seq(
-            _item(
+        MRFOVGeometrySequence=sequence(
+            item(
                 InPlanePhaseEncodingDirection="ROW",
                 MRAcquisitionFrequencyEncodingSteps=cols,
                 MRAcquisitionPhaseEncodingStepsInPlane=rows,
@@ -254,9 +254,9 @@ def enhanced_mr(
                 PercentPhaseFieldOfView="100",
             )
         ),
-        MREchoSequence=_seq(_item(EffectiveEchoTime=protocol.echo_time)),
-        MRModifierSequence=_seq(
-            _item(
+        MREchoSequence=sequence(item(EffectiveEchoTime=protocol.echo_time)),
+        MRModifierSequence=sequence(
+            item(
                 InversionRecovery="NO",
                 FlowCompensation="NONE",
                 T2Preparation="NO",
@@ -266,61 +266,62 @@ def enhanced_mr(
                 ParallelAcquisition="NO",
             )
         ),
-        MRImagingModifierSequence=_seq(
-            _item(
+        MRImagingModifierSequence=sequence(
+            item(
                 MagnetizationTransfer="NONE",
                 BloodSignalNulling="NO",
                 Tagging="NONE",
-                TransmitterFrequency=_SIEMENS.frequency,
+                TransmitterFrequency=SIEMENS.frequency,
                 PixelBandwidth="200",
             )
         ),
-        MRReceiveCoilSequence=_seq(
-            _item(
-                ReceiveCoilName=_SIEMENS.coil,
+        MRReceiveCoilSequence=sequence(
+            item(
+                ReceiveCoilName=SIEMENS.coil,
                 ReceiveCoilManufacturerName="SIEMENS",
                 ReceiveCoilType="VOLUME",
                 QuadratureReceiveCoil="NO",
             )
         ),
-        MRTransmitCoilSequence=_seq(
-            _item(
+        MRTransmitCoilSequence=sequence(
+            item(
                 TransmitCoilName="Body",
                 TransmitCoilManufacturerName="SIEMENS",
                 TransmitCoilType="BODY",
             )
         ),
-        MRDiffusionSequence=_seq(_item(DiffusionBValue=0.0, DiffusionDirectionality="NONE")),
-        MRAveragesSequence=_seq(_item(NumberOfAverages="1")),
+        MRDiffusionSequence=sequence(item(DiffusionBValue=0.0, DiffusionDirectionality="NONE")),
+        MRAveragesSequence=sequence(item(NumberOfAverages="1")),
     )
-    ds.SharedFunctionalGroupsSequence = _seq(shared)
+    ds.SharedFunctionalGroupsSequence = sequence(shared)
 
     per_frame = []
     for k in range(n_frames):
         frame_time = acquired + timedelta(milliseconds=duration_ms * k)
-        content = _item(
+        content = item(
             FrameAcquisitionNumber=1,
-            FrameReferenceDateTime=_dt(frame_time),
-            FrameAcquisitionDateTime=_dt(frame_time),
+            FrameReferenceDateTime=format_dt(frame_time),
+            FrameAcquisitionDateTime=format_dt(frame_time),
             FrameAcquisitionDuration=round(duration_ms, 3),
             DimensionIndexValues=[1, k + 1],
             StackID="1",
             InStackPositionNumber=k + 1,
         )
         per_frame.append(
-            _item(
-                FrameContentSequence=_seq(content),
-                PlanePositionSequence=_seq(
-                    _item(ImagePositionPatient=[_ds(v) for v in positions[k]])
+            item(
+                FrameContentSequence=sequence(content),
+                PlanePositionSequence=sequence(
+                    item(ImagePositionPatient=[format_ds(v) for v in positions[k]])
                 ),
             )
         )
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
 
-    _add_pixel_module(ds, rows, cols)
-    phantom = _phantom(rows, cols, seed * 1000 + series_number)
+    add_pixel_module(ds, rows, cols)
+    phantom = head_phantom(rows, cols, seed * 1000 + series_number)
     ds.PixelData = b"".join(
-        _frame(phantom, protocol.contrast, np.pi * (k + 0.5) / n_frames) for k in range(n_frames)
+        contrast_frame(phantom, protocol.contrast, np.pi * (k + 0.5) / n_frames)
+        for k in range(n_frames)
     )
-    _add_acme_block(ds, subject)
+    add_acme_block(ds, subject)
     return ds

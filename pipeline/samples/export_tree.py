@@ -22,16 +22,16 @@ from pipeline.samples.classic_mr import mr_series
 from pipeline.samples.diffusion import diffusion_series
 from pipeline.samples.enhanced_mr import enhanced_mr
 from pipeline.samples.headers import (
-    _CHARSET,
-    _da,
-    _item,
-    _new_dataset,
-    _seq,
-    _study_uid,
-    _uid,
+    CHARSET,
+    format_da,
+    item,
+    new_dataset,
+    sample_uid,
+    sequence,
+    subject_study_uid,
 )
 from pipeline.samples.other_objects import other_objects
-from pipeline.samples.subjects import Subject, _study_moment, make_subjects, name_variant
+from pipeline.samples.subjects import Subject, make_subjects, name_variant, study_moment
 
 __all__ = ["MEDIA_STORAGE_DIRECTORY", "write_sample_tree"]
 
@@ -58,8 +58,8 @@ def _save_without_meta(ds: Dataset, path: Path) -> None:
 
 def _dicomdir(subject: Subject, patient_name: str) -> Dataset:
     """A Media Storage Directory with one PATIENT record; offsets are fixed up on write."""
-    fileset_uid = _uid("fileset", subject.phi.patient_id)
-    ds = _new_dataset(MEDIA_STORAGE_DIRECTORY, fileset_uid, _study_moment(subject))
+    fileset_uid = sample_uid("fileset", subject.phi.patient_id)
+    ds = new_dataset(MEDIA_STORAGE_DIRECTORY, fileset_uid, study_moment(subject))
     for keyword in (
         "SpecificCharacterSet",
         "SOPClassUID",
@@ -73,17 +73,17 @@ def _dicomdir(subject: Subject, patient_name: str) -> Dataset:
     ds.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity = 0
     ds.OffsetOfTheLastDirectoryRecordOfTheRootDirectoryEntity = 0
     ds.FileSetConsistencyFlag = 0
-    record = _item(
+    record = item(
         OffsetOfTheNextDirectoryRecord=0,
         RecordInUseFlag=0xFFFF,
         OffsetOfReferencedLowerLevelDirectoryEntity=0,
         DirectoryRecordType="PATIENT",
-        SpecificCharacterSet=_CHARSET,
+        SpecificCharacterSet=CHARSET,
         PatientName=patient_name,
         PatientID=subject.phi.patient_id,
         PatientBirthDate=subject.phi.birth_date,
     )
-    ds.DirectoryRecordSequence = _seq(record)
+    ds.DirectoryRecordSequence = sequence(record)
     return ds
 
 
@@ -142,8 +142,8 @@ def write_sample_tree(
     for index, subject in enumerate(subjects):
         phi = subject.phi
         folder = root / f"{_path_safe(phi.patient_name)}_{phi.patient_id}"
-        study_uid = _study_uid(subject, seed)
-        study_dir = folder / f"Study_{_da(_study_moment(subject))}"
+        study_uid = subject_study_uid(subject, seed)
+        study_dir = folder / f"Study_{format_da(study_moment(subject))}"
         first = mr_series(subject, n_slices=slices, seed=seed, study_uid=study_uid)
         for k, ds in enumerate(first):
             path = study_dir / "Series_001" / f"IM{k + 1:04d}"
@@ -173,7 +173,7 @@ def write_sample_tree(
         if index == 0:
             _save(
                 enhanced_mr(subject, seed=seed, study_uid=study_uid),
-                study_dir / "Enhanced" / f"{_uid('file', phi.patient_id)}.dcm",
+                study_dir / "Enhanced" / f"{sample_uid('file', phi.patient_id)}.dcm",
             )
             for key, ds in other_objects(subject, seed=seed, study_uid=study_uid).items():
                 _save(ds, folder / "misc" / f"{key}.dcm")

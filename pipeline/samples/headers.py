@@ -23,40 +23,69 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
-from pipeline.samples.exams import _Protocol, _Region, _region, _Vendor
-from pipeline.samples.subjects import Subject, _study_moment
+from pipeline.samples.exams import Protocol, Region, Vendor, subject_region
+from pipeline.samples.subjects import Subject, study_moment
+
+__all__ = [
+    "CHARSET",
+    "PrivateElement",
+    "Series",
+    "add_acme_block",
+    "add_equipment",
+    "add_patient",
+    "add_pixel_module",
+    "add_private",
+    "add_series",
+    "add_study",
+    "code_item",
+    "format_da",
+    "format_ds",
+    "format_dt",
+    "format_tm",
+    "item",
+    "new_dataset",
+    "new_series",
+    "sample_uid",
+    "sequence",
+    "subject_study_uid",
+]
 
 # The retired Detached Study Management class is what scanners still put in
 # Referenced Study Sequence items.
 _STUDY_REFERENCE_CLASS = UID("1.2.840.10008.3.1.2.3.1")
 
-_CHARSET = "ISO_IR 100"
+CHARSET = "ISO_IR 100"
 _TZ = "+0100"
 _UID_ROOT = "1.2.826.0.1.3680043.8.498."
 
 
-def _ds(value: float) -> str:
+def format_ds(value: float) -> str:
     """A DS string that always fits the 16 characters pydicom enforces on write."""
     return format_number_as_ds(float(value))
 
 
-def _uid(*parts: object) -> UID:
+def sample_uid(*parts: object) -> UID:
+    """A UID derived from ``parts`` alone, so the same inputs always give the same UID."""
     return generate_uid(_UID_ROOT, entropy_srcs=["mricurate", *(str(p) for p in parts)])
 
 
-def _da(moment: datetime) -> str:
+def format_da(moment: datetime) -> str:
+    """DA: ``YYYYMMDD``."""
     return moment.strftime("%Y%m%d")
 
 
-def _tm(moment: datetime) -> str:
+def format_tm(moment: datetime) -> str:
+    """TM: ``HHMMSS.ffffff``."""
     return moment.strftime("%H%M%S.%f")
 
 
-def _dt(moment: datetime) -> str:
+def format_dt(moment: datetime) -> str:
+    """DT with microseconds and the samples' fixed UTC offset."""
     return moment.strftime("%Y%m%d%H%M%S.%f") + _TZ
 
 
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
+def code_item(value: str, scheme: str, meaning: str) -> Dataset:
+    """A code sequence item (value, coding scheme, meaning)."""
     item = Dataset()
     item.CodeValue = value
     item.CodingSchemeDesignator = scheme
@@ -68,19 +97,21 @@ def _family(subject: Subject) -> str:
     return subject.phi.patient_name.split("^")[0]
 
 
-def _item(**elements: object) -> Dataset:
-    item = Dataset()
+def item(**elements: object) -> Dataset:
+    """A sequence item from keywords, so nested functional groups read as one expression."""
+    ds = Dataset()
     for keyword, value in elements.items():
-        setattr(item, keyword, value)
-    return item
+        setattr(ds, keyword, value)
+    return ds
 
 
-def _seq(*items: Dataset) -> DicomSequence:
+def sequence(*items: Dataset) -> DicomSequence:
+    """A sequence of ``items``; the partner of :func:`item`."""
     return DicomSequence(list(items))
 
 
 @dataclass(frozen=True)
-class _Series:
+class Series:
     """What every instance of one series shares."""
 
     subject: Subject
@@ -90,38 +121,40 @@ class _Series:
     series_number: int
     description: str
     start: datetime
-    protocol: _Protocol
-    region: _Region
-    vendor: _Vendor
+    protocol: Protocol
+    region: Region
+    vendor: Vendor
     patient_name: str
 
 
-def _study_uid(subject: Subject, seed: int) -> UID:
-    return _uid("study", subject.phi.patient_id, seed)
+def subject_study_uid(subject: Subject, seed: int) -> UID:
+    """The subject's study for ``seed``: series made separately still join one study."""
+    return sample_uid("study", subject.phi.patient_id, seed)
 
 
-def _new_series(
+def new_series(
     subject: Subject,
     *,
     seed: int,
     study_uid: str | None,
     series_number: int,
     description: str,
-    protocol: _Protocol,
-    vendor: _Vendor,
+    protocol: Protocol,
+    vendor: Vendor,
     kind: str,
-    region: _Region | None = None,
-) -> _Series:
-    study = study_uid or _study_uid(subject, seed)
-    region = region or _region(subject)
-    return _Series(
+    region: Region | None = None,
+) -> Series:
+    """What the series of one subject, number and kind share; ``region`` overrides the exam's."""
+    study = study_uid or subject_study_uid(subject, seed)
+    region = region or subject_region(subject)
+    return Series(
         subject=subject,
         study_uid=study,
-        series_uid=_uid("series", study, kind, series_number, description, seed),
-        frame_of_reference_uid=_uid("frame-of-reference", study, region.body_part),
+        series_uid=sample_uid("series", study, kind, series_number, description, seed),
+        frame_of_reference_uid=sample_uid("frame-of-reference", study, region.body_part),
         series_number=series_number,
         description=description,
-        start=_study_moment(subject) + timedelta(minutes=4 * series_number, seconds=17),
+        start=study_moment(subject) + timedelta(minutes=4 * series_number, seconds=17),
         protocol=protocol,
         region=region,
         vendor=vendor,
@@ -129,7 +162,7 @@ def _new_series(
     )
 
 
-def _new_dataset(sop_class: str, sop_uid: str, moment: datetime) -> Dataset:
+def new_dataset(sop_class: str, sop_uid: str, moment: datetime) -> Dataset:
     """An empty instance with file meta and SOP Common, ready for ``save_as``."""
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
@@ -140,16 +173,17 @@ def _new_dataset(sop_class: str, sop_uid: str, moment: datetime) -> Dataset:
     meta.ImplementationVersionName = "MRICURATE_SMPL"
     ds = Dataset()
     ds.file_meta = meta
-    ds.SpecificCharacterSet = _CHARSET
-    ds.InstanceCreationDate = _da(moment)
-    ds.InstanceCreationTime = _tm(moment)
+    ds.SpecificCharacterSet = CHARSET
+    ds.InstanceCreationDate = format_da(moment)
+    ds.InstanceCreationTime = format_tm(moment)
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.TimezoneOffsetFromUTC = _TZ
     return ds
 
 
-def _add_patient(ds: Dataset, subject: Subject, patient_name: str) -> None:
+def add_patient(ds: Dataset, subject: Subject, patient_name: str) -> None:
+    """Patient module; ``patient_name`` may be a :func:`name_variant` of the subject's."""
     phi = subject.phi
     ds.PatientName = patient_name
     ds.PatientID = phi.patient_id
@@ -163,35 +197,37 @@ def _add_patient(ds: Dataset, subject: Subject, patient_name: str) -> None:
     other.TypeOfPatientID = "TEXT"
     ds.OtherPatientIDsSequence = DicomSequence([other])
     ds.PatientAge = subject.age
-    ds.PatientSize = _ds(subject.size_m)
-    ds.PatientWeight = _ds(subject.weight_kg)
+    ds.PatientSize = format_ds(subject.size_m)
+    ds.PatientWeight = format_ds(subject.weight_kg)
     if phi.patient_address:
         ds.PatientAddress = phi.patient_address
 
 
-def _add_study(ds: Dataset, series: _Series) -> None:
+def add_study(ds: Dataset, series: Series) -> None:
+    """General Study module; StudyDescription names the patient, as free text often does."""
     subject, phi = series.subject, series.subject.phi
-    start = _study_moment(subject)
+    start = study_moment(subject)
     ds.StudyInstanceUID = series.study_uid
-    ds.StudyDate = _da(start)
-    ds.StudyTime = _tm(start)
+    ds.StudyDate = format_da(start)
+    ds.StudyTime = format_tm(start)
     ds.AccessionNumber = phi.accession_number
     ds.ReferringPhysicianName = phi.referring_physician
     ds.StudyID = phi.accession_number
-    ds.StudyDescription = f"{_region(subject).description} {_family(subject)}"
+    ds.StudyDescription = f"{subject_region(subject).description} {_family(subject)}"
     reference = Dataset()
     reference.ReferencedSOPClassUID = _STUDY_REFERENCE_CLASS
     reference.ReferencedSOPInstanceUID = series.study_uid
     ds.ReferencedStudySequence = DicomSequence([reference])
 
 
-def _add_series(ds: Dataset, series: _Series, modality: str) -> None:
+def add_series(ds: Dataset, series: Series, modality: str) -> None:
+    """General Series module plus the request attributes that repeat the accession number."""
     phi = series.subject.phi
     ds.Modality = modality
     ds.SeriesInstanceUID = series.series_uid
     ds.SeriesNumber = str(series.series_number)
-    ds.SeriesDate = _da(series.start)
-    ds.SeriesTime = _tm(series.start)
+    ds.SeriesDate = format_da(series.start)
+    ds.SeriesTime = format_tm(series.start)
     ds.SeriesDescription = series.description
     ds.PerformingPhysicianName = phi.operator_name
     ds.OperatorsName = phi.operator_name
@@ -202,14 +238,15 @@ def _add_series(ds: Dataset, series: _Series, modality: str) -> None:
     request.RequestedProcedureID = phi.accession_number
     request.AccessionNumber = phi.accession_number
     request.StudyInstanceUID = series.study_uid
-    ordered = _region(series.subject).description
+    ordered = subject_region(series.subject).description
     request.RequestedProcedureDescription = ordered
     request.ScheduledProcedureStepID = phi.accession_number
     request.ScheduledProcedureStepDescription = f"{ordered} for {_family(series.subject)}"
     ds.RequestAttributesSequence = DicomSequence([request])
 
 
-def _add_equipment(ds: Dataset, subject: Subject, vendor: _Vendor) -> None:
+def add_equipment(ds: Dataset, subject: Subject, vendor: Vendor) -> None:
+    """General Equipment module: the institution, station and serial are planted PHI."""
     phi = subject.phi
     ds.Manufacturer = vendor.manufacturer
     ds.InstitutionName = phi.institution_name
@@ -221,12 +258,10 @@ def _add_equipment(ds: Dataset, subject: Subject, vendor: _Vendor) -> None:
     ds.SoftwareVersions = vendor.software
 
 
-_PrivateElement = tuple[int, str, object]
+PrivateElement = tuple[int, str, object]
 
 
-def _add_private(
-    ds: Dataset, group: int, creator: str, elements: Sequence[_PrivateElement]
-) -> None:
+def add_private(ds: Dataset, group: int, creator: str, elements: Sequence[PrivateElement]) -> None:
     """Reserve the first free private block of ``group`` for ``creator`` and fill it.
 
     ``Dataset.private_block`` does the same but slices the dataset on every
@@ -238,15 +273,15 @@ def _add_private(
         ds.add_new(group << 16 | slot << 8 | offset, vr, value)
 
 
-def _add_acme_block(ds: Dataset, subject: Subject) -> None:
+def add_acme_block(ds: Dataset, subject: Subject) -> None:
     """A PACS-added private block: a date and the name in elements no profile knows."""
     phi = subject.phi
-    _add_private(
+    add_private(
         ds, 0x0009, "ACME 1.1", [(0x01, "DA", phi.birth_date), (0x02, "LO", phi.patient_name)]
     )
 
 
-def _add_pixel_module(ds: Dataset, rows: int, cols: int, *, bits: int = 12) -> None:
+def add_pixel_module(ds: Dataset, rows: int, cols: int, *, bits: int = 12) -> None:
     """Grey-scale Image Pixel module: 12 bits stored in 16 (MR) or 8 in 8 (captures)."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

@@ -21,25 +21,25 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from pipeline.samples.classic_mr import mr_series
-from pipeline.samples.exams import _SIEMENS, _region, _Vendor
+from pipeline.samples.exams import SIEMENS, Vendor, subject_region
 from pipeline.samples.headers import (
-    _add_equipment,
-    _add_patient,
-    _add_pixel_module,
-    _add_series,
-    _add_study,
-    _code,
-    _da,
-    _dt,
-    _item,
-    _new_dataset,
-    _new_series,
-    _seq,
-    _Series,
-    _tm,
-    _uid,
+    Series,
+    add_equipment,
+    add_patient,
+    add_pixel_module,
+    add_series,
+    add_study,
+    code_item,
+    format_da,
+    format_dt,
+    format_tm,
+    item,
+    new_dataset,
+    new_series,
+    sample_uid,
+    sequence,
 )
-from pipeline.samples.subjects import Subject, _study_moment
+from pipeline.samples.subjects import Subject, study_moment
 
 __all__ = ["PRIVATE_SOP_CLASS", "other_objects"]
 
@@ -141,22 +141,22 @@ def _display_name(name: str) -> str:
     return " ".join(part for part in name.split("^") if part)
 
 
-def _secondary_capture(series: _Series, sop_uid: str, moment: datetime) -> Dataset:
+def _secondary_capture(series: Series, sop_uid: str, moment: datetime) -> Dataset:
     subject, phi = series.subject, series.subject.phi
-    ds = _new_dataset(SECONDARY_CAPTURE_STORAGE, sop_uid, moment)
+    ds = new_dataset(SECONDARY_CAPTURE_STORAGE, sop_uid, moment)
     ds.ImageType = ["DERIVED", "SECONDARY"]
-    _add_patient(ds, subject, series.patient_name)
-    _add_study(ds, series)
-    _add_series(ds, series, "OT")
-    _add_equipment(ds, subject, _SIEMENS)
+    add_patient(ds, subject, series.patient_name)
+    add_study(ds, series)
+    add_series(ds, series, "OT")
+    add_equipment(ds, subject, SIEMENS)
     ds.ConversionType = "WSD"
     ds.SecondaryCaptureDeviceManufacturer = "ACME Screen Grabber"
-    ds.DateOfSecondaryCapture = _da(moment)
-    ds.TimeOfSecondaryCapture = _tm(moment)
+    ds.DateOfSecondaryCapture = format_da(moment)
+    ds.TimeOfSecondaryCapture = format_tm(moment)
     ds.InstanceNumber = "1"
     ds.PatientOrientation = ""
-    ds.ContentDate = _da(moment)
-    ds.ContentTime = _tm(moment)
+    ds.ContentDate = format_da(moment)
+    ds.ContentTime = format_tm(moment)
     ds.BurnedInAnnotation = "YES"
     ds.ImageComments = f"Screenshot for {_display_name(series.patient_name)}"
     rows, cols = 96, 480
@@ -166,7 +166,7 @@ def _secondary_capture(series: _Series, sop_uid: str, moment: datetime) -> Datas
     _burn_text(image, phi.patient_id, 36, 6, 3, 250)
     birth = phi.birth_date
     _burn_text(image, f"DOB {birth[:4]}-{birth[4:6]}-{birth[6:]}", 66, 6, 3, 250)
-    _add_pixel_module(ds, rows, cols, bits=8)
+    add_pixel_module(ds, rows, cols, bits=8)
     ds.PixelData = image.tobytes()
     return ds
 
@@ -201,21 +201,21 @@ def _tiny_pdf(lines: Sequence[str]) -> bytes:
     return bytes(out)
 
 
-def _encapsulated_pdf(series: _Series, sop_uid: str, moment: datetime) -> Dataset:
+def _encapsulated_pdf(series: Series, sop_uid: str, moment: datetime) -> Dataset:
     subject, phi = series.subject, series.subject.phi
-    ds = _new_dataset(ENCAPSULATED_PDF_STORAGE, sop_uid, moment)
-    _add_patient(ds, subject, series.patient_name)
-    _add_study(ds, series)
-    _add_series(ds, series, "DOC")
-    _add_equipment(ds, subject, _SIEMENS)
+    ds = new_dataset(ENCAPSULATED_PDF_STORAGE, sop_uid, moment)
+    add_patient(ds, subject, series.patient_name)
+    add_study(ds, series)
+    add_series(ds, series, "DOC")
+    add_equipment(ds, subject, SIEMENS)
     ds.ConversionType = "WSD"
     ds.InstanceNumber = "1"
-    ds.ContentDate = _da(moment)
-    ds.ContentTime = _tm(moment)
-    ds.AcquisitionDateTime = _dt(moment)
+    ds.ContentDate = format_da(moment)
+    ds.ContentTime = format_tm(moment)
+    ds.AcquisitionDateTime = format_dt(moment)
     ds.BurnedInAnnotation = "YES"
     ds.DocumentTitle = f"Referral {_display_name(series.patient_name)}"
-    ds.ConceptNameCodeSequence = _seq(_code("18748-4", "LN", "Diagnostic imaging study"))
+    ds.ConceptNameCodeSequence = sequence(code_item("18748-4", "LN", "Diagnostic imaging study"))
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     pdf = _tiny_pdf(
         [
@@ -230,55 +230,55 @@ def _encapsulated_pdf(series: _Series, sop_uid: str, moment: datetime) -> Datase
     return ds
 
 
-def _basic_sr(series: _Series, sop_uid: str, moment: datetime) -> Dataset:
+def _basic_sr(series: Series, sop_uid: str, moment: datetime) -> Dataset:
     subject, phi = series.subject, series.subject.phi
-    ds = _new_dataset(BASIC_TEXT_SR_STORAGE, sop_uid, moment)
-    _add_patient(ds, subject, series.patient_name)
-    _add_study(ds, series)
-    _add_series(ds, series, "SR")
+    ds = new_dataset(BASIC_TEXT_SR_STORAGE, sop_uid, moment)
+    add_patient(ds, subject, series.patient_name)
+    add_study(ds, series)
+    add_series(ds, series, "SR")
     ds.ReferencedPerformedProcedureStepSequence = DicomSequence([])
-    _add_equipment(ds, subject, _SIEMENS)
+    add_equipment(ds, subject, SIEMENS)
     ds.InstanceNumber = "1"
     ds.CompletionFlag = "COMPLETE"
     ds.VerificationFlag = "UNVERIFIED"
-    ds.ContentDate = _da(moment)
-    ds.ContentTime = _tm(moment)
+    ds.ContentDate = format_da(moment)
+    ds.ContentTime = format_tm(moment)
     ds.PerformedProcedureCodeSequence = DicomSequence([])
     ds.ValueType = "CONTAINER"
-    ds.ConceptNameCodeSequence = _seq(_code("18748-4", "LN", "Diagnostic imaging report"))
+    ds.ConceptNameCodeSequence = sequence(code_item("18748-4", "LN", "Diagnostic imaging report"))
     ds.ContinuityOfContent = "SEPARATE"
-    observer = _item(
+    observer = item(
         RelationshipType="HAS OBS CONTEXT",
         ValueType="PNAME",
-        ConceptNameCodeSequence=_seq(_code("121008", "DCM", "Person Observer Name")),
+        ConceptNameCodeSequence=sequence(code_item("121008", "DCM", "Person Observer Name")),
         PersonName=phi.referring_physician,
     )
-    finding = _item(
+    finding = item(
         RelationshipType="CONTAINS",
         ValueType="TEXT",
-        ConceptNameCodeSequence=_seq(_code("121071", "DCM", "Finding")),
+        ConceptNameCodeSequence=sequence(code_item("121071", "DCM", "Finding")),
         TextValue=(
             f"{_display_name(series.patient_name)} ({phi.patient_id}, born {phi.birth_date}), "
             f"referred by {_display_name(phi.referring_physician)}: no acute findings. "
             f"Compared with prior exam at {phi.institution_name}."
         ),
     )
-    ds.ContentSequence = _seq(observer, finding)
+    ds.ContentSequence = sequence(observer, finding)
     return ds
 
 
-def _ultrasound(series: _Series, sop_uid: str, moment: datetime) -> Dataset:
+def _ultrasound(series: Series, sop_uid: str, moment: datetime) -> Dataset:
     subject, phi = series.subject, series.subject.phi
-    ds = _new_dataset(US_IMAGE_STORAGE, sop_uid, moment)
+    ds = new_dataset(US_IMAGE_STORAGE, sop_uid, moment)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL", "0001"]
-    _add_patient(ds, subject, series.patient_name)
-    _add_study(ds, series)
-    _add_series(ds, series, "US")
-    _add_equipment(ds, subject, _Vendor("ACME Ultrasound", "SonoFake 9", "1.2", 0, 0, ""))
+    add_patient(ds, subject, series.patient_name)
+    add_study(ds, series)
+    add_series(ds, series, "US")
+    add_equipment(ds, subject, Vendor("ACME Ultrasound", "SonoFake 9", "1.2", 0, 0, ""))
     ds.InstanceNumber = "1"
     ds.PatientOrientation = ""
-    ds.ContentDate = _da(moment)
-    ds.ContentTime = _tm(moment)
+    ds.ContentDate = format_da(moment)
+    ds.ContentTime = format_tm(moment)
     ds.BurnedInAnnotation = "YES"
     ds.LossyImageCompression = "00"
     rows, cols = 240, 320
@@ -336,7 +336,7 @@ def other_objects(
         CSA Non-Image SOP class; ``"ultrasound"``: RGB US image with the name
         burned in.
     """
-    moment = _study_moment(subject) + timedelta(minutes=55)
+    moment = study_moment(subject) + timedelta(minutes=55)
     builders = {
         "secondary_capture": (_secondary_capture, 90, "Screen capture"),
         "encapsulated_pdf": (_encapsulated_pdf, 91, "Referral letter"),
@@ -362,15 +362,15 @@ def other_objects(
             private.file_meta.MediaStorageSOPClassUID = PRIVATE_SOP_CLASS
             objects[key] = private
             continue
-        series = _new_series(
+        series = new_series(
             subject,
             seed=seed,
             study_uid=study_uid,
             series_number=number,
             description=description,
-            protocol=_region(subject).protocols[0],
-            vendor=_SIEMENS,
+            protocol=subject_region(subject).protocols[0],
+            vendor=SIEMENS,
             kind=key,
         )
-        objects[key] = build(series, _uid("image", series.series_uid, 0), moment)
+        objects[key] = build(series, sample_uid("image", series.series_uid, 0), moment)
     return objects

@@ -13,11 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "Phantom",
+    "contrast_frame",
+    "diffusion_frame",
+    "head_phantom",
+]
+
 _Image = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class _Phantom:
+class Phantom:
     """Tissue maps of a head-like phantom; frames are mixes of them, so each is cheap."""
 
     body: _Image
@@ -32,7 +39,8 @@ def _ellipse(y: _Image, x: _Image, cy: float, cx: float, ry: float, rx: float) -
     return result
 
 
-def _phantom(rows: int, cols: int, seed: int) -> _Phantom:
+def head_phantom(rows: int, cols: int, seed: int) -> Phantom:
+    """Head, fluid and fibre maps, jittered and noised by ``seed`` so that series differ."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[-1.0 : 1.0 : rows * 1j, -1.0 : 1.0 : cols * 1j]
     jitter = rng.uniform(-0.04, 0.04, size=8)
@@ -47,10 +55,12 @@ def _phantom(rows: int, cols: int, seed: int) -> _Phantom:
     ) * brain
     fibre = _ellipse(y, x, -0.45 + jitter[5], 0.0, 0.10, 0.40) * brain
     noise = rng.normal(0.0, 0.012, size=(rows, cols))
-    return _Phantom(body=body + noise, fluid=fluid, fibre=fibre)
+    return Phantom(body=body + noise, fluid=fluid, fibre=fibre)
 
 
-def _frame(phantom: _Phantom, contrast: str, position: float, scale: float = 2600.0) -> bytes:
+def contrast_frame(
+    phantom: Phantom, contrast: str, position: float, scale: float = 2600.0
+) -> bytes:
     """A 12-bit frame: tissue weights by contrast, anatomy drifting with slice position."""
     fluid_weight = {"T1": -0.55, "T2": 0.9, "FLAIR": -0.6, "PROTON_DENSITY": 0.3}.get(contrast, 0.5)
     image = phantom.body + fluid_weight * phantom.fluid * (0.6 + 0.4 * np.cos(position))
@@ -58,9 +68,7 @@ def _frame(phantom: _Phantom, contrast: str, position: float, scale: float = 260
     return bytes(np.clip(image * scale, 0, 4095).astype("<u2").tobytes())
 
 
-def _diffusion_frame(
-    phantom: _Phantom, bvalue: int, direction: tuple[float, float, float]
-) -> bytes:
+def diffusion_frame(phantom: Phantom, bvalue: int, direction: tuple[float, float, float]) -> bytes:
     """Signal decay ``S0·exp(-b·ADC)`` with an anisotropic tract along x."""
     adc_tissue = 0.0008
     adc_fluid = 0.003

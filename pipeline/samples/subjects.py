@@ -114,7 +114,7 @@ _STREETS = (
 )  # fmt: skip
 
 
-def _study_moment(subject: Subject) -> datetime:
+def study_moment(subject: Subject) -> datetime:
     """When the subject's exam starts: fixed per subject so every series of a study agrees."""
     digest = hashlib.sha256(subject.phi.patient_id.encode()).digest()
     day = date(2019, 1, 7) + timedelta(days=int.from_bytes(digest[:4], "big") % 2000)
@@ -206,7 +206,7 @@ def make_subjects(n: int, seed: int = 0) -> list[Subject]:
             Subject(
                 phi=phi,
                 sex=sex,
-                age=_age(birth, _study_moment(placeholder).date()),
+                age=_age(birth, study_moment(placeholder).date()),
                 size_m=round(height, 2),
                 weight_kg=round(rng.uniform(48.0, 112.0), 1),
             )
