@@ -3,7 +3,7 @@
 SOP Common, Patient, Study, Series and Equipment carry most of the planted
 PHI, in the same places on an MR image, a screenshot or a report, so they
 are written by one set of functions; so is the private ``ACME 1.1`` block a
-PACS adds to everything.  UIDs are derived from their inputs under a fixed
+PACS adds to every MR image.  UIDs are derived from their inputs under a fixed
 root, never random, so the same arguments always give the same bytes.
 """
 
