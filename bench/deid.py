@@ -1,7 +1,7 @@
 """Benchmark: how fast mricurate de-identifies a folder of MR slices, against a floor and a peer.
 
 What is measured, on one synthetic corpus (default 2,000 Siemens-style MR
-slices, 256×256, 16-bit, ~136 kB each, made by :mod:`pipeline.samples.mr`):
+slices, 256×256, 16-bit, ~136 kB each, made by :mod:`pipeline.samples`):
 
 * ``pydicom floor``: plain ``dcmread`` + ``save_as`` of every file, one process.
   No de-identification tool can be faster than reading and writing the files
@@ -92,7 +92,7 @@ def generate_corpus(
     Each series is generated once by :func:`mr_series` (the phantom is computed
     once per series) and its datasets are written straight out.
     """
-    from pipeline.samples.mr import make_subjects, mr_series
+    from pipeline.samples import make_subjects, mr_series
 
     params = {"slices": slices, "subjects": subjects, "series": series, "seed": seed,
               "rows": ROWS, "cols": COLS}  # fmt: skip

@@ -3,10 +3,10 @@
 What is measured, on a labelled set generated from a fixed seed (default 240
 images) with a fixed mix of difficulty:
 
-* MR-like 16-bit phantom slices (:func:`pipeline.samples.mr.mr_series`,
+* MR-like 16-bit phantom slices (:func:`pipeline.samples.mr_series`,
   256×256 and 512×512) and 8-bit MONOCHROME2 Secondary Capture "screen
   grabs" (a windowed MR slice on a dark screen, built on
-  :func:`pipeline.samples.mr.other_objects`' secondary capture);
+  :func:`pipeline.samples.other_objects`' secondary capture);
 * text drawn with PIL in Pillow's default font and, where installed,
   DejaVu Sans Mono and DejaVu Sans Bold, capitals 8-24 px high, at faint to
   saturated intensities, in corners, on edges or over the anatomy;
@@ -81,8 +81,8 @@ from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import load_seconds
 from pipeline.pixels.scan import ScanFinding, is_evidence, scan_dataset
 from pipeline.read.dicom import quiet_pydicom, read_dicom
+from pipeline.samples import Subject, make_subjects, mr_series, other_objects
 from pipeline.samples.burned_text import blend, printed_name, text_mask, text_size, with_pixels
-from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 
 REFERENCE = Path("/work/shared/reference/dicom")
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")

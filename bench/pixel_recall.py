@@ -30,8 +30,8 @@ from pipeline.pixels.prefilter import needs_ocr
 from pipeline.pixels.prepare import dark_text_map, text_map
 from pipeline.pixels.scan import scan_dataset
 from pipeline.read.dicom import quiet_pydicom
+from pipeline.samples import make_subjects, mr_series
 from pipeline.samples.burned_text import burn, printed_name, with_pixels
-from pipeline.samples.mr import make_subjects, mr_series
 
 _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 # Pillow's own font, and two Debian fonts where installed (fonts-dejavu-core).

@@ -25,7 +25,7 @@ from pipeline.pixels.regions import load_region_rules
 from pipeline.pixels.scan import ScanStatus, write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
-from pipeline.samples.mr import Subject, write_sample_tree
+from pipeline.samples import Subject, write_sample_tree
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
 from pipeline.steps.dicom_file import deidentify_tree
 from pipeline.steps.raw_file import convert_tree

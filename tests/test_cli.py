@@ -86,7 +86,7 @@ def test_scan_flags_burned_in_text_and_writes_private_findings(
     import json
     import shutil
 
-    from pipeline.samples.mr import make_subjects, mr_series, other_objects
+    from pipeline.samples import make_subjects, mr_series, other_objects
 
     if shutil.which("tesseract") is None:
         pytest.skip("tesseract not installed")

@@ -21,8 +21,8 @@ from pipeline.pixels.scan import scan_dataset
 from pipeline.private_store import PrivateStore
 from pipeline.read.dicom import quiet_pydicom, read_dicom
 from pipeline.reasons import Reason
+from pipeline.samples import Subject, make_subjects, mr_series, other_objects
 from pipeline.samples.burned_text import burn, printed_name, with_pixels
-from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
 from pipeline.steps.dicom_file import deidentify_tree, plan_pixels
 
 from .test_validity import dciodvfy_errors

@@ -22,7 +22,7 @@ from pydicom.uid import generate_uid
 from pipeline.dicom.profile import Profile
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
-from pipeline.samples.mr import diffusion_series, make_subjects, mr_series
+from pipeline.samples import diffusion_series, make_subjects, mr_series
 from pipeline.steps.dicom_file import deidentify_tree
 
 pytestmark = [

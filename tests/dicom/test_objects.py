@@ -17,7 +17,7 @@ from pipeline.dicom.profile import Profile
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
-from pipeline.samples.mr import diffusion_series, enhanced_mr, make_subjects
+from pipeline.samples import diffusion_series, enhanced_mr, make_subjects
 
 KEY = SecretKey(b"\x33" * 32)
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
@@ -138,7 +138,7 @@ def test_structured_report_passes_only_with_clean_structured_content(
     from pipeline.dicom.profile import load_profile
     from pipeline.errors import UnsupportedObject
     from pipeline.rulefiles import rules_root
-    from pipeline.samples.mr import other_objects
+    from pipeline.samples import other_objects
 
     subject = make_subjects(1)[0]
     report = other_objects(subject)["basic_sr"]

@@ -14,7 +14,7 @@ from pipeline.dicom.profile import Profile
 from pipeline.errors import CurationError
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
-from pipeline.samples.mr import Subject, write_sample_tree
+from pipeline.samples import Subject, write_sample_tree
 from pipeline.steps.dicom_file import deidentify_tree
 from tests.release import released
 

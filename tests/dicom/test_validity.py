@@ -18,7 +18,7 @@ import pytest
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
-from pipeline.samples.mr import write_sample_tree
+from pipeline.samples import write_sample_tree
 from pipeline.steps.dicom_file import deidentify_tree
 
 pytestmark = pytest.mark.dciodvfy
@@ -81,7 +81,7 @@ def test_no_new_dciodvfy_errors_on_real_files(corpus: str, tmp_path: Path) -> No
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
 def test_structured_reports_stay_valid_with_clean_structured_content(tmp_path: Path) -> None:
     from pipeline.rulefiles import rules_root
-    from pipeline.samples.mr import make_subjects, other_objects
+    from pipeline.samples import make_subjects, other_objects
 
     source = tmp_path / "in"
     source.mkdir()

@@ -10,7 +10,7 @@ from pipeline.pixels.blank import PixelAction, blank_pixels, fill_value, plan_cl
 from pipeline.pixels.phi import PhiKind, PhiMatch
 from pipeline.pixels.regions import Condition, MatchOp, Rect, RegionRule
 from pipeline.pixels.scan import FoundWord, OverlayPlane, ScanFinding, ScanStatus
-from pipeline.samples.mr import make_subjects, mr_series
+from pipeline.samples import make_subjects, mr_series
 
 from .images import with_pixels
 

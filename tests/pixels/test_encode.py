@@ -18,7 +18,7 @@ from pydicom.uid import (
 
 from pipeline.pixels.blank import PixelAction, PixelPlan, blank_pixels
 from pipeline.pixels.encode import output_syntax, remove_overlays_and_icons, store_pixels
-from pipeline.samples.mr import make_subjects, mr_series
+from pipeline.samples import make_subjects, mr_series
 
 from .images import REFERENCE
 

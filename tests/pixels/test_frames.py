@@ -16,7 +16,7 @@ from pydicom.uid import RLELossless
 from pipeline.errors import UnreadableInput
 from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
 from pipeline.read.dicom import read_dicom
-from pipeline.samples.mr import make_subjects, mr_series
+from pipeline.samples import make_subjects, mr_series
 
 from .images import REFERENCE, text_mask, with_pixels
 

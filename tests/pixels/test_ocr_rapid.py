@@ -17,7 +17,7 @@ from pipeline.pixels.ocr import OcrEngine, TesseractEngine, Word
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import RapidOcrEngine, bundled_models
 from pipeline.pixels.scan import ScanStatus, scan_dataset
-from pipeline.samples.mr import Subject, make_subjects, mr_series
+from pipeline.samples import Subject, make_subjects, mr_series
 
 from .images import burn, printed_name, text_mask, with_pixels
 

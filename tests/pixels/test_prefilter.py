@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 from pipeline.pixels.frames import iter_images
 from pipeline.pixels.prefilter import needs_ocr
 from pipeline.pixels.prepare import dark_text_map, text_map
-from pipeline.samples.mr import make_subjects, mr_series
+from pipeline.samples import make_subjects, mr_series
 
 from .images import burn, text_mask, with_pixels
 

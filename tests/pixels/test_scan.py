@@ -27,7 +27,7 @@ from pipeline.pixels.scan import (
 )
 from pipeline.private_store import PrivateStore
 from pipeline.reasons import Outcome, Reason
-from pipeline.samples.mr import Subject, make_subjects, mr_series, other_objects
+from pipeline.samples import Subject, make_subjects, mr_series, other_objects
 from pipeline.steps.scan_file import scan_tree
 
 from .images import REFERENCE, burn, printed_name, text_mask, with_pixels

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.errors import UnreadableInput
 from pipeline.read.dicom import quiet_pydicom, read_dicom
-from pipeline.samples.mr import make_subjects, mr_series
+from pipeline.samples import make_subjects, mr_series
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
 
