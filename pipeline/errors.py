@@ -152,8 +152,8 @@ _ADVICE = {
 }
 
 
-class RunLocked(RunFailure):
-    """Another run holds OUTPUT or the private location."""
+class RunLocked(CurationError):
+    """Another run holds OUTPUT or the private location (refused before anything is written)."""
 
 
 class WorkersKeepDying(RunFailure):
