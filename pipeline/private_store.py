@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.atomic import atomic_open, atomic_write_text
@@ -145,6 +145,8 @@ class PrivateStore:
     """Read and write the private location."""
 
     def __init__(self, root: Path, *, create: bool = True) -> None:
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0
         with writing(_AREA, root):
             self.root = ensure_private_dir(root) if create else root
             self.db_path = self.root / "links.sqlite"
@@ -174,14 +176,20 @@ class PrivateStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on this process's connection (opened once, again after a fork).
+
+        One connection for the life of the store: opening and closing one per
+        batch made SQLite checkpoint its write-ahead log every time.  A
+        connection is never used across a fork (SQLite forbids it): a worker
+        process opens its own.
+        """
         with writing(_AREA, self.root):
-            db = sqlite3.connect(self.db_path, timeout=60)
-            try:
-                with db:
-                    yield db
-            finally:
-                db.close()
-            self.db_path.chmod(0o600)
+            if self._db is None or self._pid != os.getpid():
+                self._db = sqlite3.connect(self.db_path, timeout=60)
+                self._pid = os.getpid()
+                self.db_path.chmod(0o600)
+            with self._db:
+                yield self._db
 
     # -- runs -------------------------------------------------------------------
 
@@ -242,10 +250,7 @@ class PrivateStore:
             db.executemany(
                 f"INSERT OR REPLACE INTO links ({_LINK_COLUMNS}) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (sha, run_id, *asdict(link).values(), output, commit)
-                    for sha, output, link in links
-                ],
+                [(sha, run_id, *link.row(), output, commit) for sha, output, link in links],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?)",
@@ -431,6 +436,15 @@ class PrivateStore:
     def record_links(self, run_id: str, links: Sequence[tuple[str, str, LinkRecord]]) -> None:
         """Link rows without outputs of this store's own (tools and tests that seed a table)."""
         self.begin_commit(run_id, [], links, [], [])
+
+    def close(self) -> None:
+        if self._db is not None and self._pid == os.getpid():
+            self._db.close()
+        self._db = None
+
+    def __getstate__(self) -> dict[str, object]:
+        # A store sent to another process opens its own connection there.
+        return {**self.__dict__, "_db": None, "_pid": 0}
 
     def links_for(self, run_id: str) -> list[dict[str, object]]:
         with self._connect() as db:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import multiprocessing
 import os
 import resource
@@ -137,6 +138,9 @@ def _limit_memory(limit: int | None) -> None:
 
 def _worker_main(conn: Connection, step: Step, settings: PoolSettings, parent: int) -> None:
     _die_with_parent(parent)
+    # A worker's crash is reported by the parent, as the death of one input;
+    # a stack dump of a segfaulting decoder would only add noise to the log.
+    faulthandler.disable()
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -6,7 +6,7 @@ Steps return these; only the runner records them, in the private location
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -27,3 +27,10 @@ class LinkRecord:
     # Lets raw data whose patient fields are masked find its subject through a
     # DICOM series of the same scan session (see pipeline.raw.subject_lookup).
     frame_of_reference_uid: str = ""
+
+    def row(self) -> tuple[str | int, ...]:
+        """The values in field order (the link table's column order), without copying."""
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+
+_FIELDS = tuple(f.name for f in fields(LinkRecord))
