@@ -19,11 +19,9 @@ import math
 import re
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from twixtools.twixprot import parse_buffer
 
 from pipeline.errors import UnreadableInput
 from pipeline.raw.twix import SYNCDATA_WAVEFORM_ID
@@ -140,7 +138,7 @@ def parse_protocol(header_bytes: bytes) -> Protocol:
             )
         text = data[start : start + size].decode("latin-1")
         try:
-            parsed = parse_buffer(text)
+            parsed = _parse_buffer()(text)
         except (ValueError, TypeError, IndexError, AttributeError, RecursionError) as exc:
             raise UnreadableInput(
                 f"protocol buffer {index + 1} could not be parsed ({type(exc).__name__})"
@@ -754,3 +752,15 @@ def subject_hints(xml: str) -> SubjectHints:
         measurement_id=find("measurementInformation", "measurementID"),
         study_id=find("studyInformation", "studyID"),
     )
+
+
+def _parse_buffer() -> Callable[[str], dict[str, object]]:
+    """twixtools' XProtocol parser, imported on first use.
+
+    Importing twixtools runs its package ``__init__``, which pulls in scipy
+    and matplotlib (1.2 s here): a ``convert`` rerun that finds every input
+    unchanged, and every other command, should not pay for it.
+    """
+    from twixtools.twixprot import parse_buffer
+
+    return parse_buffer  # type: ignore[no-any-return]

@@ -58,7 +58,10 @@ def test_a_segfault_and_an_exit_are_deaths_with_their_cause(tmp_path: Path) -> N
     summary, store, _ = run(tmp_path, ["a", "segv-x", "b", "exit-y", "c"])
     found = rows(store, summary)
     assert found["segv-x"][:2] == ("quarantined", "worker-died") and "SIGSEGV" in found["segv-x"][2]
-    assert found["exit-y"][:2] == ("quarantined", "worker-died") and "exit status 5" in found["exit-y"][2]
+    assert (
+        found["exit-y"][:2] == ("quarantined", "worker-died")
+        and "exit status 5" in found["exit-y"][2]
+    )
     assert summary.count(Outcome.WRITTEN) == 3
 
 
