@@ -18,9 +18,9 @@ from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
 from pipeline.samples.mr import diffusion_series, enhanced_mr, make_subjects
+from tests.reference import needs_reference, reference_path
 
 KEY = SecretKey(b"\x33" * 32)
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
 
 
 def deid(ds: Dataset, profile: Profile) -> Dataset:
@@ -115,9 +115,9 @@ def test_siemens_csa_header_alone_is_enough(research: Profile) -> None:
     assert deid(ds, research).DiffusionBValue == 800.0
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom", "XA_GE_JPEG_02_with_Overlays.dcm")
 def test_compressed_pixels_and_transfer_syntax_are_untouched(research: Profile) -> None:
-    path = REFERENCE / "XA_GE_JPEG_02_with_Overlays.dcm"
+    path = reference_path("dicom", "XA_GE_JPEG_02_with_Overlays.dcm")
     before = dcmread(path)
     out = deid(read_dicom(path.read_bytes(), "xa"), research)
     assert out.file_meta.TransferSyntaxUID == before.file_meta.TransferSyntaxUID
@@ -156,9 +156,9 @@ def test_structured_report_passes_only_with_clean_structured_content(
     assert "113104" in {i.CodeValue for i in out.DeidentificationMethodCodeSequence}
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom", "US-GE-4AICL142.dcm")
 def test_embedded_dataset_and_private_pixels_of_ge_ultrasound_go(research: Profile) -> None:
-    path = REFERENCE / "US-GE-4AICL142.dcm"
+    path = reference_path("dicom", "US-GE-4AICL142.dcm")
     before = dcmread(path)
     assert 0x60031010 in before and any(t.group == 0x7FE1 for t in before.keys())
     out = deid(read_dicom(path.read_bytes(), "us"), research)

@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 
 from pipeline.errors import RuleError
 from pipeline.pixels.regions import MatchOp, Rect, load_region_rules
+from tests.reference import needs_reference
 
 from .images import REFERENCE
 
@@ -135,8 +136,7 @@ def test_ultrasound_header_bar_comes_from_the_regions() -> None:
     assert matched[0].blank_areas(ds) == (Rect(0, 0, 640, 52),)
 
 
-@pytest.mark.reference
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom")
 def test_shipped_rules_on_the_reference_files() -> None:
     rules = load_region_rules()
     found = {

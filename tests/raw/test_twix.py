@@ -43,8 +43,9 @@ from pipeline.samples.twix import (
     write_vb17_twix,
     write_vd_twix,
 )
+from tests.reference import ROOT, needs_reference, reference_marks
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "twix"
+REFERENCE = ROOT / "twix"
 
 # siemens_to_ismrmrd getAcquisition: Siemens flag name -> ISMRMRD flag bit (constant - 1)
 SIEMENS_TO_ISMRMRD = {
@@ -161,8 +162,9 @@ def assert_matches_twixtools(
 # Real files
 
 
-@pytest.mark.reference
-@pytest.mark.parametrize("name", ["gre.dat", "epi.dat"])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=reference_marks("twix", n)) for n in ("gre.dat", "epi.dat")]
+)
 def test_reference_files_match_twixtools_acquisition_by_acquisition(name: str) -> None:
     path = REFERENCE / name
     twix = open_twix(path)
@@ -186,8 +188,9 @@ def test_reference_files_match_twixtools_acquisition_by_acquisition(name: str) -
     assert list(rows["head"]["patient_table_position"][0]) == table
 
 
-@pytest.mark.reference
+@needs_reference("twix", "gre.dat")
 @pytest.mark.bart
+@pytest.mark.skipif(shutil.which("bart") is None, reason="bart not installed")
 def test_reference_kspace_matches_bart_twixread(tmp_path: Path) -> None:
     path = REFERENCE / "gre.dat"
     subprocess.run(
@@ -208,7 +211,7 @@ def test_reference_kspace_matches_bart_twixread(tmp_path: Path) -> None:
     assert np.array_equal(ours, bart)
 
 
-@pytest.mark.reference
+@needs_reference("twix", "gre.dat")
 def test_a_noise_and_an_image_measurement_in_one_file(tmp_path: Path) -> None:
     (image,) = twixtools.read_twix(str(REFERENCE / "gre.dat"), keep_acqend=True, verbose=False)
     noise = copy.copy(image)
@@ -527,7 +530,7 @@ def test_ismrmrd_recon_reads_converted_gre(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-500:]
 
 
-@pytest.mark.reference
+@needs_reference("twix", "gre.dat")
 @pytest.mark.ismrmrd_tools
 def test_ismrmrd_recon_of_converted_gre_is_the_phantom_twixtools_data_gives(tmp_path: Path) -> None:
     """ISMRMRD's C++ recon of our gre.dat output equals a numpy recon of twixtools' samples."""
