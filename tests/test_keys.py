@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import stat
@@ -9,6 +11,7 @@ import pytest
 
 from pipeline.errors import KeyFileError
 from pipeline.keys import SecretKey, generate_key, load_key, write_key
+from tests import keyed
 
 
 def test_keygen_writes_0600_and_loads_back(tmp_path: Path) -> None:
@@ -50,8 +53,37 @@ def test_derivations_are_deterministic_and_keyed() -> None:
     assert a.pseudonym("subject", "X") == SecretKey(b"\1" * 32).pseudonym("subject", "X")
     assert a.pseudonym("subject", "X") != b.pseudonym("subject", "X")
     assert a.pseudonym("subject", "X") != a.pseudonym("person", "X")  # domains never collide
-    assert a.uid("1.2.3") == a.uid("1.2.3") != b.uid("1.2.3")
-    assert a.day_offset("s", -10, -1) == a.day_offset("s", -10, -1)
+    assert a.uid("1.2.3") != b.uid("1.2.3")
+
+
+FIXED = bytes(range(32))
+VALUES = ("id::MRN48213977", "name:MULLER^JOSE", "", "Müller^José", "1.3.12.2.1107.5.2.30.25245")
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_every_derivation_is_hmac_sha256_of_the_value_under_the_key(value: str) -> None:
+    """The README's promise, checked against hmac.new(key, message, sha256) computed here."""
+    key = SecretKey(FIXED)
+    assert (
+        key.mac("subject", value)
+        == hmac.new(FIXED, b"subject\x00" + value.encode(), hashlib.sha256).digest()
+    )
+    assert key.pseudonym("subject", value, prefix="SUBJ-") == keyed.pseudonym(
+        FIXED, "subject", value, prefix="SUBJ-"
+    )
+    assert key.pseudonym("person", value, length=12) == keyed.pseudonym(FIXED, "person", value, 12)
+    assert key.uid(value) == keyed.uid(FIXED, value)
+    assert key.day_offset(value, -3652, -366) == keyed.day_offset(FIXED, value, -3652, -366)
+    assert key.fingerprint == keyed.digest(FIXED, "fingerprint", "").hex()[:16]
+
+
+def test_derivations_are_stable_across_releases() -> None:
+    """Known answers for one key: a change here breaks every later release's links."""
+    key = SecretKey(FIXED)
+    assert key.pseudonym("subject", "id::X", prefix="SUBJ-") == "SUBJ-H6X734C7D1"
+    assert key.uid("1.2.3") == "2.25.323208961630152450876443539203389659764"
+    assert key.day_offset("s", -3652, -366) == -3525
+    assert key.fingerprint == "34fa527b3d233f12"
 
 
 def test_uid_is_a_valid_2_25_uuid_uid() -> None:

@@ -225,14 +225,18 @@ class WorkerPool:
         waiting = next(order, None)
         try:
             while waiting is not None:
-                if stop():
-                    return
-                self._dispatch(queue)
-                for worker, message in self._answers():
-                    self._take(worker, message, done, queue)
+                stopping = stop()
+                if not stopping:
+                    self._dispatch(queue)
+                # When stopping, answers already sent are still taken: that work is done.
+                for worker, message in self._answers(timeout=0 if stopping else 0.25):
+                    if message is not None or not stopping:
+                        self._take(worker, message, done, queue)
                 while waiting is not None and waiting.index in done:
                     yield waiting, done.pop(waiting.index)
                     waiting = next(order, None)
+                if stopping:
+                    return
         finally:
             self.close(kill=True)
 
@@ -265,7 +269,7 @@ class WorkerPool:
 
     # -- answers ------------------------------------------------------------
 
-    def _answers(self) -> Iterator[tuple[_Worker, _Done | _Failed | None]]:
+    def _answers(self, timeout: float) -> Iterator[tuple[_Worker, _Done | _Failed | None]]:
         """Messages from workers; ``None`` for a worker that died."""
         if not self._workers:
             return
@@ -273,7 +277,7 @@ class WorkerPool:
         for worker in self._workers:
             by_handle[worker.conn] = worker
             by_handle[worker.process.sentinel] = worker
-        ready = wait(list(by_handle), timeout=0.25)
+        ready = wait(list(by_handle), timeout=timeout)
         dead: list[_Worker] = []
         for handle in ready:
             worker = by_handle[handle]

@@ -194,10 +194,12 @@ class ScanFinding:
 
 # A word this long (letters and digits) read with this confidence (0-100) is
 # evidence of text on its own.  Chosen on bench/ocr.py's 240 images and the
-# 1024 x 1024 shoulder: tesseract reads 558 "words" in the shoulder's
-# anatomy, 18 of them 3+ characters at >= 50 but none at >= 70; rapidocr
-# reads 4, none at >= 30.  On the labelled images the rule loses at most one
-# legible image with tesseract alone (121/122) and none with rapidocr.
+# 1024 x 1024 shoulder: in the default scan (pre-filter on) tesseract 5.3.0
+# reads 556 "words" in the shoulder's anatomy, 17 of them 3+ characters at
+# >= 50 but none at >= 70; rapidocr reads 3, none at >= 30 (checked by
+# tests/pixels/test_textured_anatomy.py).  On the labelled images the rule
+# loses at most one legible image with tesseract alone (121/122) and none
+# with rapidocr.
 EVIDENCE_CHARACTERS = 3
 EVIDENCE_CONFIDENCE = 70.0
 

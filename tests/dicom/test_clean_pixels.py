@@ -15,19 +15,21 @@ from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import SecretKey
 from pipeline.pixels.blank import PixelAction, PixelCleaning
-from pipeline.pixels.ocr import TesseractEngine
+from pipeline.pixels.ocr import OcrEngine, TesseractEngine
+from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.regions import load_region_rules
-from pipeline.pixels.scan import scan_dataset
+from pipeline.pixels.scan import ScanFinding, scan_dataset
 from pipeline.private_store import PrivateStore
 from pipeline.read.dicom import quiet_pydicom, read_dicom
 from pipeline.reasons import Reason
 from pipeline.samples import Subject, make_subjects, mr_series, other_objects
 from pipeline.samples.burned_text import burn, printed_name, with_pixels
 from pipeline.steps.dicom_file import deidentify_tree, plan_pixels
+from tests.reference import needs_reference, reference_path
 
 from .test_validity import dciodvfy_errors
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
+REFERENCE_FILES = ("XA_GE_JPEG_02_with_Overlays.dcm", "US-GE-4AICL142.dcm")
 KEY = SecretKey(b"\x05" * 32)
 
 
@@ -195,27 +197,81 @@ def test_header_signal_without_located_text_stays_held_back(
     assert subject.phi.patient_id not in detail
 
 
-@pytest.mark.reference
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
-def test_reference_files(cleaning: PixelCleaning, tmp_path: Path) -> None:
-    folder = tmp_path / "src"
+Run = tuple[Path, RunSummary, dict[str, dict[str, object]]]
+
+
+@pytest.fixture(scope="module")
+def reference_run(cleaning: PixelCleaning, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The GE XA (overlays in the high bits) and GE ultrasound, cleaned in one run."""
+    folder = tmp_path_factory.mktemp("reference") / "src"
     folder.mkdir()
-    for name in ("XA_GE_JPEG_02_with_Overlays.dcm", "US-GE-4AICL142.dcm"):
-        shutil.copy(REFERENCE / name, folder / name)
-    _, rows = _run(folder, tmp_path / "out", cleaning)
+    for name in REFERENCE_FILES:
+        shutil.copy(reference_path("dicom", name), folder / name)
+    out = folder.parent / "out"
+    summary, rows = _run(folder, out, cleaning)
+    for row in rows.values():
+        row["output"] = out / str(row["output_path"])
+    return folder, summary, rows
+
+
+def _read_back(original: Path, written: pydicom.Dataset, engine: OcrEngine) -> ScanFinding:
+    """OCR of the written pixels under the input's header: its PHI and overlays would be found."""
+    check = read_dicom(original.read_bytes(), "in")
+    check.file_meta.TransferSyntaxUID = written.file_meta.TransferSyntaxUID
+    for keyword in ("PhotometricInterpretation", "SamplesPerPixel", "PlanarConfiguration"):
+        if keyword in written:
+            setattr(check, keyword, written[keyword].value)
+    check.PixelData = written.PixelData
+    check["PixelData"].VR = written["PixelData"].VR
+    return scan_dataset(check, "out", engine, prefilter=False)
+
+
+@needs_reference("dicom")
+def test_reference_files(reference_run: Run) -> None:
+    _, _, rows = reference_run
     xa_row, us_row = rows["XA_GE_JPEG_02_with_Overlays.dcm"], rows["US-GE-4AICL142.dcm"]
     assert xa_row["outcome"] == "written" and us_row["outcome"] == "written"
-    xa = pydicom.dcmread(tmp_path / "out" / str(xa_row["output_path"]))
+    xa = pydicom.dcmread(Path(str(xa_row["output"])))
     assert xa.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert not [t for t in xa.keys() if 0x6000 <= t >> 16 <= 0x601E]  # overlay groups gone
     assert int(xa.pixel_array.max()) < 256  # the bit-13 plane is masked out
     assert xa.BurnedInAnnotation == "NO"
-    us = pydicom.dcmread(tmp_path / "out" / str(us_row["output_path"]))
+    us = pydicom.dcmread(Path(str(us_row["output"])))
     assert us.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert (us.PhotometricInterpretation, us.SamplesPerPixel, us.PlanarConfiguration) == (
         "RGB", 3, 0,
     )  # fmt: skip
     assert us.pixel_array.shape == (434, 636, 3)
+
+
+@needs_reference("dicom")
+def test_cleaned_reference_files_read_back_with_ocr_show_no_phi(
+    reference_run: Run, cleaning: PixelCleaning
+) -> None:
+    folder, _, rows = reference_run
+    engine = cleaning.engine
+    # Both headers signal burned-in text, so deid reads them whole, as here.
+    inputs = {
+        n: scan_dataset(read_dicom((folder / n).read_bytes(), "in"), "in", engine, prefilter=False)
+        for n in REFERENCE_FILES
+    }
+    # What there is to find: the XA's overlay (bit 13 of its pixels) shows name, ID and date.
+    xa = inputs["XA_GE_JPEG_02_with_Overlays.dcm"]
+    assert {m.kind for m in xa.phi_matches} >= {PhiKind.PATIENT_NAME_PART, PhiKind.PATIENT_ID}
+    assert any(w.image.startswith("overlay") for w in xa.words)
+    for name, before in inputs.items():
+        written = pydicom.dcmread(Path(str(rows[name]["output"])))
+        again = _read_back(folder / name, written, engine)
+        assert again.phi_matches == (), name
+        assert [w for w in again.words if not w.image.startswith("frame")] == [], name
+        assert all(o.set_pixels == 0 for o in again.overlays), name
+        # Every box read in the input's image, whatever its confidence, is background now.
+        assert before.header_signals, name
+        pixels = written.pixel_array
+        assert [w for w in before.words if w.image == "frame 0"], name
+        for word in (w for w in before.words if w.image == "frame 0"):
+            x, y, w, h = word.box
+            assert (pixels[y : y + h, x : x + w] == 0).all(), (name, word)
 
 
 @pytest.mark.dciodvfy
@@ -228,20 +284,22 @@ def test_dciodvfy_adds_no_errors_to_cleaned_files(
 ) -> None:
     out, _, rows = cleaned_run
     pairs = [(source / n, out / str(rows[n]["output_path"])) for n in ("sc.dcm", "us.dcm")]
-    if REFERENCE.is_dir():
-        folder = tmp_path / "src"
-        folder.mkdir()
-        for name in ("XA_GE_JPEG_02_with_Overlays.dcm", "US-GE-4AICL142.dcm"):
-            shutil.copy(REFERENCE / name, folder / name)
-        _, ref_rows = _run(folder, tmp_path / "out", cleaning)
-        pairs += [
-            (folder / n, tmp_path / "out" / str(r["output_path"]))
-            for n, r in ref_rows.items()
-            if r["outcome"] == "written"
-        ]
     regressions = {
         before.name: sorted(dciodvfy_errors(after) - dciodvfy_errors(before))
         for before, after in pairs
+    }
+    assert not any(regressions.values()), regressions
+
+
+@pytest.mark.dciodvfy
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
+@needs_reference("dicom")
+def test_dciodvfy_adds_no_errors_to_cleaned_reference_files(reference_run: Run) -> None:
+    folder, _, rows = reference_run
+    assert [r["outcome"] for r in rows.values()] == ["written"] * len(REFERENCE_FILES)
+    regressions = {
+        name: sorted(dciodvfy_errors(Path(str(row["output"]))) - dciodvfy_errors(folder / name))
+        for name, row in rows.items()
     }
     assert not any(regressions.values()), regressions
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 from pydicom.dataset import Dataset
@@ -11,8 +12,9 @@ from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import Profile
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
+from tests import keyed
 
-from .conftest import OTHER_SOP, SOP, STUDY, tiny_mr
+from .conftest import KEY, OTHER_SOP, SOP, STUDY, tiny_mr
 
 
 def run(ds: Dataset, key: SecretKey, profile: Profile) -> Dataset:
@@ -107,11 +109,28 @@ def test_one_person_written_two_ways_gets_one_pseudonym(key: SecretKey, research
     assert run(a, key, research).PatientName == run(b, key, research).PatientName
 
 
+# tiny_mr's subject as keyed (pipeline.identity.subjects.subject_key: ID, no issuer),
+# and research.yaml's date_shift_days.
+SUBJECT = "id::MRN48213977"
+SPAN = (-3652, -366)
+
+
+def expected_date(material: bytes, date: str) -> str:
+    """``date`` shifted by tiny_mr's subject's offset, from hmac alone (tests/keyed.py)."""
+    return keyed.shifted(date, keyed.day_offset(material, SUBJECT, *SPAN))
+
+
 def test_different_keys_give_unrelated_outputs(research: Profile) -> None:
+    assert research.date_shift_days == SPAN
     a = run(tiny_mr(), SecretKey(b"\1" * 32), research)
     b = run(tiny_mr(), SecretKey(b"\2" * 32), research)
     assert a.PatientID != b.PatientID and a.SOPInstanceUID != b.SOPInstanceUID
-    assert a.StudyDate != b.StudyDate or a.PatientID != b.PatientID
+    assert a.PatientID == keyed.pseudonym(b"\1" * 32, "subject", SUBJECT, prefix="SUBJ-")
+    assert b.PatientID == keyed.pseudonym(b"\2" * 32, "subject", SUBJECT, prefix="SUBJ-")
+    # Each key shifts by its own offset (and these two keys' offsets differ).
+    assert a.StudyDate == expected_date(b"\1" * 32, "20240311")
+    assert b.StudyDate == expected_date(b"\2" * 32, "20240311")
+    assert a.StudyDate != b.StudyDate
 
 
 def test_each_action_by_site_rule(key: SecretKey, site_profile: Callable[[str], Profile]) -> None:
@@ -135,7 +154,7 @@ def test_each_action_by_site_rule(key: SecretKey, site_profile: Callable[[str], 
     assert str(out.ReferringPhysicianName).startswith("P-")
     assert out.AccessionNumber.startswith("ID-") and len(out.AccessionNumber) <= 16
     assert out.StudyDescription == "MRI KNEE LEFT"
-    assert out.StudyDate != "20240311"
+    assert out.StudyDate == expected_date(KEY.material, "20240311")
 
 
 def test_private_selector_keeps_one_element_and_its_creator(
@@ -144,7 +163,8 @@ def test_private_selector_keeps_one_element_and_its_creator(
     profile = site_profile("  - {private: '(0009,\"ACME 1.1\",01)', action: keep}\n")
     out = run(tiny_mr(), key, profile)
     block = out.private_block(0x0009, "ACME 1.1")
-    assert block[0x01].value != "20240311"  # a kept private date is shifted like the rest
+    # A kept private date is shifted like the rest: by the subject's own offset.
+    assert block[0x01].value == expected_date(KEY.material, "20240311") == out.StudyDate
     assert 0x00091002 not in out
 
 
@@ -155,13 +175,24 @@ def test_safe_harbor_year_only_ages_and_times(key: SecretKey) -> None:
     ds = tiny_mr()
     ds.PatientBirthDate = "19300101"
     ds.PatientAge = "094Y"
+    # Geographic units smaller than a state, at the top level and in a sequence.
+    ds.InstitutionAddress = "Kestrel Lane 4, 53127 Bonn"
+    ds.PatientAddress = "Heronweg 17, 53111 Bonn"
+    ds.RegionOfResidence = "Venusberg"
+    ds.RequestAttributesSequence[0].InstitutionAddress = "Kestrel Lane 4, 53127 Bonn"
     out = run(ds, key, profile)
     assert out.StudyDate == "20240101"
     assert not out.StudyTime
     assert out.AcquisitionDateTime == "2024"
     assert out.PatientAge == "090Y"
     assert not out.get("PatientBirthDate")
-    assert "InstitutionAddress" not in out
+    for keyword in ("InstitutionAddress", "PatientAddress", "RegionOfResidence"):
+        assert keyword not in out
+        assert keyword not in out.RequestAttributesSequence[0]
+    buffer = io.BytesIO()
+    out.save_as(buffer, enforce_file_format=True)
+    for value in (b"Kestrel", b"Heronweg", b"53127", b"53111", b"Bonn", b"Venusberg"):
+        assert value not in buffer.getvalue()
 
 
 def test_clean_graphics_code_never_claimed_without_cleaning(

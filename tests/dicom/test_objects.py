@@ -18,9 +18,9 @@ from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
 from pipeline.samples import diffusion_series, enhanced_mr, make_subjects
+from tests.reference import needs_reference, reference_path
 
 KEY = SecretKey(b"\x33" * 32)
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
 
 
 def deid(ds: Dataset, profile: Profile) -> Dataset:
@@ -36,7 +36,7 @@ def days_between(before: str, after: str) -> int:
     return (parse(after) - parse(before)).days
 
 
-def test_enhanced_mr_functional_groups_stay_valid(research: Profile, tmp_path: Path) -> None:
+def test_enhanced_mr_functional_groups_stay_valid(research: Profile) -> None:
     original = enhanced_mr(make_subjects(1)[0], n_frames=3)
     before = dcmread(io.BytesIO(_bytes(original)))
     out = deid(original, research)
@@ -70,16 +70,21 @@ def test_enhanced_mr_functional_groups_stay_valid(research: Profile, tmp_path: P
         ref_old = shared_old.ReferencedImageSequence[0].ReferencedSOPInstanceUID
         ref_new = shared_new.ReferencedImageSequence[0].ReferencedSOPInstanceUID
         assert ref_new == KEY.uid(ref_old)
-    if shutil.which("dciodvfy"):
-        path = tmp_path / "enhanced.dcm"
-        path.write_bytes(_bytes(out))
-        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-        errors = [x for x in (result.stdout + result.stderr).splitlines() if x.startswith("Error")]
-        assert errors == []
+
+
+@pytest.mark.dciodvfy
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
+def test_enhanced_mr_output_has_no_dciodvfy_error(research: Profile, tmp_path: Path) -> None:
+    out = deid(enhanced_mr(make_subjects(1)[0], n_frames=3), research)
+    path = tmp_path / "enhanced.dcm"
+    path.write_bytes(_bytes(out))
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    errors = [x for x in (result.stdout + result.stderr).splitlines() if x.startswith("Error")]
+    assert errors == []
 
 
 def test_real_enhanced_mr_from_pydicom_data(research: Profile) -> None:
-    data_store = pytest.importorskip("data_store")
+    data_store = pytest.importorskip("data_store", reason="pydicom-data is not installed")
     path = Path(data_store.__file__).parent / "data" / "emri_small.dcm"
     before = dcmread(path)
     out = deid(read_dicom(path.read_bytes(), "emri"), research)
@@ -115,9 +120,9 @@ def test_siemens_csa_header_alone_is_enough(research: Profile) -> None:
     assert deid(ds, research).DiffusionBValue == 800.0
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom", "XA_GE_JPEG_02_with_Overlays.dcm")
 def test_compressed_pixels_and_transfer_syntax_are_untouched(research: Profile) -> None:
-    path = REFERENCE / "XA_GE_JPEG_02_with_Overlays.dcm"
+    path = reference_path("dicom", "XA_GE_JPEG_02_with_Overlays.dcm")
     before = dcmread(path)
     out = deid(read_dicom(path.read_bytes(), "xa"), research)
     assert out.file_meta.TransferSyntaxUID == before.file_meta.TransferSyntaxUID
@@ -156,9 +161,9 @@ def test_structured_report_passes_only_with_clean_structured_content(
     assert "113104" in {i.CodeValue for i in out.DeidentificationMethodCodeSequence}
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom", "US-GE-4AICL142.dcm")
 def test_embedded_dataset_and_private_pixels_of_ge_ultrasound_go(research: Profile) -> None:
-    path = REFERENCE / "US-GE-4AICL142.dcm"
+    path = reference_path("dicom", "US-GE-4AICL142.dcm")
     before = dcmread(path)
     assert 0x60031010 in before and any(t.group == 0x7FE1 for t in before.keys())
     out = deid(read_dicom(path.read_bytes(), "us"), research)

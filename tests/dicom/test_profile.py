@@ -7,6 +7,7 @@ import pytest
 from pipeline.dicom.profile import Action, DateMode, load_profile
 from pipeline.errors import RuleError
 from pipeline.rulefiles import rules_root
+from tests.reference import needs_reference, reference_path
 
 RULES = rules_root() / "dicom"
 
@@ -107,15 +108,13 @@ def test_include_cycle_is_reported(tmp_path: Path) -> None:
         load_profile(tmp_path / "a.yaml")
 
 
+@needs_reference("confidentiality_profile_attributes.json")
 def test_generated_rules_are_up_to_date(tmp_path: Path) -> None:
     """The committed rule files are exactly what the generator writes."""
     import subprocess
     import sys
 
-    reference = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-    source = reference / "confidentiality_profile_attributes.json"
-    if not source.exists():
-        pytest.skip("../shared/reference is not present")
+    source = reference_path("confidentiality_profile_attributes.json")
     before = {p: p.read_bytes() for p in RULES.rglob("*.yaml")}
     script = Path(__file__).resolve().parents[2] / "scripts" / "generate_dicom_rules.py"
     subprocess.run([sys.executable, str(script), str(source)], check=True, capture_output=True)

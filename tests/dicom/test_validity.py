@@ -20,27 +20,37 @@ from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
 from pipeline.samples import write_sample_tree
 from pipeline.steps.dicom_file import deidentify_tree
+from tests.reference import reference_marks, reference_path
 
 pytestmark = pytest.mark.dciodvfy
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
 _VALUE = re.compile(r"<[^>]*>|\[[^\]]*\]|\b[0-9][0-9.]*\b")
 
 
-def corpora() -> dict[str, Path | None]:
-    found: dict[str, Path | None] = {
-        "pydicom": Path(pydicom.__file__).parent / "data" / "test_files",
-        "generated": None,  # written by the test from pipeline.samples
-    }
-    try:
-        import data_store  # pydicom-data
+def corpus_folder(corpus: str, tmp_path: Path) -> Path:
+    """The corpus's folder; a corpus that is not installed is a reported skip."""
+    if corpus == "pydicom":
+        return Path(pydicom.__file__).parent / "data" / "test_files"
+    if corpus == "generated":
+        folder = tmp_path / "generated"
+        write_sample_tree(folder, n_subjects=3, slices=3)
+        return folder
+    if corpus == "pydicom-data":
+        try:
+            import data_store  # pydicom-data, a dev dependency
+        except ImportError:
+            pytest.skip("pydicom-data is not installed (pip install -e '.[dev]')")
+        return Path(data_store.__file__).parent / "data"
+    assert corpus == "reference"
+    return reference_path("dicom")
 
-        found["pydicom-data"] = Path(data_store.__file__).parent / "data"
-    except ImportError:
-        pass
-    if REFERENCE.is_dir():
-        found["reference"] = REFERENCE
-    return found
+
+CORPORA = [
+    "pydicom",
+    "generated",  # written by the test from pipeline.samples
+    "pydicom-data",
+    pytest.param("reference", marks=reference_marks("dicom")),
+]
 
 
 def dciodvfy_errors(path: Path) -> set[str]:
@@ -51,12 +61,9 @@ def dciodvfy_errors(path: Path) -> set[str]:
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
-@pytest.mark.parametrize("corpus", sorted(corpora()))
+@pytest.mark.parametrize("corpus", CORPORA)
 def test_no_new_dciodvfy_errors_on_real_files(corpus: str, tmp_path: Path) -> None:
-    source = corpora()[corpus]
-    if source is None:
-        source = tmp_path / "generated"
-        write_sample_tree(source, n_subjects=3, slices=3)
+    source = corpus_folder(corpus, tmp_path)
     store = PrivateStore(tmp_path / "private")
     summary = deidentify_tree(
         source,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.samples.burned_text import burn, printed_name, text_mask, with_pixels
+from tests.reference import ROOT
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "dicom"
+REFERENCE = ROOT / "dicom"
 
 __all__ = ["REFERENCE", "burn", "printed_name", "text_mask", "with_pixels"]

@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from pipeline.pixels.blank import PixelAction, blank_pixels, fill_value, plan_cleaning
+from pipeline.pixels.blank import (
+    DEFAULT_MARGIN,
+    PixelAction,
+    blank_pixels,
+    fill_value,
+    plan_cleaning,
+)
 from pipeline.pixels.phi import PhiKind, PhiMatch
 from pipeline.pixels.regions import Condition, MatchOp, Rect, RegionRule
 from pipeline.pixels.scan import FoundWord, OverlayPlane, ScanFinding, ScanStatus
+from pipeline.reasons import Reason
 from pipeline.samples import make_subjects, mr_series
 
 from .images import with_pixels
@@ -105,12 +112,18 @@ def test_what_is_held_back_and_what_is_untouched(mr: Dataset) -> None:
     assert held.action is PixelAction.HELD and "read none" in held.reason
     # The same signal explained by a rule: cleaned.
     assert plan_cleaning(mr, _finding(signals=signal), [_rule((Rect(0, 0, 5, 5),))]).reason == ""
-    # OCR boxes over a fifth of the frame: held, not blanked into uselessness.
-    big = (FoundWord("x", (0, 0, 40, 32), 5.0, "frame 0"),)
-    too_much = plan_cleaning(mr, _finding(big, signal), [], max_text_fraction=0.10)
+    # OCR boxes over a quarter of the frame (the shipped default): held, not blanked
+    # into uselessness.  The 64 x 80 frame has 5120 pixels, a quarter 1280; each box
+    # grows by the default margin of 2 on every side.
+    assert (mr.Rows, mr.Columns, DEFAULT_MARGIN) == (64, 80, 2)
+    quarter = (FoundWord("x", (2, 2, 36, 28), 5.0, "frame 0"),)  # 40 x 32 = 1280: 25.0%
+    assert plan_cleaning(mr, _finding(quarter, signal), []).action is PixelAction.CLEANED
+    big = (FoundWord("x", (2, 2, 17, 57), 5.0, "frame 0"),)  # 21 x 61 = 1281: just over
+    too_much = plan_cleaning(mr, _finding(big, signal), [])
     assert too_much.action is PixelAction.HELD and "of frame 0" in too_much.reason
+    assert "more than 25%" in too_much.reason and too_much.held is Reason.TOO_MUCH_TEXT
     # ...unless a rule already blanks that area (a screen whose layout is known).
-    ruled = plan_cleaning(mr, _finding(big, signal), [_rule((Rect(0, 0, 80, 40),))])
+    ruled = plan_cleaning(mr, _finding(big, signal), [_rule((Rect(0, 0, 24, 64),))])
     assert ruled.action is PixelAction.CLEANED
     assert plan_cleaning(mr, _finding(), []).action is PixelAction.UNTOUCHED
     # Overlay bits set in the pixel data: cleaned (masked), even without text.

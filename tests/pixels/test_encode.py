@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pydicom
-import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     ExplicitVRBigEndian,
@@ -19,6 +18,7 @@ from pydicom.uid import (
 from pipeline.pixels.blank import PixelAction, PixelPlan, blank_pixels
 from pipeline.pixels.encode import output_syntax, remove_overlays_and_icons, store_pixels
 from pipeline.samples import make_subjects, mr_series
+from tests.reference import needs_reference
 
 from .images import REFERENCE
 
@@ -69,8 +69,7 @@ def test_overlay_groups_and_icons_are_removed() -> None:
     assert sorted(int(t) for t in ds.keys()) == [0x00280010, 0x60010010]
 
 
-@pytest.mark.reference
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom")
 def test_jpeg_baseline_ybr_422_becomes_rgb_with_the_decoded_values() -> None:
     source = pydicom.dcmread(REFERENCE / "US-GE-4AICL142.dcm")
     decoded = source.pixel_array.copy()
@@ -88,8 +87,7 @@ def test_jpeg_baseline_ybr_422_becomes_rgb_with_the_decoded_values() -> None:
     assert out.LossyImageCompressionMethod == "ISO_10918_1"
 
 
-@pytest.mark.reference
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom")
 def test_jpeg_lossless_with_high_bit_overlays_loses_only_the_overlay_bits() -> None:
     path = REFERENCE / "XA_GE_JPEG_02_with_Overlays.dcm"
     source = pydicom.dcmread(path)

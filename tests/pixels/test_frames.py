@@ -17,6 +17,7 @@ from pipeline.errors import UnreadableInput
 from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
 from pipeline.read.dicom import read_dicom
 from pipeline.samples import make_subjects, mr_series
+from tests.reference import needs_reference
 
 from .images import REFERENCE, text_mask, with_pixels
 
@@ -115,8 +116,7 @@ def test_overlay_in_unused_high_bits_is_extracted_and_masked_from_the_image(
     assert np.array_equal(overlay.pixels, plane.astype(np.uint8))
 
 
-@pytest.mark.reference
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not present")
+@needs_reference("dicom")
 def test_ge_xa_high_bit_overlay_plane() -> None:
     path = REFERENCE / "XA_GE_JPEG_02_with_Overlays.dcm"
     ds = read_dicom(path.read_bytes(), "input xa")

@@ -179,10 +179,39 @@ def test_scan_command_offers_the_engines_with_the_library_default() -> None:
     from mricurate.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["scan", "src"]).ocr_engine == DEFAULT_ENGINE.value
+    # The README: "`both`, the union of their words, is the default" (scan and deid).
+    assert parser.parse_args(["scan", "src"]).ocr_engine == "both"
+    deid = ["deid", "src", "out", "--key-file", "k", "--clean-pixels"]
+    assert parser.parse_args(deid).ocr_engine == "both"
+    assert DEFAULT_ENGINE is EngineName.BOTH
     for name in EngineName:
         assert (
             parser.parse_args(["scan", "src", "--ocr-engine", name.value]).ocr_engine == name.value
         )
     with pytest.raises(SystemExit):
         parser.parse_args(["scan", "src", "--ocr-engine", "easyocr"])
+
+
+def test_one_thread_per_worker_and_no_box_dropped_for_its_confidence() -> None:
+    """The README: onnxruntime with one thread per worker, thresholds low so no box is dropped.
+
+    Checked on the loaded models themselves (not on our parameters), then on a
+    read whose words the recogniser scores below 0.5, rapidocr's own default
+    ``text_score``: they come back, with their low confidence.
+    """
+    engine = make_engine(EngineName.RAPIDOCR)  # what ``scan``/``deid`` build in each worker
+    assert isinstance(engine, RapidOcrEngine)
+    # Every other column of the letters wiped: the recogniser is unsure of what it reads.
+    page = _page((64, 320), "KESTREL 50321", x=12, y=20, height=16)
+    page[:, ::2] = 255
+    words = engine.read([page])[0]
+    model = engine._model()
+    for session in (model.text_det.session.session, model.text_rec.session.session):
+        options = session.get_session_options()
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert model.text_score == 0.0  # no recognised box is dropped for its score
+    post = model.text_det.postprocess_op  # the detector's thresholds, below rapidocr's 0.3/0.5
+    assert post.thresh < 0.3 and post.box_thresh < 0.5
+    low = [w for w in words if w.confidence < 50]
+    assert low, [(w.text, w.confidence) for w in words]
+    assert all(w.width > 0 and w.height > 0 for w in low)

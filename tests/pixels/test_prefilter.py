@@ -7,7 +7,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pipeline.pixels.frames import iter_images
-from pipeline.pixels.prefilter import needs_ocr
+from pipeline.pixels.prefilter import Box, needs_ocr
 from pipeline.pixels.prepare import dark_text_map, text_map
 from pipeline.samples import make_subjects, mr_series
 
@@ -69,20 +69,44 @@ def test_plain_phantom_slices_are_skipped_in_the_dark_map_too(size: int) -> None
             assert not decision.ocr, decision.reason
 
 
+def _shown(regions: tuple[Box, ...] | None, drawn: np.ndarray) -> float:
+    """The share of the text's pixels inside the regions a decision shows the engine."""
+    shown = np.zeros(drawn.shape, dtype=bool)
+    for rx, ry, w, h in regions or ():
+        shown[ry : ry + h, rx : rx + w] = True
+    return float(shown[drawn].mean())
+
+
 @pytest.mark.parametrize("height", [10, 14])
 @pytest.mark.parametrize("value", [300, 900])  # darker than the phantom's bright interior
-def test_dark_text_over_bright_anatomy_is_found_in_the_dark_map_only(
+def test_dark_text_over_bright_anatomy_is_found_in_the_dark_map(
     slices: dict[int, Dataset], height: int, value: int
 ) -> None:
+    """A long line of dark text: the dark map finds it (the bright map, seeing the
+    bright gaps between the letters, often does too)."""
     for size, ds in slices.items():
         text = "MRN48213977"
         x, y = size // 2 - 50, size // 2 - 10
         pixels = burn(ds.pixel_array, text, x=x, y=y, height=height, value=value)
-        burned = with_pixels(ds, pixels)
-        decision = needs_ocr(_dark_map(burned))
+        decision = needs_ocr(_dark_map(with_pixels(ds, pixels)))
         assert decision.ocr and decision.regions, (size, decision)
         drawn = text_mask(pixels.shape, text, x=x, y=y, height=height) > 0.5
-        shown = np.zeros(drawn.shape, dtype=bool)
-        for rx, ry, w, h in decision.regions:
-            shown[ry : ry + h, rx : rx + w] = True
-        assert shown[drawn].mean() > 0.95, (size, decision.regions)
+        assert _shown(decision.regions, drawn) > 0.95, (size, decision.regions)
+
+
+@pytest.mark.parametrize("text", ["12 34", "HFS"])
+@pytest.mark.parametrize("height", [10, 14])
+@pytest.mark.parametrize("value", [300, 900])
+def test_short_dark_text_over_bright_anatomy_is_found_in_the_dark_map_only(
+    slices: dict[int, Dataset], text: str, height: int, value: int
+) -> None:
+    """What the dark map is for: short dark labels the bright map does not see at all."""
+    for size, ds in slices.items():
+        x, y = size // 2 - 50, size // 2 - 10
+        pixels = burn(ds.pixel_array, text, x=x, y=y, height=height, value=value)
+        burned = with_pixels(ds, pixels)
+        drawn = text_mask(pixels.shape, text, x=x, y=y, height=height) > 0.5
+        bright = needs_ocr(_map(burned))
+        assert not bright.ocr or _shown(bright.regions, drawn) == 0.0, (size, bright)
+        dark = needs_ocr(_dark_map(burned))
+        assert dark.ocr and _shown(dark.regions, drawn) > 0.95, (size, dark)

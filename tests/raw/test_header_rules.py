@@ -207,6 +207,7 @@ HAND_WRITTEN = f"""<?xml version="1.0"?>
     xsi:schemaLocation="{NS} Mustermann.xsd">
   <version>3</version>
   <subjectInformation><patientName>{NAME}</patientName><patientID>{PATIENT_ID}</patientID>
+    <patientBirthdate>{BIRTH[:4]}-{BIRTH[4:6]}-{BIRTH[6:]}</patientBirthdate>
     <patientNickname>Erika</patientNickname></subjectInformation>
   <studyInformation><studyDate>2021-06-22+02:00</studyDate></studyInformation>
   <measurementInformation><patientPosition>FFS</patientPosition><operator>Erika</operator></measurementInformation>
@@ -254,6 +255,7 @@ def test_another_converters_header_keeps_only_the_allowlist(rules: HeaderRules) 
         "87.5",
         "TXVzdGVybWFubg",
         "2021-06-22",
+        "1961-04-17",
     ):
         assert phi not in out
     assert _paths(out) <= _allowed(rules)
@@ -315,11 +317,17 @@ def test_dummy_and_unshiftable_dates(tmp_path: Path) -> None:
 
 
 def test_the_hints_fields_are_pseudonymized_or_gone(rules: HeaderRules) -> None:
-    out = anonymize_header(HAND_WRITTEN, rules, _context())
+    planted = subject_hints(HAND_WRITTEN)
+    assert (planted.patient_name, planted.patient_id) == (NAME, PATIENT_ID)
+    assert planted.birth_date == "1961-04-17"  # the input does hold a birth date
+    out = anonymize_header(HAND_WRITTEN, rules, _context(days=-400))
     hints = subject_hints(out)
     assert hints.patient_id == "SUBJ-TESTTESTTE"
     assert hints.patient_name is None and hints.birth_date is None
-    assert BIRTH not in out
+    assert "patientBirthdate" not in out
+    # Neither date form, nor the birth date shifted like the study date: removed, not moved.
+    assert BIRTH not in out and "1961-04-17" not in out
+    assert (dt.date(1961, 4, 17) - dt.timedelta(days=400)).isoformat() not in out
 
 
 # --- loading ----------------------------------------------------------------------

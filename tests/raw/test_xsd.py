@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import hashlib
+import inspect
+import types
+import typing
+
 import h5py
 import ismrmrd.xsd
 import pytest
+from ismrmrd.xsd import ismrmrdschema as bindings
 
 from pipeline.errors import InputError, UnreadableInput
 from pipeline.identity.uids import UidMapper
@@ -38,6 +46,102 @@ def test_the_shipped_schema_is_ismrmrds_with_its_licence() -> None:
     assert "ISMRMRD SOFTWARE LICENSE" in text and "v1.15.0" in text
     assert ismrmrd_schema() is ismrmrd_schema()  # compiled once
     validate_header(MINIMAL)
+
+
+# github.com/ismrmrd/ismrmrd, schema/ismrmrd.xsd at tag v1.15.0 (commit
+# 2886c1f4881ddc11b9c99a8890018c703a9216f1): 17,972 bytes with this SHA-256
+# (the same file at tags v1.13.4, v1.14.1 and v1.14.2).
+PUBLISHED_V1_15_0 = "4959ef96d60d674ccc53e39a795b0422c2ac1ea646a96460d83f8639fe6c9366"
+
+
+def test_the_shipped_schema_is_the_published_v1_15_0_file_byte_for_byte() -> None:
+    data = (data_contracts_root() / "ismrmrd.xsd").read_bytes()
+    # Our only addition: one comment (provenance and licence) after the XML declaration.
+    declaration, rest = data.split(b"\n", 1)
+    assert rest.startswith(b"<!--")
+    comment_end = rest.index(b"-->") + len(b"-->")
+    published = declaration + b"\n" + rest[comment_end + 1 :]
+    assert len(published) == 17972
+    assert hashlib.sha256(published).hexdigest() == PUBLISHED_V1_15_0
+
+
+XS = "{http://www.w3.org/2001/XMLSchema}"
+
+
+def _local(name: str | None) -> str | None:
+    return name.rsplit("}", 1)[-1] if name else None
+
+
+def _our_types() -> dict[str, tuple[object, ...]]:
+    """Every named type of our XSD: element names, types and occurrences, attributes, enums."""
+    found: dict[str, tuple[object, ...]] = {}
+    for qualified, xsd_type in ismrmrd_schema().types.items():
+        name = _local(qualified)
+        assert name is not None
+        if xsd_type.is_complex():
+            elements = []
+            for element in xsd_type.content.iter_elements():
+                type_name = _local(element.type.name)
+                if element.type.name is None and element.type.enumeration:  # a local enum
+                    type_name = name + element.local_name[0].upper() + element.local_name[1:]
+                    found[type_name] = ("enum", list(element.type.enumeration))
+                elif element.type.is_simple() and (
+                    element.type.name is None or element.type.name.startswith(XS)
+                ):
+                    type_name = "builtin"  # xs:long, xs:string ... or a local pattern
+                many = element.max_occurs is None or element.max_occurs > 1
+                elements.append((element.local_name, type_name, element.min_occurs == 0, many))
+            attributes = sorted(_local(a) or "" for a in xsd_type.attributes)
+            found[name] = ("complex", elements, attributes)
+        elif xsd_type.enumeration:
+            found[name] = ("enum", list(xsd_type.enumeration))
+    return found
+
+
+def _binding_types() -> dict[str, tuple[object, ...]]:
+    """The same, from the dataclasses the installed ismrmrd package generated from its schema."""
+    module = bindings.ismrmrd
+    found: dict[str, tuple[object, ...]] = {}
+
+    def describe(hint: object) -> tuple[str, bool, bool]:
+        optional = many = False
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+            optional = True
+        if typing.get_origin(hint) is list:
+            hint, many = typing.get_args(hint)[0], True
+        if inspect.isclass(hint) and hint.__module__ == module.__name__:
+            return getattr(getattr(hint, "Meta", None), "name", hint.__name__), optional, many
+        return "builtin", optional, many
+
+    for class_name, cls in inspect.getmembers(module, inspect.isclass):
+        if cls.__module__ != module.__name__:
+            continue
+        name = getattr(getattr(cls, "Meta", None), "name", class_name)
+        if issubclass(cls, enum.Enum):
+            found[name] = ("enum", [member.value for member in cls])
+        elif dataclasses.is_dataclass(cls):
+            hints = typing.get_type_hints(cls, vars(module))
+            elements, attributes = [], []
+            for f in dataclasses.fields(cls):
+                xml_name = f.metadata.get("name", f.name)
+                if f.metadata.get("type") == "Attribute":
+                    attributes.append(xml_name)
+                elif f.metadata.get("type") == "Element":
+                    type_name, optional, many = describe(hints[f.name])
+                    if many:
+                        optional = f.metadata.get("min_occurs", 0) == 0
+                    elements.append((xml_name, type_name, optional, many))
+            found[name] = ("complex", elements, sorted(attributes))
+    return found
+
+
+def test_the_shipped_schema_is_the_one_of_the_installed_ismrmrd_package() -> None:
+    """Type by type, our XSD against the bindings ismrmrd generated from its own schema."""
+    ours, theirs = _our_types(), _binding_types()
+    assert len(ours) >= 35
+    assert sorted(ours) == sorted(theirs)
+    assert {name: ours[name] for name in ours if ours[name] != theirs[name]} == {}
 
 
 @pytest.mark.reference

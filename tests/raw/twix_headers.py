@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import struct
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 import twixtools
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "twix"
+from tests.reference import ROOT, reference_marks, reference_path
+
+REFERENCE = ROOT / "twix"
 
 # What the reference files themselves carry and must never be released.
 REAL_PHI = (
@@ -50,15 +51,15 @@ PLANTED = (
 
 
 def needs_reference() -> pytest.MarkDecorator:
-    return pytest.mark.skipif(
-        not (REFERENCE / "gre.dat").is_file(), reason="../shared/reference is not present"
-    )
+    """The skip of :func:`tests.reference.reference_marks` for the twix files."""
+    return reference_marks("twix", "gre.dat")[1]
 
 
 @lru_cache(maxsize=4)
 def reference_header(name: str) -> bytes:
     """The raw header bytes of the last measurement of ``REFERENCE/name`` (twixtools' hdr_str)."""
-    scans = twixtools.read_twix(str(REFERENCE / name), verbose=False, parse_data=False)
+    path = reference_path("twix", name)  # skips the calling test when absent
+    scans = twixtools.read_twix(str(path), verbose=False, parse_data=False)
     return bytes(scans[-1]["hdr_str"].tobytes())
 
 
