@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = SecretKey(b"\x33" * 32)
 PATIENT_NAME = "Fault^Frieda"
 PATIENT_ID = "MRN-FAULT-7731"
-_SOP = "1.2.826.0.1.3680043.10.9999.100000"  # its last six digits are replaced per copy
+_SOP = "1.2.826.0.1.3680043.10.9999.999999"  # its last six digits are replaced per copy
 
 
 def small_mr() -> bytes:
@@ -64,7 +64,8 @@ def corpus(folder: Path, count: int, per_folder: int = 200) -> Path:
     for index in range(count):
         target = folder / f"series{index // per_folder:03d}" / f"IM{index:05d}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(template.replace(_SOP.encode(), stem + f"{index:06d}".encode()))
+        number = f"{100000 + index}".encode()  # six digits, no leading zero (a valid UID)
+        target.write_bytes(template.replace(_SOP.encode(), stem + number))
     return folder
 
 
