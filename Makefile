@@ -40,9 +40,18 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Peers the benchmarks measure against (not needed by the tests).
+BENCH_APT_PACKAGES := libgdcm-tools
+
 bench: install
+	@missing=""; for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/deid.py
+	$(BIN)/python bench/runner.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

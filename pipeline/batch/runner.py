@@ -63,7 +63,7 @@ def default_jobs() -> int:
 
 
 def default_memory_limit(jobs: int) -> int:
-    """Each worker's share of four fifths of the machine's memory (at least 1 GiB).
+    """Each worker's share of four fifths of the machine's memory (at least 2 GiB).
 
     All workers together then stay below what the machine has, so one huge
     input fails alone instead of the kernel killing whatever it picks.
@@ -72,7 +72,7 @@ def default_memory_limit(jobs: int) -> int:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 4 * _GiB
-    return max(_GiB, physical * 4 // 5 // max(1, jobs))
+    return max(2 * _GiB, physical * 4 // 5 // max(1, jobs))
 
 
 @dataclass(frozen=True)
