@@ -140,44 +140,40 @@ def main(argv: list[str] | None = None) -> int:
             env,
         )  # fmt: skip
 
+    def deid_rows(scratch: Path) -> list[tuple[str, Callable[[], float]]]:
+        """One round's rows; every command writes under ``scratch``."""
+        j = args.jobs
+
+        def now(tag: str, jobs: int) -> Callable[[], float]:
+            return lambda: deid(REPO, now_env, scratch / f"n{tag}", scratch / f"pn{tag}", jobs)
+
+        def old(tag: str, jobs: int) -> Callable[[], float]:
+            return lambda: deid(before, before_env, scratch / f"b{tag}", scratch / f"pb{tag}", jobs)
+
+        rows: list[tuple[str, Callable[[], float]]] = [
+            ("cp -r", lambda: timed(["cp", "-r", str(source), str(scratch / "cp")], now_env)),
+        ]
+        if gdcmanon:
+            command = [gdcmanon, "--dumb", "--remove", "0010,0010", "--remove", "0010,0020",
+                       "--recursive", "-i", str(source), "-o", str(scratch / "gdcm")]  # fmt: skip
+            rows.append(("gdcmanon --dumb (C++ peer)", lambda: timed(command, now_env)))
+        for jobs in sorted({1, j}):
+            rows.append((f"before ({BEFORE}) deid jobs={jobs}", old(str(jobs), jobs)))
+            rows.append((f"now deid jobs={jobs}", now(str(jobs), jobs)))
+        rows.append((f"before rerun over complete OUT jobs={j}", old(str(j), j)))
+        rows.append((f"now rerun over complete OUT jobs={j}", now(str(j), j)))
+        rows.append((
+            f"now rerun, library only (no start-up) jobs={j}",
+            lambda: library_rerun(source, scratch / f"n{j}", scratch / f"pn{j}", key, j),
+        ))  # fmt: skip
+        return rows
+
     for round_ in range(args.repeat):
         print(f"round {round_ + 1}/{args.repeat}")
         scratch = work / "runs"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
-        rows: list[tuple[str, Callable[[], float]]] = [
-            ("cp -r", lambda: timed(["cp", "-r", str(source), str(scratch / "cp")], now_env)),
-        ]
-        if gdcmanon:
-            rows.append((
-                "gdcmanon --dumb (C++ peer)",
-                lambda: timed([gdcmanon, "--dumb", "--remove", "0010,0010", "--remove",
-                               "0010,0020", "--recursive", "-i", str(source), "-o",
-                               str(scratch / "gdcm")], now_env),
-            ))  # fmt: skip
-        for jobs in sorted({1, args.jobs}):
-            rows.append((
-                f"before ({BEFORE}) deid jobs={jobs}",
-                lambda j=jobs: deid(before, before_env, scratch / f"b{j}", scratch / f"pb{j}", j),
-            ))  # fmt: skip
-            rows.append((
-                f"now deid jobs={jobs}",
-                lambda j=jobs: deid(REPO, now_env, scratch / f"n{j}", scratch / f"pn{j}", j),
-            ))  # fmt: skip
-        j = args.jobs
-        rows.append((
-            f"before rerun over complete OUT jobs={j}",
-            lambda: deid(before, before_env, scratch / f"b{j}", scratch / f"pb{j}", j),
-        ))  # fmt: skip
-        rows.append((
-            f"now rerun over complete OUT jobs={j}",
-            lambda: deid(REPO, now_env, scratch / f"n{j}", scratch / f"pn{j}", j),
-        ))  # fmt: skip
-        rows.append((
-            f"now rerun, library only (no start-up) jobs={j}",
-            lambda: library_rerun(source, scratch / f"n{j}", scratch / f"pn{j}", key, j),
-        ))  # fmt: skip
-        for label, run in rows:
+        for label, run in deid_rows(scratch):
             warm(files)
             record(label, run())
 
@@ -193,16 +189,21 @@ def main(argv: list[str] | None = None) -> int:
                 env,
             )  # fmt: skip
 
-        for round_ in range(args.repeat):
+        def convert_rows(scratch: Path) -> list[tuple[str, Callable[[], float]]]:
+            def old() -> float:
+                return convert(before, before_env, scratch / "b", scratch / "pb")
+
+            def now() -> float:
+                return convert(REPO, now_env, scratch / "n", scratch / "pn")
+
+            return [("before convert", old), ("now convert", now),
+                    ("before convert rerun", old), ("now convert rerun", now)]  # fmt: skip
+
+        for _ in range(args.repeat):
             scratch = work / "raw-runs"
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir()
-            for label, run in (
-                ("before convert", lambda: convert(before, before_env, scratch / "b", scratch / "pb")),
-                ("now convert", lambda: convert(REPO, now_env, scratch / "n", scratch / "pn")),
-                ("before convert rerun", lambda: convert(before, before_env, scratch / "b", scratch / "pb")),
-                ("now convert rerun", lambda: convert(REPO, now_env, scratch / "n", scratch / "pn")),
-            ):  # fmt: skip
+            for label, run in convert_rows(scratch):
                 warm(list(raw.iterdir()))
                 record(label, run())
 

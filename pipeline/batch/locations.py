@@ -36,6 +36,8 @@ def check_locations(
     key_file : Path, optional
         The secret key.
     """
+    if not source.exists():
+        raise LocationError(f"SOURCE {source} does not exist")
     src, priv = source.resolve(), private.resolve()
     if _nested(src, priv):
         raise LocationError(

@@ -62,11 +62,14 @@ def slices(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _started(process_pid: int, output: Path | None) -> bool:
-    """Workers are up and at work: candidates written (a scan: an OCR program running)."""
+def _started(process_pid: int, output: Path | None, kind: str) -> bool:
+    """Workers are up and at work: a batch committed (deid), candidates written (convert),
+    an OCR program running (scan)."""
     below = descendants(process_pid)
     if output is None:
         return len(below) > 2  # two workers and a tesseract
+    if kind == "deid":
+        return len(below) >= 2 and bool(released(output))
     return len(below) >= 2 and (bool(released(output)) or len(temps(output)) >= 2)
 
 
@@ -97,7 +100,7 @@ def test_sigint_and_sigterm_stop_the_run_cleanly(
     args, out, private = _command(kind, source, tmp_path)
     process = start(args, TMPDIR=str(tmp_path / "system-tmp"))
     (tmp_path / "system-tmp").mkdir()
-    wait_for(lambda: _started(process.pid, out), 60, "the run to get going")
+    wait_for(lambda: _started(process.pid, out, kind), 60, "the run to get going")
     workers = descendants(process.pid)
     kill(process, number)
     stdout, stderr = process.communicate(timeout=60)
@@ -130,7 +133,7 @@ def test_after_sigkill_no_process_is_left_and_the_next_run_finishes(
     args, out, private = _command(kind, source, tmp_path)
     (tmp_path / "system-tmp").mkdir()
     process = start(args, TMPDIR=str(tmp_path / "system-tmp"))
-    wait_for(lambda: _started(process.pid, out), 60, "the run to get going")
+    wait_for(lambda: _started(process.pid, out, kind), 60, "the run to get going")
     everyone = descendants(process.pid)
     assert len(everyone) >= 2
     kill(process, signal.SIGKILL)
