@@ -100,36 +100,41 @@ def test_deid_into_a_too_small_output_stops_then_finishes(
     assert release == deid_reference(corpus.root, tmp_path / "roomy")
 
 
+@pytest.mark.parametrize("small", ["OUTPUT", "--fastmri"])
 def test_convert_into_a_full_output_is_our_failure_not_the_inputs(
-    tmp_path: Path, tmpfs, key_file: Path
+    tmp_path: Path, tmpfs, key_file: Path, small: str
 ) -> None:
     """libhdf5 can crash its worker after a failed write: still no input blamed, exit 3."""
     corpus = write_raw(tmp_path / "raw", n_files=2)
-    disk = tmpfs("out", "96k")
-    out, private = disk.point / "ismrmrd", tmp_path / "private"
+    disk = tmpfs("small", "96k" if small == "OUTPUT" else "16k")
+    out = (disk.point if small == "OUTPUT" else tmp_path) / "ismrmrd"
+    fastmri = (disk.point if small == "--fastmri" else tmp_path) / "fastmri"
+    private = tmp_path / "private"
 
     failed = run_cli(
         "convert", corpus.root, out, "--key-file", key_file, "--private-dir", private,
-        "--jobs", "1",
+        "--fastmri", fastmri, "--jobs", "1",
     )  # fmt: skip
 
     assert failed.returncode == 3, (failed.stdout, failed.stderr)
     check_message(failed, corpus, *NO_SPACE)
     not_failed_on_inputs(failed.stdout)
-    check_no_temp_files(out)
-    check_records(private, out)
+    check_no_temp_files(out, fastmri)
+    check_records(private, out, fastmri)
     check_not_blamed(private, set(), set())
 
     disk.remount("size=64m")
-    assert convert_tree_of(corpus.root, out, private) == 0
-    check_no_temp_files(out)
-    check_records(private, out)
+    assert convert_tree_of(corpus.root, out, private, fastmri) == 0
+    check_no_temp_files(out, fastmri)
+    check_records(private, out, fastmri)
     assert quarantined(private) == set()
     roomy = tmp_path / "roomy"
-    assert convert_tree_of(corpus.root, roomy / "out", roomy / "private") == 0
+    assert convert_tree_of(corpus.root, roomy / "out", roomy / "private", roomy / "fastmri") == 0
     release = release_bytes(out)
     assert len(release) == 4  # a noise and an image measurement per file
     assert release == release_bytes(roomy / "out")
+    assert len(released(fastmri)) == 2
+    assert release_bytes(fastmri) == release_bytes(roomy / "fastmri")
 
 
 def test_scan_findings_onto_a_full_disk_fail_as_ours(tmp_path: Path, tmpfs) -> None:
