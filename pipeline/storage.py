@@ -34,6 +34,11 @@ def writing(area: str, folder: Path) -> Iterator[None]:
         raise StorageError(area, folder, exc) from None
     except sqlite3.OperationalError as exc:
         error = sqlite_os_error(exc)
+        if (error is not None and error.errno == errno.EIO) or "unable to open" in str(exc):
+            # SQLite says 'disk I/O error' (a WAL index it cannot grow) or 'unable to
+            # open database file' (no inode left for its WAL) for a full disk too:
+            # the disk itself says which it is.
+            probe({area: folder})
         if error is None:
             raise
         raise StorageError(area, folder, error) from None
