@@ -153,6 +153,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from pipeline.pixels.engines import make_engine
     from pipeline.pixels.scan import write_findings
     from pipeline.steps.scan_file import scan_tree
+    from pipeline.storage import writing
 
     engine = make_engine(args.ocr_engine, language=args.lang)
     private = _private_store(args)
@@ -162,7 +163,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             options=_run_options(args), progress=progress,
         )  # fmt: skip
     target = Path(args.json) if args.json else private.root / "findings" / f"{summary.run_id}.json"
-    write_findings(findings, target)
+    try:
+        with writing("the findings file", target.parent):
+            write_findings(findings, target)
+    except RunFailure as failure:
+        failure.summary = summary
+        raise
     status = _finish(
         summary, f"run {summary.run_id}: scan with {engine.name}, {summary.seen} input(s)"
     )
