@@ -177,3 +177,5 @@ def test_source_output_and_private_location_named_in_latin1(tmp_path: Path) -> N
     recorded = {bytes(r[0]) for r in store_rows(private.root, "SELECT input_path FROM inputs")}
     assert os.fsencode(raw / "meas.dat") in recorded
     assert all(path.startswith(os.fsencode(tmp_path) + b"/") for path in recorded)
+    sources = {bytes(r[0]) for r in store_rows(private.root, "SELECT source FROM runs")}
+    assert sources == {os.fsencode(p) for p in (source, raw, burned.root)}
