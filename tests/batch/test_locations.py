@@ -149,6 +149,20 @@ def test_cli_refuses_before_writing(
     _no_records(layout.private_root)
 
 
+def test_scan_refuses_a_private_location_inside_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_dicom(tmp_path / "in", n_slices=1).root
+    before = _tree(source)
+
+    status = main(["scan", str(source), "--private-dir", str(source / "private")])
+
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "must not contain each other" in err
+    assert _tree(source) == before
+
+
 # The caller of the library makes the store; through a dangling link it cannot (the
 # link would have to be followed into OUTPUT): that case is the command line's.
 LIBRARY_CASES = [c for c in CASES if c != "the private location through a symlink into OUTPUT"]
