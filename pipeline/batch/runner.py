@@ -206,13 +206,14 @@ def run_batch(
     check_locations(source, names, store.root, options.key_file)
     with contextlib.ExitStack() as held:
         held.enter_context(RunLock(store.root, f"the private location {store.root}", step.command))
+        _check_key(step, store, areas, record=False)  # another key: refused before OUTPUT is made
         for area, path in areas.items():
             with writing(_area_name(area), path):
                 path.mkdir(parents=True, exist_ok=True)
             held.enter_context(
                 RunLock(path / STATE_DIR, f"{_area_name(area)} {step.areas[area]}", step.command)
             )
-        _check_key(step, store, areas)
+        _check_key(step, store, areas)  # again under the OUTPUT locks, recording the key
         reconcile(store)
         temp_dirs = {
             area: _fresh(path / STATE_DIR / "tmp", _area_name(area)) for area, path in areas.items()
@@ -341,8 +342,13 @@ def _split_unchanged(
     return skipped, dispatched
 
 
-def _check_key(step: Step, store: PrivateStore, areas: Mapping[Area, Path]) -> None:
-    """One key per OUTPUT and private location: another key would split every subject in two."""
+def _check_key(
+    step: Step, store: PrivateStore, areas: Mapping[Area, Path], *, record: bool = True
+) -> None:
+    """One key per OUTPUT and private location: another key would split every subject in two.
+
+    With ``record``, the key is written into each OUTPUT that has none yet.
+    """
     key = step.key_fingerprint
     if not key:
         return
@@ -364,7 +370,7 @@ def _check_key(step: Step, store: PrivateStore, areas: Mapping[Area, Path]) -> N
                 f"{_area_name(area)} {path} was written with another key (fingerprint "
                 f"{recorded}); this key is {key}. Use that key, or a new {_area_name(area)}"
             )
-        if not recorded:
+        if not recorded and record:
             with writing(_area_name(area), path):
                 from pipeline.atomic import atomic_write_text
 
