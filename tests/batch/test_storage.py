@@ -16,13 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.batch.runner import RunSummary
 from pipeline.dicom.profile import load_profile
+from pipeline.errors import StorageError
+from pipeline.pixels.scan import write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
+from pipeline.reasons import Outcome
 from pipeline.steps.dicom_file import deidentify_tree
 from pipeline.steps.raw_file import convert_tree
+from pipeline.steps.scan_file import scan_tree
 from tests.batch.conftest import (
     KEY,
+    Corpus,
     check_message,
     check_no_phi,
     check_no_temp_files,
@@ -67,6 +73,28 @@ def not_failed_on_inputs(stdout: str) -> None:
         assert shape not in stdout, f"an input was reported {shape!r}: {stdout}"
 
 
+def library_failure(error: StorageError, *needles: str) -> None:
+    """The library's side of exit 3: the message, and a summary that blames no input."""
+    message = str(error).lower()
+    for needle in needles:
+        assert needle.lower() in message, f"{needle!r} not in {error}"
+    summary = error.summary
+    assert isinstance(summary, RunSummary)
+    assert summary.exit_status == 3 and summary.failure
+    assert not summary.reasons, f"inputs blamed for our failure: {summary.reasons}"
+    assert not summary.count(Outcome.QUARANTINED) and not summary.count(Outcome.HELD_BACK)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> tuple[Corpus, Path]:
+    """Two twix files, and their release (ISMRMRD and fastMRI) made on a roomy disk."""
+    root = tmp_path_factory.mktemp("raw")
+    corpus = write_raw(root / "in", n_files=2)
+    roomy = root / "roomy"
+    assert convert_tree_of(corpus.root, roomy / "out", roomy / "private", roomy / "fastmri") == 0
+    return corpus, roomy
+
+
 # -- OUTPUT too small --------------------------------------------------------------
 
 
@@ -100,25 +128,29 @@ def test_deid_into_a_too_small_output_stops_then_finishes(
     assert release == deid_reference(corpus.root, tmp_path / "roomy")
 
 
-@pytest.mark.parametrize("small", ["OUTPUT", "--fastmri"])
+@pytest.mark.parametrize(("small", "via"), [("OUTPUT", "cli"), ("--fastmri", "library")])
 def test_convert_into_a_full_output_is_our_failure_not_the_inputs(
-    tmp_path: Path, tmpfs, key_file: Path, small: str
+    tmp_path: Path, tmpfs, key_file: Path, raw: tuple[Corpus, Path], small: str, via: str
 ) -> None:
     """libhdf5 can crash its worker after a failed write: still no input blamed, exit 3."""
-    corpus = write_raw(tmp_path / "raw", n_files=2)
+    corpus, roomy = raw
     disk = tmpfs("small", "96k" if small == "OUTPUT" else "16k")
     out = (disk.point if small == "OUTPUT" else tmp_path) / "ismrmrd"
     fastmri = (disk.point if small == "--fastmri" else tmp_path) / "fastmri"
     private = tmp_path / "private"
 
-    failed = run_cli(
-        "convert", corpus.root, out, "--key-file", key_file, "--private-dir", private,
-        "--fastmri", fastmri, "--jobs", "1",
-    )  # fmt: skip
-
-    assert failed.returncode == 3, (failed.stdout, failed.stderr)
-    check_message(failed, corpus, *NO_SPACE)
-    not_failed_on_inputs(failed.stdout)
+    if via == "cli":
+        failed = run_cli(
+            "convert", corpus.root, out, "--key-file", key_file, "--private-dir", private,
+            "--fastmri", fastmri, "--jobs", "1",
+        )  # fmt: skip
+        assert failed.returncode == 3, (failed.stdout, failed.stderr)
+        check_message(failed, corpus, *NO_SPACE)
+        not_failed_on_inputs(failed.stdout)
+    else:
+        with pytest.raises(StorageError) as failure:
+            convert_tree_of(corpus.root, out, private, fastmri)
+        library_failure(failure.value, *NO_SPACE)
     check_no_temp_files(out, fastmri)
     check_records(private, out, fastmri)
     check_not_blamed(private, set(), set())
@@ -128,8 +160,6 @@ def test_convert_into_a_full_output_is_our_failure_not_the_inputs(
     check_no_temp_files(out, fastmri)
     check_records(private, out, fastmri)
     assert quarantined(private) == set()
-    roomy = tmp_path / "roomy"
-    assert convert_tree_of(corpus.root, roomy / "out", roomy / "private", roomy / "fastmri") == 0
     release = release_bytes(out)
     assert len(release) == 4  # a noise and an image measurement per file
     assert release == release_bytes(roomy / "out")
@@ -159,19 +189,21 @@ def test_scan_findings_onto_a_full_disk_fail_as_ours(tmp_path: Path, tmpfs) -> N
     assert again.returncode == 0, again.stderr
     check_no_phi(again, corpus)
     roomy = tmp_path / "roomy.json"
-    reference = run_cli(
-        "scan", corpus.root, "--private-dir", tmp_path / "private2", "--json", roomy,
-        "--ocr-engine", "tesseract", "--jobs", "1",
-    )  # fmt: skip
-    assert reference.returncode == 0
+    summary, findings = scan_tree(corpus.root, "tesseract", PrivateStore(tmp_path / "p2"), jobs=1)
+    write_findings(findings, roomy)
+    assert summary.exit_status == 0
     assert json.loads(target.read_text()) == json.loads(roomy.read_text())
 
 
 # -- the private location full -----------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["filled", "nearly-full", "no-inodes"])
-def test_deid_with_a_full_private_location(tmp_path: Path, tmpfs, key_file: Path, how: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "via"), [("filled", "library"), ("nearly-full", "library"), ("no-inodes", "cli")]
+)
+def test_deid_with_a_full_private_location(
+    tmp_path: Path, tmpfs, key_file: Path, how: str, via: str
+) -> None:
     corpus = write_dicom(tmp_path / "in", n_slices=12)
     disk = tmpfs("private", "2m")
     private, out = disk.point / "private", tmp_path / "out"
@@ -184,14 +216,25 @@ def test_deid_with_a_full_private_location(tmp_path: Path, tmpfs, key_file: Path
         stats = os.statvfs(disk.point)
         disk.remount(f"nr_inodes={stats.f_files - stats.f_ffree + 1}")  # room for one file
 
-    failed = run_cli(
-        "deid", corpus.root, out, "--key-file", key_file, "--private-dir", private, "--jobs", "1"
-    )
-
-    assert failed.returncode == 3, (failed.stdout, failed.stderr)
-    check_message(failed, corpus, *NO_SPACE, "private location")
-    assert "Traceback" not in failed.stderr
-    not_failed_on_inputs(failed.stdout)
+    if via == "cli":
+        failed = run_cli(
+            "deid", corpus.root, out, "--key-file", key_file, "--private-dir", private,
+            "--jobs", "1",
+        )  # fmt: skip
+        assert failed.returncode == 3, (failed.stdout, failed.stderr)
+        check_message(failed, corpus, *NO_SPACE, "private location")
+        assert "Traceback" not in failed.stderr
+        not_failed_on_inputs(failed.stdout)
+    else:
+        with pytest.raises(StorageError) as failure:
+            deidentify_tree(
+                corpus.root, out, KEY, load_profile("research"), PrivateStore(private), jobs=1
+            )
+        assert "private location" in str(failure.value)
+        if failure.value.summary is None:  # refused as the run started: nothing done
+            assert all(n.lower() in str(failure.value).lower() for n in NO_SPACE)
+        else:
+            library_failure(failure.value, *NO_SPACE)
     check_no_temp_files(out)
     check_records(private, out)
     check_not_blamed(private, set(), set())
@@ -232,7 +275,8 @@ def test_deid_into_a_read_only_output(tmp_path: Path, tmpfs, key_file: Path) -> 
     disk = tmpfs("out", "8m")
     out, private = disk.point / "release", tmp_path / "private"
     args = ("deid", corpus.root, out, "--key-file", key_file, "--private-dir", private)
-    assert run_cli(*args, "--jobs", "1").returncode == 0
+    first = deidentify_tree(corpus.root, out, KEY, load_profile("research"), PrivateStore(private))
+    assert first.written == 6
     before, runs, kept = release_bytes(out), run_ids(private), quarantined(private)
     # New inputs arrive (one of them bad), but the release disk went read-only.
     shutil.copy(next(corpus.root.rglob("IM0001")), corpus.root / "IM0001_copy")
