@@ -263,13 +263,14 @@ def test_a_second_key_is_refused(
 
 
 def test_second_key_refusal_leaves_no_new_output_behind(tmp_path: Path) -> None:
-    """Real processes: key A's private location, then key B into a new OUTPUT there."""
+    """A real process: key B into a new OUTPUT beside key A's private location."""
     source = write_dicom(tmp_path / "in", n_slices=2).root
-    key_a, private = tmp_path / "a.key", tmp_path / "private"
-    write_key(key_a, KEY)
+    private = tmp_path / "private"
     other = _other_key(tmp_path)
-    first = run_cli("deid", source, tmp_path / "out-a", "--key-file", key_a, "--private-dir", private)  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    first = deidentify_tree(
+        source, tmp_path / "out-a", KEY, load_profile("research"), PrivateStore(private), jobs=1
+    )
+    assert first.written == 2
 
     refused = run_cli("deid", source, tmp_path / "out-b", "--key-file", other, "--private-dir", private)  # fmt: skip
 
