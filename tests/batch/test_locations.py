@@ -12,8 +12,6 @@ a key.
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,20 +199,15 @@ def test_a_refusal_in_a_real_process(tmp_path: Path) -> None:
 # -- a second key ----------------------------------------------------------------
 
 
-@pytest.fixture
-def first_run(tmp_path: Path) -> Callable[[], tuple[Path, Path, Path]]:
+def _first_run(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A finished run with KEY: (SOURCE, OUTPUT, private location)."""
-
-    def run() -> tuple[Path, Path, Path]:
-        source = write_dicom(tmp_path / "in", n_slices=2).root
-        out, private = tmp_path / "out-a", tmp_path / "private-a"
-        summary = deidentify_tree(
-            source, out, KEY, load_profile("research"), PrivateStore(private), jobs=1
-        )
-        assert summary.written == 2
-        return source, out, private
-
-    return run
+    source = write_dicom(tmp_path / "in", n_slices=2).root
+    out, private = tmp_path / "out-a", tmp_path / "private-a"
+    summary = deidentify_tree(
+        source, out, KEY, load_profile("research"), PrivateStore(private), jobs=1
+    )
+    assert summary.written == 2
+    return source, out, private
 
 
 def _other_key(tmp_path: Path) -> Path:
@@ -232,12 +225,9 @@ def _says_fingerprints(message: str) -> None:
 
 @pytest.mark.parametrize("where", ["private location", "OUTPUT"])
 def test_a_second_key_is_refused(
-    tmp_path: Path,
-    first_run: Callable[[], tuple[Path, Path, Path]],
-    capsys: pytest.CaptureFixture[str],
-    where: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
 ) -> None:
-    source, out_a, private_a = first_run()
+    source, out_a, private_a = _first_run(tmp_path)
     other = _other_key(tmp_path)
     # The other key into the same private location (a new OUTPUT), or into the same
     # OUTPUT (a new private location).
@@ -260,21 +250,16 @@ def test_a_second_key_is_refused(
     with pytest.raises(KeyFileError) as refused:
         deidentify_tree(source, out, OTHER_KEY, load_profile("research"), PrivateStore(private))
     _says_fingerprints(str(refused.value))
+    assert {"OUTPUT": _tree(out), "A": _tree(out_a)} == before
 
 
 def test_second_key_refusal_leaves_no_new_output_behind(tmp_path: Path) -> None:
     """A real process: key B into a new OUTPUT beside key A's private location."""
-    source = write_dicom(tmp_path / "in", n_slices=2).root
-    private = tmp_path / "private"
+    source, _, private = _first_run(tmp_path)
     other = _other_key(tmp_path)
-    first = deidentify_tree(
-        source, tmp_path / "out-a", KEY, load_profile("research"), PrivateStore(private), jobs=1
-    )
-    assert first.written == 2
 
     refused = run_cli("deid", source, tmp_path / "out-b", "--key-file", other, "--private-dir", private)  # fmt: skip
 
     assert refused.returncode == 2, refused.stderr
     _says_fingerprints(refused.stderr)
     assert not (tmp_path / "out-b").exists()
-    shutil.rmtree(tmp_path / "out-a")
