@@ -29,13 +29,25 @@ if TYPE_CHECKING:
 _OCR_ENGINES = ["tesseract", "rapidocr", "both"]
 
 
-def _private_store(args: argparse.Namespace, key_path: Path | None = None) -> PrivateStore:
-    """``--private-dir``, or ``private/`` beside the key."""
+def _private_store(
+    args: argparse.Namespace, key_path: Path | None = None, outputs: dict[str, Path] | None = None
+) -> PrivateStore:
+    """``--private-dir``, or ``private/`` beside the key, once the layout is known to be safe.
+
+    The layout is checked before the store is made: making it creates its folder and
+    link table, which must never happen inside SOURCE or OUTPUT.
+    """
+    from pipeline.batch.locations import check_locations
+
     if args.private_dir:
-        return PrivateStore(Path(args.private_dir))
-    if key_path is None:
+        root = Path(args.private_dir)
+    elif key_path is None:
         raise CurationError("--private-dir is required: it holds the findings and OCR temp files")
-    return PrivateStore(default_private_dir(key_path))
+    else:
+        root = default_private_dir(key_path)
+    key = key_path.resolve() if key_path is not None else None
+    check_locations(Path(args.source), outputs or {}, root, key)
+    return PrivateStore(root)
 
 
 def _run_options(args: argparse.Namespace, key_path: Path | None = None) -> RunOptions:
@@ -103,7 +115,7 @@ def _cmd_deid(args: argparse.Namespace) -> int:
         rules = load_region_rules(Path(args.pixel_rules) if args.pixel_rules else None)
         engine = make_engine(args.ocr_engine, language=args.lang)
         cleaning = PixelCleaning(engine, rules)
-    private = _private_store(args, key_path)
+    private = _private_store(args, key_path, {"OUTPUT": Path(args.output)})
     with progress_bar("de-identifying") as progress:
         summary = deidentify_tree(
             Path(args.source),
@@ -153,6 +165,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from pipeline.pixels.engines import make_engine
     from pipeline.pixels.scan import write_findings
     from pipeline.steps.scan_file import scan_tree
+    from pipeline.storage import writing
 
     engine = make_engine(args.ocr_engine, language=args.lang)
     private = _private_store(args)
@@ -162,7 +175,12 @@ def _cmd_scan(args: argparse.Namespace) -> int:
             options=_run_options(args), progress=progress,
         )  # fmt: skip
     target = Path(args.json) if args.json else private.root / "findings" / f"{summary.run_id}.json"
-    write_findings(findings, target)
+    try:
+        with writing("the findings file", target.parent):
+            write_findings(findings, target)
+    except RunFailure as failure:
+        failure.summary = summary
+        raise
     status = _finish(
         summary, f"run {summary.run_id}: scan with {engine.name}, {summary.seen} input(s)"
     )
@@ -183,7 +201,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     # The DICOM profile's shift range gives a subject the same shift on both sides.
     span = load_profile(args.profile).date_shift_days
     mapping = load_subject_mapping(Path(args.subjects)) if args.subjects else None
-    private = _private_store(args, key_path)
+    outputs = {"OUTPUT": Path(args.output)}
+    if args.fastmri:
+        outputs["--fastmri"] = Path(args.fastmri)
+    private = _private_store(args, key_path, outputs)
     with progress_bar("converting") as progress:
         summary = convert_tree(
             Path(args.source),

@@ -8,8 +8,8 @@ release.
 
 **Paths are bytes.**  A file name is whatever bytes the file system holds
 (Latin-1 exports are common); input paths and output roots are stored as
-BLOBs of ``os.fsencode(path)``, so every name is recorded, never one that
-cannot be encoded.
+BLOBs of ``os.fsencode(path)`` (so are a run's SOURCE and OUTPUT), so every
+name is recorded, never one that cannot be encoded.
 
 **The journal.**  A batch of outputs is recorded *before* its temp files are
 renamed onto their final names (:meth:`begin_commit`), and marked done after
@@ -193,7 +193,8 @@ class PrivateStore:
 
     # -- runs -------------------------------------------------------------------
 
-    def start_run(self, run_id: str, started_at: str, command: str, **fields: str) -> None:
+    def start_run(self, run_id: str, started_at: str, command: str, **fields: str | bytes) -> None:
+        """Record a run's start; ``source`` and ``output`` are paths as bytes (BLOBs)."""
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (run_id, started_at, command, source, output, profile, "

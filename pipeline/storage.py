@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,6 +34,11 @@ def writing(area: str, folder: Path) -> Iterator[None]:
         raise StorageError(area, folder, exc) from None
     except sqlite3.OperationalError as exc:
         error = sqlite_os_error(exc)
+        if (error is not None and error.errno == errno.EIO) or "unable to open" in str(exc):
+            # SQLite says 'disk I/O error' (a WAL index it cannot grow) or 'unable to
+            # open database file' (no inode left for its WAL) for a full disk too:
+            # the disk itself says which it is.
+            probe({area: folder})
         if error is None:
             raise
         raise StorageError(area, folder, error) from None
@@ -50,6 +56,25 @@ def sqlite_os_error(exc: sqlite3.Error) -> OSError | None:
         if phrase in text:
             return OSError(number, os.strerror(number))
     return None
+
+
+def hidden_write_error(exc: BaseException, path: Path) -> OSError | None:
+    """The OSError of a failed write of ours to ``path`` that a library reported only in words.
+
+    libhdf5 (through h5py) reports a full disk as a ``RuntimeError``, or an
+    ``OSError`` without errno, whose message says ``file write failed: ...
+    errno = 28``; left so, it would be taken for a damaged input.  None when
+    ``exc`` is not such a failure (or already carries its errno).
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return None
+    if not isinstance(exc, OSError | RuntimeError):
+        return None
+    found = re.search(r"\berrno = (\d+)", str(exc))
+    if found is None or int(found.group(1)) not in OWN_ERRNOS:
+        return None
+    number = int(found.group(1))
+    return OSError(number, os.strerror(number), str(path))
 
 
 def probe(locations: Mapping[str, Path]) -> None:

@@ -246,8 +246,8 @@ def _run(
         run_id,
         dt.datetime.now(dt.UTC).isoformat(),
         step.command,
-        source=str(source.resolve()),
-        output=";".join(str(p) for p in areas.values()),
+        source=os.fsencode(source.resolve()),  # bytes: a name need not be UTF-8
+        output=b";".join(os.fsencode(p) for p in areas.values()),
         profile=step.command,
         profile_digest=digest,
         key_fingerprint=step.key_fingerprint,

@@ -66,6 +66,7 @@ from pipeline.raw.ismrmrd_in import (
     open_ismrmrd,
 )
 from pipeline.reasons import Reason
+from pipeline.storage import hidden_write_error
 
 _NS = {"m": ISMRMRD_NAMESPACE}
 
@@ -500,8 +501,11 @@ def _atomic_hdf5(path: Path) -> Iterator[h5py.File]:
             os.fsync(raw.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        ours = hidden_write_error(exc, tmp)
+        if ours is not None:
+            raise ours from exc  # chained: see pipeline.raw.ismrmrd_out.write_ismrmrd
         raise
 
 

@@ -31,6 +31,7 @@ from pipeline.raw.blocks import (
     AcquisitionBlock,
     WaveformBlock,
 )
+from pipeline.storage import hidden_write_error
 
 GROUP = "dataset"
 CHUNK_ROWS = 256  # rows per HDF5 chunk of the header table; samples live in the vlen heap
@@ -101,9 +102,14 @@ def write_ismrmrd(
             os.fsync(done.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        ours = hidden_write_error(exc, tmp)
+        if ours is not None:
+            # Chained, not replaced: libhdf5 can crash when the objects of a file whose
+            # write failed are freed, so they must outlive the report of our failure.
+            raise ours from exc
         raise
     return IsmrmrdWriteStats(
         acquisitions=acquisitions,
