@@ -296,6 +296,8 @@ class Committer:
             stat = pending.stat
             if stat is None or not result.sha256:
                 continue
+            if result.outcome is Outcome.UNCHANGED and not result.outputs:
+                continue  # skipped without being read: its recorded state stays as it was
             outputs = (
                 tuple((self.roots[c.area], c.relpath) for c in result.outputs)
                 if result.outcome in _SKIPPABLE

@@ -159,6 +159,11 @@ def _worker_main(conn: Connection, step: Step, settings: PoolSettings, parent: i
     except RunFailure as exc:
         conn.send(_Failed(-1, exc))
         return
+    except Exception as exc:
+        # Before any input: the setup (an engine, a library) is broken, not an input.
+        failure = RunFailure(f"a worker could not start ({type(exc).__name__}: {exc})"[:500])
+        conn.send(_Failed(-1, failure))
+        return
     while True:
         try:
             batch: list[Item] | None = conn.recv()
@@ -313,8 +318,11 @@ class WorkerPool:
             done[item.index] = message.result
             self._deaths_in_a_row = 0
             return
-        # The worker died.
+        # The worker died (or closed its pipe: then it is made to).
         worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
         self._workers.remove(worker)
         worker.conn.close()
         if not worker.assigned:

@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.batch.pool import MAX_CONSECUTIVE_DEATHS
 from pipeline.batch.runner import RunOptions, RunSummary, run_batch
-from pipeline.errors import StorageError, WorkersKeepDying
+from pipeline.batch.step import WorkerEnv
+from pipeline.errors import RunFailure, StorageError, WorkersKeepDying
 from pipeline.private_store import PrivateStore
 from pipeline.reasons import Outcome, Reason
 from tests.batch.scripted import ScriptedStep, inputs
@@ -106,3 +107,18 @@ def test_our_own_failure_in_a_worker_stops_the_run_and_blames_no_input(tmp_path:
     # What was committed before the failure is released with its records.
     for path in released(tmp_path / "out"):
         assert path.name.startswith("a")
+
+
+class BrokenSetup(ScriptedStep):
+    def setup(self, env: WorkerEnv) -> None:
+        raise ImportError("the OCR library is missing")
+
+
+def test_a_worker_that_cannot_start_fails_the_run_without_blaming_an_input(tmp_path: Path) -> None:
+    source = inputs(tmp_path / "in", ["a", "b", "c"])
+    store = PrivateStore(tmp_path / "private")
+    with pytest.raises(RunFailure, match="a worker could not start") as caught:
+        run_batch(BrokenSetup(tmp_path / "out"), source, store, RunOptions(jobs=2))
+    summary = caught.value.summary
+    assert isinstance(summary, RunSummary) and not summary.reasons and not summary.outcomes
+    assert not (store.root / "quarantine").exists()
