@@ -58,12 +58,14 @@ def extract(commit: str, into: Path) -> Path:
 
 
 def mricurate(tree: Path, *args: str) -> list[str]:
-    return [sys.executable, "-c", "from mricurate.cli import main; raise SystemExit(main())", *args]
+    """The CLI of ``tree`` (its PYTHONPATH): ``-P`` keeps the current folder off sys.path."""
+    return [sys.executable, "-P", "-c", "from mricurate.cli import main; raise SystemExit(main())",
+            *args]  # fmt: skip
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, cwd="/")
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} failed: {done.stderr[-2000:]}")

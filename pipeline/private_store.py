@@ -234,9 +234,17 @@ class PrivateStore:
         links: Sequence[tuple[str, str, LinkRecord]],
         outputs: Sequence[OutputRow],
         sources: Sequence[tuple[str, SourceState]],
+        *,
+        finishing: int | None = None,
     ) -> int:
-        """Record a batch in one transaction, outputs marked pending; return its id."""
+        """Record a batch in one transaction, outputs marked pending; return its id.
+
+        ``finishing``: an earlier batch now durable, marked done in the same transaction.
+        """
         with self._connect() as db:
+            if finishing is not None:
+                db.execute("UPDATE outputs SET temp = NULL WHERE commit_id = ?", (finishing,))
+                db.execute("UPDATE commits SET state = 'done' WHERE commit_id = ?", (finishing,))
             cursor = db.execute(
                 "INSERT INTO commits (run_id, state) VALUES (?, 'pending')", (run_id,)
             )

@@ -2,12 +2,15 @@
 
 The order of a batch is what makes it safe to kill the run at any moment:
 
-1. make the batch's temp files durable (one ``syncfs`` per file system);
+1. make the batch's temp files durable, and the previous batch's renames
+   with them (one ``syncfs`` per file system);
 2. copy rejected inputs into the private quarantine;
-3. record everything in one transaction, the outputs marked *pending*
-   (input rows, link rows, output rows with their temp names, source states);
-4. rename the temp files onto their final names, sync the folders;
-5. mark the batch done.
+3. in one transaction: mark the previous batch done, and record this one,
+   its outputs *pending* (input rows, link rows, output rows with their temp
+   names, source states);
+4. rename the temp files onto their final names.
+
+The last batch is synced and marked done when the run closes.
 
 So a released file always has its record and link rows (they were written
 first), and a record whose rename never happened is finished or withdrawn
@@ -102,6 +105,7 @@ class Committer:
         self._this_run: dict[tuple[bytes, str], tuple[str, str]] = {}  # -> (input, output sha)
         self._made_dirs: set[Path] = set()
         self._last_flush = time.monotonic()
+        self._unsynced: int | None = None  # a batch renamed, not yet synced nor marked done
 
     def add(self, item: Item, result: StepResult, stat: os.stat_result | None) -> None:
         self._pending.append(_Pending(item, result, stat))
@@ -112,8 +116,19 @@ class Committer:
             return True
         return bool(self._pending) and time.monotonic() - self._last_flush > COMMIT_SECONDS
 
+    def close(self) -> None:
+        """Make the last batch's renames durable and mark it done."""
+        if self._unsynced is not None:
+            self._make_durable([], force=True)
+            self.store.finish_commit(self._unsynced)
+            self._unsynced = None
+
     def discard(self) -> None:
-        """Drop what is not committed (a stopped run): temps removed, nothing recorded."""
+        """Drop what is not committed (a stopped run): temps removed, nothing recorded.
+
+        A batch already renamed but not yet synced stays *pending*: the next
+        run finds its files in place and marks it done.
+        """
         for pending in self._pending:
             pending.result.discard_temps()
         self._pending.clear()
@@ -131,7 +146,8 @@ class Committer:
         for pending in batch:
             result, renames = self._decide(pending.result, recorded)
             finals.append((pending, result, renames))
-        self._make_durable([c for _, _, renames in finals for c in renames])
+        renamed = [c for _, _, renames in finals for c in renames]
+        self._make_durable(renamed)
         self._quarantine([(p, r) for p, r, _ in finals])
         commit = self.store.begin_commit(
             self.run_id,
@@ -148,15 +164,15 @@ class Committer:
                 for c in renames
             ],
             [(self.command, s) for s in self._source_states(finals)],
+            finishing=self._unsynced,
         )
-        touched: set[Path] = set()
-        for _, _, renames in finals:
-            for candidate in renames:
-                touched.add(self._rename(candidate))
-        for folder in touched:
-            with writing(f"{self._area_name(folder)}", folder):
-                fsync_folder(folder)
-        self.store.finish_commit(commit)
+        for candidate in renamed:
+            self._rename(candidate)
+        # The renames are made durable by the next batch's sync (or close()),
+        # which also marks this batch done: one sync per batch, not one per folder.
+        self._unsynced = commit if renamed else None
+        if not renamed:
+            self.store.finish_commit(commit)
         return [(p.item, r) for p, r, _ in finals]
 
     # -- deciding -----------------------------------------------------------
@@ -203,7 +219,8 @@ class Committer:
         renames = [c for c, d in decisions if d == _Decision.WRITE]
         for candidate, decision in decisions:
             if decision != _Decision.WRITE:
-                candidate.temp.unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(candidate.temp)
         if renames:
             return result, renames
         if kinds == {_Decision.DUPLICATE}:
@@ -233,8 +250,17 @@ class Committer:
 
     # -- writing ------------------------------------------------------------
 
-    def _make_durable(self, candidates: list[Candidate]) -> None:
-        for area in {c.area for c in candidates if not c.durable}:
+    def _make_durable(self, candidates: list[Candidate], *, force: bool = False) -> None:
+        """Sync the file systems of areas with temp files not yet durable.
+
+        When the previous batch's renames are not synced yet, every area is
+        synced: that makes them durable too, so the previous batch can be
+        marked done in this batch's transaction.
+        """
+        areas = {c.area for c in candidates if not c.durable}
+        if force or self._unsynced is not None:
+            areas = set(self.areas)
+        for area in areas:
             root = self.areas[area]
             with writing(self._area_name(root), root):
                 sync_filesystem(root)
@@ -251,7 +277,7 @@ class Committer:
                         result.detail.reveal(),
                     )
 
-    def _rename(self, candidate: Candidate) -> Path:
+    def _rename(self, candidate: Candidate) -> None:
         root = self.areas[candidate.area]
         final = root / candidate.relpath
         folder = final.parent
@@ -266,7 +292,6 @@ class Committer:
                 self._made_dirs.add(folder)
             os.chmod(candidate.temp, 0o644)
             os.replace(candidate.temp, final)
-        return folder
 
     def _area_name(self, folder: Path) -> str:
         for area, root in self.areas.items():

@@ -32,6 +32,7 @@ import faulthandler
 import multiprocessing
 import os
 import resource
+import selectors
 import signal
 import tempfile
 import threading
@@ -39,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,7 @@ class WorkerPool:
         self._context: Any = multiprocessing.get_context(settings.start_method)
         self._workers: list[_Worker] = []
         self._deaths_in_a_row = 0
+        self._selector = selectors.DefaultSelector()
 
     def run(self, items: list[Item], stop: Callable[[], bool]) -> Iterator[tuple[Item, StepResult]]:
         """Yield ``(item, result)`` in the order of ``items``; stop early when ``stop()``.
@@ -270,7 +272,18 @@ class WorkerPool:
         )
         process.start()
         child_end.close()
-        return _Worker(process, parent_end)
+        worker = _Worker(process, parent_end)
+        # One selector for the pool's life: building one per wait cost more than the wait.
+        self._selector.register(parent_end, selectors.EVENT_READ, (worker, True))
+        self._selector.register(process.sentinel, selectors.EVENT_READ, (worker, False))
+        return worker
+
+    def _forget(self, worker: _Worker) -> None:
+        for handle in (worker.conn, worker.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(handle)
+        self._workers.remove(worker)
+        worker.conn.close()
 
     # -- answers ------------------------------------------------------------
 
@@ -278,27 +291,18 @@ class WorkerPool:
         """Messages from workers; ``None`` for a worker that died."""
         if not self._workers:
             return
-        by_handle: dict[Any, _Worker] = {}
-        for worker in self._workers:
-            by_handle[worker.conn] = worker
-            by_handle[worker.process.sentinel] = worker
-        ready = wait(list(by_handle), timeout=timeout)
         dead: list[_Worker] = []
-        for handle in ready:
-            worker = by_handle[handle]
+        for key, _ in self._selector.select(timeout):
+            worker, is_pipe = key.data
             if worker in dead:
                 continue
-            if handle is worker.conn:
-                try:
-                    while worker.conn.poll():
-                        yield worker, worker.conn.recv()
-                except (EOFError, OSError):
-                    dead.append(worker)
-            else:
-                # Answers it sent before dying still count.
-                with contextlib.suppress(EOFError, OSError):
-                    while worker.conn.poll():
-                        yield worker, worker.conn.recv()
+            try:
+                while worker.conn.poll():
+                    yield worker, worker.conn.recv()
+            except (EOFError, OSError):
+                dead.append(worker)
+                continue
+            if not is_pipe:  # its sentinel: answers sent before it died were taken above
                 dead.append(worker)
         for worker in dead:
             yield worker, None
@@ -323,8 +327,7 @@ class WorkerPool:
         if worker.process.is_alive():
             worker.process.kill()
             worker.process.join()
-        self._workers.remove(worker)
-        worker.conn.close()
+        self._forget(worker)
         if not worker.assigned:
             return
         held = worker.assigned.popleft()
@@ -378,10 +381,9 @@ class WorkerPool:
             else:
                 with contextlib.suppress(OSError):
                     worker.conn.send(None)
-        for worker in self._workers:
+        for worker in list(self._workers):
             worker.process.join(timeout=5)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
-            worker.conn.close()
-        self._workers.clear()
+            self._forget(worker)

@@ -282,6 +282,7 @@ def _run(
                 if committer.full:
                     settle()
             settle()  # what finished before a stop is kept
+            committer.close()
         except RunFailure as failure:
             committer.discard()
             end["failure"] = str(failure)

@@ -12,6 +12,7 @@ for every step.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 from collections.abc import Callable, Mapping
@@ -64,8 +65,10 @@ class Candidate:
         Which output folder it belongs to.
     relpath : str
         Its final path in that folder, made of keyed tokens only.
-    temp : Path
+    temp : str
         Where it was written (in the area's temp folder, same file system).
+        A ``str``, not a ``Path``: results cross a pipe by the thousand, and
+        unpickling a ``Path`` re-parses it (a third of a result's cost).
     sha256 : str
         Of the bytes written: decides duplicates, conflicts and reruns.
     durable : bool
@@ -75,7 +78,7 @@ class Candidate:
 
     area: Area
     relpath: str
-    temp: Path
+    temp: str
     sha256: str
     durable: bool = False
 
@@ -122,7 +125,8 @@ class StepResult:
 
     def discard_temps(self) -> None:
         for candidate in self.outputs:
-            candidate.temp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(candidate.temp)
 
 
 def rejected(

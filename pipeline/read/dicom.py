@@ -29,6 +29,8 @@ _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 # The largest a deflated dataset may inflate to unless the caller says otherwise.
 DEFAULT_MAX_INFLATED = 512 << 20
 _INFLATE_BLOCK = 1 << 20
+_DEFLATED = DeflatedExplicitVRLittleEndian.encode()
+_META_WINDOW = 65536  # a file meta group is a few hundred bytes
 
 
 def read_dicom(data: bytes, label: str, *, max_inflated: int = DEFAULT_MAX_INFLATED) -> Dataset:
@@ -95,6 +97,8 @@ def read_dicom(data: bytes, label: str, *, max_inflated: int = DEFAULT_MAX_INFLA
 
 def _check_inflated_size(data: bytes, label: str, limit: int) -> None:
     """Inflate a deflated dataset once, counting, before pydicom inflates it whole."""
+    if _DEFLATED not in data[:_META_WINDOW]:
+        return  # the transfer syntax is named in the file meta, near the start
     stream = io.BytesIO(data)
     try:
         read_preamble(stream, False)

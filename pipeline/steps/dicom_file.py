@@ -168,7 +168,7 @@ class DicomStep:
             Outcome.WRITTEN,
             sha256,
             detail=Phi(pixel_account(plan)),
-            outputs=(Candidate(Area.RELEASE, relpath, temp, sha256_of(written)),),
+            outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), sha256_of(written)),),
             links=(LinkRow(sha256, relpath, link),),
             facts=tuple(facts),
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -150,14 +151,20 @@ def _result(conversion: Conversion, sha: str) -> StepResult:
     }
     for index, m in enumerate(conversion.measurements):
         outputs.append(
-            Candidate(Area.RELEASE, m.relpath, m.temp_path, _sha_of_file(m.temp_path), durable=True)
+            Candidate(
+                Area.RELEASE,
+                m.relpath,
+                os.fspath(m.temp_path),
+                _sha_of_file(m.temp_path),
+                durable=True,
+            )
         )
         if m.fastmri_temp is not None and m.fastmri_relpath is not None:
             outputs.append(
                 Candidate(
                     Area.FASTMRI,
                     m.fastmri_relpath,
-                    m.fastmri_temp,
+                    os.fspath(m.fastmri_temp),
                     _sha_of_file(m.fastmri_temp),
                     durable=True,
                 )

@@ -84,7 +84,7 @@ class ScriptedStep:
             Outcome.WRITTEN,
             sha,
             detail=Phi(""),
-            outputs=(Candidate(Area.RELEASE, relpath, temp, sha256_of(written)),),
+            outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), sha256_of(written)),),
             links=(LinkRow(sha, relpath, link(name)),),
             facts=(("scripted", 1),),
         )

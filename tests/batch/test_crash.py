@@ -2,7 +2,7 @@
 
 Each case runs ``deid`` in a forked process that SIGKILLs itself at one
 moment of the commit protocol: after a batch is recorded but before any
-rename, after the k-th rename, before the batch is marked done.  The kill is
+rename, after the k-th rename, before the last batch is marked done.  The kill is
 real; only its moment is chosen, so that every window of the protocol is hit
 (random timing would hit the few milliseconds of a commit rarely).  After
 each kill the invariants hold, and the next run settles the journal and
@@ -61,10 +61,10 @@ def _crashing_run(source: Path, out: Path, private: Path, moment: str, n: int) -
         name = {"recorded": "begin_commit", "finishing": "finish_commit"}[moment]
         real = getattr(PrivateStore, name)
 
-        def wrapped(self: PrivateStore, *args: object) -> object:
+        def wrapped(self: PrivateStore, *args: object, **kwargs: object) -> object:
             if moment == "finishing" and hit():
                 _die()
-            result = real(self, *args)
+            result = real(self, *args, **kwargs)
             if moment == "recorded" and hit():
                 _die()
             return result
@@ -90,10 +90,9 @@ MOMENTS = [
     ("rename", 0),
     ("rename", 1),
     ("rename", BATCH - 1),  # the last rename of the first batch
-    ("finishing", 0),  # every file of the first batch renamed, not marked done
-    ("recorded", 2),  # a middle batch
-    ("rename", 2 * BATCH + 7),
-    ("finishing", 3),  # the last batch
+    ("recorded", 1),  # the first batch synced and marked done, the second recorded
+    ("rename", 2 * BATCH + 7),  # a middle batch
+    ("finishing", 0),  # every batch renamed, the last not yet synced nor marked done
 ]
 
 
