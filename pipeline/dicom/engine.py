@@ -9,6 +9,7 @@ written back exactly as read, which is also what makes this fast.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
+from pipeline.dicom.codes import standard_meaning
 from pipeline.dicom.profile import Action, DateMode, Profile, Rule
 from pipeline.dicom.selectors import TagSelector, normalise_creator
 from pipeline.identity.clean import PhiTerms, clean_text
@@ -96,6 +98,9 @@ class FileContext:
     changes: list[Change] | None = None  # filled only when explaining (dry run)
     applied_options: set[str] = field(default_factory=set)
     edits: int = 0  # elements changed so far; lets unchanged sequences stay raw
+    # What the VR defaults decided (elements no rule names): reported per run,
+    # so a site sees what it relies on.
+    by_default: Counter[str] = field(default_factory=Counter)
 
     @cached_property
     def terms(self) -> PhiTerms:
@@ -223,6 +228,10 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
             continue
         vr = vr_of(tag, element)
         rule = find_rule(profile, tag, vr, creators)
+        if rule.default:
+            ctx.by_default[f"{vr} {rule.action.value}"] += 1
+        elif rule is _KEEP_UNNAMED:
+            ctx.by_default["kept: no rule names it"] += 1
         if rule.whole_group:
             drop_groups.add(tag >> 16)
         _apply(ds, BaseTag(tag), vr, rule, ctx, path)
@@ -391,11 +400,27 @@ def _clean(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         ds,
         tag,
         vr,
-        _map_values(_value(ds, tag, vr), lambda v: clean_text(v, ctx.terms)),
+        _map_values(
+            _value(ds, tag, vr), lambda v: clean_text(v, ctx.terms, ctx.profile.vocabulary)
+        ),
         ctx,
         path,
         rule,
     )
+
+
+def _meaning(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:
+    """A code meaning: kept when cleaning finds nothing to remove, else the standard's own."""
+    original = str(ds[tag].value or "")
+    cleaned = clean_text(original, ctx.terms, ctx.profile.vocabulary)
+    if cleaned == original.strip():
+        if ctx.changes is not None:
+            _record(ctx, ds, tag, _show(original), path, rule)
+        return
+    scheme = str(ds.get("CodingSchemeDesignator", "") or "")
+    value = str(ds.get("CodeValue", "") or ds.get("LongCodeValue", "") or "")
+    meaning = standard_meaning(scheme, value) or cleaned or str(rule.value or DUMMY["LO"])
+    _replace(ds, tag, vr, meaning[:64], ctx, path, rule)
 
 
 _HANDLERS: dict[Action, Callable[[Dataset, BaseTag, str, Rule, FileContext, str], None]] = {
@@ -405,6 +430,7 @@ _HANDLERS: dict[Action, Callable[[Dataset, BaseTag, str, Rule, FileContext, str]
     Action.SHIFT: _shift,
     Action.PSEUDONYM: _pseudonym,
     Action.CLEAN: _clean,
+    Action.MEANING: _meaning,
 }
 
 

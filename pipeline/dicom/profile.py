@@ -27,6 +27,7 @@ from pipeline.dicom.selectors import (
     parse_tag,
 )
 from pipeline.errors import RuleError
+from pipeline.identity.vocabulary import Vocabulary, load_vocabulary
 from pipeline.rulefiles import Located, check_keys, load_yaml, rules_root
 
 
@@ -41,6 +42,9 @@ class Action(enum.Enum):
     SHIFT = "shift"
     PSEUDONYM = "pseudonym"
     CLEAN = "clean"
+    # A coded entry's meaning: the standard's wording for a standard code, else
+    # cleaned; never empty (the Basic Code Sequence Macro makes it Type 1).
+    MEANING = "meaning"
 
 
 class DateMode(enum.Enum):
@@ -59,6 +63,7 @@ class Rule:
     whole_group: bool = False
     value: str | None = None  # explicit dummy value
     kind: str | None = None  # pseudonym kind: subject, person, id
+    default: bool = False  # a VR default: decides what no rule names (counted per run)
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ class Profile:
     date_shift_days: tuple[int, int]
     age_limit: int | None
     sop: SopPolicy
+    # The words `clean` keeps (rules/vocabulary); None: it removes only what the
+    # header names and the generic patterns.
+    vocabulary: Vocabulary | None = None
     # Public (tag, VR) -> rule, filled as files are walked: masks and defaults
     # are then looked up once per attribute, not once per element.
     public_cache: dict[tuple[int, str], Rule] = field(
@@ -132,6 +140,7 @@ _PROFILE_KEYS = {
     "age_limit",
     "sop_classes",
     "safe_private",
+    "vocabulary",
 }
 _RULE_KEYS = {"tag", "keyword", "private", "action", "name", "scope", "value", "kind"}
 _VRS = {
@@ -157,6 +166,7 @@ class _Builder:
         self.defaults: dict[str, Rule] = {}
         self.settings: dict[str, Any] = {}
         self.sop: SopPolicy | None = None
+        self.vocabulary: list[Path] = []
 
     def add(self, rule: Rule) -> None:
         sel = rule.selector
@@ -193,9 +203,12 @@ def load_profile(name_or_path: str | Path = "research") -> Profile:
         raise RuleError(
             path, top.line, "no 'sop_classes' file named by this profile or its includes"
         )
+    vocabulary = load_vocabulary(builder.vocabulary) if builder.vocabulary else None
     digest = hashlib.sha256()
     for file in builder.files:
         digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    if vocabulary is not None:
+        digest.update(b"vocabulary\0" + vocabulary.digest.encode())
     settings = builder.settings
     return Profile(
         name=str(top.get("name", path.stem)),
@@ -216,6 +229,7 @@ def load_profile(name_or_path: str | Path = "research") -> Profile:
         date_shift_days=settings.get("date_shift_days", (-3652, -366)),
         age_limit=settings.get("age_limit"),
         sop=sop,
+        vocabulary=vocabulary,
     )
 
 
@@ -277,6 +291,7 @@ def _load_file(path: Path, builder: _Builder, stack: tuple[Path, ...]) -> Locate
             _action(action, path, doc.line),
             f"any {vr} no rule names",
             f"{path.name}:{doc.line}",
+            default=True,
         )
     return doc
 
@@ -305,10 +320,28 @@ def _load_settings(doc: Located, path: Path, builder: _Builder) -> None:
     if "safe_private" in doc:
         builder.safe_private |= _load_safe_private((path.parent / doc["safe_private"]).resolve())
         builder.files.append((path.parent / doc["safe_private"]).resolve())
+    if "vocabulary" in doc:
+        builder.vocabulary = _vocabulary_files(doc["vocabulary"], path, doc.line)
     if "sop_classes" in doc:
         sop_path = (path.parent / doc["sop_classes"]).resolve()
         builder.sop = load_sop_policy(sop_path)
         builder.files.append(sop_path)
+
+
+def _vocabulary_files(value: object, path: Path, line: int) -> list[Path]:
+    """``vocabulary``: files or folders (every ``*.txt`` in it), next to the profile file."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RuleError(path, line, "'vocabulary' must be a list of files or folders")
+    files: list[Path] = []
+    for entry in value:
+        target = (path.parent / entry).resolve()
+        if target.is_dir():
+            files += sorted(target.glob("*.txt"))
+        elif target.is_file():
+            files.append(target)
+        else:
+            raise RuleError(path, line, f"vocabulary '{entry}' not found next to {path.name}")
+    return files
 
 
 def _action(value: object, path: Path, line: int) -> Action:

@@ -2,13 +2,18 @@
 
 A study description such as ``MRI KNEE LEFT MÜLLER 12.03.2024`` should become
 ``MRI KNEE LEFT``: the words that make it useful to a researcher stay, the
-ones that identify the patient go.  Two sources of PHI are removed:
+ones that identify the patient go.  Three kinds of PHI are removed:
 
 * the file's own identifying values (names and their parts, IDs, accession
   number, birth date in the common written forms), compared after folding
   case and accents, so a misspelt charset or lower-case copy is still caught;
 * generic patterns that are identifying whatever they belong to: dates,
-  runs of five or more digits, phone numbers, e-mail addresses, URLs.
+  runs of five or more digits, phone numbers, e-mail addresses, URLs;
+* with a :class:`~pipeline.identity.vocabulary.Vocabulary`, every word of
+  three letters or more that it does not know, and any word after a title
+  ("Dr", "Prof", "Herr"): the names the header does not hold.  Tokens with
+  digits or underscores (``t2_tse_sag``, ``3D``, ``b1000``) are technical and
+  stay.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from pipeline.identity.names import fold, name_parts
+from pipeline.identity.vocabulary import Vocabulary
 
 _GENERIC = [
     re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"),  # e-mail
@@ -27,6 +33,16 @@ _GENERIC = [
     re.compile(r"\b[A-Za-z]{0,4}\d{5,}[A-Za-z]{0,4}\b"),  # MRNs, accession numbers, 8-digit dates
 ]
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# A word of letters alone, not glued to digits or underscores (t2_tse, 3D stay).
+_ALPHA_WORD = re.compile(r"(?<![\w])[^\W\d_]+(?![\w])")
+# A title announces a name, whatever the next word is ("Dr White", "Herr Lang").
+# Titles that are also DICOM abbreviations in capitals (MR, DR: digital
+# radiography, MS: multiple sclerosis, MRS: spectroscopy) count only as
+# written for a person, in title case.
+_TITLE = re.compile(
+    r"(?:\b(?:Dr|Mr|Mrs|Ms|Miss|Mme|Mlle|Prof)\b|\b(?i:herr|frau|doctor|nurse)\b)\.?\s*"
+    r"([^\W\d_]+)"
+)
 _SPACES = re.compile(r"\s{2,}")
 _DANGLING = re.compile(r"^[\s,;:/\-_^]+|[\s,;:/\-_^]+$")
 
@@ -63,8 +79,8 @@ def _date_forms(value: str) -> set[str]:
     }
 
 
-def clean_text(text: str, terms: PhiTerms) -> str:
-    """``text`` without the file's PHI and without generic identifiers."""
+def clean_text(text: str, terms: PhiTerms, vocabulary: Vocabulary | None = None) -> str:
+    """``text`` without the file's PHI, generic identifiers and, with ``vocabulary``, unknown words."""
     if not text:
         return text
     folded = fold(text)
@@ -83,5 +99,11 @@ def clean_text(text: str, terms: PhiTerms) -> str:
         return " " * len(match.group(0)) if fold(match.group(0)) in terms.words else match.group(0)
 
     cleaned = _WORD.sub(drop_name, cleaned)
+    if vocabulary is not None:
+        cleaned = _TITLE.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)], cleaned)
+        cleaned = _ALPHA_WORD.sub(
+            lambda m: m.group(0) if vocabulary.knows(m.group(0)) else " " * len(m.group(0)),
+            cleaned,
+        )
     cleaned = _SPACES.sub(" ", cleaned)
     return _DANGLING.sub("", cleaned)

@@ -152,7 +152,7 @@ class DicomStep:
                     raise HeldBack(plan.reason, plan.held)
                 # --keep-burned-in: written as it is, for a person to review.
                 pixels = "not cleaned (kept for review)"
-        _, link, relpath, carried = deidentify_dataset(ds, self.key, profile, uids)
+        ctx, link, relpath, carried = deidentify_dataset(ds, self.key, profile, uids)
         if plan is not None and original is not None:
             apply_pixel_plan(ds, original, plan, label)
         buffer = io.BytesIO()
@@ -162,6 +162,7 @@ class DicomStep:
         with writing("OUTPUT", folder):
             temp = write_temp(folder, written)
         facts = [(f"carried {name} from vendor private elements", 1) for name in carried]
+        facts += [(f"elements decided by default: {what}", n) for what, n in ctx.by_default.items()]
         if pixels:
             facts.append((f"pixels {pixels}", 1))
         return StepResult(
