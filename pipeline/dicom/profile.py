@@ -329,12 +329,16 @@ def _load_settings(doc: Located, path: Path, builder: _Builder) -> None:
 
 
 def _vocabulary_files(value: object, path: Path, line: int) -> list[Path]:
-    """``vocabulary``: files or folders (every ``*.txt`` in it), next to the profile file."""
+    """``vocabulary``: files or folders (every ``*.txt`` in it), next to the profile file
+    or among the shipped rules."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise RuleError(path, line, "'vocabulary' must be a list of files or folders")
     files: list[Path] = []
     for entry in value:
+        # Next to the file first, then among the shipped rules (as includes are found).
         target = (path.parent / entry).resolve()
+        if not target.exists():
+            target = (rules_root() / "dicom" / entry).resolve()
         if target.is_dir():
             files += sorted(target.glob("*.txt"))
         elif target.is_file():

@@ -29,6 +29,7 @@ from pipeline.errors import RuleError
 from pipeline.identity.clean import PhiTerms, clean_text
 from pipeline.identity.dates import DateFormatError, shift_da
 from pipeline.identity.uids import UidMapper
+from pipeline.identity.vocabulary import Vocabulary, load_vocabulary
 from pipeline.keys import SecretKey
 from pipeline.raw.protocol import NAMESPACE, parse_header_xml
 from pipeline.rulefiles import Located, check_keys, load_yaml, rules_root
@@ -83,6 +84,7 @@ class HeaderRules:
     by_path: Mapping[str, HeaderRule] = field(repr=False)
     by_parameter: Mapping[tuple[str, str], HeaderRule] = field(repr=False)
     ancestors: frozenset[str] = field(repr=False)  # paths with a rule somewhere below
+    vocabulary: Vocabulary | None = None  # the words `clean` keeps
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,12 @@ def _rule(entry: Any, path: Path, index: int, top: Located) -> HeaderRule:
     if action is HeaderAction.DUMMY:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool) or str(value) == "":
             raise RuleError(path, entry.line, "'dummy' needs a 'value'")
-    elif value is not None:
-        raise RuleError(path, entry.line, "'value' is only for the dummy action")
+    elif value is not None and action is not HeaderAction.CLEAN:
+        raise RuleError(
+            path,
+            entry.line,
+            "'value' is only for dummy, and for clean (what is left when nothing is)",
+        )
     kind = entry.get("kind")
     if action is HeaderAction.PSEUDONYM:
         if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", kind):
@@ -209,7 +215,7 @@ def load_header_rules(path: Path | None = None) -> HeaderRules:
     """
     path = path or default_rules_path()
     top = load_yaml(path)
-    check_keys(top, required={"name", "rules"}, allowed={"title"})
+    check_keys(top, required={"name", "rules"}, allowed={"title", "vocabulary"})
     if not isinstance(top["rules"], list) or not top["rules"]:
         raise RuleError(path, top.line, "'rules' must be a non-empty list")
     rules = tuple(_rule(entry, path, i, top) for i, entry in enumerate(top["rules"]))
@@ -238,12 +244,37 @@ def load_header_rules(path: Path | None = None) -> HeaderRules:
         if r.action is not HeaderAction.REMOVE
         for i in range(len(r.path.split("/")))
     )
+    vocabulary = _vocabulary(top, path)
+    digest = hashlib.sha256(path.read_bytes())
+    if vocabulary is not None:
+        digest.update(b"vocabulary\0" + vocabulary.digest.encode())
     result = HeaderRules(
-        str(top["name"]), path, hashlib.sha256(path.read_bytes()).hexdigest(), rules,
-        by_path, by_parameter, ancestors,
+        str(top["name"]), path, digest.hexdigest(), rules, by_path, by_parameter, ancestors,
+        vocabulary,
     )  # fmt: skip
     _check_required(result)
     return result
+
+
+def _vocabulary(top: Located, path: Path) -> Vocabulary | None:
+    """``vocabulary``: files or folders of words ``clean`` keeps (as the DICOM profiles)."""
+    entries = top.get("vocabulary")
+    if entries is None:
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise RuleError(path, top.line, "'vocabulary' must be a list of files or folders")
+    files: list[Path] = []
+    for entry in entries:
+        target = (path.parent / entry).resolve()
+        if not target.exists():  # a copied rule file still finds the shipped words
+            target = (rules_root() / "ismrmrd" / entry).resolve()
+        if target.is_dir():
+            files += sorted(target.glob("*.txt"))
+        elif target.is_file():
+            files.append(target)
+        else:
+            raise RuleError(path, top.line, f"vocabulary '{entry}' not found next to {path.name}")
+    return load_vocabulary(files)
 
 
 def _survives(rules: HeaderRules, element: str) -> bool:
@@ -349,7 +380,8 @@ class _Anonymizer:
         if action is HeaderAction.UID:
             return ctx.uids.remap(stripped)
         if action is HeaderAction.CLEAN:
-            return clean_text(stripped, self.terms) or None
+            # A required element cleaned to nothing takes the rule's value, if it has one.
+            return clean_text(stripped, self.terms, self.rules.vocabulary) or rule.value
         return None
 
     def copy(self, source: ET.Element, path: str, keep_all: bool) -> ET.Element | None:
