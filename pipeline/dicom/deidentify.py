@@ -24,6 +24,7 @@ from pydicom.uid import (
 
 from pipeline import __version__
 from pipeline.dicom.burned_in import burned_in_signals
+from pipeline.dicom.csa import rebuild_csa_headers
 from pipeline.dicom.engine import Change, FileContext, apply_profile
 from pipeline.dicom.profile import MethodCode, Profile
 from pipeline.dicom.vendor import carry_diffusion
@@ -197,15 +198,29 @@ def output_relpath(key: SecretKey, subject: str, study: str, series: str, sop: s
 
 def deidentify_dataset(
     ds: Dataset, key: SecretKey, profile: Profile, uids: UidMapper, *, explain: bool = False
-) -> tuple[FileContext, LinkRecord, str, tuple[str, ...]]:
-    """Apply ``profile`` to ``ds`` in place; return context, link record, output path, carried."""
+) -> tuple[FileContext, LinkRecord, str, tuple[tuple[str, int], ...]]:
+    """Apply ``profile`` to ``ds`` in place.
+
+    The vendor pre-steps run first, on the file as read: diffusion values
+    are copied from private elements to standard attributes
+    (:func:`~pipeline.dicom.vendor.carry_diffusion`), and a Siemens CSA image
+    header the profile keeps is rebuilt from its allowlist
+    (:func:`~pipeline.dicom.csa.rebuild_csa_headers`).
+
+    Returns
+    -------
+    tuple
+        The file's context, its link record, its output path and the
+        pre-steps' PHI-free facts for the run summary.
+    """
     ctx, subject = build_context(ds, key, profile, uids, explain=explain)
     original = {k: str(ds.get(k, "") or "").strip("\0 ") for k in (
         "PatientID", "IssuerOfPatientID", "PatientName",
         "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
     )}  # fmt: skip
     syntax = _transfer_syntax(ds)
-    carried = tuple(carry_diffusion(ds))
+    facts = [(f"carried {name} from vendor private elements", 1) for name in carry_diffusion(ds)]
+    facts += rebuild_csa_headers(ds, profile)
     apply_profile(ds, ctx)
     mark_deidentified(ds, ctx)
     rebuild_file_meta(ds, syntax)
@@ -227,7 +242,7 @@ def deidentify_dataset(
         key, subject, original["StudyInstanceUID"], original["SeriesInstanceUID"],
         original["SOPInstanceUID"],
     )  # fmt: skip
-    return ctx, link, relpath, carried
+    return ctx, link, relpath, tuple(facts)
 
 
 def add_method_code(ds: Dataset, code: MethodCode) -> None:
