@@ -50,7 +50,7 @@ SERIES_HEADER = 0x20
 CSA2_MAGIC = b"SV10\x04\x03\x02\x01"
 _USED, _EMPTY = 77, 205
 _MAX_TAGS = 1000  # nibabel's limit; real image headers have about 100
-_MAX_ITEMS = 1024
+_MAX_ITEMS = 1000  # nibabel refuses more
 _MAX_DEPTH = 32
 # The "syngo data type" Siemens writes beside each VR (as seen in real headers).
 _SYNGODT = {"DS": 3, "FD": 4, "IS": 6, "SL": 7, "UL": 9, "US": 10, "CS": 16, "LO": 19, "SH": 22}

@@ -399,7 +399,7 @@ def _shared(spacing: float, step: float, rows: int, cols: int) -> Dataset:
             item(
                 ReceiveCoilName=PHILIPS.coil,
                 ReceiveCoilManufacturerName="Philips",
-                ReceiveCoilType="MULTICOIL",
+                ReceiveCoilType="VOLUME",
                 QuadratureReceiveCoil="NO",
             )
         ),
