@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
@@ -58,8 +59,9 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,10}")
 _DECIMAL = re.compile(
     r"[+-]?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})(?:[eE][+-]?[0-9]{1,3})?"
 )
-# The creator's name in a sequence's raw bytes: only such sequences are opened.
-_CREATOR_BYTES = re.compile(rb"(?i)siemens\s*csa\s*header")
+# The creator's name in a sequence's raw bytes, upper-cased as the engine compares
+# creators: only sequences that contain it are opened.
+_CREATOR_BYTES = CSA_CREATOR.encode("ascii")
 
 FACT_REBUILT = "CSA image header rebuilt from rules/dicom/csa_image_header.yaml"
 FACT_DROPPED = "CSA image header fields dropped (not on the allowlist, or not of its form)"
@@ -412,13 +414,22 @@ def _rebuild_in(
             _rebuild_in(item, profile, allowlist, counts, depth + 1)
 
 
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
 def _items_naming_the_creator(ds: Dataset, tag: int) -> list[Dataset]:
     """The items of a sequence element whose bytes contain the CSA creator's name."""
     raw = ds.get_item(tag)
     if isinstance(raw, RawDataElement):
+        if raw.VR in (None, "UN") and not tag >> 16 & 1 and _dictionary_vr(tag) != "SQ":
+            return []  # implicit VR (or UN): the dictionary says what a public element is
         if raw.VR not in ("SQ", "UN", None) or not isinstance(raw.value, bytes):
             return []
-        if _CREATOR_BYTES.search(raw.value) is None:
+        if _CREATOR_BYTES not in raw.value.upper():
             return []
     elif raw is None or raw.VR != "SQ":
         return []

@@ -17,6 +17,7 @@ import nibabel as nib
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from pipeline.dicom.csa import (
     FACT_REBUILT,
@@ -185,15 +186,20 @@ def test_without_retain_safe_private_the_profile_removes_it_unread() -> None:
     assert not any("CSA" in fact for fact, _ in facts)
 
 
-def test_a_header_nested_in_a_sequence_is_rebuilt_too(research: Profile) -> None:
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_a_header_nested_in_a_sequence_is_rebuilt_too(research: Profile, syntax: str) -> None:
     subject = make_subjects(1)[0]
     (ds,) = diffusion_series(subject, bvalues=(1000,), vendor="SIEMENS")
     item = ds.ReferencedImageSequence[0]  # kept with its UIDs remapped
-    block = item.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    # lower case: creators are compared upper-cased, so this one counts too
+    block = item.private_block(0x0029, "Siemens CSA Header", create=True)
     block.add_new(0x10, "OB", encode_csa({"B_value": ["1000"], "PatientName": ["MULLER^JOSE"]}))
-    out, written, _ = deid(ds, research)
+    ds.file_meta.TransferSyntaxUID = syntax
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=syntax == ImplicitVRLittleEndian, little_endian=True)
+    out, written, _ = deid(read_dicom(buffer.getvalue(), "nested"), research)
     nested = out.ReferencedImageSequence[0]
-    value = nested[nested.private_block(0x0029, "SIEMENS CSA HEADER").get_tag(0x10)].value
+    value = nested[nested.private_block(0x0029, "Siemens CSA Header").get_tag(0x10)].value
     assert tags_of(value) == {"B_value": [1000]}
     assert b"MULLER" not in written
 
