@@ -40,7 +40,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from pipeline.dicom.engine import find_rule, private_creators
+from pipeline.dicom.engine import Change, find_rule, private_creators
 from pipeline.dicom.profile import Action, Profile
 from pipeline.errors import RuleError
 from pipeline.rulefiles import Located, check_keys, load_yaml, rules_root
@@ -355,7 +355,10 @@ def rebuild_image_header(data: bytes, allowlist: CsaAllowlist) -> Rebuilt:
 
 
 def rebuild_csa_headers(
-    ds: Dataset, profile: Profile, allowlist: CsaAllowlist | None = None
+    ds: Dataset,
+    profile: Profile,
+    allowlist: CsaAllowlist | None = None,
+    changes: list[Change] | None = None,
 ) -> list[tuple[str, int]]:
     """Replace every CSA image header the profile keeps by its rebuilt form, in place.
 
@@ -365,13 +368,18 @@ def rebuild_csa_headers(
     Where the profile removes it, nothing is done.  Sequences are searched
     too, but only those whose bytes name the creator.
 
+    Parameters
+    ----------
+    changes : list of Change, optional
+        The dry run's account: one entry per header, before -> after.
+
     Returns
     -------
     list of (str, int)
         PHI-free facts for the run summary.
     """
     counts: Counter[str] = Counter()
-    _rebuild_in(ds, profile, allowlist, counts, 0)
+    _rebuild_in(ds, profile, allowlist, counts, changes, "", 0)
     return [(fact, n) for fact, n in counts.items() if n]
 
 
@@ -380,6 +388,8 @@ def _rebuild_in(
     profile: Profile,
     allowlist: CsaAllowlist | None,
     counts: Counter[str],
+    changes: list[Change] | None,
+    path: str,
     depth: int,
 ) -> None:
     if depth > _MAX_DEPTH:
@@ -403,6 +413,18 @@ def _rebuild_in(
         except CsaFormatError:
             rebuilt = Rebuilt(None, (), 0)
         counts[FACT_DROPPED] += rebuilt.dropped
+        if changes is not None:
+            after = f"<{len(rebuilt.kept)} fields: {', '.join(rebuilt.kept)}>"
+            changes.append(
+                Change(
+                    path=f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})",
+                    keyword="CSA Image Header Info",
+                    before=f"<{len(value) if isinstance(value, bytes) else 0} bytes>",
+                    after=after if rebuilt.data is not None else None,
+                    rule=f"{allowlist.path.name} rebuilt ({rebuilt.dropped} fields dropped)",
+                    action="rebuild",
+                )
+            )
         if rebuilt.data is None:
             del ds[tag]
             counts[FACT_REMOVED] += 1
@@ -410,8 +432,9 @@ def _rebuild_in(
             ds[tag] = DataElement(tag, "OB", rebuilt.data)
             counts[FACT_REBUILT] += 1
     for tag in tags:
-        for item in _items_naming_the_creator(ds, tag):
-            _rebuild_in(item, profile, allowlist, counts, depth + 1)
+        for index, item in enumerate(_items_naming_the_creator(ds, tag)):
+            where = f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})[{index}]."
+            _rebuild_in(item, profile, allowlist, counts, changes, where, depth + 1)
 
 
 def _dictionary_vr(tag: int) -> str:

@@ -271,7 +271,7 @@ def deidentify_dataset(
     )}  # fmt: skip
     syntax = _transfer_syntax(ds)
     facts = [(f"carried {name} from vendor private elements", 1) for name in carry_diffusion(ds)]
-    facts += rebuild_csa_headers(ds, profile)
+    facts += rebuild_csa_headers(ds, profile, changes=ctx.changes)
     apply_profile(ds, ctx)
     mark_deidentified(ds, ctx)
     rebuild_file_meta(ds, syntax)

@@ -240,3 +240,14 @@ def test_allowlist_typo_fails_at_load_with_file_and_line(
         load_csa_allowlist(path)
     assert info.value.path == path and info.value.line == 4
     assert message in info.value.reason
+
+
+def test_the_dry_run_shows_the_rebuild(research: Profile) -> None:
+    from pipeline.dicom.deidentify import explain
+
+    changes = explain(nibabel_file("siemens_dwi_1000.dcm.gz"), KEY, research)
+    (rebuild,) = [c for c in changes if c.action == "rebuild"]
+    assert rebuild.path == "(0029,1010)" and rebuild.before == "<11864 bytes>"
+    assert rebuild.after is not None and "NumberOfImagesInMosaic" in rebuild.after
+    assert rebuild.rule.startswith("csa_image_header.yaml rebuilt")
+    assert any(c.path == "(0029,1020)" and c.after is None for c in changes)  # series header
