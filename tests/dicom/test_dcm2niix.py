@@ -204,6 +204,11 @@ def test_generated_philips_scaling_and_diffusion_convert_the_same(
         source / "philips_enhanced_dti" / "EN0001", enforce_file_format=True
     )
     groups = deidentify_groups(source, tmp_path, research)
+    for _, deidentified in groups.values():  # what the kept private elements sit beside goes
+        for path in deidentified.iterdir():
+            written = path.read_bytes().upper()
+            for value in subject.phi.values():
+                assert value.upper().encode("latin-1") not in written, value
     for group, (original, deidentified) in groups.items():
         before = convert(original, tmp_path / f"nii_{group}_orig")
         after = convert(deidentified, tmp_path / f"nii_{group}_deid")
