@@ -68,6 +68,12 @@ class UnreadableInput(InputError):
     reason = Reason.UNREADABLE
 
 
+class ImageWithoutPixels(InputError):
+    """A well-formed image object that holds no pixel data: there is nothing to release."""
+
+    reason = Reason.IMAGE_WITHOUT_PIXELS
+
+
 class TooLarge(InputError):
     """Reading the input would take more memory than a worker may use."""
 

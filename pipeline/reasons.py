@@ -44,6 +44,8 @@ class Reason(enum.Enum):
     TOO_LARGE = "too-large"
     # -- readable, but not releasable -----------------------------------------
     SOP_CLASS_NOT_ALLOWED = "sop-class-not-allowed"
+    SIEMENS_CSA_NON_IMAGE = "siemens-csa-non-image"
+    IMAGE_WITHOUT_PIXELS = "image-without-pixel-data"
     INVALID_ISMRMRD_HEADER = "invalid-ismrmrd-header"
     SUBJECTS_DISAGREE = "subjects-disagree"
     OUTPUT_CONFLICT = "output-conflict"
@@ -96,6 +98,9 @@ _TEXT = {
     Reason.UNREADABLE: "unreadable: not DICOM or raw data, damaged or cut short",
     Reason.TOO_LARGE: "too large: needs more memory than a worker may use",
     Reason.SOP_CLASS_NOT_ALLOWED: "SOP class not on the allowlist",
+    Reason.SIEMENS_CSA_NON_IMAGE: "Siemens CSA Non-Image object (private SOP class): its data "
+    "are vendor binaries in private elements no rule can clean",
+    Reason.IMAGE_WITHOUT_PIXELS: "an image object with no pixel data: nothing to release",
     Reason.INVALID_ISMRMRD_HEADER: "the anonymized ISMRMRD header is not valid",
     Reason.SUBJECTS_DISAGREE: "the measurements of one file name different subjects",
     Reason.OUTPUT_CONFLICT: "another input becomes the same output with other content",

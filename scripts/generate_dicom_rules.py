@@ -237,6 +237,9 @@ def main(source: Path) -> None:
 _PHOTOGRAPHIC = ("Photograph", "Video", "VL ", "Dermoscopic", "Ophthalmic")
 # Storage classes whose pixels are, by construction, captures of screens or documents.
 _CAPTURE = ("Secondary Capture",)
+# Objects that are not images but that an MRI release carries: their header is
+# de-identified like an image's, and they have no pixels to carry burned-in text.
+_RELEASED_NON_IMAGE = ("MR Spectroscopy Storage",)
 
 
 def write_sop_classes() -> None:
@@ -253,20 +256,25 @@ def write_sop_classes() -> None:
     ]
     reports = [(u, n) for u, n in current if n.endswith("SR Storage")]
     captures = [(u, n) for u, n in images if any(c in n for c in _CAPTURE)]
+    non_images = [(u, n) for u, n in current if n in _RELEASED_NON_IMAGE]
     out = [
         header(
             "SOP classes that may be released",
             [
-                "Image storage classes pass.  Everything else (encapsulated PDF/CDA, structured",
-                "reports unless clean_structured_content is on, key objects, presentation",
-                "states, raw data, unknown or private classes) goes to quarantine, because",
-                "header rules cannot clean a document's bytes.  Photographic and video classes",
-                "are left out on purpose: their pixels can show a face.",
+                "Image storage classes pass, and MR Spectroscopy.  Everything else (encapsulated",
+                "PDF/CDA, structured reports unless clean_structured_content is on, key objects,",
+                "presentation states, waveforms, raw data, unknown or private classes such as",
+                "Siemens CSA Non-Image) goes to quarantine, because header rules cannot clean a",
+                "document's bytes or a vendor's blobs.  Photographic and video classes are left",
+                "out on purpose: their pixels can show a face.",
             ],
         ),
         "name: sop_classes",
         "allow:",
         *[f'  - {{uid: "{u}", name: "{n}"}}' for u, n in sorted(images, key=lambda x: x[1])],
+        "  # Not an image: its header is de-identified like an image's, and its",
+        "  # Spectroscopy Data (spectra, not pixels: no burned-in text) is kept byte for byte.",
+        *[f'  - {{uid: "{u}", name: "{n}"}}' for u, n in non_images],
         "allow_with_option:",
         "  clean_structured_content:",
         *[f'    - {{uid: "{u}", name: "{n}"}}' for u, n in sorted(reports, key=lambda x: x[1])],

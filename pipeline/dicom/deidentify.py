@@ -24,6 +24,7 @@ from pydicom.uid import (
 
 from pipeline import __version__
 from pipeline.dicom.burned_in import burned_in_signals
+from pipeline.dicom.csa import rebuild_csa_headers
 from pipeline.dicom.engine import Change, FileContext, apply_profile
 from pipeline.dicom.profile import MethodCode, Profile
 from pipeline.dicom.vendor import carry_diffusion
@@ -33,6 +34,7 @@ from pipeline.identity.subjects import subject_day_offset, subject_key, subject_
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
+from pipeline.reasons import Reason
 
 # Our own implementation class UID: 2.25 + a UUID derived from the project name.
 IMPLEMENTATION_CLASS_UID = UID("2.25.217106185428227311926419468296418335589")
@@ -52,8 +54,42 @@ _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
 
 
+# Siemens "CSA Non-Image Storage": spectroscopy, raw and protocol data of older syngo systems.
+SIEMENS_CSA_NON_IMAGE = "1.3.12.2.1107.5.9.1"
+
+# What an object of a refused class is and why its content keeps it out, by
+# words of its SOP class name (PS3.6): the first match says it.
+_KINDS = (
+    ("SR Storage", "a structured report: its content items hold free text, which only the "
+     "Clean Structured Content option (clean_structured_content.yaml) cleans"),
+    ("Encapsulated", "an encapsulated document (PDF, CDA, STL, ...): its bytes can name the "
+     "patient, and no header rule reads them"),
+    ("Waveform", "a waveform (ECG, pressure, audio, ...): signal channels an MRI release does "
+     "not carry, with annotations header rules were not written for"),
+    ("Presentation State", "a presentation state: display settings and free-text annotations "
+     "for other images"),
+    ("Key Object Selection", "a key object selection: a note on other images, in free text"),
+    ("Raw Data", "raw data: vendor measurement data in private elements no rule can clean"),
+    ("Photograph", "a photograph: its pixels can show a face"),
+    ("Video", "a video: its pixels can show a face"),
+    ("VL ", "a visible-light image: its pixels can show a face"),
+    ("RT ", "a radiotherapy object: plans, structures and records with free text and "
+     "references an MRI release does not carry"),
+)  # fmt: skip
+
+
+def _refused_kind(name: str) -> str:
+    for words, kind in _KINDS:
+        if words in name:
+            return kind
+    return "an object this release does not carry: the rules were not written for its content"
+
+
 def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
-    """Raise if the object may not be released (quarantine) or must wait (held back)."""
+    """Raise if the object may not be released (quarantine) or must wait (held back).
+
+    A refusal says what the object is and why it stays out.
+    """
     sop_class = str(ds.SOPClassUID).strip("\0 ")
     policy = profile.sop
     allowed = sop_class in policy.allowed or any(
@@ -62,12 +98,28 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
         if option in profile.options
     )
     if not allowed:
-        name = UID(sop_class).name if UID(sop_class).is_valid else sop_class
-        known = name != sop_class
+        where = f"not on the allowlist ({policy.origin})"
+        if sop_class == SIEMENS_CSA_NON_IMAGE:
+            raise UnsupportedObject(
+                f"a Siemens CSA Non-Image object (private SOP class {sop_class}), which older "
+                "syngo MR systems write for spectroscopy, raw and protocol data: its content is "
+                'vendor binary data in private elements (spectra in (7FE1,"SIEMENS CSA '
+                "NON-IMAGE\",10)) and CSA headers, which can hold the patient's name and the "
+                "protocol's free text and which no rule can clean; removing them would leave "
+                f"nothing to release. It is {where}; export spectroscopy as DICOM MR "
+                "Spectroscopy Storage instead, which is released.",
+                Reason.SIEMENS_CSA_NON_IMAGE,
+            )
+        uid = UID(sop_class)
+        name = uid.name if uid.is_valid and uid.name != sop_class else ""
+        what = (
+            _refused_kind(name)
+            if name
+            else "a private or unknown SOP class: no standard says what it holds"
+        )
         raise UnsupportedObject(
-            f"SOP class {sop_class} ({name if known else 'unknown or private'}) is not on the "
-            f"allowlist ({policy.origin}); header rules cannot clean such objects. Allow it in "
-            "a site file only after checking what its content can hold."
+            f"SOP class {sop_class} ({name or 'unknown or private'}) is {what}; it is {where}. "
+            "Allow it in a site file only after checking what its content can hold."
         )
     if keep_burned_in:
         return
@@ -197,15 +249,29 @@ def output_relpath(key: SecretKey, subject: str, study: str, series: str, sop: s
 
 def deidentify_dataset(
     ds: Dataset, key: SecretKey, profile: Profile, uids: UidMapper, *, explain: bool = False
-) -> tuple[FileContext, LinkRecord, str, tuple[str, ...]]:
-    """Apply ``profile`` to ``ds`` in place; return context, link record, output path, carried."""
+) -> tuple[FileContext, LinkRecord, str, tuple[tuple[str, int], ...]]:
+    """Apply ``profile`` to ``ds`` in place.
+
+    The vendor pre-steps run first, on the file as read: diffusion values
+    are copied from private elements to standard attributes
+    (:func:`~pipeline.dicom.vendor.carry_diffusion`), and a Siemens CSA image
+    header the profile keeps is rebuilt from its allowlist
+    (:func:`~pipeline.dicom.csa.rebuild_csa_headers`).
+
+    Returns
+    -------
+    tuple
+        The file's context, its link record, its output path and the
+        pre-steps' PHI-free facts for the run summary.
+    """
     ctx, subject = build_context(ds, key, profile, uids, explain=explain)
     original = {k: str(ds.get(k, "") or "").strip("\0 ") for k in (
         "PatientID", "IssuerOfPatientID", "PatientName",
         "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
     )}  # fmt: skip
     syntax = _transfer_syntax(ds)
-    carried = tuple(carry_diffusion(ds))
+    facts = [(f"carried {name} from vendor private elements", 1) for name in carry_diffusion(ds)]
+    facts += rebuild_csa_headers(ds, profile, changes=ctx.changes)
     apply_profile(ds, ctx)
     mark_deidentified(ds, ctx)
     rebuild_file_meta(ds, syntax)
@@ -227,7 +293,7 @@ def deidentify_dataset(
         key, subject, original["StudyInstanceUID"], original["SeriesInstanceUID"],
         original["SOPInstanceUID"],
     )  # fmt: skip
-    return ctx, link, relpath, carried
+    return ctx, link, relpath, tuple(facts)
 
 
 def add_method_code(ds: Dataset, code: MethodCode) -> None:

@@ -396,17 +396,12 @@ def _clean(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         if ctx.changes is not None:
             _record(ctx, ds, tag, _show(ds[tag].value), path, rule)
         return
-    _replace(
-        ds,
-        tag,
-        vr,
-        _map_values(
-            _value(ds, tag, vr), lambda v: clean_text(v, ctx.terms, ctx.profile.vocabulary)
-        ),
-        ctx,
-        path,
-        rule,
+    cleaned = _map_values(
+        _value(ds, tag, vr), lambda v: clean_text(v, ctx.terms, ctx.profile.vocabulary)
     )
+    if rule.value is not None and not any(_strings(cleaned)):
+        cleaned = rule.value  # a Type 1 element: what is left when cleaning leaves nothing
+    _replace(ds, tag, vr, cleaned, ctx, path, rule)
 
 
 def _meaning(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:

@@ -21,7 +21,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from pipeline.errors import TooLarge, UnreadableInput
+from pipeline.errors import ImageWithoutPixels, TooLarge, UnreadableInput
 from pipeline.read.image_pixel import expected_native_length
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -31,6 +31,7 @@ DEFAULT_MAX_INFLATED = 512 << 20
 _INFLATE_BLOCK = 1 << 20
 _DEFLATED = DeflatedExplicitVRLittleEndian.encode()
 _META_WINDOW = 65536  # a file meta group is a few hundred bytes
+_FLOAT_PIXEL_DATA = frozenset({0x7FE00008, 0x7FE00009})  # Float / Double Float Pixel Data
 
 
 def read_dicom(data: bytes, label: str, *, max_inflated: int = DEFAULT_MAX_INFLATED) -> Dataset:
@@ -141,15 +142,26 @@ def is_dicomdir(ds: Dataset) -> bool:
 
 
 def _check_pixel_length(ds: Dataset, label: str) -> None:
-    """An image without pixel data, or with fewer bytes than declared, was cut short."""
+    """An image object must hold its pixels, and as many bytes of them as its header declares.
+
+    Only image storage classes need Pixel Data (or Float / Double Float Pixel
+    Data, as a parametric map has).  Other objects are well-formed without
+    it, whatever else they carry: MR Spectroscopy its Spectroscopy Data,
+    waveforms their Waveform Sequence, documents, reports, raw data and
+    private classes their own content; whether they may be released is the
+    SOP-class policy's decision (:func:`pipeline.dicom.deidentify.classify`).
+    """
     if "PixelData" not in ds:
-        float_pixels = 0x7FE00008 in ds or 0x7FE00009 in ds  # Float / Double Float Pixel Data
-        if "Rows" in ds and not float_pixels:
-            raise UnreadableInput(
-                f"{label}: an image header without pixel data: truncated, or pixels stripped "
-                "by the exporter; export it again with its pixel data"
-            )
-        return
+        if any(tag in ds for tag in _FLOAT_PIXEL_DATA):
+            return
+        sop_class = UID(str(ds.SOPClassUID).strip("\0 "))
+        if "Image Storage" not in sop_class.name:
+            return
+        raise ImageWithoutPixels(
+            f"{label}: an image object ({sop_class.name}) with no Pixel Data element, so there "
+            "is nothing to release. A copy cut short just before its pixels looks like this: "
+            "compare it with its source; otherwise export it again with its pixel data"
+        )
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is not None and UID(syntax).is_compressed:

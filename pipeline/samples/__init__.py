@@ -16,6 +16,7 @@ from pipeline.samples.diffusion import diffusion_series
 from pipeline.samples.enhanced_mr import enhanced_mr
 from pipeline.samples.export_tree import write_sample_tree
 from pipeline.samples.other_objects import other_objects
+from pipeline.samples.philips import philips_dti_series, philips_enhanced_dti
 from pipeline.samples.subjects import PlantedPHI, Subject, make_subjects, name_variant
 
 __all__ = [
@@ -28,5 +29,7 @@ __all__ = [
     "mr_series",
     "name_variant",
     "other_objects",
+    "philips_dti_series",
+    "philips_enhanced_dti",
     "write_sample_tree",
 ]

@@ -34,6 +34,7 @@ from pipeline.batch.step import (
     rejected,
     result_of_error,
 )
+from pipeline.dicom.csa import load_csa_allowlist
 from pipeline.dicom.deidentify import (
     add_method_code,
     classify,
@@ -97,6 +98,8 @@ class DicomStep:
         parts: dict[str, object] = {
             "version": __version__,
             "profile": self.profile.digest,
+            # The CSA allowlist decides the bytes of a rebuilt Siemens header.
+            "csa_allowlist": load_csa_allowlist().digest,
             "keep_burned_in": self.keep_burned_in,
         }
         if self.cleaning is not None:
@@ -152,7 +155,7 @@ class DicomStep:
                     raise HeldBack(plan.reason, plan.held)
                 # --keep-burned-in: written as it is, for a person to review.
                 pixels = "not cleaned (kept for review)"
-        ctx, link, relpath, carried = deidentify_dataset(ds, self.key, profile, uids)
+        ctx, link, relpath, vendor_facts = deidentify_dataset(ds, self.key, profile, uids)
         if plan is not None and original is not None:
             apply_pixel_plan(ds, original, plan, label)
         buffer = io.BytesIO()
@@ -161,7 +164,7 @@ class DicomStep:
         folder = env.temp_dirs[Area.RELEASE]
         with writing("OUTPUT", folder):
             temp = write_temp(folder, written)
-        facts = [(f"carried {name} from vendor private elements", 1) for name in carried]
+        facts = list(vendor_facts)
         facts += [(f"elements decided by default: {what}", n) for what, n in ctx.by_default.items()]
         if pixels:
             facts.append((f"pixels {pixels}", 1))

@@ -12,6 +12,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
 from pipeline.batch.runner import RunSummary
+from pipeline.dicom.csa import FACT_REBUILT
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import SecretKey
 from pipeline.pixels.blank import PixelAction, PixelCleaning
@@ -100,8 +101,9 @@ def test_outcomes_with_and_without_clean_pixels(
         "corrupt.dcm": "quarantined",
     }  # fmt: skip
     assert "end-of-image marker" in str(rows["corrupt.dcm"]["detail"])
-    pixels = {k: n for k, n in summary.facts.items() if k.startswith("pixels ")}
-    assert pixels == {"pixels untouched": 2, "pixels cleaned": 2}
+    pixel_facts = {k: v for k, v in summary.facts.items() if k.startswith("pixels")}
+    assert pixel_facts == {"pixels untouched": 2, "pixels cleaned": 2}
+    assert summary.facts[FACT_REBUILT] == 2  # the two MR images' CSA headers (pipeline.dicom.csa)
     assert str(rows["sc.dcm"]["detail"]).startswith("pixels cleaned: ")  # the private account
     assert rows["mr0.dcm"]["detail"] == ""
     # Without --clean-pixels the captures are held back as before.

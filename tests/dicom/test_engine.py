@@ -44,9 +44,12 @@ def test_research_profile_end_to_end(mr: Dataset, key: SecretKey, research: Prof
     assert out.RepetitionTime == 3000.0 and out.EchoTime == 90.0
     assert list(out.ImagePositionPatient) == [-100.0, -100.0, 12.5]
     assert out.PixelData == b"\x01\x00\x02\x00\x03\x00\x04\x00"
-    # private elements removed (research keeps no safe private), creators with them;
-    # the diffusion values they held were carried to the standard attributes first
-    assert not any(t.group & 1 for t in out.keys())
+    # private elements removed, creators with them, except the safe private ones
+    # (Retain Safe Private): the Siemens diffusion values stay, and were also
+    # carried to the standard attributes first
+    private = {int(t) for t in out.keys() if t.group & 1}
+    assert private == {0x00190010, 0x0019100C, 0x0019100E}
+    assert out[0x00190010].value == "SIEMENS MR HEADER"
     assert out.DiffusionBValue == 1000.0
     assert list(out.DiffusionGradientOrientation) == [0.0, 0.0, 1.0]
     # overlays removed a whole group at a time
@@ -54,7 +57,7 @@ def test_research_profile_end_to_end(mr: Dataset, key: SecretKey, research: Prof
     # what was done is recorded, and nothing that was not
     assert out.PatientIdentityRemoved == "YES"
     codes = {item.CodeValue for item in out.DeidentificationMethodCodeSequence}
-    assert codes == {"113100", "113107", "113108", "113105"}
+    assert codes == {"113100", "113107", "113108", "113105", "113111"}
     assert out.LongitudinalTemporalInformationModified == "MODIFIED"
 
 

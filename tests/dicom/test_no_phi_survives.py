@@ -2,8 +2,11 @@
 
 Hypothesis plants random identifying values in text, name, date and private
 elements, at the top level and inside nested sequences (public and private),
-and embeds the patient's own name and ID in free-text descriptions the way
-RIS systems do; the written bytes must contain none of them.
+embeds the patient's own name and ID in free-text descriptions the way RIS
+systems do, and fills a Siemens CSA image header (kept, rebuilt, by the
+research profile) with them: in allowlisted fields, in fields not on the
+list, behind the NUL of a valid value, and in the CSA series header's
+protocol text.  The written bytes must contain none of them.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from pipeline.dicom.csa import decode_csa2, load_csa_allowlist
 from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import load_profile
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
+from pipeline.samples import encode_csa
 
 from .conftest import tiny_mr
 
@@ -48,6 +53,9 @@ KEPT = [
     "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "BitsStored", "PixelData",
     "SOPClassUID", "PatientSex", "PatientAge", "PatientWeight",
 ]  # fmt: skip
+
+CSA_ALLOWED = sorted(set(load_csa_allowlist().fields) - {"NumberOfImagesInMosaic"})
+CSA_OTHER = ["PatientName", "ImaCoilString", "UsedPatientWeight", "ImageComments", "Comp_JobID"]
 
 # Identifying tokens: 8-14 capital letters, or an MRN-like code; long enough that
 # finding one in the output can only mean it leaked.
@@ -91,6 +99,19 @@ def planted(draw: st.DrawFn) -> tuple[Dataset, list[str]]:
     secrets.append(secret_inner)
     inner.PatientName = secret_inner
     block.add_new(0x03, "SQ", Sequence([inner]))
+    # a Siemens CSA image header: planted values in allowlisted fields and in
+    # others, one behind the NUL of a valid mosaic count; and the series header
+    fields: dict[str, list[str]] = {"NumberOfImagesInMosaic": ["48\0" + draw(token)]}
+    for name in draw(st.lists(st.sampled_from(CSA_ALLOWED), max_size=4, unique=True)):
+        fields[name] = [draw(st.one_of(token, mrn))]
+    for name in draw(st.lists(st.sampled_from(CSA_OTHER), min_size=1, max_size=3, unique=True)):
+        fields[name] = [draw(st.one_of(token, mrn))]
+    secrets += [v.split("\0")[-1] for values in fields.values() for v in values]
+    protocol = draw(token)
+    secrets.append(protocol)
+    csa = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    csa.add_new(0x10, "OB", encode_csa(fields))
+    csa.add_new(0x20, "OB", encode_csa({"MrPhoenixProtocol": [f'tProtocolName = "{protocol}"']}))
     # nested public sequences at depth 1..3
     depth = draw(st.integers(1, 3))
     item = ds.ReferencedImageSequence[0]
@@ -126,3 +147,11 @@ def test_planted_phi_never_survives_and_clinical_values_are_bit_identical(
     back = dcmread(io.BytesIO(written))
     for keyword, value in kept.items():
         assert back[keyword].value == value, keyword
+    # the rebuilt CSA image header still says what a converter needs
+    assert csa_fields(back)["NumberOfImagesInMosaic"] == ["48"]
+
+
+def csa_fields(ds: Dataset) -> dict[str, list[str]]:
+    """The rebuilt CSA image header's fields, decoded."""
+    tag = ds.private_block(0x0029, "SIEMENS CSA HEADER").get_tag(0x10)
+    return {t.name: list(t.values) for t in decode_csa2(ds[tag].value)}

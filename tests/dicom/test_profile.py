@@ -46,7 +46,8 @@ def test_ready_profiles_say_what_they_meet() -> None:
     assert "Annex E" in research.meets and "limited data set" in research.meets
     assert "Safe Harbor" in harbor.meets
     assert harbor.date_mode is DateMode.YEAR and harbor.age_limit == 89
-    assert {c.value for c in research.codes} == {"113100", "113107", "113108", "113105"}
+    assert {c.value for c in research.codes} == {"113100", "113107", "113108", "113105", "113111"}
+    assert "retain_safe_private" in research.options and "retain_safe_private" not in harbor.options
 
 
 def test_site_file_overrides_a_single_tag(tmp_path: Path) -> None:

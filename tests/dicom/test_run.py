@@ -55,8 +55,9 @@ def test_every_input_is_accounted_for_and_nothing_leaks(
     assert outcomes["notes.txt"] == ("quarantined", "unreadable")
     assert outcomes["IM9999"] == ("quarantined", "unreadable")
     assert outcomes["DICOMDIR"][0] == "not copied"
-    for name in ("encapsulated_pdf.dcm", "basic_sr.dcm", "private_sop.dcm"):
+    for name in ("encapsulated_pdf.dcm", "basic_sr.dcm"):
         assert outcomes[name] == ("quarantined", "sop-class-not-allowed")
+    assert outcomes["private_sop.dcm"] == ("quarantined", "siemens-csa-non-image")
     for name in ("secondary_capture.dcm", "ultrasound.dcm"):
         assert outcomes[name] == ("held back", "may-carry-burned-in-text")
     written = released(out)

@@ -35,6 +35,8 @@ def corpus_folder(corpus: str, tmp_path: Path) -> Path:
         folder = tmp_path / "generated"
         write_sample_tree(folder, n_subjects=3, slices=3)
         return folder
+    if corpus == "vendor-mr":
+        return vendor_mr_folder(tmp_path / "vendor-mr")
     if corpus == "pydicom-data":
         try:
             import data_store  # pydicom-data, a dev dependency
@@ -45,9 +47,39 @@ def corpus_folder(corpus: str, tmp_path: Path) -> Path:
     return reference_path("dicom")
 
 
+def vendor_mr_folder(folder: Path) -> Path:
+    """Objects whose research values live in private elements, or that have no Pixel Data.
+
+    nibabel's real Siemens mosaics (CSA headers, rebuilt) and Philips enhanced
+    MR; generated Philips DTI (scale slope, private b-values), classic and
+    enhanced; generated MR Spectroscopy (released without pixels).
+    """
+    import gzip
+
+    import nibabel
+
+    from pipeline.samples import make_subjects, philips_dti_series, philips_enhanced_dti
+    from pipeline.samples.spectroscopy import mr_spectroscopy
+
+    folder.mkdir(parents=True)
+    nibabel_data = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"
+    for name in ("0.dcm", "siemens_dwi_1000.dcm.gz", "philips_mprage.dcm.gz"):
+        if (nibabel_data / name).exists():
+            data = (nibabel_data / name).read_bytes()
+            data = gzip.decompress(data) if name.endswith(".gz") else data
+            (folder / name.removesuffix(".gz")).write_bytes(data)
+    subject = make_subjects(1)[0]
+    generated = philips_dti_series(subject, bvalues=(0, 1000), n_slices=2)
+    generated += [philips_enhanced_dti(subject), mr_spectroscopy(subject)]
+    for index, ds in enumerate(generated):
+        ds.save_as(folder / f"generated{index:02d}.dcm", enforce_file_format=True)
+    return folder
+
+
 CORPORA = [
     "pydicom",
     "generated",  # written by the test from pipeline.samples
+    "vendor-mr",  # nibabel's Siemens and Philips files, generated Philips DTI and MR Spectroscopy
     "pydicom-data",
     pytest.param("reference", marks=reference_marks("dicom")),
 ]
