@@ -43,7 +43,7 @@ def dicom(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("raw") / "in"
     folder.mkdir()
-    for number in range(12):
+    for number in range(8):
         meas = SyntheticMeasurement(
             patient_name="Fault^Frieda", patient_id=f"MRN-FAULT-{number}", channels=8,
             samples=256, lines=64, slices=4, meas_id=300 + number, seed=number,
@@ -88,9 +88,8 @@ def _command(kind: str, source: Path, tmp_path: Path) -> tuple[list[str], Path |
     ("kind", "number"),
     [
         ("deid", signal.SIGTERM),
-        ("deid", signal.SIGINT),
         ("convert", signal.SIGTERM),
-        ("scan", signal.SIGINT),
+        ("scan", signal.SIGINT),  # SIGINT is Ctrl-C: one command shows it (the code path is one)
     ],
 )
 def test_sigint_and_sigterm_stop_the_run_cleanly(
