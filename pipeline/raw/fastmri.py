@@ -37,8 +37,17 @@ series).  Every readout left out is counted by reason in the result.
 
 Refused, with :class:`FastmriUnsupported`: non-Cartesian trajectories,
 undersampled (parallel imaging) scans, whose zero-filled reconstruction is
-not a valid training target, 3D scans of several slabs, and recon matrices
-larger than the encoded one (a centre crop cannot make them).
+not a valid training target, 3D scans of several slabs, recon matrices
+larger than the encoded one (a centre crop cannot make them), and data that
+the header's matrix does not describe: lines or partitions outside the
+encoded matrix, readouts whose samples do not fit its readout length
+(spectroscopy, research sequences), a 2D encoding with readouts of several
+partitions, image readouts with different coil counts.  Such a measurement is
+a valid ISMRMRD file all the same (``convert`` releases it without a
+training file); only a file that cannot be read (not HDF5, cut short, rows
+that disagree with their own headers, a header that is not ISMRMRD's) is
+:class:`~pipeline.errors.UnreadableInput`.  Neither names a path: in a run
+the export reads a temporary file.
 """
 
 from __future__ import annotations
@@ -75,6 +84,12 @@ class FastmriUnsupported(InputError):
     """A valid ISMRMRD file whose data has no faithful fastMRI layout."""
 
     reason = Reason.NO_FASTMRI_LAYOUT
+
+
+# What a refusal for the layout means for the measurement (its ISMRMRD file stands).
+_NOT_DESCRIBED = (
+    "the header's matrix does not describe the data (spectroscopy or a research sequence?)"
+)
 
 
 def _bit(flag: int) -> int:
@@ -151,7 +166,7 @@ class Geometry:
         return self.encoded[2] // 2 - self.step2_center
 
 
-def header_geometry(xml: str, where: Path) -> Geometry:
+def header_geometry(xml: str) -> Geometry:
     """Read the first encoding's sizes and limits the way fastMRI's loader does.
 
     Missing encoding limits get ISMRMRD's implicit defaults (lines 0 to
@@ -160,25 +175,24 @@ def header_geometry(xml: str, where: Path) -> Geometry:
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        raise UnreadableInput(f"{where}: the ISMRMRD header is not well-formed XML") from None
+        raise UnreadableInput("the ISMRMRD header is not well-formed XML") from None
     encoding = root.find("m:encoding", _NS)
     if encoding is None:
-        raise UnreadableInput(f"{where}: the ISMRMRD header has no encoding section")
+        raise UnreadableInput("the ISMRMRD header has no encoding section")
 
     def number(path: str, default: int | None = None) -> int:
         node = encoding.find(path, _NS)
         if node is None or not (node.text or "").strip():
             if default is None:
                 raise UnreadableInput(
-                    f"{where}: the ISMRMRD header lacks {path.replace('m:', '')}; "
-                    "a fastMRI file needs it"
+                    f"the ISMRMRD header lacks {path.replace('m:', '')}; a fastMRI file needs it"
                 )
             return default
         try:
             return int(float(node.text or ""))
         except ValueError:
             raise UnreadableInput(
-                f"{where}: {path.replace('m:', '')} in the ISMRMRD header is not a number"
+                f"{path.replace('m:', '')} in the ISMRMRD header is not a number"
             ) from None
 
     def size(space: str) -> tuple[int, int, int]:
@@ -237,17 +251,45 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
     Raises
     ------
     UnreadableInput
-        ``source`` is not a readable ISMRMRD file, or its readouts contradict
-        its header (lines outside the encoded matrix, changing coil count).
+        ``source`` is not a readable ISMRMRD file: not HDF5, damaged or cut
+        short, rows that disagree with their own headers, a header that is
+        not ISMRMRD's.
     FastmriUnsupported
-        Non-Cartesian, undersampled, several 3D slabs, no image readouts, or
-        a recon matrix larger than the encoded one.
+        Non-Cartesian, undersampled, several 3D slabs, no image readouts, a
+        recon matrix larger than the encoded one, or data the encoded matrix
+        does not describe (lines, partitions or samples outside it, several
+        partitions of a 2D encoding, changing coil counts).
+
+    Neither error's detail names a path (``source`` is a temporary file in a run).
     """
+    with _unnamed(source):
+        return _export(source, output, acquisition)
+
+
+@contextlib.contextmanager
+def _unnamed(source: Path) -> Iterator[None]:
+    """Errors of reading ``source`` without its path.
+
+    :mod:`pipeline.raw.ismrmrd_in` names the file it reads (for an input,
+    its own path is what the private account needs); the export reads a file
+    of ours, under a temporary name during a run, which no reason may carry.
+    """
+    try:
+        yield
+    except InputError as exc:
+        named = os.fspath(source)
+        if named not in exc.detail:
+            raise
+        detail = exc.detail.replace(f"{named}: ", "").replace(named, "the file")
+        raise type(exc)(detail, exc.reason) from None
+
+
+def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExport:
     src = open_ismrmrd(source)
-    geometry = header_geometry(src.xml, source)
-    _check_supported(geometry, source)
+    geometry = header_geometry(src.xml)
+    _check_supported(geometry)
     heads = acquisition_headers(src)
-    plan = _plan_lines(heads, geometry, source)
+    plan = _plan_lines(heads, geometry)
     lines = _read_lines(src, plan, geometry)
     if geometry.three_d:
         lines = _partitions_to_slices(lines, geometry.recon[2])
@@ -320,43 +362,46 @@ class _Plan:
     selected: np.ndarray  # bool per acquisition
     slice_row: np.ndarray  # row in kspace's slice axis, per acquisition
     column: np.ndarray  # column in kspace's phase axis, per acquisition
+    offset: np.ndarray  # where the first usable sample goes in the readout, per acquisition
     coils: int
     slices: int
     left_out: Counter[str]
 
 
-def _check_supported(geometry: Geometry, where: Path) -> None:
+def _check_supported(geometry: Geometry) -> None:
     ex, ey, ez = geometry.encoded
     rx, ry, rz = geometry.recon
     if geometry.trajectory.lower() != "cartesian":
         raise FastmriUnsupported(
-            f"{where}: non-Cartesian trajectory; fastMRI files hold Cartesian k-space only"
+            "non-Cartesian trajectory; fastMRI files hold Cartesian k-space only"
         )
     if max(geometry.acceleration) > 1:
         raise FastmriUnsupported(
-            f"{where}: undersampled scan (parallel imaging acceleration "
+            "undersampled scan (parallel imaging acceleration "
             f"{geometry.acceleration[0]}x{geometry.acceleration[1]}); a zero-filled "
             "reconstruction is not a training target, fastMRI files are fully sampled"
         )
     if min(ex, ey, ez, rx, ry, rz) < 1 or rx > ex or ry > ey or (ez > 1 and rz > ez):
         raise FastmriUnsupported(
-            f"{where}: recon matrix {rx}x{ry}x{rz} is not inside the encoded matrix "
+            f"recon matrix {rx}x{ry}x{rz} is not inside the encoded matrix "
             f"{ex}x{ey}x{ez}; a centre crop cannot make it"
         )
     if geometry.padding_left < 0 or geometry.padding_right > ey:
-        raise UnreadableInput(
-            f"{where}: encodingLimits kspace_encoding_step_1 (centre {geometry.step1_center}, "
-            f"maximum {geometry.step1_maximum}) do not fit the encoded matrix y = {ey}"
+        raise FastmriUnsupported(
+            f"encodingLimits kspace_encoding_step_1 (centre {geometry.step1_center}, "
+            f"maximum {geometry.step1_maximum}) do not fit the encoded matrix y = {ey}; "
+            + _NOT_DESCRIBED
         )
     first_partition = geometry.partition_offset
     if ez > 1 and (first_partition < 0 or first_partition + geometry.step2_maximum + 1 > ez):
-        raise UnreadableInput(
-            f"{where}: encodingLimits kspace_encoding_step_2 (centre {geometry.step2_center}, "
-            f"maximum {geometry.step2_maximum}) do not fit the encoded matrix z = {ez}"
+        raise FastmriUnsupported(
+            f"encodingLimits kspace_encoding_step_2 (centre {geometry.step2_center}, "
+            f"maximum {geometry.step2_maximum}) do not fit the encoded matrix z = {ez}; "
+            + _NOT_DESCRIBED
         )
 
 
-def _plan_lines(heads: np.ndarray, geometry: Geometry, where: Path) -> _Plan:
+def _plan_lines(heads: np.ndarray, geometry: Geometry) -> _Plan:
     """Decide, from headers only, which readouts form the image and where they go."""
     flags = heads["flags"].astype(np.uint64)
     idx = heads["idx"]
@@ -384,41 +429,75 @@ def _plan_lines(heads: np.ndarray, geometry: Geometry, where: Path) -> _Plan:
             drop(f"{counter} after the first", idx[counter] != first)
     if not keep.any():
         raise FastmriUnsupported(
-            f"{where}: no image readouts (noise, calibration or other non-image data only)"
+            "no image readouts (noise, calibration or other non-image data only)"
         )
     coils = np.unique(heads["active_channels"][keep])
-    if coils.size != 1 or coils[0] == 0:
-        raise UnreadableInput(
-            f"{where}: the image readouts do not all have the same number of coils"
+    if coils.size != 1:
+        raise FastmriUnsupported(
+            f"the image readouts have {coils.size} different coil counts (from "
+            f"{int(coils[0])} to {int(coils[-1])}); a fastMRI file has one coil axis"
         )
+    if coils[0] == 0:
+        raise FastmriUnsupported("the image readouts have no coils")
     # Rows only for slices that have image lines, in slice-index order (the
     # rows of readouts left out are never used); for a 3D slab, rows are kz.
     present = np.unique(idx["slice"][keep])
     if geometry.three_d:
         if present.size > 1:
-            raise FastmriUnsupported(
-                f"{where}: 3D scan of {present.size} slabs; export one slab per file"
-            )
+            raise FastmriUnsupported(f"3D scan of {present.size} slabs; export one slab per file")
         ez = geometry.encoded[2]
         slice_row = idx["kspace_encode_step_2"].astype(np.int64) + geometry.partition_offset
         outside = keep & ((slice_row < 0) | (slice_row >= ez))
         if outside.any():
-            raise UnreadableInput(
-                f"{where}: {int(outside.sum())} readouts have kspace_encode_step_2 outside "
-                f"the encoded matrix (z = {ez}) once centred by encodingLimits"
+            raise FastmriUnsupported(
+                f"{int(outside.sum())} readouts have kspace_encode_step_2 outside "
+                f"the encoded matrix (z = {ez}) once centred by encodingLimits; " + _NOT_DESCRIBED
             )
         rows = ez
     else:
+        partitions = np.unique(idx["kspace_encode_step_2"][keep])
+        if partitions.size > 1:
+            # Their lines would be averaged as if they were repeats of one line.
+            raise FastmriUnsupported(
+                f"readouts of {partitions.size} partitions (kspace_encode_step_2) in a 2D "
+                "encoding (encoded z = 1); " + _NOT_DESCRIBED
+            )
         slice_row = np.searchsorted(present, idx["slice"]).astype(np.int64)
         rows = int(present.size)
     column = idx["kspace_encode_step_1"].astype(np.int64) + geometry.padding_left
     outside = keep & ((column < 0) | (column >= geometry.encoded[1]))
     if outside.any():
-        raise UnreadableInput(
-            f"{where}: {int(outside.sum())} readouts have kspace_encode_step_1 outside the "
-            f"encoded matrix (y = {geometry.encoded[1]}) once centred by encodingLimits"
+        raise FastmriUnsupported(
+            f"{int(outside.sum())} readouts have kspace_encode_step_1 outside the "
+            f"encoded matrix (y = {geometry.encoded[1]}) once centred by encodingLimits; "
+            + _NOT_DESCRIBED
         )
-    return _Plan(keep, slice_row, column, int(coils[0]), rows, left_out)
+    offset = _readout_offsets(heads, keep, geometry.encoded[0])
+    return _Plan(keep, slice_row, column, offset, int(coils[0]), rows, left_out)
+
+
+def _readout_offsets(heads: np.ndarray, keep: np.ndarray, ex: int) -> np.ndarray:
+    """Where each readout's first usable sample goes; refused unless every image readout fits.
+
+    A full readout is taken as it is (some writers leave center_sample 0); a
+    shorter one (asymmetric echo) is placed by its centre sample.  Decided
+    from the headers, so that no sample is read (nor anything written) for a
+    measurement whose readouts the matrix does not describe.
+    """
+    samples = heads["number_of_samples"].astype(np.int64)
+    pre, post = heads["discard_pre"].astype(np.int64), heads["discard_post"].astype(np.int64)
+    width = samples - pre - post
+    centre = heads["center_sample"].astype(np.int64) - pre
+    offset = np.where(width == ex, 0, ex // 2 - centre)
+    misfit = np.flatnonzero(keep & ((width < 1) | (offset < 0) | (offset + width > ex)))
+    if misfit.size:
+        n = int(misfit[0])
+        raise FastmriUnsupported(
+            f"{misfit.size} readouts have usable samples that do not fit the encoded matrix "
+            f"x = {ex} (the first, acquisition {n}: {int(width[n])} samples, centre "
+            f"{int(centre[n])}); " + _NOT_DESCRIBED
+        )
+    return offset
 
 
 def _read_lines(src: IsmrmrdInput, plan: _Plan, geometry: Geometry) -> np.ndarray:
@@ -437,7 +516,7 @@ def _read_lines(src: IsmrmrdInput, plan: _Plan, geometry: Geometry) -> np.ndarra
         for i in np.flatnonzero(plan.selected[start : start + len(block)]):
             n = start + int(i)
             s, y = plan.slice_row[n], plan.column[n]
-            _place(src.path, n, block.rows[i], lines[s, y], plan.coils, ex)
+            _place(block.rows[i], lines[s, y], plan.coils, int(plan.offset[n]))
             counts[s, y] += 1
         start += len(block)
     repeated = counts > 1
@@ -460,8 +539,8 @@ def _partitions_to_slices(lines: np.ndarray, recon_z: int) -> np.ndarray:
     return np.ascontiguousarray(planes[z0 : z0 + recon_z], dtype=np.complex64)
 
 
-def _place(path: Path, n: int, row: np.void, line: np.ndarray, coils: int, ex: int) -> None:
-    """Add one readout's samples to ``line`` (``(coils, ex)``) where they belong."""
+def _place(row: np.void, line: np.ndarray, coils: int, offset: int) -> None:
+    """Add one readout's samples to ``line`` (``(coils, ex)``) from ``offset`` on."""
     head = row["head"]
     samples = int(head["number_of_samples"])
     pre, post = int(head["discard_pre"]), int(head["discard_post"])
@@ -469,17 +548,7 @@ def _place(path: Path, n: int, row: np.void, line: np.ndarray, coils: int, ex: i
     data = data.reshape(coils, samples)[:, pre : samples - post]
     if int(head["flags"]) & _REVERSE:
         data = data[:, ::-1]
-    width = data.shape[1]
-    centre = int(head["center_sample"]) - pre
-    # A full readout is taken as it is (some writers leave center_sample 0);
-    # a shorter one (asymmetric echo) is placed by its centre sample.
-    offset = 0 if width == ex else ex // 2 - centre
-    if width < 1 or offset < 0 or offset + width > ex:
-        raise UnreadableInput(
-            f"{path}: acquisition {n} has {width} usable readout samples (centre "
-            f"{centre}) that do not fit the encoded matrix x = {ex}"
-        )
-    line[:, offset : offset + width] += data
+    line[:, offset : offset + data.shape[1]] += data
 
 
 @contextlib.contextmanager
