@@ -121,6 +121,11 @@ _CALIBRATION = _bit(20)
 _CALIBRATION_AND_IMAGING = _bit(21)
 _REVERSE = _bit(22)
 _FIRST_ONLY = ("contrast", "phase", "repetition", "set")
+# The header fields the plan reads (54 of a header's 340 bytes a readout).
+_PLANNED = (
+    "flags", "idx", "encoding_space_ref", "number_of_samples", "active_channels",
+    "discard_pre", "discard_post", "center_sample",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -296,7 +301,7 @@ def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExpor
     src = open_ismrmrd(source)
     geometry = header_geometry(src.xml)
     _check_supported(geometry)
-    plan = _plan_lines(acquisition_headers(src), geometry)
+    plan = _plan_lines(acquisition_headers(src, fields=_PLANNED), geometry)
     c, x, y = plan.coils, geometry.encoded[0], geometry.encoded[1]
     s = geometry.recon[2] if geometry.three_d else plan.slices
     rx, ry = geometry.recon[0], geometry.recon[1]

@@ -250,18 +250,26 @@ class AcquisitionReader:
 
 
 def acquisition_headers(
-    source: IsmrmrdInput, *, block_rows: int = 4096, block_bytes: int = 4 << 20
+    source: IsmrmrdInput,
+    *,
+    fields: tuple[str, ...] | None = None,
+    block_rows: int = 4096,
+    block_bytes: int = 4 << 20,
 ) -> np.ndarray:
     """Every acquisition header of ``source`` (no samples), shape ``(acquisitions,)``.
 
     Lets a reader decide what to do with each readout (e.g. which lines form
-    an image) before it reads any samples.  Whole rows are read, about
+    an image) before it reads any samples.  ``fields`` keeps only those
+    header fields (340 bytes a readout for all of them).  Whole rows are read, about
     ``block_bytes`` (at most ``block_rows`` rows) at a time, and only their
     headers kept: reading the ``head`` field alone (``Dataset.fields``) makes
     libhdf5 convert every row's samples as well and never free them (h5py
     issue 2374), which kept a whole file's samples in memory.
     """
-    out = np.empty(source.acquisitions, dtype=ACQUISITION_HEADER_DTYPE)
+    dtype = ACQUISITION_HEADER_DTYPE
+    if fields is not None:
+        dtype = np.dtype([(name, ACQUISITION_HEADER_DTYPE[name]) for name in fields])
+    out = np.empty(source.acquisitions, dtype=dtype)
     try:
         with h5py.File(source.path, "r") as handle:
             data = handle[source.group]["data"]

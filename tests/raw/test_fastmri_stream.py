@@ -200,6 +200,11 @@ def test_reading_the_headers_keeps_no_samples(tmp_path: Path) -> None:
     grown = _anonymous_rss() - before  # it was about 2 x the samples
     assert len(heads) == 1024
     assert grown < samples // 4, (grown, samples)
+    slim = acquisition_headers(source, fields=("flags", "idx"))  # what a plan needs, no more
+    assert slim.dtype.names == ("flags", "idx") and slim.dtype.itemsize < heads.dtype.itemsize
+    assert np.array_equal(slim["flags"], heads["flags"]) and np.array_equal(
+        slim["idx"], heads["idx"]
+    )
 
 
 def test_a_3d_slab_leaves_no_scratch_file_and_a_damaged_one_nothing(
