@@ -25,6 +25,8 @@ outside the repository, which is deleted at the end.  Then, on that file:
   subject found, the header anonymized by the allowlist and checked against the
   ISMRMRD schema, the file written to a temp name, fsynced, renamed and
   recorded in the private store.
+* ``convert_tree --fastmri``: the same, and the fastMRI-layout training file
+  written from the new ISMRMRD file (``export_fastmri``).
 * ``append_acquisition``: the same acquisitions written one by one with
   ``ismrmrd.Dataset.append_acquisition`` (an ``ismrmrd.Acquisition`` built per
   readout, as a one-by-one converter does), timed on the first ``--prefix``
@@ -35,10 +37,13 @@ dropped here, so every figure is *warm*: the input is read once before any
 timing, and before each measurement pending writes are flushed (``os.sync``)
 and outputs of the previous one deleted.  Each measurement is repeated
 ``--repeat`` times and the best is kept.  Finally the conversion runs in a
-subprocess and its peak RSS is taken from ``os.wait4`` (the child's own
-``ru_maxrss``), which bounds the memory a conversion needs whatever the size.
+subprocess, and so does ``convert_tree`` (``--jobs 1``) without and with
+``--fastmri``; their peak RSS is the largest ``ru_maxrss`` of the launcher's
+descendants (the runner's worker included), which bounds the memory a
+conversion needs whatever the size.
 
-Run: ``.venv/bin/python bench/convert.py [--size 500M|2G] [--repeat 3] [--prefix 1000]``.
+Run: ``.venv/bin/python bench/convert.py [--size 500M|2G] [--repeat 3] [--prefix 1000]
+[--skip twixtools,append,fastmri] [--rss-only]``.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ def convert(source: Path, target: Path) -> int:
     return write_ismrmrd(target, XML, measurement_blocks(twix, meas)).acquisitions
 
 
-def whole_pipeline(source: Path, work: Path) -> int:
+def whole_pipeline(source: Path, work: Path, fastmri: bool = False) -> int:
     """``convert_tree`` on the folder of ``source``: outputs and private store under ``work``."""
     summary = convert_tree(
         source.parent,
@@ -116,9 +121,13 @@ def whole_pipeline(source: Path, work: Path) -> int:
         PrivateStore(work / "private"),
         load_header_rules(),
         date_shift_days=load_profile("research").date_shift_days,
+        fastmri=work / "fastmri" if fastmri else None,
+        jobs=1,
     )
     if summary.outcomes != {Outcome.WRITTEN: 1}:
         raise SystemExit(f"convert_tree did not write the file: {summary.reasons}")
+    if fastmri and summary.facts["fastMRI files"] != 1:
+        raise SystemExit(f"convert_tree wrote no fastMRI file: {summary.facts}")
     return summary.facts["acquisitions"]
 
 
@@ -186,20 +195,20 @@ write_ismrmrd(Path(sys.argv[2]), "<x/>", measurement_blocks(twix, twix.measureme
 """
 
 
-def child_peak_rss(source: Path, target: Path) -> tuple[float, float]:
-    """Run the conversion in a subprocess: (wall seconds, its peak RSS in MiB)."""
+# ``convert_tree`` as ``mricurate convert [--fastmri]`` runs it (one worker process).
+_PIPELINE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from bench.convert import whole_pipeline
+whole_pipeline(Path(sys.argv[1]), Path(sys.argv[2]), fastmri=sys.argv[4] == "fastmri")
+"""
+
+
+def child_peak_rss(*args: str, script: str = _CONVERT) -> tuple[float, float]:
+    """Run ``script`` in a subprocess: (wall seconds, the peak RSS of its processes in MiB)."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _LAUNCHER,
-            sys.executable,
-            "-c",
-            _CONVERT,
-            str(source),
-            str(target),
-            str(ROOT),
-        ],
+        [sys.executable, "-c", _LAUNCHER, sys.executable, "-P", "-c", script, *args],
         check=True,
         capture_output=True,
         text=True,
@@ -235,7 +244,12 @@ def main() -> None:
     parser.add_argument("--size", default="500M", help="input size, e.g. 500M (default) or 2G")
     parser.add_argument("--repeat", type=int, default=1, help="best of N for each row")
     parser.add_argument("--prefix", type=int, default=1000, help="acquisitions appended one by one")
-    parser.add_argument("--skip", default="", help="comma-separated rows to skip: twixtools,append")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated rows to skip: twixtools,append,fastmri"
+    )
+    parser.add_argument(
+        "--rss-only", action="store_true", help="only the peak-RSS subprocesses (no timing rows)"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -279,6 +293,11 @@ def main() -> None:
             rows.append((name, wall, cpu, note))
             return wall
 
+        if args.rss_only:
+            peaks = rss_rows(source, work, target, skip, clean)
+            report_rss(peaks)
+            return
+
         cp = measure("cp", lambda: subprocess.run(["cp", str(source), str(target)], check=True))
 
         def cp_fsync() -> None:
@@ -312,6 +331,12 @@ def main() -> None:
             lambda: whole_pipeline(source, work),
             "what mricurate convert runs",
         )
+        if "fastmri" not in skip:
+            measure(
+                "convert_tree --fastmri",
+                lambda: whole_pipeline(source, work, fastmri=True),
+                "+ the fastMRI file",
+            )
 
         append = math.nan
         if "append" not in skip:
@@ -334,12 +359,9 @@ def main() -> None:
                 )
             )
 
-        os.sync()
-        child_seconds, rss = child_peak_rss(source, target.with_suffix(".h5"))
-        clean()
-        rows.append(
-            ("mricurate convert, subprocess", child_seconds, math.nan, f"peak RSS {rss:.0f} MiB")
-        )
+        peaks = rss_rows(source, work, target, skip, clean)
+        for name, (child_seconds, rss) in peaks.items():
+            rows.append((f"{name}, subprocess", child_seconds, math.nan, f"peak RSS {rss:.0f} MiB"))
 
         print()
         width = max(len(name) for name, *_ in rows)
@@ -356,9 +378,37 @@ def main() -> None:
         print(f"convert_tree vs cp: {tree / cp:.2f}x the time (the runner's overhead included)")
         if not math.isnan(append):
             print(f"one-by-one appends vs convert: {append / ours:.1f}x slower (target >= 5)")
-        print(f"peak RSS of the conversion subprocess: {rss:.0f} MiB (target < 200)")
+        report_rss(peaks)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def rss_rows(
+    source: Path, work: Path, target: Path, skip: set[str], clean: Callable[[], None]
+) -> dict[str, tuple[float, float]]:
+    """Wall seconds and peak RSS (MiB) of the conversions, each in a fresh subprocess."""
+    peaks: dict[str, tuple[float, float]] = {}
+    runs = [
+        ("mricurate convert", _CONVERT, [str(source), str(target.with_suffix(".h5")), str(ROOT)]),
+        ("convert_tree", _PIPELINE, [str(source), str(work), str(ROOT), "-"]),
+    ]
+    if "fastmri" not in skip:
+        runs.append(
+            ("convert_tree --fastmri", _PIPELINE, [str(source), str(work), str(ROOT), "fastmri"])
+        )
+    for name, script, args in runs:
+        clean()
+        os.sync()
+        print(f"  {name}, peak RSS ... load {os.getloadavg()[0]:.2f}", flush=True)
+        peaks[name] = child_peak_rss(*args, script=script)
+    clean()
+    return peaks
+
+
+def report_rss(peaks: dict[str, tuple[float, float]]) -> None:
+    for name, (seconds, rss) in peaks.items():
+        target = " (target < 250)" if "fastmri" in name else " (target < 200)"
+        print(f"peak RSS of {name} in a subprocess: {rss:.0f} MiB{target}, {seconds:.2f} s")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ class Reason(enum.Enum):
     SUBJECTS_DISAGREE = "subjects-disagree"
     OUTPUT_CONFLICT = "output-conflict"
     CHANGED_AT_SOURCE = "changed-at-source"
-    NO_FASTMRI_LAYOUT = "no-fastmri-layout"
+    NO_FASTMRI_LAYOUT = "no-fastmri-layout"  # written as ISMRMRD, without a fastMRI file
     # -- processing of this input failed -------------------------------------
     INTERNAL_ERROR = "internal-error"
     STALLED = "stalled"
@@ -77,6 +77,8 @@ class Reason(enum.Enum):
             return Outcome.NOT_COPIED
         if self is Reason.DUPLICATE:
             return Outcome.DUPLICATE
+        if self is Reason.NO_FASTMRI_LAYOUT:
+            return Outcome.WRITTEN  # released as ISMRMRD, without a training file
         return Outcome.QUARANTINED
 
     def __str__(self) -> str:

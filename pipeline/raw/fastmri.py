@@ -3,7 +3,8 @@
 The layout is the one of the fastMRI knee and brain releases, so that
 fastMRI's own ``SliceDataset`` and transforms read our files unchanged:
 
-- ``kspace``: ``(slices, coils, readout, phase)`` complex64, as encoded.  The
+- ``kspace``: ``(slices, coils, readout, phase)`` complex64, as encoded, one
+  slice per HDF5 chunk (what fastMRI's loader reads at a time).  The
   readout oversampling is kept (640 readout samples for a 320 x 320 knee
   image); the phase axis has the encoded matrix ``y``.  Each readout sits at
   column ``kspace_encode_step_1 + padding_left`` with
@@ -27,7 +28,16 @@ placed by ``kspace_encode_step_2`` (centred by its encoding limits like the
 lines), inverse-Fourier-transformed along kz (centred, orthonormal) and
 centre-cropped to the recon z, so every slice's ``kspace`` is the 2D
 k-space of one z position, the "hybrid" k-space 3D training sets use
-(e.g. SKM-TEA, Calgary-Campinas).  The header keeps the encoded z, which
+(e.g. SKM-TEA, Calgary-Campinas).
+
+The file is written slice by slice, and ``reconstruction_rss``, ``max`` and
+``norm`` are computed as the slices go: memory holds one slice's lines (and a
+few readouts being read), whatever the size of the measurement.  Each
+slice's readouts are gathered from the ISMRMRD file by their row numbers, in
+file order, so averages are summed in the order they were acquired.  A 3D
+slab's partitions are transformed a few lines at a time into an unnamed
+scratch file beside the output (as large as ``kspace``), read back z by z.
+``norm`` is summed in float64.  The header keeps the encoded z, which
 tells a reader that the file came from a 3D scan.  Noise,
 calibration-only (ACS), phase-correction, navigator, feedback, dummy and
 phase-stabilisation readouts and readouts of another encoding space are left
@@ -37,8 +47,17 @@ series).  Every readout left out is counted by reason in the result.
 
 Refused, with :class:`FastmriUnsupported`: non-Cartesian trajectories,
 undersampled (parallel imaging) scans, whose zero-filled reconstruction is
-not a valid training target, 3D scans of several slabs, and recon matrices
-larger than the encoded one (a centre crop cannot make them).
+not a valid training target, 3D scans of several slabs, recon matrices
+larger than the encoded one (a centre crop cannot make them), and data that
+the header's matrix does not describe: lines or partitions outside the
+encoded matrix, readouts whose samples do not fit its readout length
+(spectroscopy, research sequences), a 2D encoding with readouts of several
+partitions, image readouts with different coil counts.  Such a measurement is
+a valid ISMRMRD file all the same (``convert`` releases it without a
+training file); only a file that cannot be read (not HDF5, cut short, rows
+that disagree with their own headers, a header that is not ISMRMRD's) is
+:class:`~pipeline.errors.UnreadableInput`.  Neither names a path: in a run
+the export reads a temporary file.
 """
 
 from __future__ import annotations
@@ -48,7 +67,7 @@ import os
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +76,10 @@ import numpy as np
 
 from pipeline.atomic import TEMP_PREFIX
 from pipeline.errors import CurationError, InputError, UnreadableInput
-from pipeline.raw.blocks import AcquisitionBlock
 from pipeline.raw.ismrmrd_in import (
     ISMRMRD_NAMESPACE,
-    IsmrmrdInput,
+    AcquisitionReader,
     acquisition_headers,
-    ismrmrd_blocks,
     open_ismrmrd,
 )
 from pipeline.reasons import Reason
@@ -75,6 +92,12 @@ class FastmriUnsupported(InputError):
     """A valid ISMRMRD file whose data has no faithful fastMRI layout."""
 
     reason = Reason.NO_FASTMRI_LAYOUT
+
+
+# What a refusal for the layout means for the measurement (its ISMRMRD file stands).
+_NOT_DESCRIBED = (
+    "the header's matrix does not describe the data (spectroscopy or a research sequence?)"
+)
 
 
 def _bit(flag: int) -> int:
@@ -98,6 +121,11 @@ _CALIBRATION = _bit(20)
 _CALIBRATION_AND_IMAGING = _bit(21)
 _REVERSE = _bit(22)
 _FIRST_ONLY = ("contrast", "phase", "repetition", "set")
+# The header fields the plan reads (54 of a header's 340 bytes a readout).
+_PLANNED = (
+    "flags", "idx", "encoding_space_ref", "number_of_samples", "active_channels",
+    "discard_pre", "discard_post", "center_sample",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,7 +179,7 @@ class Geometry:
         return self.encoded[2] // 2 - self.step2_center
 
 
-def header_geometry(xml: str, where: Path) -> Geometry:
+def header_geometry(xml: str) -> Geometry:
     """Read the first encoding's sizes and limits the way fastMRI's loader does.
 
     Missing encoding limits get ISMRMRD's implicit defaults (lines 0 to
@@ -160,25 +188,24 @@ def header_geometry(xml: str, where: Path) -> Geometry:
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        raise UnreadableInput(f"{where}: the ISMRMRD header is not well-formed XML") from None
+        raise UnreadableInput("the ISMRMRD header is not well-formed XML") from None
     encoding = root.find("m:encoding", _NS)
     if encoding is None:
-        raise UnreadableInput(f"{where}: the ISMRMRD header has no encoding section")
+        raise UnreadableInput("the ISMRMRD header has no encoding section")
 
     def number(path: str, default: int | None = None) -> int:
         node = encoding.find(path, _NS)
         if node is None or not (node.text or "").strip():
             if default is None:
                 raise UnreadableInput(
-                    f"{where}: the ISMRMRD header lacks {path.replace('m:', '')}; "
-                    "a fastMRI file needs it"
+                    f"the ISMRMRD header lacks {path.replace('m:', '')}; a fastMRI file needs it"
                 )
             return default
         try:
             return int(float(node.text or ""))
         except ValueError:
             raise UnreadableInput(
-                f"{where}: {path.replace('m:', '')} in the ISMRMRD header is not a number"
+                f"{path.replace('m:', '')} in the ISMRMRD header is not a number"
             ) from None
 
     def size(space: str) -> tuple[int, int, int]:
@@ -237,38 +264,81 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
     Raises
     ------
     UnreadableInput
-        ``source`` is not a readable ISMRMRD file, or its readouts contradict
-        its header (lines outside the encoded matrix, changing coil count).
+        ``source`` is not a readable ISMRMRD file: not HDF5, damaged or cut
+        short, rows that disagree with their own headers, a header that is
+        not ISMRMRD's.
     FastmriUnsupported
-        Non-Cartesian, undersampled, several 3D slabs, no image readouts, or
-        a recon matrix larger than the encoded one.
+        Non-Cartesian, undersampled, several 3D slabs, no image readouts, a
+        recon matrix larger than the encoded one, or data the encoded matrix
+        does not describe (lines, partitions or samples outside it, several
+        partitions of a 2D encoding, changing coil counts).
+
+    Neither error's detail names a path (``source`` is a temporary file in a run).
     """
+    with _unnamed(source):
+        return _export(source, output, acquisition)
+
+
+@contextlib.contextmanager
+def _unnamed(source: Path) -> Iterator[None]:
+    """Errors of reading ``source`` without its path.
+
+    :mod:`pipeline.raw.ismrmrd_in` names the file it reads (for an input,
+    its own path is what the private account needs); the export reads a file
+    of ours, under a temporary name during a run, which no reason may carry.
+    """
+    try:
+        yield
+    except InputError as exc:
+        named = os.fspath(source)
+        if named not in exc.detail:
+            raise
+        detail = exc.detail.replace(f"{named}: ", "").replace(named, "the file")
+        raise type(exc)(detail, exc.reason) from None
+
+
+def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExport:
     src = open_ismrmrd(source)
-    geometry = header_geometry(src.xml, source)
-    _check_supported(geometry, source)
-    heads = acquisition_headers(src)
-    plan = _plan_lines(heads, geometry, source)
-    lines = _read_lines(src, plan, geometry)
-    if geometry.three_d:
-        lines = _partitions_to_slices(lines, geometry.recon[2])
-    s, c, x, y = lines.shape[0], plan.coils, geometry.encoded[0], geometry.encoded[1]
+    geometry = header_geometry(src.xml)
+    _check_supported(geometry)
+    plan = _plan_lines(acquisition_headers(src, fields=_PLANNED), geometry)
+    c, x, y = plan.coils, geometry.encoded[0], geometry.encoded[1]
+    s = geometry.recon[2] if geometry.three_d else plan.slices
     rx, ry = geometry.recon[0], geometry.recon[1]
-    rss = np.empty((s, rx, ry), dtype=np.float32)
     label = geometry.protocol_name or (acquisition or "")
-    with _atomic_hdf5(output) as handle:
-        kspace = handle.create_dataset("kspace", shape=(s, c, x, y), dtype=np.complex64)
-        for n in range(s):
-            # One slice at a time into fastMRI's axis order: memory stays at
-            # the line buffer plus one slice.
-            k = np.ascontiguousarray(lines[n].transpose(1, 2, 0))
-            kspace[n] = k
-            rss[n] = _rss_slice(k, rx, ry)
-        peak = float(rss.max()) if rss.size else 0.0
-        norm = float(np.linalg.norm(rss))
-        handle.create_dataset("reconstruction_rss", data=rss)
+    peak, squares = 0.0, 0.0
+    with _atomic_hdf5(output) as handle, AcquisitionReader(src) as reader:
+        # Slice by slice: memory holds one slice's lines (and a few rows being
+        # read), whatever the size of the measurement.  Every element is
+        # written, so no chunk is filled first: a coil's part of a chunk then
+        # goes straight to the file, with no chunk-sized buffer in libhdf5.
+        kspace = handle.create_dataset(
+            "kspace", shape=(s, c, x, y), dtype=np.complex64, chunks=_slice_chunks(c, x, y),
+            fill_time="never",
+        )  # fmt: skip
+        rss = handle.create_dataset("reconstruction_rss", shape=(s, rx, ry), dtype=np.float32)
+        slices = contextlib.closing(
+            _slab_slices(reader, plan, geometry, output.parent)
+            if geometry.three_d
+            else _slices_2d(reader, plan, geometry)
+        )
+        # No enumerate(): the tuple it keeps would hold the last slice's lines
+        # while the next ones are made.
+        n = 0
+        with slices as made:
+            for lines in made:
+                image = _write_slice(kspace, n, lines, rx, ry)
+                del lines  # before the next slice's lines are made
+                rss[n] = image
+                peak = max(peak, float(image.max()))
+                # float64 sums of float32 squares: the whole volume's norm, slice by slice.
+                flat = image.ravel().astype(np.float64)
+                squares += float(np.dot(flat, flat))
+                n += 1
         handle.create_dataset(
             "ismrmrd_header", data=src.xml.encode("utf-8"), dtype=h5py.string_dtype("utf-8")
         )
+        norm = float(np.sqrt(squares))
         handle.attrs["acquisition"] = label
         handle.attrs["max"] = peak
         handle.attrs["norm"] = norm
@@ -276,7 +346,7 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
     return FastmriExport(
         output=output,
         kspace_shape=(s, c, x, y),
-        reconstruction_shape=(int(rss.shape[0]), int(rss.shape[1]), int(rss.shape[2])),
+        reconstruction_shape=(s, rx, ry),
         acquisition=label,
         max=peak,
         norm=norm,
@@ -289,27 +359,52 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
     )
 
 
+def _slice_chunks(coils: int, x: int, y: int) -> tuple[int, int, int, int]:
+    """One slice per chunk (what fastMRI's loader reads); HDF5 caps a chunk below 4 GiB."""
+    per_coil = x * y * np.dtype(np.complex64).itemsize
+    return (1, max(1, min(coils, (2**32 - 1) // per_coil)), x, y)
+
+
+def _write_slice(kspace: h5py.Dataset, n: int, lines: np.ndarray, rx: int, ry: int) -> np.ndarray:
+    """Write slice ``n`` of line-major ``(phase, coils, readout)`` lines; return its RSS image.
+
+    Coil by coil, into fastMRI's ``(coils, readout, phase)`` order: each coil
+    is a contiguous part of the slice's chunk, and the transposed copy of one
+    coil is all the slice costs beyond its lines.
+    """
+    total: np.ndarray | None = None
+    for coil in range(lines.shape[1]):
+        k = np.ascontiguousarray(lines[:, coil, :].T)
+        kspace[n, coil] = k
+        power = _coil_power(k, rx, ry)
+        # Coil after coil, in float32: what numpy's sum over the coil axis does.
+        total = power if total is None else np.add(total, power, out=total)
+    assert total is not None, "a plan has at least one coil"
+    return np.asarray(np.sqrt(total), dtype=np.float32)
+
+
 def root_sum_of_squares(kspace: np.ndarray, recon_x: int, recon_y: int) -> np.ndarray:
     """``(slices, recon_x, recon_y)`` float32 RSS image of ``(slices, coils, x, y)`` k-space."""
     out = np.empty((kspace.shape[0], recon_x, recon_y), dtype=np.float32)
     for s in range(kspace.shape[0]):
-        out[s] = _rss_slice(kspace[s], recon_x, recon_y)
+        total = sum(_coil_power(coil, recon_x, recon_y) for coil in kspace[s])
+        out[s] = np.sqrt(total)
     return out
 
 
-def _rss_slice(kspace: np.ndarray, recon_x: int, recon_y: int) -> np.ndarray:
-    """RSS over coils of one ``(coils, x, y)`` slice, cropped as fastMRI crops."""
-    _, nx, ny = kspace.shape
+def _coil_power(kspace: np.ndarray, recon_x: int, recon_y: int) -> np.ndarray:
+    """``|image|^2`` of one coil's ``(x, y)`` k-space, cropped as fastMRI crops (float32)."""
+    nx, ny = kspace.shape
     x0, y0 = (nx - recon_x) // 2, (ny - recon_y) // 2
     # The 2D transform is separable: transform the readout, crop it (the
     # oversampling goes), then transform the phase axis of what is left.
     image = np.fft.fftshift(
-        np.fft.ifft(np.fft.ifftshift(kspace, axes=-2), axis=-2, norm="ortho"), axes=-2
-    )[:, x0 : x0 + recon_x]
+        np.fft.ifft(np.fft.ifftshift(kspace, axes=0), axis=0, norm="ortho"), axes=0
+    )[x0 : x0 + recon_x]
     image = np.fft.fftshift(
-        np.fft.ifft(np.fft.ifftshift(image, axes=-1), axis=-1, norm="ortho"), axes=-1
-    )[:, :, y0 : y0 + recon_y]
-    return np.asarray(np.sqrt(np.sum(np.abs(image) ** 2, axis=0)), dtype=np.float32)
+        np.fft.ifft(np.fft.ifftshift(image, axes=1), axis=1, norm="ortho"), axes=1
+    )[:, y0 : y0 + recon_y]
+    return np.asarray(np.abs(image) ** 2)
 
 
 # --- which readouts go where ----------------------------------------------
@@ -320,43 +415,46 @@ class _Plan:
     selected: np.ndarray  # bool per acquisition
     slice_row: np.ndarray  # row in kspace's slice axis, per acquisition
     column: np.ndarray  # column in kspace's phase axis, per acquisition
+    offset: np.ndarray  # where the first usable sample goes in the readout, per acquisition
     coils: int
     slices: int
     left_out: Counter[str]
 
 
-def _check_supported(geometry: Geometry, where: Path) -> None:
+def _check_supported(geometry: Geometry) -> None:
     ex, ey, ez = geometry.encoded
     rx, ry, rz = geometry.recon
     if geometry.trajectory.lower() != "cartesian":
         raise FastmriUnsupported(
-            f"{where}: non-Cartesian trajectory; fastMRI files hold Cartesian k-space only"
+            "non-Cartesian trajectory; fastMRI files hold Cartesian k-space only"
         )
     if max(geometry.acceleration) > 1:
         raise FastmriUnsupported(
-            f"{where}: undersampled scan (parallel imaging acceleration "
+            "undersampled scan (parallel imaging acceleration "
             f"{geometry.acceleration[0]}x{geometry.acceleration[1]}); a zero-filled "
             "reconstruction is not a training target, fastMRI files are fully sampled"
         )
     if min(ex, ey, ez, rx, ry, rz) < 1 or rx > ex or ry > ey or (ez > 1 and rz > ez):
         raise FastmriUnsupported(
-            f"{where}: recon matrix {rx}x{ry}x{rz} is not inside the encoded matrix "
+            f"recon matrix {rx}x{ry}x{rz} is not inside the encoded matrix "
             f"{ex}x{ey}x{ez}; a centre crop cannot make it"
         )
     if geometry.padding_left < 0 or geometry.padding_right > ey:
-        raise UnreadableInput(
-            f"{where}: encodingLimits kspace_encoding_step_1 (centre {geometry.step1_center}, "
-            f"maximum {geometry.step1_maximum}) do not fit the encoded matrix y = {ey}"
+        raise FastmriUnsupported(
+            f"encodingLimits kspace_encoding_step_1 (centre {geometry.step1_center}, "
+            f"maximum {geometry.step1_maximum}) do not fit the encoded matrix y = {ey}; "
+            + _NOT_DESCRIBED
         )
     first_partition = geometry.partition_offset
     if ez > 1 and (first_partition < 0 or first_partition + geometry.step2_maximum + 1 > ez):
-        raise UnreadableInput(
-            f"{where}: encodingLimits kspace_encoding_step_2 (centre {geometry.step2_center}, "
-            f"maximum {geometry.step2_maximum}) do not fit the encoded matrix z = {ez}"
+        raise FastmriUnsupported(
+            f"encodingLimits kspace_encoding_step_2 (centre {geometry.step2_center}, "
+            f"maximum {geometry.step2_maximum}) do not fit the encoded matrix z = {ez}; "
+            + _NOT_DESCRIBED
         )
 
 
-def _plan_lines(heads: np.ndarray, geometry: Geometry, where: Path) -> _Plan:
+def _plan_lines(heads: np.ndarray, geometry: Geometry) -> _Plan:
     """Decide, from headers only, which readouts form the image and where they go."""
     flags = heads["flags"].astype(np.uint64)
     idx = heads["idx"]
@@ -384,84 +482,189 @@ def _plan_lines(heads: np.ndarray, geometry: Geometry, where: Path) -> _Plan:
             drop(f"{counter} after the first", idx[counter] != first)
     if not keep.any():
         raise FastmriUnsupported(
-            f"{where}: no image readouts (noise, calibration or other non-image data only)"
+            "no image readouts (noise, calibration or other non-image data only)"
         )
     coils = np.unique(heads["active_channels"][keep])
-    if coils.size != 1 or coils[0] == 0:
-        raise UnreadableInput(
-            f"{where}: the image readouts do not all have the same number of coils"
+    if coils.size != 1:
+        raise FastmriUnsupported(
+            f"the image readouts have {coils.size} different coil counts (from "
+            f"{int(coils[0])} to {int(coils[-1])}); a fastMRI file has one coil axis"
         )
+    if coils[0] == 0:
+        raise FastmriUnsupported("the image readouts have no coils")
     # Rows only for slices that have image lines, in slice-index order (the
     # rows of readouts left out are never used); for a 3D slab, rows are kz.
     present = np.unique(idx["slice"][keep])
     if geometry.three_d:
         if present.size > 1:
-            raise FastmriUnsupported(
-                f"{where}: 3D scan of {present.size} slabs; export one slab per file"
-            )
+            raise FastmriUnsupported(f"3D scan of {present.size} slabs; export one slab per file")
         ez = geometry.encoded[2]
         slice_row = idx["kspace_encode_step_2"].astype(np.int64) + geometry.partition_offset
         outside = keep & ((slice_row < 0) | (slice_row >= ez))
         if outside.any():
-            raise UnreadableInput(
-                f"{where}: {int(outside.sum())} readouts have kspace_encode_step_2 outside "
-                f"the encoded matrix (z = {ez}) once centred by encodingLimits"
+            raise FastmriUnsupported(
+                f"{int(outside.sum())} readouts have kspace_encode_step_2 outside "
+                f"the encoded matrix (z = {ez}) once centred by encodingLimits; " + _NOT_DESCRIBED
             )
         rows = ez
     else:
+        partitions = np.unique(idx["kspace_encode_step_2"][keep])
+        if partitions.size > 1:
+            # Their lines would be averaged as if they were repeats of one line.
+            raise FastmriUnsupported(
+                f"readouts of {partitions.size} partitions (kspace_encode_step_2) in a 2D "
+                "encoding (encoded z = 1); " + _NOT_DESCRIBED
+            )
         slice_row = np.searchsorted(present, idx["slice"]).astype(np.int64)
         rows = int(present.size)
     column = idx["kspace_encode_step_1"].astype(np.int64) + geometry.padding_left
     outside = keep & ((column < 0) | (column >= geometry.encoded[1]))
     if outside.any():
-        raise UnreadableInput(
-            f"{where}: {int(outside.sum())} readouts have kspace_encode_step_1 outside the "
-            f"encoded matrix (y = {geometry.encoded[1]}) once centred by encodingLimits"
+        raise FastmriUnsupported(
+            f"{int(outside.sum())} readouts have kspace_encode_step_1 outside the "
+            f"encoded matrix (y = {geometry.encoded[1]}) once centred by encodingLimits; "
+            + _NOT_DESCRIBED
         )
-    return _Plan(keep, slice_row, column, int(coils[0]), rows, left_out)
+    offset = _readout_offsets(heads, keep, geometry.encoded[0])
+    return _Plan(keep, slice_row, column, offset, int(coils[0]), rows, left_out)
 
 
-def _read_lines(src: IsmrmrdInput, plan: _Plan, geometry: Geometry) -> np.ndarray:
-    """The image readouts, as ``(slices, phase, coils, readout)`` complex64.
+def _readout_offsets(heads: np.ndarray, keep: np.ndarray, ex: int) -> np.ndarray:
+    """Where each readout's first usable sample goes; refused unless every image readout fits.
+
+    A full readout is taken as it is (some writers leave center_sample 0); a
+    shorter one (asymmetric echo) is placed by its centre sample.  Decided
+    from the headers, so that no sample is read (nor anything written) for a
+    measurement whose readouts the matrix does not describe.
+    """
+    samples = heads["number_of_samples"].astype(np.int64)
+    pre, post = heads["discard_pre"].astype(np.int64), heads["discard_post"].astype(np.int64)
+    width = samples - pre - post
+    centre = heads["center_sample"].astype(np.int64) - pre
+    offset = np.where(width == ex, 0, ex // 2 - centre)
+    misfit = np.flatnonzero(keep & ((width < 1) | (offset < 0) | (offset + width > ex)))
+    if misfit.size:
+        n = int(misfit[0])
+        raise FastmriUnsupported(
+            f"{misfit.size} readouts have usable samples that do not fit the encoded matrix "
+            f"x = {ex} (the first, acquisition {n}: {int(width[n])} samples, centre "
+            f"{int(centre[n])}); " + _NOT_DESCRIBED
+        )
+    return offset
+
+
+# Samples read per h5py call (a few rows), and lines of a 3D slab transformed at once.
+_READ_BYTES = 4 << 20
+_SLAB_GROUP_BYTES = 8 << 20
+
+
+def _grouped(plan: _Plan, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image readouts ordered by ``key``, and the sorted keys (split by searchsorted)."""
+    chosen = np.flatnonzero(plan.selected)
+    order = np.argsort(key[chosen], kind="stable")
+    return chosen[order], key[chosen][order]
+
+
+def _fill(
+    reader: AcquisitionReader, plan: _Plan, indices: np.ndarray, lines: np.ndarray,
+    rows_of: np.ndarray, columns_of: np.ndarray,
+) -> None:  # fmt: skip
+    """Add readouts ``indices`` into ``lines[rows_of[n], columns_of[n]]``, then average repeats.
+
+    In file order, as the readouts were acquired: repeated lines (averages)
+    are summed in that order, then divided by their count.
+    """
+    counts = np.zeros(lines.shape[:2], dtype=np.int32)
+    per_row = plan.coils * int(lines.shape[-1]) * np.dtype(np.complex64).itemsize
+    for chosen, rows in reader.read(np.sort(indices), _READ_BYTES // per_row):
+        for n, row in zip(chosen, rows, strict=True):
+            r, y = rows_of[n], columns_of[n]
+            _place(row, lines[r, y], plan.coils, int(plan.offset[n]))
+            counts[r, y] += 1
+    repeated = counts > 1
+    if repeated.any():
+        lines[repeated] /= counts[repeated][:, None, None].astype(np.float32)
+
+
+def _slices_2d(
+    reader: AcquisitionReader, plan: _Plan, geometry: Geometry
+) -> Generator[np.ndarray, None, None]:
+    """Each slice's image readouts as ``(phase, coils, readout)`` complex64 lines.
 
     Line-major, so each readout is one contiguous write (placing it straight
     into fastMRI's phase-last order is a strided write, ~4x slower).
     """
     ex, ey = geometry.encoded[0], geometry.encoded[1]
-    lines = np.zeros((plan.slices, ey, plan.coils, ex), dtype=np.complex64)
-    counts = np.zeros((plan.slices, ey), dtype=np.int32)
-    start = 0
-    for block in ismrmrd_blocks(src):
-        if not isinstance(block, AcquisitionBlock):
-            break  # waveforms come after every acquisition
-        for i in np.flatnonzero(plan.selected[start : start + len(block)]):
-            n = start + int(i)
-            s, y = plan.slice_row[n], plan.column[n]
-            _place(src.path, n, block.rows[i], lines[s, y], plan.coils, ex)
-            counts[s, y] += 1
-        start += len(block)
-    repeated = counts > 1
-    if repeated.any():
-        lines[repeated] /= counts[repeated][:, None, None].astype(np.float32)
-    return lines
+    ordered, rows = _grouped(plan, plan.slice_row)
+    bounds = np.searchsorted(rows, np.arange(plan.slices + 1))
+    row0 = np.zeros(len(plan.selected), dtype=np.int64)  # one slice at a time: its row 0
+    for n in range(plan.slices):
+        lines = np.zeros((1, ey, plan.coils, ex), dtype=np.complex64)
+        _fill(reader, plan, ordered[bounds[n] : bounds[n + 1]], lines, row0, plan.column)
+        yield lines[0]
+        del lines  # one slice's lines at a time
 
 
-def _partitions_to_slices(lines: np.ndarray, recon_z: int) -> np.ndarray:
-    """kz partitions ``(z, phase, coils, readout)`` into z positions, centre-cropped.
+def _slab_slices(
+    reader: AcquisitionReader, plan: _Plan, geometry: Geometry, folder: Path
+) -> Generator[np.ndarray, None, None]:
+    """The z positions of a 3D slab, each as ``(phase, coils, readout)`` complex64 lines.
 
-    One partition plane at a time would need as many passes as there are
-    lines; transforming along axis 0 at once costs one temporary copy.
+    The partitions are inverse-transformed along kz (centred, orthonormal) a
+    group of lines at a time, all partitions of those lines together, and the
+    recon z positions kept (centre crop) go to an unnamed scratch file beside
+    the output, laid out z by z; then each z position is read back whole.
+    The slab passes through the scratch file once, never through memory.
     """
-    z = lines.shape[0]
-    z0 = (z - recon_z) // 2
-    planes = np.fft.fftshift(
-        np.fft.ifft(np.fft.ifftshift(lines, axes=0), axis=0, norm="ortho"), axes=0
-    )
-    return np.ascontiguousarray(planes[z0 : z0 + recon_z], dtype=np.complex64)
+    ex, ey, ez = geometry.encoded
+    rz = geometry.recon[2]
+    z0 = (ez - rz) // 2
+    line_bytes = plan.coils * ex * np.dtype(np.complex64).itemsize
+    group = max(1, _SLAB_GROUP_BYTES // (ez * line_bytes))
+    ordered, columns = _grouped(plan, plan.column)
+    with tempfile.TemporaryFile(prefix=TEMP_PREFIX, dir=folder) as scratch:
+        fd = scratch.fileno()
+        os.ftruncate(fd, rz * ey * line_bytes)
+        for y0 in range(0, ey, group):
+            y1 = min(y0 + group, ey)
+            lo, hi = np.searchsorted(columns, [y0, y1])
+            lines = np.zeros((ez, y1 - y0, plan.coils, ex), dtype=np.complex64)
+            _fill(reader, plan, ordered[lo:hi], lines, plan.slice_row, plan.column - y0)
+            planes = np.fft.fftshift(
+                np.fft.ifft(np.fft.ifftshift(lines, axes=0), axis=0, norm="ortho"), axes=0
+            )[z0 : z0 + rz]
+            del lines
+            for z in range(rz):
+                plane = np.ascontiguousarray(planes[z], dtype=np.complex64)
+                _pwrite_all(fd, plane, (z * ey + y0) * line_bytes)
+            del planes
+        for z in range(rz):
+            out = np.empty((ey, plan.coils, ex), dtype=np.complex64)
+            _pread_all(fd, out, z * ey * line_bytes)
+            yield out
+            del out  # one z position at a time
 
 
-def _place(path: Path, n: int, row: np.void, line: np.ndarray, coils: int, ex: int) -> None:
-    """Add one readout's samples to ``line`` (``(coils, ex)``) where they belong."""
+def _pwrite_all(fd: int, array: np.ndarray, offset: int) -> None:
+    """All of a contiguous ``array`` at ``offset`` (a write may stop short, e.g. at 2 GiB)."""
+    view = array.reshape(-1).view(np.uint8).data
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def _pread_all(fd: int, array: np.ndarray, offset: int) -> None:
+    """Fill a contiguous ``array`` from ``offset`` of a file known to hold it."""
+    view = array.reshape(-1).view(np.uint8).data
+    while view:
+        done = os.preadv(fd, [view], offset)
+        if done == 0:
+            raise RuntimeError("the scratch file of a 3D slab is shorter than it was made")
+        view, offset = view[done:], offset + done
+
+
+def _place(row: np.void, line: np.ndarray, coils: int, offset: int) -> None:
+    """Add one readout's samples to ``line`` (``(coils, ex)``) from ``offset`` on."""
     head = row["head"]
     samples = int(head["number_of_samples"])
     pre, post = int(head["discard_pre"]), int(head["discard_post"])
@@ -469,17 +672,7 @@ def _place(path: Path, n: int, row: np.void, line: np.ndarray, coils: int, ex: i
     data = data.reshape(coils, samples)[:, pre : samples - post]
     if int(head["flags"]) & _REVERSE:
         data = data[:, ::-1]
-    width = data.shape[1]
-    centre = int(head["center_sample"]) - pre
-    # A full readout is taken as it is (some writers leave center_sample 0);
-    # a shorter one (asymmetric echo) is placed by its centre sample.
-    offset = 0 if width == ex else ex // 2 - centre
-    if width < 1 or offset < 0 or offset + width > ex:
-        raise UnreadableInput(
-            f"{path}: acquisition {n} has {width} usable readout samples (centre "
-            f"{centre}) that do not fit the encoded matrix x = {ex}"
-        )
-    line[:, offset : offset + width] += data
+    line[:, offset : offset + data.shape[1]] += data
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ reason that names no header value, because reasons reach run summaries.
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -175,7 +176,7 @@ def ismrmrd_blocks(
             for start in range(0, source.acquisitions, block_rows):
                 stop = min(start + block_rows, source.acquisitions)
                 rows = group["data"].astype(ACQUISITION_DTYPE)[start:stop]
-                _check_acquisition_rows(source.path, rows, start)
+                _check_acquisition_rows(source.path, rows, range(start, stop))
                 yield AcquisitionBlock(rows)
             for start in range(0, source.waveforms, block_rows):
                 stop = min(start + block_rows, source.waveforms)
@@ -189,20 +190,100 @@ def ismrmrd_blocks(
         ) from None
 
 
-def acquisition_headers(source: IsmrmrdInput, *, block_rows: int = 4096) -> np.ndarray:
+class AcquisitionReader:
+    """Chosen acquisitions of ``source`` (samples too), a few rows per read; a context manager.
+
+    For a reader that gathers the readouts of one slice (or one group of
+    lines) at a time, whatever order the file holds them in: h5py reads a
+    list of increasing row indices in one call, about as fast per row as a
+    contiguous block, where a call per row costs ten times that.
+
+    Raises
+    ------
+    UnreadableInput
+        As :func:`ismrmrd_blocks`: damaged data, or rows that disagree with their headers.
+    """
+
+    def __init__(self, source: IsmrmrdInput) -> None:
+        self.source = source
+        self._handle: h5py.File | None = None
+        self._rows: Any = None
+
+    def __enter__(self) -> AcquisitionReader:
+        with self._reading():
+            self._handle = h5py.File(self.source.path, "r")
+            self._rows = self._handle[self.source.group]["data"].astype(ACQUISITION_DTYPE)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def read(self, indices: np.ndarray, block_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(indices, rows)``, ``block_rows`` at most at a time, of increasing ``indices``."""
+        if self._rows is None:
+            raise RuntimeError("AcquisitionReader.read outside its with block")
+        if len(indices) > 1 and not bool(np.all(np.diff(indices) > 0)):
+            raise ValueError("AcquisitionReader.read needs increasing indices")
+        for start in range(0, len(indices), max(1, block_rows)):
+            chosen = indices[start : start + max(1, block_rows)]
+            first, last = int(chosen[0]), int(chosen[-1])
+            with self._reading():
+                if last - first + 1 == len(chosen):
+                    rows = self._rows[first : last + 1]
+                else:
+                    rows = self._rows[chosen]
+            _check_acquisition_rows(self.source.path, rows, chosen)
+            yield chosen, rows
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, KeyError) as exc:
+            raise UnreadableInput(
+                f"{self.source.path}: ISMRMRD rows cannot be read (truncated or corrupt data, or "
+                f"the file changed since it was opened: {_hdf5_reason(exc)}); copy it again from "
+                "its source"
+            ) from None
+
+
+def acquisition_headers(
+    source: IsmrmrdInput,
+    *,
+    fields: tuple[str, ...] | None = None,
+    block_rows: int = 4096,
+    block_bytes: int = 4 << 20,
+) -> np.ndarray:
     """Every acquisition header of ``source`` (no samples), shape ``(acquisitions,)``.
 
     Lets a reader decide what to do with each readout (e.g. which lines form
-    an image) before it reads any samples.
+    an image) before it reads any samples.  ``fields`` keeps only those
+    header fields (340 bytes a readout for all of them).  Whole rows are read, about
+    ``block_bytes`` (at most ``block_rows`` rows) at a time, and only their
+    headers kept: reading the ``head`` field alone (``Dataset.fields``) makes
+    libhdf5 convert every row's samples as well and never free them (h5py
+    issue 2374), which kept a whole file's samples in memory.
     """
-    out = np.empty(source.acquisitions, dtype=ACQUISITION_HEADER_DTYPE)
+    dtype = ACQUISITION_HEADER_DTYPE
+    if fields is not None:
+        dtype = np.dtype([(name, ACQUISITION_HEADER_DTYPE[name]) for name in fields])
+    out = np.empty(source.acquisitions, dtype=dtype)
     try:
         with h5py.File(source.path, "r") as handle:
             data = handle[source.group]["data"]
-            for start in range(0, source.acquisitions, block_rows):
-                stop = min(start + block_rows, source.acquisitions)
+            start, rows_per_read = 0, min(block_rows, 16)
+            while start < source.acquisitions:
+                stop = min(start + rows_per_read, source.acquisitions)
+                rows = data[start:stop]
                 # h5py reads the file's own layout; copy by field name, not position.
-                assign_fields_by_name(out[start:stop], data.fields("head")[start:stop])
+                assign_fields_by_name(out[start:stop], rows["head"])
+                widest = max(
+                    d.nbytes + t.nbytes for d, t in zip(rows["data"], rows["traj"], strict=True)
+                )
+                rows_per_read = max(1, min(block_rows, block_bytes // max(widest, 1)))
+                start = stop
     except (OSError, KeyError) as exc:
         raise UnreadableInput(
             f"{source.path}: ISMRMRD acquisition headers cannot be read ({_hdf5_reason(exc)}); "
@@ -356,7 +437,8 @@ def _same_layout(found: np.dtype, wanted: np.dtype) -> bool:
     return all(_same_layout(found.fields[n][0], wanted.fields[n][0]) for n in wanted.names)
 
 
-def _check_acquisition_rows(path: Path, rows: np.ndarray, start: int) -> None:
+def _check_acquisition_rows(path: Path, rows: np.ndarray, numbers: range | np.ndarray) -> None:
+    """``numbers``: the acquisition index of each row (for the reason)."""
     head = rows["head"]
     samples = head["number_of_samples"].astype(np.int64)
     expected_data = 2 * head["active_channels"].astype(np.int64) * samples
@@ -366,7 +448,7 @@ def _check_acquisition_rows(path: Path, rows: np.ndarray, start: int) -> None:
     bad = np.flatnonzero((data_len != expected_data) | (traj_len != expected_traj))
     if bad.size:
         raise UnreadableInput(
-            f"{path}: acquisition {start + int(bad[0])} holds a different number of samples "
+            f"{path}: acquisition {int(numbers[int(bad[0])])} holds a different number of samples "
             "than its header says (damaged rows); re-export the file from its source"
         )
 

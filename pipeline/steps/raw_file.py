@@ -29,6 +29,7 @@ from pipeline.batch.step import (
     result_of_error,
 )
 from pipeline.keys import SecretKey
+from pipeline.phi import NO_DETAIL, Phi
 from pipeline.raw.convert import Conversion, Converter, convert_input
 from pipeline.raw.header_rules import HeaderRules
 from pipeline.raw.subject_lookup import IdentityIndex, SubjectLookup
@@ -175,9 +176,16 @@ def _result(conversion: Conversion, sha: str) -> StepResult:
         facts["acquisitions"] += m.acquisitions
         facts["fastMRI files"] += m.fastmri_relpath is not None
         facts["fastMRI skipped"] += bool(m.fastmri_skipped)
+    # Written all the same; the private record says which measurement has no training file and why.
+    skipped = [
+        f"measurement {index + 1} of {len(conversion.measurements)}: {m.fastmri_skipped}"
+        for index, m in enumerate(conversion.measurements)
+        if m.fastmri_skipped
+    ]
     return StepResult(
-        Outcome.WRITTEN, sha, outputs=tuple(outputs), links=tuple(links),
-        facts=tuple(facts.items()),
+        Outcome.WRITTEN, sha, Reason.NO_FASTMRI_LAYOUT if skipped else None,
+        Phi("; ".join(skipped)) if skipped else NO_DETAIL,
+        outputs=tuple(outputs), links=tuple(links), facts=tuple(facts.items()),
     )  # fmt: skip
 
 
