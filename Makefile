@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Independent peers the tests check our output with, and the OCR engine.
-APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr ismrmrd-tools bart
+APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr ismrmrd-tools bart postgresql
 
 .PHONY: demo test install system-packages lint typecheck bench clean
 
