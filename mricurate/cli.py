@@ -419,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.set_defaults(func=_cmd_export_fastmri)
 
+    from mricurate.workspace_commands import register
+
+    register(sub)
+
     p = sub.add_parser("demo", help="run the pipeline on a generated sample")
     p.add_argument("folder", nargs="?", help="where to write (default: a new temp folder)")
     p.add_argument("--subjects", type=int, default=3)

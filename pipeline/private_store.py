@@ -391,6 +391,42 @@ class PrivateStore:
                 [(new, area_root, old) for old, new in moved.items()],
             )
 
+    def outputs_of_inputs(self, sha256s: Iterable[str]) -> list[tuple[str, bytes, str, str]]:
+        """(input sha256, area root, relpath, output sha256) of every recorded output of these inputs.
+
+        A rerun that skipped an input as unchanged reports no outputs in its
+        result; what it made earlier is here.
+        """
+        wanted = sorted(set(sha256s))
+        found: list[tuple[str, bytes, str, str]] = []
+        with self._connect() as db:
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                rows = db.execute(
+                    "SELECT input_sha256, area_root, relpath, output_sha256 FROM outputs "
+                    f"WHERE input_sha256 IN ({','.join('?' * len(chunk))}) ORDER BY relpath",
+                    chunk,
+                )
+                found += [(str(r[0]), bytes(r[1]), str(r[2]), str(r[3])) for r in rows]
+        return found
+
+    def subjects_of_inputs(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """The subject pseudonym of each input that has link rows (raw inputs: ``sha#n`` keys)."""
+        wanted = sorted(set(sha256s))
+        found: dict[str, str] = {}
+        with self._connect() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    "SELECT sha256, subject FROM links WHERE sha256 IN "
+                    f"({marks}) OR substr(sha256, 1, 64) IN ({marks})",
+                    chunk + chunk,
+                )
+                for key, subject in rows:
+                    found.setdefault(str(key)[:64], str(subject))
+        return found
+
     def outputs_of_run(self, run_id: str, area_root: bytes) -> list[str]:
         with self._connect() as db:
             rows = db.execute(

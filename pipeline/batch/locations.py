@@ -21,6 +21,8 @@ def check_locations(
     outputs: Mapping[str, Path],
     private: Path,
     key_file: Path | None = None,
+    *,
+    staged: bool = False,
 ) -> None:
     """Raise :class:`LocationError` for an unsafe layout.
 
@@ -35,6 +37,10 @@ def check_locations(
         The private location.
     key_file : Path, optional
         The secret key.
+    staged : bool
+        The outputs are a staging area inside the private location (the
+        ingest flow): they are published later by its leak check, never
+        shared in place, so they may, and should, sit with what holds PHI.
     """
     if not source.exists():
         raise LocationError(f"SOURCE {source} does not exist")
@@ -55,7 +61,7 @@ def check_locations(
                 f"the private location {private} is inside {name} {outputs[name]}: it holds the "
                 "link table (PHI); choose --private-dir outside the release"
             )
-        if out.is_relative_to(priv):
+        if out.is_relative_to(priv) and not (staged and out != priv):
             raise LocationError(
                 f"{name} {outputs[name]} is inside the private location {private}: a release "
                 "must be apart from what holds PHI; choose another folder"

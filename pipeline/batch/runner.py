@@ -30,7 +30,7 @@ import signal
 import threading
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -86,6 +86,9 @@ class RunOptions:
     key_file: Path | None = None
     start_method: str = "fork"
     handle_signals: bool = True  # only possible in the main thread
+    # The outputs are staged inside the private location until a later check
+    # publishes them (the ingest flow); see check_locations.
+    staged: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,11 +184,15 @@ def run_batch(
     *,
     on_result: Callable[[Item, StepResult], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    inputs: Sequence[Path] | None = None,
 ) -> RunSummary:
     """Run ``step`` over every input under ``source``; return the run's summary.
 
     Parameters
     ----------
+    inputs : sequence of Path, optional
+        Only these files under ``source``, in this order (the ingest flow
+        chooses them from its catalog); default: every file under ``source``.
     on_result : callable, optional
         Called in the parent with each final result, in input order (the
         scan collects its findings so).
@@ -203,7 +210,7 @@ def run_batch(
     options = options or RunOptions()
     areas = {area: path.resolve() for area, path in step.areas.items()}
     names = {_area_name(area): path for area, path in step.areas.items()}
-    check_locations(source, names, store.root, options.key_file)
+    check_locations(source, names, store.root, options.key_file, staged=options.staged)
     with contextlib.ExitStack() as held:
         held.enter_context(RunLock(store.root, f"the private location {store.root}", step.command))
         _check_key(step, store, areas)  # before OUTPUT is created: a refusal writes nothing
@@ -221,8 +228,9 @@ def run_batch(
         private_tmp = _fresh(store.root / "tmp", "the private location")
         try:
             return _run(
-                step, source, store, options, areas, temp_dirs, private_tmp, on_result, progress
-            )
+                step, source, store, options, areas, temp_dirs, private_tmp, on_result, progress,
+                inputs,
+            )  # fmt: skip
         finally:
             for folder in (*temp_dirs.values(), private_tmp):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -238,8 +246,10 @@ def _run(
     private_tmp: Path,
     on_result: Callable[[Item, StepResult], None] | None,
     progress: Callable[[int, int], None] | None,
+    inputs: Sequence[Path] | None,
 ) -> RunSummary:
-    items = [Item(path, index) for index, path in enumerate(discover(source.resolve()))]
+    paths = discover(source.resolve()) if inputs is None else list(inputs)
+    items = [Item(path, index) for index, path in enumerate(paths)]
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     digest = step.digest()
     store.start_run(

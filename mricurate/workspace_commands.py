@@ -1,0 +1,152 @@
+"""``mricurate init | ingest | serve | withdraw``: the commands that work on a workspace.
+
+They go through the Prefect flows (``flows/``), which are imported only
+after :func:`flows.environment.configure` has set every ``PREFECT_*``
+variable: Prefect reads its settings once, at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline.workspace import Workspace, init_workspace, open_workspace
+
+
+def _prefect_for(workspace: Workspace) -> None:
+    from flows.environment import configure
+
+    configure(workspace.prefect_home, api_url=workspace.config.prefect_api_url or None)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    workspace = init_workspace(Path(args.workspace))
+    root = workspace.root
+    print(f"created the workspace {root}")
+    print(f"  {root / 'mricurate.toml'}   settings (commented; checked at every run)")
+    print(f"  {workspace.incoming}/   drop DICOM and raw files here (any names, any folders)")
+    print(f"  {workspace.release}/    versions for researchers appear here")
+    print(f"  {workspace.private}/    0700: the key, the catalog, the link table: never share it")
+    print("Back up private/site.key now, offline: without it pseudonyms cannot be repeated.")
+    print(f"Then: mricurate ingest --workspace {root}")
+    return 0
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=Console(file=sys.stderr), transient=True,
+    )  # fmt: skip
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    workspace = open_workspace(Path(args.workspace))
+    _prefect_for(workspace)
+    from flows import ingest as flow_module
+
+    with _progress() as hook:
+        flow_module.progress_hook = hook
+        try:
+            summary = flow_module.ingest(str(workspace.root), jobs=args.jobs or 0)
+        finally:
+            flow_module.progress_hook = None
+    print_ingest_summary(summary)
+    return 0
+
+
+def print_ingest_summary(summary: dict[str, object]) -> None:
+    """One table: what each stage did (PHI-free counts)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ingest run {summary.get('run')}", show_lines=False)
+    table.add_column("stage")
+    table.add_column("result")
+    for stage in ("discovered", "dicom", "raw", "leak_check", "route", "release"):
+        value = summary.get(stage)
+        if isinstance(value, dict):
+            shown = ", ".join(
+                f"{k}: {v}" for k, v in value.items() if v not in ({}, "", 0) or k == "failed"
+            )
+            table.add_row(stage.replace("_", " "), shown or "nothing to do")
+    Console().print(table)
+    release = summary.get("release")
+    if isinstance(release, dict) and release.get("latest"):
+        print(f"latest release: {release['latest']}")
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    """Consent revoked: every later release omits the subject (never printed)."""
+    from pipeline.catalog.catalog import Catalog
+    from pipeline.ingest.run import IngestRun
+
+    workspace = open_workspace(Path(args.workspace))
+    with IngestRun.open(workspace) as run:
+        catalog: Catalog = run.catalog
+        catalog.import_links(workspace.private / "links.sqlite")
+        subjects = catalog.subjects_of_patient(args.patient_id, args.issuer)
+        if not subjects:
+            print(
+                "no subject of this workspace has that patient ID"
+                + (" and issuer" if args.issuer else "")
+                + "; nothing withdrawn (check the ID, or give --issuer)",
+                file=sys.stderr,
+            )
+            return 1
+        items: set[str] = set()
+        for subject in sorted(subjects):
+            items |= catalog.withdraw_subject(subject, run.run_id)
+        from pipeline.ingest.publishing import publish_verified
+
+        report = publish_verified(workspace, catalog, run.run_id, run.processing)
+        run.summary = {"withdrawn_subjects": len(subjects), "items": len(items)}
+    print(
+        f"withdrawn: {len(subjects)} subject(s), {len(items)} input(s); "
+        + (f"new release {report.version} without them" if report.version else "no release yet")
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the workspace commands to the CLI's subparsers."""
+    p = sub.add_parser("init", help="create a workspace (folders, key, config, catalog)")
+    p.add_argument("workspace")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "ingest", help="run the ingest flow once: incoming/ -> a verified, versioned release"
+    )
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--jobs", type=int, default=0, help="worker processes (default: the config)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "withdraw",
+        help="consent revoked: omit a patient from every later release",
+        description="The patient is found through the private link table; nothing names them "
+        "in the release or its changelog.",
+    )
+    p.add_argument("--workspace", required=True)
+    p.add_argument("patient_id", help="the patient's original ID (as in the DICOM header)")
+    p.add_argument("--issuer", help="its issuer (IssuerOfPatientID), where IDs are not unique")
+    p.set_defaults(func=cmd_withdraw)

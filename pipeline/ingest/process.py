@@ -1,0 +1,217 @@
+"""Run the library's steps on the new inputs and record in the catalog what each became.
+
+The batch runner does the work exactly as ``mricurate deid`` and
+``convert`` do (pool, watchdog, journal, quarantine), writing into the
+staging area under ``private/``; this module chooses the inputs from the
+catalog and turns each :class:`~pipeline.batch.step.StepResult` into the
+item's next state and its recorded outputs.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from pipeline.batch.runner import RunOptions, run_batch
+from pipeline.batch.step import Item, Step, StepResult
+from pipeline.catalog.catalog import Catalog, OutputRecord, StateChange
+from pipeline.catalog.states import InputKind, ItemState, ReviewReason
+from pipeline.dicom.profile import Profile
+from pipeline.ingest.discovery import IncomingFile
+from pipeline.keys import SecretKey
+from pipeline.pixels.blank import PixelCleaning
+from pipeline.private_store import PrivateStore
+from pipeline.raw.header_rules import HeaderRules
+from pipeline.reasons import Outcome, Reason
+from pipeline.steps.dicom_file import DicomStep
+from pipeline.steps.raw_file import RawStep
+
+
+class InputGroup(enum.Enum):
+    """Which step an input goes through (raw data after DICOM: raw finds its subject there)."""
+
+    DICOM = "dicom"
+    RAW = "raw"
+
+    @property
+    def kinds(self) -> frozenset[InputKind]:
+        if self is InputGroup.RAW:
+            return frozenset({InputKind.TWIX, InputKind.ISMRMRD})
+        # Unknown content goes through the DICOM step, which says why it is not DICOM.
+        return frozenset({InputKind.DICOM, InputKind.DICOMDIR, InputKind.OTHER})
+
+
+# Outputs that a person should see before they are released, from a step's facts.
+_PIXEL_FACT = "pixels cleaned"
+_DEFAULT_FACT = "elements decided by default: "
+_HELD_REVIEW = {
+    Reason.MAY_CARRY_BURNED_IN_TEXT: ReviewReason.PIXEL_FINDINGS,
+    Reason.TEXT_NOT_LOCATED: ReviewReason.PIXEL_FINDINGS,
+    Reason.TOO_MUCH_TEXT: ReviewReason.PIXEL_FINDINGS,
+    Reason.SUBJECT_UNKNOWN: ReviewReason.CLEANING_DOUBT,
+}
+
+
+@dataclass(frozen=True)
+class Processing:
+    """What the steps of one ingest run need; built once per run by the flow."""
+
+    key: SecretKey
+    profile: Profile
+    header_rules: HeaderRules
+    cleaning: PixelCleaning | None
+    fastmri: bool
+    staging: Path
+    incoming: Path
+    options: RunOptions
+    ruleset_version: str
+
+    def area_folder(self, area: str) -> Path:
+        return self.staging / area
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """PHI-free account of one stage: counts by outcome and reason, and the run's opaque id."""
+
+    inputs: int
+    outcomes: Mapping[str, int]
+    reasons: Mapping[str, int]
+    review: int
+    runner_run: str = ""
+    failure: str = ""
+
+
+def process_new(
+    group: InputGroup,
+    processing: Processing,
+    catalog: Catalog,
+    store: PrivateStore,
+    run_id: int,
+    files: Mapping[str, IncomingFile],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> StageReport:
+    """Process every ``NEW`` item of ``group`` whose file is in ``incoming/``; record the results.
+
+    An item whose file is gone stays ``NEW`` (nothing is lost: it is done
+    when its file is back); a file whose content changed since discovery is
+    left to the next run's discovery.
+    """
+    todo = [
+        files[item.sha256]
+        for item in catalog.items([ItemState.NEW])
+        if item.kind in group.kinds and item.sha256 in files
+    ]
+    if not todo:
+        return StageReport(0, {}, {}, 0)
+    step = _step(group, processing, store)
+    results: list[tuple[IncomingFile, StepResult]] = []
+
+    def collect(item: Item, result: StepResult) -> None:
+        results.append((todo[item.index], result))
+
+    summary = run_batch(
+        step, processing.incoming, store, processing.options,
+        on_result=collect, progress=progress, inputs=[f.path for f in todo],
+    )  # fmt: skip
+    review = _record(catalog, store, run_id, processing, step, results)
+    outcomes = Counter(r.outcome.value for _, r in results)
+    reasons = Counter(r.reason.value for _, r in results if r.reason is not None)
+    return StageReport(
+        len(todo), dict(outcomes), dict(reasons), review, summary.run_id, summary.failure
+    )
+
+
+def _step(group: InputGroup, processing: Processing, store: PrivateStore) -> Step:
+    if group is InputGroup.DICOM:
+        return DicomStep(
+            processing.key, processing.profile, processing.area_folder("dicom"),
+            cleaning=processing.cleaning,
+        )  # fmt: skip
+    return RawStep(
+        processing.key, processing.header_rules, processing.profile.date_shift_days,
+        processing.area_folder("raw"), partial(PrivateStore.reader, store.root),
+        fastmri=processing.area_folder("fastmri") if processing.fastmri else None,
+    )  # fmt: skip
+
+
+def _record(
+    catalog: Catalog,
+    store: PrivateStore,
+    run_id: int,
+    processing: Processing,
+    step: Step,
+    results: Sequence[tuple[IncomingFile, StepResult]],
+) -> int:
+    """Outputs and next states of every finished input; returns how many await review."""
+    finished = [(f, r) for f, r in results if r.sha256 in ("", f.sha256)]  # others changed
+    made = [f.sha256 for f, r in finished if r.outcome in (Outcome.WRITTEN, Outcome.UNCHANGED)]
+    catalog.record_outputs(_outputs(store, step, processing, made, run_id))
+    first: list[StateChange] = []
+    held: list[tuple[str, Reason]] = []
+    doubts: dict[str, list[ReviewReason]] = {}
+    for incoming, result in finished:
+        sha, reason = incoming.sha256, result.reason
+        if result.outcome in (Outcome.WRITTEN, Outcome.UNCHANGED):
+            first.append(StateChange(sha, ItemState.PROCESSED, reason.value if reason else None))
+            found = _doubts(result)
+            if found:
+                doubts[sha] = found
+        elif result.outcome is Outcome.HELD_BACK and reason is not None:
+            first.append(StateChange(sha, ItemState.PROCESSED, reason.value))
+            held.append((sha, reason))
+        else:
+            why = reason or Reason.INTERNAL_ERROR
+            first.append(StateChange(sha, ItemState.QUARANTINED, why.value))
+    catalog.transition(first, run_id)
+    if held:
+        catalog.transition(
+            [StateChange(sha, ItemState.NEEDS_REVIEW, reason.value) for sha, reason in held],
+            run_id,
+        )
+    for sha, reason in held:
+        catalog.enqueue_review(sha, [_HELD_REVIEW.get(reason, ReviewReason.CLEANING_DOUBT)], run_id)
+    for sha, reasons in doubts.items():
+        catalog.enqueue_review(sha, reasons, run_id)
+    return len(held) + len(doubts)
+
+
+def _doubts(result: StepResult) -> list[ReviewReason]:
+    """Why a person should see this output before it is released (from the step's facts)."""
+    found: list[ReviewReason] = []
+    facts = dict(result.facts)
+    if facts.get(_PIXEL_FACT):
+        found.append(ReviewReason.PIXEL_FINDINGS)
+    if any(name.startswith(_DEFAULT_FACT) and name.endswith(" clean") for name in facts):
+        found.append(ReviewReason.CLEANING_DOUBT)
+    return found
+
+
+def _outputs(
+    store: PrivateStore,
+    step: Step,
+    processing: Processing,
+    shas: Sequence[str],
+    run_id: int,
+) -> list[OutputRecord]:
+    roots = {os.fsencode(path.resolve()): path.name for path in step.areas.values()}
+    subjects = store.subjects_of_inputs(shas)
+    records = []
+    for input_sha, root, relpath, output_sha in store.outputs_of_inputs(shas):
+        area = roots.get(root)
+        if area is None:
+            continue  # an output of this content made by a plain `deid` elsewhere
+        size = (processing.area_folder(area) / relpath).stat().st_size
+        records.append(
+            OutputRecord(
+                input_sha, area, relpath, output_sha, size, subjects.get(input_sha, ""),
+                processing.ruleset_version, processing.key.fingerprint, run_id,
+            )  # fmt: skip
+        )
+    return records

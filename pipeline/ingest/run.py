@@ -1,0 +1,110 @@
+"""One ingest run: its lock, its catalog record and what its stages share.
+
+The workspace lock (a ``flock`` in ``private/``) is the one guard against a
+second run: the kernel drops it however the holder ends, so a run killed
+with ``kill -9`` never blocks the next (Prefect's concurrency limits are not
+used for this: a killed holder keeps its slot).  Opening a run also marks
+the catalog runs that a kill left ``running`` as crashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from pipeline.batch.locks import RunLock
+from pipeline.batch.runner import RunOptions, default_jobs
+from pipeline.catalog.catalog import Catalog
+from pipeline.catalog.states import RunStatus
+from pipeline.dicom.csa import load_csa_allowlist
+from pipeline.dicom.profile import Profile, load_profile
+from pipeline.ingest.process import Processing
+from pipeline.keys import load_key
+from pipeline.pixels.blank import PixelCleaning
+from pipeline.pixels.engines import make_engine
+from pipeline.pixels.regions import load_region_rules
+from pipeline.private_store import PrivateStore
+from pipeline.raw.header_rules import HeaderRules, load_header_rules
+from pipeline.workspace import Workspace
+
+COMMAND = "ingest"
+
+
+def ruleset_version(profile: Profile, header: HeaderRules, regions_digest: str) -> str:
+    """One short hash of every rule file that decides an output (recorded with each output)."""
+    digest = hashlib.sha256()
+    for part in (profile.digest, header.digest, regions_digest, load_csa_allowlist().digest):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class IngestRun:
+    """An open ingest run (use as a context manager; it holds the workspace lock)."""
+
+    workspace: Workspace
+    catalog: Catalog
+    store: PrivateStore
+    processing: Processing
+    run_id: int
+    crashed_before: tuple[int, ...]
+    _lock: RunLock = field(repr=False)
+    status: RunStatus = RunStatus.COMPLETED
+    summary: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, workspace: Workspace, *, jobs: int | None = None) -> IngestRun:
+        """Take the lock, load rules and key, record the run; raise before anything is written."""
+        lock = RunLock(workspace.lock_dir, f"the workspace {workspace.root}", COMMAND)
+        try:
+            config = workspace.config
+            key = load_key(workspace.key_file)
+            profile = load_profile(config.profile)
+            header = load_header_rules()
+            regions = load_region_rules()
+            cleaning = (
+                PixelCleaning(make_engine(config.ocr_engine), regions)
+                if config.clean_pixels
+                else None
+            )
+            options = RunOptions(
+                jobs=jobs or config.jobs or default_jobs(),
+                key_file=workspace.key_file,
+                staged=True,
+                # Prefect runs threads beside the flow: fork only a clean process.
+                start_method="forkserver",
+                handle_signals=threading.current_thread() is threading.main_thread(),
+            )
+            processing = Processing(
+                key=key, profile=profile, header_rules=header, cleaning=cleaning,
+                fastmri=config.fastmri, staging=workspace.staging, incoming=workspace.incoming,
+                options=options, ruleset_version=ruleset_version(profile, header, regions.digest),
+            )  # fmt: skip
+            catalog = Catalog.open(workspace.catalog_url)
+            crashed = catalog.mark_unfinished_runs_crashed()
+            run_id = catalog.start_run(
+                COMMAND, ruleset_version=processing.ruleset_version,
+                key_fingerprint=key.fingerprint,
+            )  # fmt: skip
+            store = PrivateStore(workspace.private)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(workspace, catalog, store, processing, run_id, tuple(crashed), lock)
+
+    def __enter__(self) -> IngestRun:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        status = self.status if kind is None else RunStatus.FAILED
+        try:
+            self.catalog.import_links(self.workspace.private / "links.sqlite")
+            self.catalog.finish_run(self.run_id, status, self.summary)
+        finally:
+            self.store.close()
+            self.catalog.close()
+            self._lock.release()
