@@ -446,6 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     except CurationError as exc:
         print(f"mricurate: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from mricurate.workspace_commands import is_stage_failure
+
+        if not is_stage_failure(exc):
+            raise
+        print(f"mricurate: the run failed: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("mricurate: interrupted before the run started; nothing was written", file=sys.stderr)
         return 130

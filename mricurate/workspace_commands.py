@@ -23,6 +23,12 @@ def _prefect_for(workspace: Workspace) -> None:
     configure(workspace.prefect_home, api_url=workspace.config.prefect_api_url or None)
 
 
+def is_stage_failure(exc: BaseException) -> bool:
+    """A failed stage of a flow (already reported PHI-free), without importing Prefect."""
+    flows = sys.modules.get("flows.ingest")
+    return flows is not None and isinstance(exc, flows.StageFailed)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     workspace = init_workspace(Path(args.workspace))
     root = workspace.root
@@ -97,7 +103,7 @@ def print_ingest_summary(summary: dict[str, object]) -> None:
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
     """Consent revoked: every later release omits the subject (never printed)."""
-    from pipeline.catalog.catalog import Catalog
+    from pipeline.catalog import Catalog
     from pipeline.ingest.run import IngestRun
 
     workspace = open_workspace(Path(args.workspace))

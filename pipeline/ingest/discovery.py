@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.catalog.catalog import Catalog, Sighting
+from pipeline.catalog import Catalog, Sighting
 from pipeline.catalog.states import InputKind
 from pipeline.ingest.classify import classify
 from pipeline.read.content import file_sha256

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.catalog.catalog import Catalog, StateChange
+from pipeline.catalog import Catalog, StateChange
 from pipeline.catalog.states import ItemState, ReviewReason
 from pipeline.ingest.discovery import IncomingFile
 from pipeline.verify import check_outputs, collect_identifiers
 
-LEAK_CHECK = "leak-check"
+LEAK_CHECK = ReviewReason.LEAK_CHECK.value
 
 
 @dataclass(frozen=True)

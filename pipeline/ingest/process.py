@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.batch.runner import RunOptions, run_batch
 from pipeline.batch.step import Item, Step, StepResult
-from pipeline.catalog.catalog import Catalog, OutputRecord, StateChange
+from pipeline.catalog import Catalog, OutputRecord, StateChange
 from pipeline.catalog.states import InputKind, ItemState, ReviewReason
 from pipeline.dicom.profile import Profile
 from pipeline.ingest.discovery import IncomingFile
@@ -48,7 +48,6 @@ class InputGroup(enum.Enum):
 
 # Outputs that a person should see before they are released, from a step's facts.
 _PIXEL_FACT = "pixels cleaned"
-_DEFAULT_FACT = "elements decided by default: "
 _HELD_REVIEW = {
     Reason.MAY_CARRY_BURNED_IN_TEXT: ReviewReason.PIXEL_FINDINGS,
     Reason.TEXT_NOT_LOCATED: ReviewReason.PIXEL_FINDINGS,
@@ -188,8 +187,6 @@ def _doubts(result: StepResult) -> list[ReviewReason]:
     facts = dict(result.facts)
     if facts.get(_PIXEL_FACT):
         found.append(ReviewReason.PIXEL_FINDINGS)
-    if any(name.startswith(_DEFAULT_FACT) and name.endswith(" clean") for name in facts):
-        found.append(ReviewReason.CLEANING_DOUBT)
     return found
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.catalog.catalog import Catalog, ReleaseFile, StateChange
+from pipeline.catalog import Catalog, ReleaseFile, StateChange
 from pipeline.catalog.states import ItemState
 from pipeline.ingest.process import Processing
 from pipeline.release import DataArea, Publishable, SplitRatios, latest_version, publish
@@ -68,7 +68,7 @@ def publish_verified(
             {"recorded_after_interruption": True},
         )  # fmt: skip
     if verified and on_disk:
-        catalog.transition([StateChange(sha, ItemState.RELEASED, on_disk) for sha in verified], run_id)
+        catalog.transition([StateChange(sha, ItemState.RELEASED) for sha in verified], run_id)
     return PublishReport(
         version=result.version if result else "", latest=on_disk, files=len(files),
         added=result.added if result else 0, changed=result.changed if result else 0,

@@ -12,15 +12,14 @@ rejection keeps it out of every release.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.catalog.catalog import Catalog, StateChange
+from pipeline.catalog import Catalog, StateChange
 from pipeline.catalog.states import Decision, ItemState, ReviewReason
 from pipeline.keys import SecretKey
 
 _SPOT_DOMAIN = "spot-check"
-REJECTED = "rejected-in-review"
-APPROVED = "approved-in-review"
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def drawn_for_spot_check(key: SecretKey, series: str, share: float) -> bool:
 
 def route(catalog: Catalog, run_id: int, key: SecretKey, spot_check_share: float) -> RouteReport:
     """Move ``PROCESSED`` items to ``NEEDS_REVIEW`` or ``VERIFIED``; apply reviewers' decisions."""
-    queued = {r.sha256 for r in catalog.pending_reviews()}
+    queued = {r.sha256: r.reasons for r in catalog.pending_reviews()}
     processed = [i.sha256 for i in catalog.items([ItemState.PROCESSED])]
     outputs = catalog.outputs_of(processed)
     series: dict[str, set[str]] = {}
@@ -51,7 +50,8 @@ def route(catalog: Catalog, run_id: int, key: SecretKey, spot_check_share: float
     changes, spot = [], []
     for sha in processed:
         if sha in queued:
-            changes.append(StateChange(sha, ItemState.NEEDS_REVIEW, "queued"))
+            first = queued[sha][0] if queued[sha] else ReviewReason.CLEANING_DOUBT
+            changes.append(StateChange(sha, ItemState.NEEDS_REVIEW, first.value))
         elif any(drawn_for_spot_check(key, s, spot_check_share) for s in series.get(sha, ())):
             spot.append(sha)
             changes.append(StateChange(sha, ItemState.NEEDS_REVIEW, ReviewReason.SPOT_CHECK.value))
@@ -60,8 +60,9 @@ def route(catalog: Catalog, run_id: int, key: SecretKey, spot_check_share: float
     for sha in spot:
         catalog.enqueue_review(sha, [ReviewReason.SPOT_CHECK], run_id)
     decided = _decided(catalog, queued)
-    changes += [StateChange(sha, ItemState.VERIFIED, APPROVED) for sha in decided[Decision.APPROVE]]
-    changes += [StateChange(sha, ItemState.QUARANTINED, REJECTED) for sha in decided[Decision.REJECT]]
+    approve, reject = Decision.APPROVE, Decision.REJECT
+    changes += [StateChange(sha, ItemState.VERIFIED, approve.value) for sha in decided[approve]]
+    changes += [StateChange(sha, ItemState.QUARANTINED, reject.value) for sha in decided[reject]]
     catalog.transition(changes, run_id)
     counts = Counter(c.to for c in changes)
     return RouteReport(
@@ -71,7 +72,7 @@ def route(catalog: Catalog, run_id: int, key: SecretKey, spot_check_share: float
     )  # fmt: skip
 
 
-def _decided(catalog: Catalog, queued: set[str]) -> dict[Decision, list[str]]:
+def _decided(catalog: Catalog, queued: Mapping[str, object]) -> dict[Decision, list[str]]:
     """Items awaiting review whose latest decision approves or rejects them (none pending)."""
     found: dict[Decision, list[str]] = {Decision.APPROVE: [], Decision.REJECT: []}
     for item in catalog.items([ItemState.NEEDS_REVIEW]):

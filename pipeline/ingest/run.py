@@ -16,7 +16,7 @@ from types import TracebackType
 
 from pipeline.batch.locks import RunLock
 from pipeline.batch.runner import RunOptions, default_jobs
-from pipeline.catalog.catalog import Catalog
+from pipeline.catalog import Catalog
 from pipeline.catalog.states import RunStatus
 from pipeline.dicom.csa import load_csa_allowlist
 from pipeline.dicom.profile import Profile, load_profile
@@ -73,8 +73,10 @@ class IngestRun:
                 jobs=jobs or config.jobs or default_jobs(),
                 key_file=workspace.key_file,
                 staged=True,
-                # Prefect runs threads beside the flow: fork only a clean process.
-                start_method="forkserver",
+                # Prefect runs threads beside the flow (its API client, the log
+                # shipper): a fork would copy their locks mid-use.  Not forkserver:
+                # a worker must be our child to die with us (PR_SET_PDEATHSIG).
+                start_method="spawn",
                 handle_signals=threading.current_thread() is threading.main_thread(),
             )
             processing = Processing(

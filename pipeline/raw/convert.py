@@ -244,7 +244,7 @@ def _write_measurement(
         patient_id=match.patient_id or identity.patient_id,
         issuer=match.issuer,
         patient_name="",
-        subject=match.subject,
+        subject=pseudonym,  # as on the DICOM side: the link table's subject is the pseudonym
         day_offset=days,
         study_uid=identity.study_uid,
         new_study_uid=uids.remap(identity.study_uid) if identity.study_uid else "",
