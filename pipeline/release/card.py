@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.release.areas import DataArea
+from pipeline.release.changelog import CHANGELOG_NAME
 from pipeline.release.checksums import SUMS_NAME
+from pipeline.release.datapackage import DATAPACKAGE_NAME
 from pipeline.release.manifest import CSV_NAME, MANIFEST_FOLDER, PARQUET_NAME, ManifestRow
 from pipeline.release.splits import Split, SplitRatios
 
-DATAPACKAGE_NAME = "datapackage.json"
-CHANGELOG_NAME = "CHANGELOG.md"
+CARD_NAME = "README.md"
 
 _AREA_TEXT = {
     DataArea.DICOM: "de-identified DICOM objects, `<subject>/<study>/<series>/<instance>.dcm`",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pipeline.release.areas import DataArea
 from pipeline.release.manifest import ManifestRow
 
+CHANGELOG_NAME = "CHANGELOG.md"
 TITLE = "# Changelog\n"
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from pipeline.atomic import atomic_write_text
 from pipeline.read.content import file_sha256
-from pipeline.release.card import DATAPACKAGE_NAME
 from pipeline.release.contracts import MANIFEST_CONTRACT, contract_descriptor
 from pipeline.release.manifest import MANIFEST_FOLDER
 
+DATAPACKAGE_NAME = "datapackage.json"
 _MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -29,9 +29,9 @@ def package_name(title: str) -> str:
 
 
 def package_descriptor(
-    version: Path, *, title: str, version_name: str, created: dt.datetime, tables: list[Path]
+    *, title: str, version_name: str, created: dt.datetime, tables: list[Path]
 ) -> dict[str, Any]:
-    """The descriptor of the manifest ``tables`` inside the folder ``version``."""
+    """The descriptor of the manifest ``tables`` (in the version's ``manifests/`` folder)."""
     schema = contract_descriptor(MANIFEST_CONTRACT)
     resources = []
     for table in tables:

@@ -43,8 +43,8 @@ from pipeline.errors import RunLocked, StorageError
 from pipeline.keys import SecretKey
 from pipeline.read.content import file_sha256
 from pipeline.release.areas import DataArea
-from pipeline.release.card import CHANGELOG_NAME, render_card
-from pipeline.release.changelog import Changes, changelog, compare, entry
+from pipeline.release.card import CARD_NAME, render_card
+from pipeline.release.changelog import CHANGELOG_NAME, Changes, changelog, compare, entry
 from pipeline.release.checksums import SUMS_NAME, write_sums
 from pipeline.release.datapackage import package_descriptor, write_datapackage
 from pipeline.release.errors import ReleaseError, StagedFileChanged, StagedFileError
@@ -67,7 +67,6 @@ from pipeline.release.versions import (
 )
 from pipeline.storage import OWN_ERRNOS, fsync_folder, sync_filesystem
 
-CARD_NAME = "README.md"
 LOCK_NAME = ".publish.lock"
 FILE_MODE = 0o444
 FOLDER_MODE = 0o555
@@ -410,23 +409,23 @@ def _write_metadata(
     manifests = building / MANIFEST_FOLDER
     manifests.mkdir()
     tables = list(write_manifests(manifests, rows))
-    descriptor = package_descriptor(
-        building, title=dataset_name, version_name=version, created=now, tables=tables
+    package = write_datapackage(
+        building,
+        package_descriptor(title=dataset_name, version_name=version, created=now, tables=tables),
     )
-    written = [write_datapackage(building, descriptor)]
-    card = render_card(
-        dataset_name=dataset_name, version=version, day=now.date(), rows=rows, ratios=ratios
+    card = building / CARD_NAME
+    card.write_text(
+        render_card(
+            dataset_name=dataset_name, version=version, day=now.date(), rows=rows, ratios=ratios
+        ),
+        encoding="utf-8",
     )
-    written.append(building / CARD_NAME)
-    written[-1].write_text(card, encoding="utf-8")
     earlier = previous_dir / CHANGELOG_NAME if previous_dir is not None else None
-    previous_text = earlier.read_text(encoding="utf-8") if earlier and earlier.is_file() else None
-    written.append(building / CHANGELOG_NAME)
-    written[-1].write_text(
-        changelog(entry(version, now.date(), changes, rows), previous_text), encoding="utf-8"
-    )
+    history = earlier.read_text(encoding="utf-8") if earlier and earlier.is_file() else None
+    log = building / CHANGELOG_NAME
+    log.write_text(changelog(entry(version, now.date(), changes, rows), history), encoding="utf-8")
     digests = {row.relpath: row.sha256 for row in rows}
-    for path in [*tables, *written]:
+    for path in (*tables, package, card, log):
         digests[path.relative_to(building).as_posix()] = file_sha256(path)
     write_sums(building, digests)
 

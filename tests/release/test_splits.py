@@ -14,7 +14,9 @@ from pipeline.release import Split, SplitRatios, split_of
 from pipeline.release.splits import assign_splits
 from tests.keyed import digest
 
-subjects = st.lists(st.from_regex(r"SUBJ-[0-9A-Z]{10}", fullmatch=True), unique=True, max_size=40)
+subjects = st.lists(st.integers(0, 32**10 - 1), unique=True, max_size=40).map(
+    lambda numbers: [f"SUBJ-{n:010X}" for n in numbers]
+)
 keys = st.binary(min_size=32, max_size=32).map(SecretKey)
 
 
