@@ -98,3 +98,17 @@ def rules_root() -> Path:
         if candidate.is_dir():
             return candidate
     raise RuleError(here, None, "rule folder not found; set MRICURATE_RULES to the rules/ folder")
+
+
+def data_contracts_root() -> Path:
+    """Where the shipped schemas are: ``$MRICURATE_DATA_CONTRACTS``, the wheel, or the repo."""
+    override = os.environ.get("MRICURATE_DATA_CONTRACTS")
+    if override:
+        return Path(override)
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_data" / "data_contracts", here.parent / "data_contracts"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "data_contracts folder not found; set MRICURATE_DATA_CONTRACTS to the data_contracts/ folder"
+    )

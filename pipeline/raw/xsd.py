@@ -9,9 +9,7 @@ of the installed ismrmrd version, ``data_contracts/ismrmrd.xsd``.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import xmlschema
@@ -19,6 +17,7 @@ import xmlschema
 from pipeline.errors import InputError
 from pipeline.raw.protocol import NAMESPACE, parse_header_xml
 from pipeline.reasons import Reason
+from pipeline.rulefiles import data_contracts_root
 
 # Enough to see what is wrong without flooding a run summary.
 _MAX_REPORTED = 5
@@ -28,20 +27,6 @@ class InvalidHeader(InputError):
     """An ISMRMRD header that the ISMRMRD schema rejects."""
 
     reason = Reason.INVALID_ISMRMRD_HEADER
-
-
-def data_contracts_root() -> Path:
-    """Where the shipped schemas are: ``$MRICURATE_DATA_CONTRACTS``, the wheel, or the repo."""
-    override = os.environ.get("MRICURATE_DATA_CONTRACTS")
-    if override:
-        return Path(override)
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "_data" / "data_contracts", package.parent / "data_contracts"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        "data_contracts folder not found; set MRICURATE_DATA_CONTRACTS to the data_contracts/ folder"
-    )
 
 
 @lru_cache(maxsize=1)
