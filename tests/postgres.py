@@ -43,12 +43,12 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
-from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import URL, make_url
 
 BIN = Path(os.environ.get("MRICURATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OWNER = "postgres"
 _PORT = 5432  # the socket's name only: the server opens no TCP port
+_SESSION_DB = "mricurate_session"
 _SETTINGS = {
     "listen_addresses": "''",
     "fsync": "off",
@@ -148,23 +148,19 @@ pg_database = factories.postgresql("pg_server")
 
 
 @pytest.fixture(scope="session")
-def pg_session_url(pg_cluster: NoopExecutor) -> Iterator[str]:
-    """One database for the whole session, dropped at its end.
+def pg_session_url(pg_cluster: NoopExecutor) -> str:
+    """One database for the whole session (it goes with the cluster at the end).
 
     Creating a database costs about 0.4 s on this machine, too much to make
     one per test of a large suite: tests that share this one empty it
     between them (:func:`empty_tables`).
     """
-    janitor = DatabaseJanitor(
-        user=pg_cluster.user,
-        host=pg_cluster.host,
-        port=pg_cluster.port,
-        dbname="mricurate_session",
-        template_dbname=pg_cluster.template_dbname,
-        maintenance_dbname=pg_cluster.maintenance_dbname,
-    )
-    with janitor:
-        yield _url(pg_cluster, "mricurate_session")
+    with psycopg.connect(
+        host=pg_cluster.host, port=pg_cluster.port, user=pg_cluster.user,
+        dbname=pg_cluster.maintenance_dbname, autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute(f'CREATE DATABASE "{_SESSION_DB}" TEMPLATE {pg_cluster.template_dbname}')
+    return _url(pg_cluster, _SESSION_DB)
 
 
 def empty_tables(url: str, *, keep: Iterable[str] = ()) -> None:

@@ -19,12 +19,12 @@ import pytest
 from pipeline.catalog import Catalog, sqlite_url
 from pipeline.catalog.schema import VERSION_TABLE
 from tests.postgres import (  # noqa: F401
+    empty_tables,
     pg_cluster,
     pg_database,
     pg_server,
     pg_session_url,
     pg_url,
-    empty_tables,
 )
 
 BACKENDS = ("sqlite", "postgresql")

@@ -11,8 +11,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import exc as sa_exc
 
-from pipeline.catalog import Catalog, CatalogError, InputKind, ItemState, StateChange, sqlite_url
-from pipeline.catalog import migrate
+from pipeline.catalog import (
+    Catalog,
+    CatalogError,
+    InputKind,
+    ItemState,
+    StateChange,
+    migrate,
+    sqlite_url,
+)
 from pipeline.catalog.engine import create_catalog_engine
 from pipeline.catalog.schema import APPEND_ONLY, VERSION_TABLE, Base
 from tests.catalog.conftest import sha
@@ -56,7 +63,9 @@ def test_a_catalog_from_a_newer_mricurate_is_refused(catalog_url: str) -> None:
     try:
         with engine.begin() as connection:
             connection.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00d'"))
-        with pytest.raises(CatalogError, match="revision f00d, which this version of mricurate does not know"):
+        with pytest.raises(
+            CatalogError, match="revision f00d, which this version of mricurate does not know"
+        ):
             Catalog.open(catalog_url)
     finally:
         with engine.begin() as connection:  # the PostgreSQL database is the session's
@@ -65,14 +74,19 @@ def test_a_catalog_from_a_newer_mricurate_is_refused(catalog_url: str) -> None:
         engine.dispose()
 
 
-def test_history_tables_refuse_update_and_delete(catalog: Catalog, catalog_url: str, run: int) -> None:
+def test_history_tables_refuse_update_and_delete(
+    catalog: Catalog, catalog_url: str, run: int
+) -> None:
     """Append-only is the database's rule, not only the API's: even SQL by hand is refused."""
     catalog.register([(sha(1), InputKind.DICOM, 1)], run)
     catalog.transition([StateChange(sha(1), ItemState.PROCESSED)], run)
     engine, _ = create_catalog_engine(catalog_url)
     try:
         for statement in ("UPDATE transitions SET reason = 'x'", "DELETE FROM transitions"):
-            with pytest.raises(sa_exc.DatabaseError, match="append-only"), engine.begin() as connection:
+            with (
+                pytest.raises(sa_exc.DatabaseError, match="append-only"),
+                engine.begin() as connection,
+            ):
                 connection.execute(sa.text(statement))
         with engine.connect() as connection:
             names = {
@@ -80,7 +94,9 @@ def test_history_tables_refuse_update_and_delete(catalog: Catalog, catalog_url: 
                 for row in connection.execute(
                     sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
                     if engine.dialect.name == "sqlite"
-                    else sa.text("SELECT DISTINCT event_object_table FROM information_schema.triggers")
+                    else sa.text(
+                        "SELECT DISTINCT event_object_table FROM information_schema.triggers"
+                    )
                 )
             }
         assert {name.split("_append_only")[0] for name in names} == set(APPEND_ONLY)
@@ -95,7 +111,11 @@ def test_the_sqlite_file_is_private_with_wal_and_foreign_keys(tmp_path: Path) ->
     with Catalog.open(sqlite_url(path)) as catalog:
         run = catalog.start_run("ingest", ruleset_version="r", key_fingerprint="k")
         catalog.register([(sha(1), InputKind.DICOM, 1)], run)
-        for name in (path, path.with_name("catalog.sqlite-wal"), path.with_name("catalog.sqlite-shm")):
+        for name in (
+            path,
+            path.with_name("catalog.sqlite-wal"),
+            path.with_name("catalog.sqlite-shm"),
+        ):
             assert stat.S_IMODE(name.stat().st_mode) == 0o600, name
         engine, _ = create_catalog_engine(sqlite_url(path))
         with engine.connect() as connection:
