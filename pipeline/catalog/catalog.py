@@ -38,6 +38,7 @@ from sqlalchemy import (
     union,
     update,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pipeline.catalog import migrate
@@ -150,13 +151,20 @@ class Catalog:
         try:
             with storage_errors(folder):
                 migrate.upgrade(engine)
+        except sa_exc.DBAPIError as exc:
+            engine.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise CatalogError(
+                f"cannot open the catalog {describe(engine.url)}: {reason}; check the catalog "
+                "URL (a SQLite file of mricurate's, a PostgreSQL server that is running)"
+            ) from None
         except BaseException:
             engine.dispose()
             raise
         return cls(engine, folder)
 
     def close(self) -> None:
-        """Close every connection (the catalog cannot be used afterwards)."""
+        """Close the pooled connections (a later call opens new ones)."""
         self._engine.dispose()
 
     def __enter__(self) -> Catalog:
@@ -433,12 +441,17 @@ class Catalog:
     def _states(
         self, connection: Connection, sha256s: Iterable[str], *, lock: bool = False
     ) -> dict[str, ItemState]:
-        wanted = list(dict.fromkeys(sha256s))
+        """The recorded state of each of these inputs that is known.
+
+        ``lock``: read ``FOR UPDATE`` (PostgreSQL; SQLite's write transaction
+        already holds the database), in sha256 order, so two writers that
+        lock overlapping batches take the rows in one order and never deadlock.
+        """
         found: dict[str, ItemState] = {}
-        for chunk in _chunks(wanted):
+        for chunk in _chunks(sorted(set(sha256s))):
             query = select(ItemRow.sha256, ItemRow.state).where(ItemRow.sha256.in_(chunk))
             if lock:
-                query = query.with_for_update()
+                query = query.order_by(ItemRow.sha256).with_for_update()
             found.update((sha256, state) for sha256, state in connection.execute(query))
         return found
 

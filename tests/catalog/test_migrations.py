@@ -160,3 +160,16 @@ def test_a_missing_folder_is_refused_and_any_path_survives_the_url(tmp_path: Pat
     odd.parent.mkdir()
     Catalog.open(sqlite_url(odd)).close()
     assert odd.is_file()
+
+
+def test_a_catalog_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
+    garbage = tmp_path / "catalog.sqlite"
+    garbage.write_bytes(b"this is not a database " * 200)
+    with pytest.raises(CatalogError, match="cannot open the catalog .*not a database"):
+        Catalog.open(sqlite_url(garbage))
+    nowhere = f"postgresql://mricurate:secret@/catalog?host={tmp_path / 'no-server'}"
+    with pytest.raises(
+        CatalogError, match="cannot open the catalog .*server that is running"
+    ) as failed:
+        Catalog.open(nowhere)
+    assert "secret" not in str(failed.value)
