@@ -20,18 +20,25 @@ def contend(url: str, barrier: multiprocessing.synchronize.Barrier, results: Que
     """Register the same inputs as the other process, then race it to move them on."""
     new: set[str] = set()
     moved = refused = 0
-    with Catalog.open(url) as catalog:
-        run = catalog.start_run("ingest", ruleset_version="r", key_fingerprint="k")
-        for round_ in range(ROUNDS):
-            items = [sha((round_, n)) for n in range(BATCH)]
-            barrier.wait()
-            new |= catalog.register([(item, InputKind.DICOM, 1) for item in items], run)
-            barrier.wait()
-            try:
-                catalog.transition([StateChange(item, ItemState.PROCESSED) for item in items], run)
-                moved += 1
-            except IllegalTransition:  # the other process moved them first
-                refused += 1
+    try:
+        with Catalog.open(url) as catalog:
+            run = catalog.start_run("ingest", ruleset_version="r", key_fingerprint="k")
+            for round_ in range(ROUNDS):
+                items = [sha((round_, n)) for n in range(BATCH)]
+                barrier.wait()
+                new |= catalog.register([(item, InputKind.DICOM, 1) for item in items], run)
+                barrier.wait()
+                try:
+                    catalog.transition(
+                        [StateChange(item, ItemState.PROCESSED) for item in items], run
+                    )
+                    moved += 1
+                except IllegalTransition:  # the other process moved them first
+                    refused += 1
+    except BaseException as exc:  # reported to the test; the other process stops waiting
+        barrier.abort()
+        results.put(repr(exc))
+        raise
     results.put((new, moved, refused))
 
 
@@ -47,7 +54,8 @@ def test_two_processes_register_and_move_the_same_inputs(catalog_url: str) -> No
     outcomes = [results.get(timeout=120) for _ in workers]
     for worker in workers:
         worker.join(timeout=60)
-        assert worker.exitcode == 0
+    assert [o for o in outcomes if isinstance(o, str)] == []  # neither process failed
+    assert [worker.exitcode for worker in workers] == [0, 0]
     (new_a, moved_a, refused_a), (new_b, moved_b, refused_b) = outcomes  # type: ignore[misc]
     everything = {sha((round_, n)) for round_ in range(ROUNDS) for n in range(BATCH)}
     assert new_a | new_b == everything and not new_a & new_b  # each input new to one process
