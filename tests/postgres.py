@@ -91,10 +91,13 @@ def _missing() -> str | None:
     return None
 
 
-def _run(command: list[str], what: str) -> None:
+def _run(command: list[str], what: str, log: Path | None = None) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        said = done.stderr.strip()
+        if log is not None and log.is_file():  # pg_ctl only says "examine the log file"
+            said += "\n" + log.read_text(errors="replace")
+        raise RuntimeError(f"{what} failed ({done.returncode}): {said[-2000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +131,7 @@ def pg_cluster() -> Iterator[NoopExecutor]:
                 ]
             ),
             "pg_ctl start",
+            folder / "server.log",
         )  # fmt: skip
         try:
             server = _Server(host=str(folder), port=_PORT, user=OWNER, options="", dbname="cluster")

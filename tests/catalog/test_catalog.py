@@ -118,6 +118,13 @@ def test_sightings_keep_any_path_bytes(catalog: Catalog) -> None:
     assert catalog.sighting(latin1) == Sighting(12, 444, sha("d"))
 
 
+def test_sightings_of_a_whole_folder_at_once(catalog: Catalog) -> None:
+    seen = {f"/incoming/{n}.dcm".encode(): Sighting(n, n * 10, sha(n)) for n in range(1200)}
+    catalog.record_sightings(list(seen.items()))
+    asked = [*seen, b"/incoming/new.dcm"]
+    assert catalog.sightings(asked) == seen
+
+
 def test_a_sighting_needs_a_content_hash_not_a_path(catalog: Catalog) -> None:
     with pytest.raises(CatalogError, match="sha256") as refused:
         catalog.record_sightings([(b"/in/DOE^JOHN.dcm", Sighting(1, 1, "/in/DOE^JOHN.dcm"))])

@@ -165,11 +165,32 @@ def test_a_missing_folder_is_refused_and_any_path_survives_the_url(tmp_path: Pat
 def test_a_catalog_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
     garbage = tmp_path / "catalog.sqlite"
     garbage.write_bytes(b"this is not a database " * 200)
-    with pytest.raises(CatalogError, match="cannot open the catalog .*not a database"):
+    with pytest.raises(CatalogError, match=r"cannot open the catalog .*not a database"):
         Catalog.open(sqlite_url(garbage))
     nowhere = f"postgresql://mricurate:secret@/catalog?host={tmp_path / 'no-server'}"
     with pytest.raises(
-        CatalogError, match="cannot open the catalog .*server that is running"
+        CatalogError, match=r"cannot open the catalog .*server that is running"
     ) as failed:
         Catalog.open(nowhere)
     assert "secret" not in str(failed.value)
+
+
+def test_database_errors_never_show_their_parameters(catalog: Catalog, catalog_url: str) -> None:
+    """Values bound to a statement may be PHI: SQLAlchemy is told to hide them from errors."""
+    engine, _ = create_catalog_engine(catalog_url)
+    row = {
+        "sha256": sha(1),
+        "run_id": "r",
+        "patient_name": "DOE^PLANTED",
+        "patient_id": "PID-PLANTED",
+    }
+    insert = sa.text("INSERT INTO links (sha256, run_id, patient_name, patient_id) "
+                     "VALUES (:sha256, :run_id, :patient_name, :patient_id)")  # fmt: skip
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert, row)
+        with pytest.raises(sa_exc.IntegrityError) as failed, engine.begin() as connection:
+            connection.execute(insert, row)
+    finally:
+        engine.dispose()
+    assert "PLANTED" not in str(failed.value) and "hidden" in str(failed.value)

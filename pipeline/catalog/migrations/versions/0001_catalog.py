@@ -55,7 +55,7 @@ def _one_of(table: str, column: str, name: str, codes: Sequence[str]) -> sa.Chec
 
 
 def _fk(table: str, column: str, target: str) -> sa.ForeignKeyConstraint:
-    referred, _, referred_column = target.partition(".")
+    referred = target.partition(".")[0]
     return sa.ForeignKeyConstraint([column], [target], name=op.f(f"fk_{table}_{column}_{referred}"))
 
 
@@ -249,7 +249,7 @@ def upgrade() -> None:
                 "output_path",
                 "frame_of_reference_uid",
             )
-        ),  # fmt: skip
+        ),
         sa.Column("commit_id", sa.Integer(), nullable=True),
         _pk("links", "sha256", "run_id"),
     )
