@@ -75,7 +75,9 @@ def discover_incoming(
     files: dict[str, IncomingFile] = {}
     sightings: list[tuple[bytes, Sighting]] = []
     waiting = copies = not_files = 0
-    for path in discover(incoming):
+    listed = discover(incoming)
+    known = catalog.sightings(os.fsencode(p) for p in listed)
+    for path in listed:
         try:
             info = path.lstat()
         except OSError:
@@ -88,7 +90,7 @@ def discover_incoming(
             waiting += 1
             continue
         raw = os.fsencode(path)
-        seen = catalog.sighting(raw)
+        seen = known.get(raw)
         if seen is not None and (seen.size, seen.mtime_ns) == (info.st_size, info.st_mtime_ns):
             sha = seen.sha256
         else:

@@ -17,6 +17,7 @@ from pipeline.catalog.catalog import Catalog
 from pipeline.catalog.states import ItemState
 from pipeline.demo import leaked_values
 from tests.flows.sample import sample_workspace
+from tests.postgres import pg_cluster, pg_database, pg_server, pg_url  # noqa: F401
 
 FINAL = {ItemState.RELEASED, ItemState.QUARANTINED, ItemState.NEEDS_REVIEW}
 
@@ -33,15 +34,9 @@ def _files(folder: Path) -> dict[str, bytes]:
     }
 
 
-def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
-    tmp_path: Path,
-) -> None:
-    workspace, people, planted = sample_workspace(tmp_path / "w")
-    contents = {p.read_bytes() for p in workspace.incoming.rglob("*") if p.is_file()}
-
-    summary = _ingest(workspace.root)
-
-    catalog = Catalog.open(workspace.catalog_url)
+def _check_run(root: Path, url: str, contents: set[bytes], planted: list[str]) -> Path:
+    """Every input ends released, quarantined with a reason or in review; the version is sound."""
+    catalog = Catalog.open(url)
     try:
         items = catalog.items()
         assert len(items) == len(contents), "one item per distinct content, none lost"
@@ -57,11 +52,10 @@ def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
         assert reasons["dicomdir-index"] == 1
         release = catalog.latest_release()
         assert release is not None
+        released = {f.relpath for f in release.files}
     finally:
         catalog.close()
-
-    version = workspace.release / release.version
-    assert summary["leak_check"]["failed"] == 0  # type: ignore[index]
+    version = root / "release" / release.version
     assert leaked_values(version, planted) == [], "an independent search finds no planted value"
     # The version checks itself: sha256sum and Frictionless, the real tools.
     subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=version, check=True)
@@ -69,11 +63,46 @@ def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
         [str(Path(sys.executable).parent / "frictionless"), "validate", "datapackage.json"],
         cwd=version, check=True, capture_output=True,
     )  # fmt: skip
+    on_disk = {
+        str(p.relative_to(version))
+        for area in ("dicom", "raw", "fastmri")
+        for p in (version / area).rglob("*")
+        if p.is_file()
+    }
+    assert on_disk == released, "the catalog records exactly the files of the version"
     assert any(version.glob("dicom/**/*.dcm")) and any(version.glob("raw/**/*.h5"))
     assert any(version.glob("fastmri/**/*.h5"))
+    return version
+
+
+def _contents(incoming: Path) -> set[bytes]:
+    return {p.read_bytes() for p in incoming.rglob("*") if p.is_file()}
+
+
+def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
+    tmp_path: Path,
+) -> None:
+    workspace, _, planted = sample_workspace(tmp_path / "w")
+    contents = _contents(workspace.incoming)
+
+    summary = _ingest(workspace.root)
+    assert summary["leak_check"]["failed"] == 0  # type: ignore[index]
+    _check_run(workspace.root, workspace.catalog_url, contents, planted)
 
     before = _files(workspace.release)
     again = _ingest(workspace.root)
     assert again["release"]["version"] == ""  # type: ignore[index]
     assert again["discovered"]["new"] == 0  # type: ignore[index]
     assert _files(workspace.release) == before, "a second run changes nothing"
+
+
+def test_the_same_against_postgresql(tmp_path: Path, pg_url: str) -> None:
+    workspace, _, planted = sample_workspace(
+        tmp_path / "w", subjects=1, clean_pixels=False, catalog_url=pg_url
+    )
+    contents = _contents(workspace.incoming)
+    _ingest(workspace.root)
+    _check_run(workspace.root, pg_url, contents, planted)
+    assert not (workspace.private / "catalog.sqlite").exists(), "the catalog is on the server"
+    again = _ingest(workspace.root)
+    assert again["release"]["version"] == ""  # type: ignore[index]

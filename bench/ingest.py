@@ -1,0 +1,187 @@
+"""Benchmark: the ingest flow against the bare library calls and the plain commands, same corpus.
+
+What is measured, in one run, on one corpus (2,010 generated MR slices from
+:func:`bench.deid.generate_corpus` plus generated twix files), each row in a
+fresh workspace and a subprocess of its own:
+
+* ``library``: :func:`pipeline.ingest.once.ingest_once`, every stage of the
+  ingest (discover, de-identify, convert, leak check, route, publish)
+  called directly, no orchestrator: the baseline.
+* ``flow``: the Prefect flow :func:`flows.ingest.ingest` doing the same,
+  against a local Prefect server started once beforehand (as ``mricurate
+  serve`` runs it).  The target is an overhead under 10% of ``library``.
+* ``deid + convert``: the two plain commands a team would script around
+  the library (no leak check, no catalog, no release): a peer for scale.
+
+Also printed: how long Prefect's ephemeral server takes to start here (what
+a one-off ``mricurate ingest`` pays once per run, whatever the data).
+Pixel cleaning is off (``clean_pixels = false``) so that OCR does not hide
+the orchestration's cost; every other setting is the template's.
+
+Run: ``.venv/bin/python bench/ingest.py [--slices 2010] [--raw 4] [--jobs 1 2] [--repeat 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+CONFIG = """
+[deid]
+clean_pixels = false
+[ingest]
+quiet_seconds = 0
+jobs = {jobs}
+"""
+
+
+def workspace(root: Path, corpus: Path, jobs: int) -> Path:
+    """A fresh workspace with the corpus hard-linked into ``incoming/``."""
+    from pipeline.workspace import init_workspace
+
+    ws = init_workspace(root)
+    (ws.root / "mricurate.toml").write_text(CONFIG.format(jobs=jobs))
+    ws.incoming.rmdir()
+    subprocess.run(["cp", "-al", str(corpus), str(ws.incoming)], check=True)
+    return ws.root
+
+
+def child(mode: str, root: Path, jobs: int, api_url: str) -> None:
+    """Run one ingest in this process and print its wall seconds as JSON."""
+    from pipeline.workspace import open_workspace
+
+    ws = open_workspace(root)
+    if mode == "library":
+        from pipeline.ingest.once import ingest_once
+
+        start = time.perf_counter()
+        summary = ingest_once(ws, jobs=jobs)
+    else:
+        from flows.environment import configure
+
+        configure(ws.prefect_home, api_url=api_url)
+        from flows.ingest import ingest
+
+        start = time.perf_counter()
+        summary = ingest(str(ws.root), jobs=jobs)
+    seconds = time.perf_counter() - start
+    release = summary["release"]
+    assert isinstance(release, dict) and release["files"] > 0, summary
+    print(json.dumps({"seconds": seconds, "files": release["files"], "stages": summary["seconds"]}))
+
+
+def timed_child(mode: str, root: Path, jobs: int, api_url: str = "") -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(root), str(jobs), api_url],
+        check=True, capture_output=True, text=True, cwd=REPO,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def plain_commands(corpus: Path, dicom: Path, raw: Path, scratch: Path, jobs: int) -> float:
+    key = scratch / "key"
+    private = scratch / "private"
+    mricurate = str(Path(sys.executable).parent / "mricurate")
+    if not key.exists():
+        subprocess.run([mricurate, "keygen", str(key)], check=True, capture_output=True)
+    start = time.perf_counter()
+    for command in (
+        [mricurate, "deid", str(dicom), str(scratch / "out-dicom"), "--key-file", str(key),
+         "--private-dir", str(private), "--jobs", str(jobs)],
+        [mricurate, "convert", str(raw), str(scratch / "out-raw"), "--key-file", str(key),
+         "--private-dir", str(private), "--jobs", str(jobs), "--fastmri", str(scratch / "fm")],
+    ):  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def ephemeral_start_seconds(scratch: Path) -> float:
+    code = (
+        "import sys, time; from pathlib import Path; sys.path.insert(0, %r)\n"
+        "from flows.environment import configure; configure(Path(%r))\n"
+        "from prefect import flow\n"
+        "@flow\n"
+        "def nothing() -> None: pass\n"
+        "start = time.perf_counter(); nothing(); print(time.perf_counter() - start)\n"
+    ) % (str(REPO), str(scratch / "ephemeral"))
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--slices", type=int, default=2010)
+    parser.add_argument("--raw", type=int, default=4)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "ROOT", "JOBS", "API"))
+    args = parser.parse_args(argv)
+    if args.child:
+        mode, root, jobs, api = args.child
+        child(mode, Path(root), int(jobs), api)
+        return 0
+    from deid import generate_corpus, machine
+    from runner import raw_corpus
+
+    from flows.environment import configure
+
+    scratch = Path(tempfile.mkdtemp(prefix="mricurate-bench-ingest-"))
+    try:
+        os.chmod(scratch, 0o700)
+        corpus = scratch / "corpus"
+        dicom_files, _, _ = generate_corpus(
+            corpus / "dicom", slices=args.slices, subjects=20, series=5, seed=0
+        )
+        raw_corpus(corpus / "raw", args.raw)
+        print(f"machine: {machine()}")
+        print(f"corpus: {len(dicom_files)} DICOM slices + {args.raw} twix files")
+        configure(scratch / "server-home")
+        from flows.server import LocalServer
+
+        with LocalServer(scratch / "server-home") as server:
+            rows: list[tuple[int, str, float, str]] = []
+            for jobs in args.jobs:
+                best: dict[str, float] = {}
+                stages: dict[str, object] = {}
+                for round_ in range(args.repeat):
+                    for mode in ("library", "flow"):
+                        root = workspace(scratch / f"w-{mode}-{jobs}-{round_}", corpus, jobs)
+                        result = timed_child(mode, root, jobs, server.api_url)
+                        seconds = float(result["seconds"])  # type: ignore[arg-type]
+                        if seconds < best.get(mode, float("inf")):
+                            best[mode], stages[mode] = seconds, result["stages"]
+                        shutil.rmtree(root)
+                    plain = scratch / f"plain-{jobs}-{round_}"
+                    plain.mkdir(mode=0o700)
+                    seconds = plain_commands(corpus, corpus / "dicom", corpus / "raw", plain, jobs)
+                    best["deid + convert"] = min(best.get("deid + convert", seconds), seconds)
+                    shutil.rmtree(plain)
+                for mode in ("library", "flow", "deid + convert"):
+                    rows.append((jobs, mode, best[mode], json.dumps(stages.get(mode, ""))))
+        ephemeral = ephemeral_start_seconds(scratch)
+        print(f"\n{'jobs':>4}  {'run':<16} {'seconds':>8} {'files/s':>8}  vs library  stages")
+        library = {jobs: s for jobs, mode, s, _ in rows if mode == "library"}
+        total = len(dicom_files) + args.raw
+        for jobs, mode, seconds, detail in rows:
+            ratio = seconds / library[jobs]
+            print(f"{jobs:>4}  {mode:<16} {seconds:8.2f} {total / seconds:8.1f}  {ratio:9.3f}  {detail}")
+        print(f"\nPrefect's ephemeral server: a flow of nothing took {ephemeral:.1f} s (start-up)")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
