@@ -20,11 +20,15 @@ What the settings decide, and why:
   ``PREFECT_SERVER_SERVICES_TELEMETRY_ENABLED``), ``DO_NOT_TRACK=1`` stops the
   client's SDK analytics (which switch themselves off under CI, so CI alone
   proves nothing), the UI (which fetches its collection views from GitHub) is
-  off, plugins are not loaded, and a Prefect Cloud URL is refused.
-- **No task result is ever persisted**: a persisted result is a base64
-  cloudpickle file of whatever a task returned.  Result persistence and task
-  caching are off by default; a task that asks for either explicitly is a bug
-  the PHI test finds (``tests/flows/prefect_records.py``).
+  off, plugins are not loaded, a site's HTTP proxy is bypassed for the local
+  server, and a Prefect Cloud URL is refused.
+- **No result is persisted**: a persisted result is a base64 cloudpickle
+  file of whatever a task or flow returned.  Persistence is off by default,
+  and caching is off for every task, which in Prefect 3.9 also stops a task
+  that asks for persistence itself (``persist_result=True``,
+  ``result_storage_key``) from writing a file: with no cache key there is
+  nothing to write under.  A *flow* declared ``persist_result=True`` still
+  writes one; the PHI tests read them all (``tests/flows/prefect_records.py``).
 - **Logs reach the API**, because our flows log only opaque keys; ``print`` is
   never forwarded, and no extra loggers are.
 - **Heartbeats stay on** in the product (they let Prefect see a run that
@@ -68,7 +72,8 @@ started, never what the process set later, so the owner's own PREFECT_HOME
 is not visible there."""
 
 # Variables not named ``PREFECT_*`` that are still part of what we set.
-_NOT_PREFECT_SETTINGS = frozenset({"DO_NOT_TRACK", OWNER_VARIABLE})
+_NOT_PREFECT_SETTINGS = frozenset({"DO_NOT_TRACK", "NO_PROXY", "no_proxy", OWNER_VARIABLE})
+_LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
 class PrefectConfigurationError(CurationError):
@@ -87,9 +92,10 @@ def prefect_settings(
     api_url : str, optional
         A Prefect server's API (``http://host:port/api``): the one ``serve`` starts,
         or a site's shared server.  None runs every flow on Prefect's ephemeral
-        server (``PREFECT_API_URL`` is then set empty, so that neither a stray
-        environment variable nor a ``.env``, ``prefect.toml`` or profile in the
-        current folder can point the flow elsewhere).
+        server: ``PREFECT_API_URL`` is then left out, and :func:`configure`
+        removes it from the environment.  (Not set empty: Prefect 3.9 takes any
+        string for a running server's address, and its events, task-run states
+        among them, would go nowhere.)
     database_url : str, optional
         The database of a server started with these settings; by default a SQLite
         file in ``prefect_home``.  A shared deployment should use PostgreSQL
@@ -111,6 +117,7 @@ def prefect_settings(
     if api_url:
         _check_api_url(api_url)
     database = database_url or f"sqlite+aiosqlite:///{home / DATABASE_NAME}"
+    no_proxy = with_local_hosts(os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "")
     return {
         # -- everything Prefect writes stays under private/prefect -------------
         "PREFECT_HOME": str(home),
@@ -119,7 +126,7 @@ def prefect_settings(
         "PREFECT_SERVER_MEMO_STORE_PATH": str(home / "memo_store.toml"),
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / RESULTS_FOLDER),
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
-        "PREFECT_API_URL": api_url or "",
+        **({"PREFECT_API_URL": api_url} if api_url else {}),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": str(EPHEMERAL_STARTUP_SECONDS),
         # -- nothing phones out ------------------------------------------------
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -127,6 +134,9 @@ def prefect_settings(
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        # A site's HTTP proxy is never asked for the local server (httpx would).
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
         "PREFECT_PLUGINS_ENABLED": "false",
         "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false",
@@ -150,9 +160,15 @@ def prefect_settings(
 def configure(prefect_home: Path, *, api_url: str | None = None) -> None:
     """Write :func:`prefect_settings` into ``os.environ``; call it before importing ``prefect``.
 
-    Creates ``prefect_home`` with mode 0700.  Processes this one starts later
+    Creates ``prefect_home`` with mode 0700, and removes ``PREFECT_API_URL`` when
+    ``api_url`` is None (the command line passes a site's ``PREFECT_API_URL`` on
+    as ``api_url`` when it means to use it).  Processes this one starts later
     (Prefect's ephemeral server, the runs ``serve`` starts, Dask workers through
     Prefect's serialized settings) inherit the same settings.
+
+    Prefect also reads ``.env``, ``prefect.toml`` and ``pyproject.toml`` in the
+    current folder; what is set here wins over them, but a ``PREFECT_API_URL``
+    there would still be taken when ``api_url`` is None.
 
     Raises
     ------
@@ -163,8 +179,10 @@ def configure(prefect_home: Path, *, api_url: str | None = None) -> None:
     """
     settings = prefect_settings(prefect_home, api_url=api_url)
     settings[OWNER_VARIABLE] = owner_token()
-    previous = {name: os.environ.get(name) for name in settings}
+    previous = {name: os.environ.get(name) for name in (*settings, "PREFECT_API_URL")}
     os.environ.update(settings)
+    if not api_url:  # the ephemeral server: no address of another one may linger
+        os.environ.pop("PREFECT_API_URL", None)
     differing = _differing_from_imported(settings) if "prefect" in sys.modules else set()
     if differing:
         for name, value in previous.items():  # leave the environment as it was
@@ -179,6 +197,12 @@ def configure(prefect_home: Path, *, api_url: str | None = None) -> None:
             "anything that imports prefect."
         )
     ensure_private_dir(Path(settings["PREFECT_HOME"]))
+
+
+def with_local_hosts(no_proxy: str) -> str:
+    """A ``NO_PROXY`` value that also bypasses the proxy for this machine."""
+    hosts = [host.strip() for host in no_proxy.split(",") if host.strip()]
+    return ",".join([*hosts, *(host for host in _LOCAL_HOSTS if host not in hosts)])
 
 
 def owner_token(pid: int | None = None) -> str:
@@ -243,7 +267,7 @@ def _differing_from_imported(settings: dict[str, str]) -> set[str]:
     current = get_current_settings().to_environment_variables(exclude_unset=False)
     return {
         name
-        for name in settings
+        for name in {*settings, "PREFECT_API_URL"}
         if name not in _NOT_PREFECT_SETTINGS
         and (wanted.get(name) or "") != (current.get(name) or "")
     }
