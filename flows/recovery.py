@@ -32,8 +32,8 @@ from prefect.client.schemas.filters import (
     TaskRunFilterState,
     TaskRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
-from prefect.client.schemas.responses import SetStateStatus
+from prefect.client.schemas.objects import State, StateType
+from prefect.client.schemas.responses import OrchestrationResult, SetStateStatus
 from prefect.states import Crashed
 
 CRASH_MESSAGE = "interrupted: marked crashed at the next start"
@@ -66,19 +66,22 @@ async def mark_crashed(flow_name: str, *, tags: Collection[str] = ()) -> tuple[i
     async with get_client() as client:
         flow_runs = await _unfinished_flow_runs(client, flow_name, tags)
         task_runs = await _unfinished_task_runs(client, flow_runs)
+        marked: OrchestrationResult[None]
         marked_tasks = 0
         for task_run in task_runs:
-            result = await client.set_task_run_state(
-                task_run, Crashed(message=CRASH_MESSAGE), force=True
-            )
-            marked_tasks += result.status is SetStateStatus.ACCEPT
+            marked = await client.set_task_run_state(task_run, _crashed(), force=True)
+            marked_tasks += marked.status is SetStateStatus.ACCEPT
         marked_flows = 0
         for flow_run in flow_runs:
-            result = await client.set_flow_run_state(
-                flow_run, Crashed(message=CRASH_MESSAGE), force=True
-            )
-            marked_flows += result.status is SetStateStatus.ACCEPT
+            marked = await client.set_flow_run_state(flow_run, _crashed(), force=True)
+            marked_flows += marked.status is SetStateStatus.ACCEPT
     return marked_flows, marked_tasks
+
+
+def _crashed() -> State[None]:
+    # Set with force=True: only Prefect's minimal rules apply, one of which releases a
+    # deployment concurrency slot the dead run held (ReleaseFlowConcurrencySlots).
+    return Crashed(message=CRASH_MESSAGE)
 
 
 async def _unfinished_flow_runs(

@@ -27,7 +27,11 @@ once, at the next start.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
 from typing import Any
 
 from prefect import Flow
@@ -95,19 +99,45 @@ def serve_flow(
                 f"deployment parameter {key!r} is a {type(value).__name__}; Prefect records "
                 "parameters, so give only plain values (opaque keys, the workspace folder)"
             )
-    runner = Runner(name=name, pause_on_shutdown=False)
-    runner.add_flow(
-        flow,
-        name=name,
-        cron=cron,
-        interval=interval,
-        parameters=dict(parameters),
-        concurrency_limit=ONE_AT_A_TIME,
-        tags=list(tags),
-        entrypoint_type=EntrypointType.MODULE_PATH,
-    )
+    # No limit of the runner's own: it takes every due run at once and the server's
+    # CANCEL_NEW decides, one runs and the others end Cancelled.  A runner limit (5 by
+    # default) would hold part of a backlog back to a later poll, after the first run
+    # ended, and the backlog would run twice.  Nothing is fetched ahead of its time: a
+    # run fetched early (Prefect's default is 10 s ahead) takes the slot early, or is
+    # cancelled because a run that would have ended in time still holds it.  A run
+    # starts at most one poll (PREFECT_RUNNER_POLL_FREQUENCY, 10 s) after its time.
+    runner = Runner(name=name, pause_on_shutdown=False, limit=None, prefetch_seconds=0)
+    # Until the runner takes SIGTERM over, it ends serving as SIGINT does.
+    with _sigterm_interrupts():
+        try:
+            runner.add_flow(
+                flow,
+                name=name,
+                cron=cron,
+                interval=interval,
+                parameters=dict(parameters),
+                concurrency_limit=ONE_AT_A_TIME,
+                tags=list(tags),
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+            # The runner handles SIGTERM itself: it cancels the runs it started, returns.
+            asyncio.run(runner.start())
+        except KeyboardInterrupt:
+            pass  # asyncio cancelled the runner, which stopped its runs first
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt inside (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        # The runner handles SIGTERM itself: it cancels the runs it started and returns.
-        asyncio.run(runner.start())
-    except KeyboardInterrupt:
-        pass  # SIGINT: asyncio cancelled the runner, which stopped its runs first
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

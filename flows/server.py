@@ -277,7 +277,8 @@ def stop_orphans(prefect_home: Path) -> list[int]:
     environment was started by hand and is left alone.  Each orphan gets
     SIGTERM, then SIGKILL after :data:`STOP_SECONDS`.
 
-    Call it while holding the workspace lock, before starting a server or a flow.
+    Safe at any time (a server whose owner runs is never touched); call it
+    before starting a server or a flow, as :meth:`LocalServer.start` does.
     """
     home = Path(prefect_home).absolute()
     recorded = _read_pid_file(home)
