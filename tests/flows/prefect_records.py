@@ -81,7 +81,7 @@ def run_counts(
 ) -> RunCounts:
     """The flow runs (of ``flow_name``, or with these IDs) and their task runs recorded."""
     where, arguments = _flow_run_filter(flow_name, flow_run_ids)
-    with _read(prefect_home) as db:
+    with read_database(prefect_home) as db:
         (flows,) = db.execute(
             f"SELECT count(*) FROM flow_run JOIN flow ON flow.id = flow_run.flow_id WHERE {where}",
             arguments,
@@ -96,7 +96,7 @@ def run_counts(
 
 def task_run_states(prefect_home: Path, flow_run_id: str) -> list[str]:
     """The state types of one flow run's task runs, in the order they were created."""
-    with _read(prefect_home) as db:
+    with read_database(prefect_home) as db:
         rows = db.execute(
             "SELECT state_type FROM task_run WHERE flow_run_id = ? ORDER BY created",
             (flow_run_id,),
@@ -106,7 +106,7 @@ def task_run_states(prefect_home: Path, flow_run_id: str) -> list[str]:
 
 def flow_run_state(prefect_home: Path, flow_run_id: str) -> tuple[str, str | None]:
     """A flow run's state type and the message of its current state."""
-    with _read(prefect_home) as db:
+    with read_database(prefect_home) as db:
         row = db.execute(
             "SELECT flow_run.state_type, flow_run_state.message FROM flow_run "
             "LEFT JOIN flow_run_state ON flow_run_state.id = flow_run.state_id "
@@ -120,7 +120,7 @@ def flow_run_state(prefect_home: Path, flow_run_id: str) -> tuple[str, str | Non
 
 def deployment_runs(prefect_home: Path, deployment: str) -> list[RunRow]:
     """Every flow run of a deployment, by scheduled time."""
-    with _read(prefect_home) as db:
+    with read_database(prefect_home) as db:
         rows = db.execute(
             "SELECT flow_run.id, flow_run.name, flow_run.state_type, "
             "flow_run.expected_start_time, flow_run.start_time, flow_run.end_time "
@@ -143,14 +143,14 @@ def deployment_runs(prefect_home: Path, deployment: str) -> list[RunRow]:
 
 def deployment_updated(prefect_home: Path, deployment: str) -> datetime | None:
     """When a deployment was last created or updated (``serve`` upserts it as it starts)."""
-    with _read(prefect_home) as db:
+    with read_database(prefect_home) as db:
         row = db.execute("SELECT updated FROM deployment WHERE name = ?", (deployment,)).fetchone()
     return _when(row[0]) if row else None
 
 
 def deployment_concurrency(prefect_home: Path, deployment: str) -> tuple[int, str] | None:
     """A deployment's concurrency limit and collision strategy, or None without a limit."""
-    with _read(prefect_home) as db:
+    with read_database(prefect_home) as db:
         row = db.execute(
             'SELECT concurrency_limit_v2."limit", deployment.concurrency_options '
             "FROM deployment JOIN concurrency_limit_v2 "
@@ -179,7 +179,8 @@ def wait_until(condition: Callable[[], T | None], *, timeout: float, what: str) 
 
 
 @contextlib.contextmanager
-def _read(prefect_home: Path) -> Iterator[sqlite3.Connection]:
+def read_database(prefect_home: Path) -> Iterator[sqlite3.Connection]:
+    """Prefect's database under ``prefect_home``, read-only (a live one through its WAL)."""
     db = sqlite3.connect(f"file:{Path(prefect_home) / DATABASE}?mode=ro", uri=True, timeout=30)
     try:
         yield db

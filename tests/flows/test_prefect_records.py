@@ -12,12 +12,19 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from flows.server import LocalServer
-from tests.flows.prefect_records import RunCounts, prefect_text, run_counts, wait_until
+from tests.flows.prefect_records import (
+    RunCounts,
+    prefect_text,
+    read_database,
+    run_counts,
+    wait_until,
+)
 
 FLOW = "mricurate-records-probe"
 
@@ -28,12 +35,8 @@ def leaky(value: str) -> dict[str, str]:
     return {"name": value}
 
 
-def _read(prefect_home: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{prefect_home / 'prefect.db'}?mode=ro", uri=True)
-
-
 def _logged(prefect_home: Path, flow_run: str, value: str) -> bool:
-    with _read(prefect_home) as db:
+    with read_database(prefect_home) as db:
         rows = db.execute("SELECT message FROM log WHERE flow_run_id = ?", (flow_run,))
         return any(value in message for (message,) in rows)
 
@@ -60,7 +63,10 @@ def test_prefect_text_finds_a_value_wherever_prefect_keeps_it(
     # The database: the parameter is JSON with \u00fc escapes, never UTF-8 bytes.
     database = tmp_path / "database"
     database.mkdir()
-    with _read(prefect_home) as live, sqlite3.connect(database / "prefect.db") as copy:
+    with (
+        read_database(prefect_home) as live,
+        closing(sqlite3.connect(database / "prefect.db")) as copy,
+    ):
         live.backup(copy)
     assert needle not in (database / "prefect.db").read_bytes()
     assert needle in prefect_text(database)
