@@ -363,10 +363,14 @@ def _is_prefect_server(arguments: list[bytes]) -> bool:
 
 
 def _same_folder(value: bytes | None, folder: Path) -> bool:
+    """The same path, or another path to the same folder (through a symlink)."""
     if not value:
         return False
+    named = os.path.normpath(os.fsdecode(value))
+    if named == os.path.normpath(folder):
+        return True  # even if the folder is gone: its server still holds its files
     try:
-        return os.path.samefile(os.fsdecode(value), folder)
+        return os.path.samefile(named, folder)
     except OSError:
         return False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -104,6 +105,15 @@ def test_stop_orphans_stops_the_ephemeral_server_of_a_killed_run(
     # A stray address in the environment: configure() must not let the run use it.
     stray = {"PREFECT_API_URL": "http://127.0.0.1:9/api"}
     child = start_child(RUN_ON_EPHEMERAL_SERVER, str(migrated_prefect_home), **stray)
+    try:
+        _orphan_and_stop(child, migrated_prefect_home)
+    finally:  # a failure above must not leave a server behind
+        child.kill()
+        child.wait()
+        stop_orphans(migrated_prefect_home)
+
+
+def _orphan_and_stop(child: subprocess.Popen[bytes], home: Path) -> None:
     server = wait_until(
         lambda: _ephemeral_server_of(child.pid),
         timeout=60,
@@ -111,19 +121,19 @@ def test_stop_orphans_stops_the_ephemeral_server_of_a_killed_run(
     )
     # The server runs with the product's settings, and names its owner.
     environment = _environ(server)
-    assert environment["PREFECT_HOME"] == str(migrated_prefect_home)
+    assert environment["PREFECT_HOME"] == str(home)
     assert environment["PREFECT_SERVER_ANALYTICS_ENABLED"].lower() == "false"  # Prefect's "False"
     assert environment["DO_NOT_TRACK"] == "1"
     assert environment[OWNER_VARIABLE] == owner_token(child.pid)
     assert "PREFECT_API_URL" not in environment  # configure() removed the stray one
     # While the run lives, its server is left alone.
-    assert stop_orphans(migrated_prefect_home) == []
+    assert stop_orphans(home) == []
 
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert process_start(server) is not None, "the ephemeral server outlived its run"
 
-    assert stop_orphans(migrated_prefect_home) == [server]
+    assert stop_orphans(home) == [server]
 
     assert process_start(server) is None
-    assert stop_orphans(migrated_prefect_home) == []
+    assert stop_orphans(home) == []
