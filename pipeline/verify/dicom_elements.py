@@ -108,16 +108,22 @@ class Element:
         return keyword_field(self.keyword)
 
 
-def file_elements(path: Path) -> list[Element]:
+def file_elements(path: Path, *, whole: bool = False) -> list[Element]:
     """Every element of the DICOM file at ``path``: the fast parser, else pydicom.
 
     pydicom's warnings are silenced here: they quote values (a UID that is
     not one, a name in the wrong character set), and values are PHI.
 
+    Parameters
+    ----------
+    whole : bool
+        Refuse a file that ends inside an element (an output: what cannot be
+        parsed was not checked).  An input cut short still gives what it holds.
+
     Raises
     ------
     UnreadableDicom
-        Not a DICOM file, or one pydicom cannot read either.
+        Not a DICOM file, one pydicom cannot read either, or (``whole``) cut short.
     """
     from pipeline.verify.dicom_parse import NotFast, parse_file
 
@@ -130,8 +136,9 @@ def file_elements(path: Path) -> list[Element]:
         warnings.simplefilter("ignore")
         try:
             return parse_file(path)
-        except NotFast:
-            pass
+        except NotFast as declined:
+            if whole and declined.truncated:
+                raise UnreadableDicom("not readable as DICOM (cut short)") from None
         try:
             ds = dcmread(path, defer_size=DEFER_SIZE, force=not preamble)
             found = list(elements(ds))
@@ -161,11 +168,15 @@ def is_bulk(tag: int) -> bool:
 
 def texts(value: bytes, vr: str, encodings: Sequence[str]) -> tuple[str, ...]:
     """A text value's bytes as its values (split at backslashes, padding stripped)."""
-    if vr in ASCII_VRS or value.isascii():
+    if vr in ASCII_VRS or (value.isascii() and b"\x1b" not in value):  # ISO 2022 is 7-bit too
         text = value.decode("latin-1")
     else:
         delimiters = _PN_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
         text = decode_bytes(value, list(encodings), delimiters)
+    if (
+        vr == "PN"
+    ):  # no empty trailing representations: "Wang^XiaoDong=王^小東=" as pydicom reads it
+        text = text.rstrip("\x00 ").rstrip("=")
     return _split(text, vr)
 
 

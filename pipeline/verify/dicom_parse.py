@@ -59,7 +59,14 @@ _MMAP_FROM = 4 * 2**20  # larger files are mapped, so the pixels are never read
 
 
 class NotFast(Exception):
-    """The fast path does not read this file; pydicom will."""
+    """The fast path does not read this file; pydicom will.
+
+    ``truncated``: the file ends inside an element (its bytes are cut short).
+    """
+
+    def __init__(self, reason: str, *, truncated: bool = False) -> None:
+        super().__init__(reason)
+        self.truncated = truncated
 
 
 def parse_file(path: Path) -> list[Element]:
@@ -143,7 +150,7 @@ class _Parser:
         creators: dict[int, str] = {}
         while pos < end:
             if pos + 8 > end:
-                raise NotFast("an element header runs past the end")
+                raise _cut_short("an element header runs past the end")
             group, number = unpack_tag(data, pos)
             tag = group << 16 | number
             if meta and group != 0x0002:
@@ -160,7 +167,7 @@ class _Parser:
                     raise NotFast("not a VR")
                 if vr in long_vrs:
                     if pos + 12 > end:
-                        raise NotFast("an element header runs past the end")
+                        raise _cut_short("an element header runs past the end")
                     length = unpack_u32(data, pos + 8)[0]
                     pos += 12
                 else:
@@ -185,7 +192,7 @@ class _Parser:
                 continue
             value_end = pos + length
             if value_end > end:
-                raise NotFast("a value runs past the end")
+                raise _cut_short("a value runs past the end")
             if vr == "SQ":
                 self.items(
                     pos, value_end, False, implicit or written_un, prefix + text, name, encodings
@@ -229,7 +236,7 @@ class _Parser:
         data, index = self.data, 0
         while pos < end:
             if pos + 8 > end:
-                raise NotFast("an item header runs past the end")
+                raise _cut_short("an item header runs past the end")
             group, number = _TAG.unpack_from(data, pos)
             tag = group << 16 | number
             length = _U32.unpack_from(data, pos + 4)[0]
@@ -248,7 +255,7 @@ class _Parser:
                 self.dataset(pos, pos + length, implicit, prefix, sequence, encodings)
                 pos += length
         if undefined:
-            raise NotFast("a sequence without its delimiter")
+            raise _cut_short("a sequence without its delimiter")
         return pos
 
     def skip_fragments(self, pos: int, end: int) -> int:
@@ -263,7 +270,11 @@ class _Parser:
             if length == _UNDEFINED:
                 raise NotFast("a fragment of undefined length")
             pos += length
-        raise NotFast("encapsulated pixel data without its delimiter")
+        raise _cut_short("encapsulated pixel data without its delimiter")
+
+
+def _cut_short(reason: str) -> NotFast:
+    return NotFast(reason, truncated=True)
 
 
 def _explicit_at(data: bytes | mmap.mmap, pos: int) -> bool:

@@ -68,12 +68,15 @@ ID_MIN_DIGITS = 6  # a digit run of an ID matches alone from this length
 SERIAL_MIN_DIGITS = 5  # device serial numbers are shorter than MRNs
 PHONE_MIN_DIGITS = 7
 CACHE_SIZE = 1 << 18  # distinct values remembered; cleared when full
+CACHED_LENGTH = 1024  # longer values are not remembered
 
 _ADDRESS_PARTS = re.compile(r"[,;\n\r^]+")
 _HHMMSS = re.compile(r"([01]\d|2[0-3])[0-5]\d[0-5]\d")
 
 Phrase = tuple[str, ...]
 _NOTHING: frozenset[IdentifierKind] = frozenset()
+# The tokens of a folded text, a superset of its atoms' (leading zeros are separate tokens).
+_TOKEN = re.compile(r"[^\W\d_]+|(?:(?!0)\d)\d*|0")
 
 
 class ValueClass(enum.Enum):
@@ -84,6 +87,9 @@ class ValueClass(enum.Enum):
     NUMBER = "number"  # a measurement (IS, DS, numeric cells): whole values of the same field only
     DATE = "date"  # DA, DT: birth dates only
     UID = "uid"  # UI: original UIDs, whole or as a prefix; serials among its components
+
+
+_PREFILTERED = frozenset({ValueClass.TEXT})
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,9 @@ class Matcher:
     whole: dict[tuple[str, Phrase], frozenset[IdentifierKind]]
     whole_fields: frozenset[str]
     whole_names: dict[Phrase, frozenset[IdentifierKind]]
+    # The longest atom of every form: a value none of whose tokens is one cannot
+    # match anywhere, which a set test at C speed tells before any atom is read.
+    anchors: frozenset[str]
     # Outputs repeat most of their values (every slice of a series says the
     # same), so each distinct (value, class, field) is scanned once.
     cache: dict[tuple[str, str, str], frozenset[IdentifierKind]] = dataclasses.field(
@@ -114,7 +123,8 @@ class Matcher:
     def __repr__(self) -> str:
         return (
             f"Matcher({len(self.single)} atoms, {len(self.phrases)} phrase starts, "
-            f"{len(self.words)} words, {len(self.word_phrases)} name starts, {len(self.uids)} UIDs)"
+            f"{len(self.words)} words, {len(self.word_phrases)} name starts, {len(self.uids)} UIDs, "
+            f"{len(self.anchors)} anchors)"
         )
 
     @classmethod
@@ -137,6 +147,8 @@ class Matcher:
         """
         if not text or (cls is ValueClass.NUMBER and field not in self.whole_fields):
             return _NOTHING
+        if len(text) > CACHED_LENGTH:  # a document or a block of bytes: seen once
+            return frozenset(self._scan(text, cls, field))
         key = (text, cls.value, field)
         cached = self.cache.get(key)
         if cached is None:
@@ -150,7 +162,14 @@ class Matcher:
             return self._scan_uid(text, field)
         if cls is ValueClass.NUMBER and field not in self.whole_fields:
             return set()
-        parts = atomize(fold(text))
+        folded = fold(text)
+        if (
+            cls in _PREFILTERED
+            and field not in self.whole_fields
+            and self.anchors.isdisjoint(_TOKEN.findall(folded))
+        ):
+            return set()  # no token of it is the longest atom of any form: nothing can match
+        parts = atomize(folded)
         if not parts.atoms:
             return set()
         found: set[IdentifierKind] = set()
@@ -282,6 +301,12 @@ class _Builder:
         ) -> dict[str, tuple[tuple[Phrase, IdentifierKind], ...]]:
             return {key: tuple(sorted(entries, key=_entry_order)) for key, entries in table.items()}
 
+        # A form matches only where all its atoms are: its longest one is its anchor.
+        anchors = set(self.single) | set(self.words) | set(self.birth_single)
+        anchors |= set(self.uid_components)
+        for table in (self.phrases, self.word_phrases, self.birth_phrases):
+            anchors |= {max(phrase, key=len) for entries in table.values() for phrase, _ in entries}
+        anchors |= {max(uid.split("."), key=len) for uid in self.uids}
         return Matcher(
             single=sets(self.single),
             phrases=starts(self.phrases),
@@ -294,6 +319,7 @@ class _Builder:
             whole={key: frozenset(kinds) for key, kinds in self.whole.items()},
             whole_fields=frozenset(field for field, _ in self.whole),
             whole_names={key: frozenset(kinds) for key, kinds in self.whole_names.items()},
+            anchors=frozenset(anchors),
         )
 
     def add(self, identifier: Identifier) -> None:

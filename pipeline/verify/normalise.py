@@ -65,7 +65,9 @@ _TRANSLITERATED = str.maketrans(
     }
 )  # fmt: skip
 _APOSTROPHE = re.compile("['`’‘ʼ´]")
-_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_COMBINING = re.compile(
+    "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\u3099\u309a\ufe20-\ufe2f]"
+)
 
 # A dotted chain of numbers, a run of digits, or a run of letters (any script).
 _ATOM = re.compile(r"(\d+(?:\.\d+)+)|(\d+)|([^\W\d_]+)")
@@ -206,8 +208,8 @@ def is_placeholder(value: str) -> bool:
     identifiers would flag every output that happens to contain ``unknown``.
     """
     folded = fold(value)
-    compact = _NON_KEY.sub("", folded)
-    if len(set(compact)) <= 1:
+    compact = "".join(ch for ch in folded if ch.isalnum())
+    if not compact or (len(compact) > 1 and len(set(compact)) == 1):
         return True
     return " ".join(_NON_KEY.sub(" ", folded).split()) in _PLACEHOLDERS
 

@@ -28,6 +28,7 @@ position (``#3``), so a location never carries PHI.
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import json
 import re
@@ -58,7 +59,14 @@ _DICOM_CLASS = {
     "PN": V.NAME, "UI": V.UID, "DA": V.DATE, "DT": V.DATE, "TM": V.NUMBER,
     "IS": V.NUMBER, "DS": V.NUMBER,
 }  # fmt: skip
-_PRINTABLE = re.compile(rb"[\t\x20-\x7e\x80-\xff]{4,}")
+# Text inside bytes (a CSA header, an unknown private block): runs of four or more
+# printable ASCII characters, UTF-8 sequences, or Latin-1 letters between ASCII
+# letters (Müller in ISO 8859-1).  Arbitrary high bytes are not text: compressed
+# or sample data would otherwise read as long runs in which short names turn up.
+_PRINTABLE = re.compile(
+    rb"(?:[\t\x20-\x7e]|[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
+    rb"|(?<=[A-Za-z])[\xc0-\xff](?=[A-Za-z])){4,}"
+)
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 _PERSON_FIELD = re.compile(r"(patient|physician|operator|person|performing|referring).*name")
 
@@ -71,8 +79,8 @@ class UnreadableOutput(ValueError):
         super().__init__(f"not readable as {what} ({type(error).__name__})")
 
 
-class OutputFormat:
-    """The formats a reader knows (plain strings: they only pick a function here)."""
+class OutputFormat(enum.Enum):
+    """The formats a reader knows, told by the first bytes and then the name."""
 
     DICOM = "dicom"
     HDF5 = "hdf5"
@@ -82,7 +90,7 @@ class OutputFormat:
     OTHER = "other"
 
 
-def output_format(path: Path, head: bytes) -> str:
+def output_format(path: Path, head: bytes) -> OutputFormat:
     """Which reader reads ``path``, by its first bytes and then by its name."""
     suffix = path.suffix.lower()
     if head[128:132] == b"DICM" or suffix == ".dcm":
@@ -110,15 +118,15 @@ def read_values(path: Path, label: Label) -> Iterator[Value]:
     with open(path, "rb") as fh:
         head = fh.read(132)
     kind = output_format(path, head)
-    if kind == OutputFormat.DICOM:
+    if kind is OutputFormat.DICOM:
         yield from dicom_values(path)
-    elif kind == OutputFormat.HDF5:
+    elif kind is OutputFormat.HDF5:
         yield from hdf5_values(path, label)
-    elif kind == OutputFormat.PARQUET:
+    elif kind is OutputFormat.PARQUET:
         yield from parquet_values(path, label)
-    elif kind == OutputFormat.CSV:
+    elif kind is OutputFormat.CSV:
         yield from csv_values(path, label)
-    elif kind == OutputFormat.JSON:
+    elif kind is OutputFormat.JSON:
         yield from json_values(path, label)
     else:
         yield from other_values(path)
@@ -129,7 +137,7 @@ def read_values(path: Path, label: Label) -> Iterator[Value]:
 
 def dicom_values(path: Path) -> Iterator[Value]:
     try:
-        found = file_elements(path)
+        found = file_elements(path, whole=True)
     except UnreadableDicom as exc:
         raise UnreadableOutput("DICOM", exc) from None
     for element in found:
@@ -143,12 +151,10 @@ def dicom_values(path: Path) -> Iterator[Value]:
 
 
 def _byte_values(data: bytes, where: str, field: str) -> Iterator[Value]:
-    for run in _PRINTABLE.findall(data):
-        try:
-            text = run.decode("utf-8")
-        except UnicodeDecodeError:
-            text = run.decode("latin-1")
-        yield where, field, text, V.TEXT
+    """The text runs of a bytes value, one value per element (one scan of all its runs)."""
+    runs = _PRINTABLE.findall(data)
+    if runs:
+        yield where, field, _decode(b"\n".join(runs)), V.TEXT
 
 
 # -- HDF5 ---------------------------------------------------------------------------
@@ -199,9 +205,15 @@ def _dataset_strings(ds: h5py.Dataset, shown: str, label: Label) -> Iterator[Val
                 data, f"{where} field {label(name, '#')}", field_key(name), label
             )
         return
-    if not _is_string_dtype(dtype) or ds.size * max(dtype.itemsize, 8) > MAX_STRING_DATASET:
+    if not _is_string_dtype(dtype):
         return  # k-space, images and other numbers
-    yield from _python_values(ds[()], where, field_key(shown.rsplit("/", 1)[-1]), label)
+    field = field_key(shown.rsplit("/", 1)[-1])
+    if ds.shape == () or ds.size * max(dtype.itemsize, 8) <= MAX_STRING_DATASET:
+        yield from _python_values(ds[()], where, field, label)
+        return
+    step = max(1, ds.shape[0] * MAX_STRING_DATASET // (ds.size * max(dtype.itemsize, 8)))
+    for start in range(0, ds.shape[0], step):  # a large one a slab at a time
+        yield from _python_values(ds[start : start + step], where, field, label)
 
 
 def _is_string_dtype(dtype: np.dtype) -> bool:
