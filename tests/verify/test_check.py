@@ -26,7 +26,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 
 from pipeline.verify import IdentifierKind, LeakHit, check_outputs, collect_identifiers
 from pipeline.verify.normalise import fold
-from tests.verify.conftest import Run
+from tests.verify.conftest import ISMRMRD_UID, Run
 
 K = IdentifierKind
 Output = tuple[str, Path, str]
@@ -196,6 +196,10 @@ PLANTED: dict[str, tuple[Callable[[Run, CopyOf], Output], IdentifierKind, str]] 
         _dicom_case(lambda r: _referenced(_input_sop_uid(r))),
         K.ORIGINAL_UID, "(0008,1140)>item 1>(0008,1155)",
     ),
+    "the raw input's study UID as the root of a new one": (
+        _dicom_case(lambda r: _set("FrameOfReferenceUID", f"{ISMRMRD_UID}.1.7")),
+        K.ORIGINAL_UID, "(0020,0052)",
+    ),
     "whole name in a deflated output": (
         _dicom_case(lambda r: _set("StudyDescription", "Jürgen Côté"), DeflatedExplicitVRLittleEndian),
         K.PATIENT_NAME, "(0008,1030)",
@@ -251,15 +255,18 @@ def _assert_no_value_shown(run: Run, hits: list[LeakHit]) -> None:
 def test_a_name_that_is_itself_a_leak_is_shown_by_position(run: Run, copy_of: CopyOf) -> None:
     key, path, rel = copy_of(run.output(".h5", "fastmri/"))
     family = fold(_family(run, 0)).upper()
+    mrn = run.subjects[0].phi.patient_id
     with h5py.File(path, "r+") as f:
-        f.attrs[family] = "1"
-        f.create_dataset(f"notes_{family}", data=b"x")
+        f.attrs[family] = mrn
+        f.create_dataset(f"notes_{family}", data=mrn.encode())
     hits = check_outputs([(key, path, rel)], run.identifiers)
     wheres = {h.where for h in hits}
     assert all(family.lower() not in w.lower() for w in wheres), wheres
-    assert {h.kind for h in hits} == {K.NAME_PART}
-    assert any(w.startswith("hdf5 attribute name") for w in wheres)
+    assert {h.kind for h in hits} == {K.NAME_PART, K.PATIENT_ID}
+    assert any(w.startswith("hdf5 attribute name") for w in wheres)  # the names...
     assert any(w.startswith("hdf5 name of object") for w in wheres)
+    assert any(w.startswith("hdf5 attribute #") for w in wheres)  # ...and their values
+    assert any(w.startswith("hdf5:/object") for w in wheres)
 
 
 def test_an_output_that_cannot_be_read_is_a_hit(run: Run, copy_of: CopyOf, tmp_path: Path) -> None:
