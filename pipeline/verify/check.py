@@ -90,7 +90,7 @@ def check_output(key: str, path: Path, release_path: str, matcher: Matcher) -> l
         return name if shown and not matcher.hits(name) else fallback
 
     try:
-        for where, field, text, cls in read_values(path, label):
+        for where, field, text, cls in read_values(path, label, matcher.number_keywords):
             kinds = matcher.scan(text, cls, field)
             if kinds:
                 for kind in sorted(kinds, key=_by_value):

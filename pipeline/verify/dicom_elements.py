@@ -20,7 +20,7 @@ as a person reads it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -108,7 +108,9 @@ class Element:
         return keyword_field(self.keyword)
 
 
-def file_elements(path: Path, *, whole: bool = False) -> list[Element]:
+def file_elements(
+    path: Path, *, whole: bool = False, numbers: Container[str] | None = None
+) -> list[Element]:
     """Every element of the DICOM file at ``path``: the fast parser, else pydicom.
 
     pydicom's warnings are silenced here: they quote values (a UID that is
@@ -119,6 +121,9 @@ def file_elements(path: Path, *, whole: bool = False) -> list[Element]:
     whole : bool
         Refuse a file that ends inside an element (an output: what cannot be
         parsed was not checked).  An input cut short still gives what it holds.
+    numbers : container of str, optional
+        Keywords whose IS, DS and TM values are wanted; ``None``: all (see
+        :func:`~pipeline.verify.dicom_parse.parse_file`).
 
     Raises
     ------
@@ -135,7 +140,7 @@ def file_elements(path: Path, *, whole: bool = False) -> list[Element]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return parse_file(path)
+            return parse_file(path, numbers)
         except NotFast as declined:
             if whole and declined.truncated:
                 raise UnreadableDicom("not readable as DICOM (cut short)") from None

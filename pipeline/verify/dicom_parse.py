@@ -18,10 +18,12 @@ import mmap
 import os
 import struct
 import zlib
+from collections.abc import Container
 from functools import cache
 from pathlib import Path
 
 from pipeline.verify.dicom_elements import (
+    ASCII_VRS,
     BINARY_VRS,
     BYTES_VRS,
     Element,
@@ -50,6 +52,7 @@ _VR_NAMES = {
     | {"SL", "SS", "ST", "TM", "UI", "UL", "US"}
 }
 _LATIN1 = ["iso8859"]
+_NUMBER_VRS = frozenset({"IS", "DS", "TM"})
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _TAG = struct.Struct("<HH")
@@ -69,36 +72,44 @@ class NotFast(Exception):
         self.truncated = truncated
 
 
-def parse_file(path: Path) -> list[Element]:
-    """Every element of the DICOM file at ``path`` (file meta first), or :class:`NotFast`."""
+def parse_file(path: Path, numbers: Container[str] | None = None) -> list[Element]:
+    """Every element of the DICOM file at ``path`` (file meta first), or :class:`NotFast`.
+
+    ``numbers``: read the IS, DS and TM values of public elements only for
+    these keywords; ``None`` reads them all.  The check compares a
+    measurement only where an identifier came from a field of that name, and
+    measurements are a third of a header.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
         if size >= _MMAP_FROM:
             with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-                return _Parser(mapped).run()
+                return _Parser(mapped, numbers).run()
         with os.fdopen(os.dup(fd), "rb") as fh:
-            return _Parser(fh.read()).run()
+            return _Parser(fh.read(), numbers).run()
     finally:
         os.close(fd)
 
 
 @cache
-def _tag_info(tag: int) -> tuple[str, str, str]:
-    """(``(gggg,eeee)``, keyword, dictionary VR) of a tag, looked up once per run."""
+def _tag_info(tag: int) -> tuple[str, str, str, bool]:
+    """(``(gggg,eeee)``, keyword, dictionary VR, bulk) of a tag, looked up once per run."""
     group, number = tag >> 16, tag & 0xFFFF
     private = bool(group & 1)
     return (
         f"({group:04X},{number:04X})",
         "" if private else keyword(tag),
         "" if private else dictionary_vr(tag),
+        is_bulk(tag),
     )
 
 
 class _Parser:
-    def __init__(self, data: bytes | mmap.mmap) -> None:
+    def __init__(self, data: bytes | mmap.mmap, numbers: Container[str] | None = None) -> None:
         self.data = data
         self.out: list[Element] = []
+        self.numbers = numbers
 
     def run(self) -> list[Element]:
         data = self.data
@@ -146,6 +157,7 @@ class _Parser:
         data, out = self.data, self.out
         unpack_tag, unpack_u16, unpack_u32 = _TAG.unpack_from, _U16.unpack_from, _U32.unpack_from
         long_vrs, vr_names, binary, byte_vrs = _LONG_VRS, _VR_NAMES, BINARY_VRS, BYTES_VRS
+        ascii_vrs, numbers = ASCII_VRS, self.numbers
         info_of = _tag_info
         creators: dict[int, str] = {}
         while pos < end:
@@ -174,7 +186,7 @@ class _Parser:
                     length = unpack_u16(data, pos + 6)[0]
                     pos += 8
             written_un = vr == "UN"
-            text, name, known = info_of(tag)
+            text, name, known, bulk = info_of(tag)
             creator = ""
             if group & 1:
                 creator = creators.get(group << 8 | number >> 8, "")
@@ -183,7 +195,7 @@ class _Parser:
             elif not vr or written_un:
                 vr = known
             if length == _UNDEFINED:
-                if tag == 0x7FE00010 or is_bulk(tag):
+                if bulk:
                     pos = self.skip_fragments(pos, end)
                     continue
                 # A sequence; a UN of undefined length holds one in implicit VR.
@@ -199,7 +211,10 @@ class _Parser:
                 )
                 pos = value_end
                 continue
-            if length == 0 or vr in binary or is_bulk(tag):
+            if length == 0 or bulk or vr in binary:
+                pos = value_end
+                continue
+            if numbers is not None and vr in _NUMBER_VRS and name and name not in numbers:
                 pos = value_end
                 continue
             value = data[pos:value_end]
@@ -215,7 +230,17 @@ class _Parser:
             if vr in byte_vrs:
                 out.append(Element(prefix + text, tag, vr, name, creator, sequence, (), value))
                 continue
-            found = texts(value, vr, encodings)
+            if vr in ascii_vrs or (vr != "PN" and value.isascii() and 27 not in value):
+                # The common case inline: one value in the default repertoire.
+                decoded = value.decode("latin-1").strip(" \x00")
+                if "\\" in decoded:
+                    found = texts(value, vr, encodings)
+                elif decoded:
+                    found = (decoded,)
+                else:
+                    continue
+            else:
+                found = texts(value, vr, encodings)
             if found:
                 out.append(Element(prefix + text, tag, vr, name, creator, sequence, found))
         if not top and not meta and pos > end:

@@ -40,8 +40,9 @@ import dataclasses
 import enum
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
+from functools import cache
 
 from pipeline.verify.identifiers import WHOLE_NAME, Identifier, IdentifierKind
 from pipeline.verify.normalise import (
@@ -49,6 +50,7 @@ from pipeline.verify.normalise import (
     atomize,
     birth_date_forms,
     combinations,
+    field_key,
     fold,
     is_placeholder,
     name_words,
@@ -149,7 +151,7 @@ class Matcher:
             return _NOTHING
         if len(text) > CACHED_LENGTH:  # a document or a block of bytes: seen once
             return frozenset(self._scan(text, cls, field))
-        key = (text, cls.value, field)
+        key = (text, field, cls._value_)  # _value_: Enum.value is a slow descriptor
         cached = self.cache.get(key)
         if cached is None:
             if len(self.cache) >= CACHE_SIZE:
@@ -191,6 +193,11 @@ class Matcher:
             found |= self.whole_names.get(words, frozenset())
         return _without_redundant_parts(found)
 
+    @property
+    def number_keywords(self) -> Container[str]:
+        """DICOM keywords whose measurements can match (an identifier came from that field)."""
+        return _FieldsOf(self.whole_fields)
+
     def hits(self, text: str) -> bool:
         """``text`` (a file, column or attribute name) holds anything identifying."""
         return bool(self.scan(text))
@@ -226,6 +233,21 @@ class Matcher:
                 return hit
             end = chain.find(".", end + 1)
         return frozenset()
+
+
+class _FieldsOf(Container[str]):
+    """Keywords whose field key is one of ``fields`` (``InstanceNumber`` → ``instancenumber``)."""
+
+    def __init__(self, fields: frozenset[str]) -> None:
+        self.fields = fields
+
+    def __contains__(self, keyword: object) -> bool:
+        return isinstance(keyword, str) and _key_of(keyword) in self.fields
+
+
+@cache
+def _key_of(keyword: str) -> str:
+    return field_key(keyword)
 
 
 def _atoms(

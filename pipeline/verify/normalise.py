@@ -33,6 +33,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 __all__ = [
@@ -201,6 +202,7 @@ def uid_chain(value: str) -> str | None:
     return text if _UID.fullmatch(text) else None
 
 
+@lru_cache(maxsize=1 << 16)  # names and IDs repeat in every file of a series
 def is_placeholder(value: str) -> bool:
     """A value that stands for *no* value: empty, ``xxxxxxx``, ``000000000``, ``----``, ``ANONYMOUS``.
 
@@ -208,10 +210,12 @@ def is_placeholder(value: str) -> bool:
     identifiers would flag every output that happens to contain ``unknown``.
     """
     folded = fold(value)
-    compact = "".join(ch for ch in folded if ch.isalnum())
-    if not compact or (len(compact) > 1 and len(set(compact)) == 1):
+    characters = {ch for ch in set(folded) if ch.isalnum()}
+    if not characters:
         return True
-    return " ".join(_NON_KEY.sub(" ", folded).split()) in _PLACEHOLDERS
+    if len(characters) == 1:
+        return sum(folded.count(ch) for ch in characters) > 1
+    return len(folded) <= 32 and " ".join(_NON_KEY.sub(" ", folded).split()) in _PLACEHOLDERS
 
 
 # -- dates -------------------------------------------------------------------

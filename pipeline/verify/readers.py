@@ -33,7 +33,7 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 
 import h5py
@@ -106,8 +106,11 @@ def output_format(path: Path, head: bytes) -> OutputFormat:
     return OutputFormat.OTHER
 
 
-def read_values(path: Path, label: Label) -> Iterator[Value]:
+def read_values(path: Path, label: Label, numbers: Container[str] | None = None) -> Iterator[Value]:
     """Every value of the output at ``path`` that a person could read.
+
+    ``numbers`` (DICOM only): the keywords whose measurements (IS, DS, TM) the
+    caller compares; the others are not decoded.
 
     Raises
     ------
@@ -119,7 +122,7 @@ def read_values(path: Path, label: Label) -> Iterator[Value]:
         head = fh.read(132)
     kind = output_format(path, head)
     if kind is OutputFormat.DICOM:
-        yield from dicom_values(path)
+        yield from dicom_values(path, numbers)
     elif kind is OutputFormat.HDF5:
         yield from hdf5_values(path, label)
     elif kind is OutputFormat.PARQUET:
@@ -135,9 +138,9 @@ def read_values(path: Path, label: Label) -> Iterator[Value]:
 # -- DICOM ------------------------------------------------------------------------
 
 
-def dicom_values(path: Path) -> Iterator[Value]:
+def dicom_values(path: Path, numbers: Container[str] | None = None) -> Iterator[Value]:
     try:
-        found = file_elements(path, whole=True)
+        found = file_elements(path, whole=True, numbers=numbers)
     except UnreadableDicom as exc:
         raise UnreadableOutput("DICOM", exc) from None
     for element in found:
