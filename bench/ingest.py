@@ -109,13 +109,13 @@ def plain_commands(corpus: Path, dicom: Path, raw: Path, scratch: Path, jobs: in
 
 def ephemeral_start_seconds(scratch: Path) -> float:
     code = (
-        "import sys, time; from pathlib import Path; sys.path.insert(0, %r)\n"
-        "from flows.environment import configure; configure(Path(%r))\n"
+        "import sys, time; from pathlib import Path; sys.path.insert(0, {!r})\n"
+        "from flows.environment import configure; configure(Path({!r}))\n"
         "from prefect import flow\n"
         "@flow\n"
         "def nothing() -> None: pass\n"
         "start = time.perf_counter(); nothing(); print(time.perf_counter() - start)\n"
-    ) % (str(REPO), str(scratch / "ephemeral"))
+    ).format(str(REPO), str(scratch / "ephemeral"))
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         total = len(dicom_files) + args.raw
         for jobs, mode, seconds, detail in rows:
             ratio = seconds / library[jobs]
-            print(f"{jobs:>4}  {mode:<16} {seconds:8.2f} {total / seconds:8.1f}  {ratio:9.3f}  {detail}")
+            print(
+                f"{jobs:>4}  {mode:<16} {seconds:8.2f} {total / seconds:8.1f}  {ratio:9.3f}  {detail}"
+            )
         print(f"\nPrefect's ephemeral server: a flow of nothing took {ephemeral:.1f} s (start-up)")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -22,7 +24,10 @@ from typing import ParamSpec, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.utilities.asyncutils import run_coro_as_sync
 
+from flows.recovery import mark_crashed
 from pipeline.atomic import atomic_write_text
 from pipeline.catalog.states import RunStatus
 from pipeline.ingest.discovery import Discovery, discover_incoming
@@ -74,6 +79,20 @@ def _private_log(ingest: IngestRun, stage: str, exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc))
     atomic_write_text(path, f"{dt.datetime.now(dt.UTC).isoformat()}\n{text}", mode=0o600)
     return f"private/logs/{path.name}"
+
+
+def workspace_tag(workspace: str | Path) -> str:
+    """The tag of this workspace's flow runs: opaque, so a shared server can tell workspaces apart."""
+    digest = hashlib.sha256(os.fsencode(Path(workspace).absolute())).hexdigest()
+    return f"mricurate-workspace-{digest[:12]}"
+
+
+def _mark_crashed(workspace: str) -> tuple[int, int]:
+    context = FlowRunContext.get()
+    current = [context.flow_run.id] if context and context.flow_run else []
+    return run_coro_as_sync(  # type: ignore[no-any-return]
+        mark_crashed(FLOW_NAME, tags=[workspace_tag(workspace)], exclude=current)
+    )
 
 
 def _progress(stage: str) -> Callable[[int, int], None] | None:
@@ -149,6 +168,11 @@ def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
     """Discover, de-identify, convert, verify, route and publish: one run over ``incoming/``."""
     logger = get_run_logger()
     with IngestRun.open(open_workspace(Path(workspace)), jobs=jobs or None) as run:
+        # Holding the workspace lock, no other run of this workspace is alive:
+        # what Prefect still shows running was killed (kill -9, a reboot).
+        crashed = _mark_crashed(workspace)
+        if any(crashed):
+            logger.info("marked %d flow run(s) and %d task run(s) of killed runs crashed", *crashed)
         clock = _Clock()
         found = clock("discover", discover, run)
         logger.info("run %s: %s", run.run_id, found.counts())

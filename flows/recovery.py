@@ -45,7 +45,9 @@ _TASK_RUN_STATES = (StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED)
 _PAGE = 200  # the server's default page size
 
 
-async def mark_crashed(flow_name: str, *, tags: Collection[str] = ()) -> tuple[int, int]:
+async def mark_crashed(
+    flow_name: str, *, tags: Collection[str] = (), exclude: Collection[uuid.UUID] = ()
+) -> tuple[int, int]:
     """Mark the unfinished runs of ``flow_name``, and their task runs, Crashed.
 
     Parameters
@@ -57,6 +59,9 @@ async def mark_crashed(flow_name: str, *, tags: Collection[str] = ()) -> tuple[i
         shared by several workspaces must be told which runs are this
         workspace's (give each workspace's runs a tag of its own), or one
         workspace would mark another's live runs.
+    exclude : Collection[UUID]
+        Flow runs to leave alone: the run that calls this, from inside its
+        flow, once it holds the workspace lock (no other live run then exists).
 
     Returns
     -------
@@ -64,7 +69,11 @@ async def mark_crashed(flow_name: str, *, tags: Collection[str] = ()) -> tuple[i
         How many flow runs and how many task runs were marked.
     """
     async with get_client() as client:
-        flow_runs = await _unfinished_flow_runs(client, flow_name, tags)
+        flow_runs = [
+            run
+            for run in await _unfinished_flow_runs(client, flow_name, tags)
+            if run not in exclude
+        ]
         task_runs = await _unfinished_task_runs(client, flow_runs)
         marked: OrchestrationResult[None]
         marked_tasks = 0

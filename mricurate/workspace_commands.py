@@ -68,15 +68,56 @@ def _progress() -> Iterator[Callable[[str, int, int], None] | None]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     workspace = open_workspace(Path(args.workspace))
     _prefect_for(workspace)
-    from flows import ingest as flow_module
+    from prefect import tags
 
-    with _progress() as hook:
+    from flows import ingest as flow_module
+    from flows.server import stop_orphans
+
+    stop_orphans(workspace.prefect_home)  # a server a killed run left behind
+    with _progress() as hook, tags(flow_module.workspace_tag(workspace.root)):
         flow_module.progress_hook = hook
         try:
             summary = flow_module.ingest(str(workspace.root), jobs=args.jobs or 0)
         finally:
             flow_module.progress_hook = None
     print_ingest_summary(summary)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the ingest flow on its schedule until SIGTERM or Ctrl-C.
+
+    Schedules never fire on Prefect's ephemeral server: unless the config
+    names a Prefect server, a local one is started under ``private/prefect``.
+    """
+    workspace = open_workspace(Path(args.workspace))
+    cron = args.cron or workspace.config.cron
+    api_url = workspace.config.prefect_api_url or None
+    from flows.environment import configure
+    from flows.server import LocalServer, stop_orphans
+
+    server = None
+    if api_url is None:
+        stop_orphans(workspace.prefect_home)
+        server = LocalServer(workspace.prefect_home)
+        api_url = server.api_url
+    configure(workspace.prefect_home, api_url=api_url)
+    from flows.ingest import FLOW_NAME, ingest, workspace_tag
+    from flows.serve import serve_flow
+
+    try:
+        if server is not None:
+            server.start()
+        print(f"serving {FLOW_NAME} for {workspace.root} on '{cron}' (Prefect API {api_url}); "
+              "Ctrl-C or SIGTERM stops")  # fmt: skip
+        serve_flow(
+            ingest, name=f"ingest-{workspace_tag(workspace.root)}",
+            parameters={"workspace": str(workspace.root)}, cron=cron,
+            tags=[workspace_tag(workspace.root)],
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
     return 0
 
 
@@ -145,6 +186,14 @@ def register(sub: Any) -> None:
     p.add_argument("--workspace", required=True)
     p.add_argument("--jobs", type=int, default=0, help="worker processes (default: the config)")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the ingest flow on a schedule (a local Prefect server unless one is configured)",
+    )
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--cron", help='a cron schedule (default: the config\'s, "0 2 * * *")')
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "withdraw",

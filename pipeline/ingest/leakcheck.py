@@ -55,8 +55,12 @@ def check_processed(
     )  # fmt: skip
     failed = sorted({by_key[hit.output] for hit in hits})
     if failed:
-        catalog.transition([StateChange(sha, ItemState.QUARANTINED, LEAK_CHECK) for sha in failed], run_id)
+        catalog.transition(
+            [StateChange(sha, ItemState.QUARANTINED, LEAK_CHECK) for sha in failed], run_id
+        )
         for sha in failed:
             catalog.enqueue_review(sha, [ReviewReason.LEAK_CHECK], run_id)
     kinds = Counter(hit.kind.value for hit in hits)
-    return LeakReport(len(present), len(outputs), len(failed), len(items) - len(present), dict(kinds))
+    return LeakReport(
+        len(present), len(outputs), len(failed), len(items) - len(present), dict(kinds)
+    )

@@ -207,8 +207,15 @@ def _outputs(
         size = (processing.area_folder(area) / relpath).stat().st_size
         records.append(
             OutputRecord(
-                input_sha, area, relpath, output_sha, size, subjects.get(input_sha, ""),
-                processing.ruleset_version, processing.key.fingerprint, run_id,
-            )  # fmt: skip
+                input_sha,
+                area,
+                relpath,
+                output_sha,
+                size,
+                subjects.get(input_sha, ""),
+                processing.ruleset_version,
+                processing.key.fingerprint,
+                run_id,
+            )
         )
     return records

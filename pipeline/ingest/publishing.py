@@ -39,9 +39,12 @@ def publish_verified(
     outputs = [o for o in catalog.outputs_of(released + verified) if o.subject not in withdrawn]
     files = [
         Publishable(
-            staged=processing.staging / o.area / o.relpath, area=DataArea(o.area),
-            relpath=o.relpath, subject=o.subject, item=o.input_sha256,
-        )  # fmt: skip
+            staged=processing.staging / o.area / o.relpath,
+            area=DataArea(o.area),
+            relpath=o.relpath,
+            subject=o.subject,
+            item=o.input_sha256,
+        )
         for o in outputs
     ]
     ratios = SplitRatios(*workspace.config.splits)

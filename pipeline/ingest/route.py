@@ -60,4 +60,3 @@ def route(catalog: Catalog, run_id: int, key: SecretKey, spot_check_share: float
     catalog.transition(changes, run_id)
     counts = Counter(c.to for c in changes)
     return RouteReport(counts[ItemState.VERIFIED], counts[ItemState.NEEDS_REVIEW], len(spot))
-

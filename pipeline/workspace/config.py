@@ -112,7 +112,9 @@ def _splits(value: object) -> tuple[float, float, float]:
 def _cron(value: object) -> str:
     text = _text(value)
     if len(text.split()) != 5:
-        raise ValueError(f"{text!r} is not a cron expression of five fields (minute hour day month weekday)")
+        raise ValueError(
+            f"{text!r} is not a cron expression of five fields (minute hour day month weekday)"
+        )
     return text
 
 

@@ -88,9 +88,7 @@ def init_workspace(root: Path) -> Workspace:
             "another folder"
         )
     if root.exists() and any(root.iterdir()):
-        raise LocationError(
-            f"{root} is not empty; a workspace is created in a new or empty folder"
-        )
+        raise LocationError(f"{root} is not empty; a workspace is created in a new or empty folder")
     with writing("the workspace", root):
         root.mkdir(parents=True, exist_ok=True)
         for name in ("incoming", "release", "quarantine"):
@@ -111,8 +109,7 @@ def open_workspace(root: Path) -> Workspace:
     config_path = root / CONFIG_NAME
     if not config_path.is_file():
         raise LocationError(
-            f"{root} is not a workspace (no {CONFIG_NAME}); create one with "
-            f"`mricurate init {root}`"
+            f"{root} is not a workspace (no {CONFIG_NAME}); create one with `mricurate init {root}`"
         )
     workspace = Workspace(root, load_config(config_path))
     private = workspace.private

@@ -172,3 +172,7 @@ def _keep_template(home: Path) -> None:
     finally:
         source.close()
         target.close()
+
+
+# The end-to-end flow test runs on PostgreSQL too.
+from tests.postgres import pg_cluster, pg_database, pg_server, pg_url  # noqa: E402, F401

@@ -6,25 +6,27 @@ the leak check passes; the manifests validate; a second run changes nothing.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
+from prefect.utilities.asyncutils import run_coro_as_sync
 
-from pipeline.catalog.catalog import Catalog
+from flows.ingest import FLOW_NAME, ingest
+from flows.server import LocalServer
+from pipeline.catalog import Catalog
 from pipeline.catalog.states import ItemState
 from pipeline.demo import leaked_values
+from tests.flows.conftest import _drain
+from tests.flows.prefect_records import prefect_text, run_counts
 from tests.flows.sample import sample_workspace
-from tests.postgres import pg_cluster, pg_database, pg_server, pg_url  # noqa: F401
 
 FINAL = {ItemState.RELEASED, ItemState.QUARANTINED, ItemState.NEEDS_REVIEW}
 
 
 def _ingest(root: Path) -> dict[str, object]:
-    from flows.ingest import ingest
-
     return ingest(str(root), jobs=2)
 
 
@@ -80,14 +82,32 @@ def _contents(incoming: Path) -> set[bytes]:
 
 
 def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
-    tmp_path: Path,
+    tmp_path: Path, prefect_server: LocalServer, prefect_home: Path
 ) -> None:
     workspace, _, planted = sample_workspace(tmp_path / "w")
     contents = _contents(workspace.incoming)
 
+    before_runs = run_counts(prefect_home, FLOW_NAME)
     summary = _ingest(workspace.root)
     assert summary["leak_check"]["failed"] == 0  # type: ignore[index]
     _check_run(workspace.root, workspace.catalog_url, contents, planted)
+
+    # What Prefect keeps of the run (every table, the WAL, logs, files) names no one.
+    run_coro_as_sync(_drain())
+    after_runs = run_counts(prefect_home, FLOW_NAME)
+    assert after_runs.flow_runs == before_runs.flow_runs + 1
+    assert after_runs.task_runs == before_runs.task_runs + 6, "every task run was recorded"
+    recorded = prefect_text(prefect_home).upper()
+    paths = [str(p.relative_to(workspace.incoming)) for p in workspace.incoming.rglob("*")]
+    needles = {v.upper().encode() for v in planted + paths if len(v) >= 5}
+    # A number counts where it stands alone: 31066 inside a timestamp is not a serial.
+    found = sorted(
+        n.decode()
+        for n in needles
+        if (re.search(rb"(?<![0-9])" + re.escape(n) + rb"(?![0-9])", recorded) if n.isdigit()
+            else n in recorded)
+    )  # fmt: skip
+    assert found == [], f"{len(found)} planted value(s) or input path(s) in Prefect's records"
 
     before = _files(workspace.release)
     again = _ingest(workspace.root)
@@ -96,7 +116,9 @@ def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
     assert _files(workspace.release) == before, "a second run changes nothing"
 
 
-def test_the_same_against_postgresql(tmp_path: Path, pg_url: str) -> None:
+def test_the_same_against_postgresql(
+    tmp_path: Path, pg_url: str, prefect_server: LocalServer
+) -> None:
     workspace, _, planted = sample_workspace(
         tmp_path / "w", subjects=1, clean_pixels=False, catalog_url=pg_url
     )
