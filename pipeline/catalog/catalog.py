@@ -869,7 +869,8 @@ class Catalog:
             connection.execute(insert(WithdrawalRow).values(subject=subject, run_id=run_id, at=now))
             theirs = connection.execute(
                 union(
-                    select(LinkRow.sha256).where(LinkRow.subject == subject),
+                    # Link keys of raw inputs are sha256#n: the input is the first 64.
+                    select(func.substr(LinkRow.sha256, 1, 64)).where(LinkRow.subject == subject),
                     select(OutputRow.input_sha256).where(OutputRow.subject == subject),
                     select(ReleaseFileRow.input_sha256).where(ReleaseFileRow.subject == subject),
                 )

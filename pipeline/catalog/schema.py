@@ -64,6 +64,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 SHA256 = String(64)
+LINK_KEY = String(80)  # sha256#n: one raw input, many measurements
 _CODE_LENGTH = 32  # the longest code ("unknown-private-creator") with room to grow
 
 
@@ -272,7 +273,8 @@ class LinkRow(Base):
         Index(None, "frame_of_reference_uid"),
     )
 
-    sha256: Mapped[str] = mapped_column(SHA256, primary_key=True)
+    # The input's sha256, or ``sha256#n`` for the n-th measurement of a raw file.
+    sha256: Mapped[str] = mapped_column(LINK_KEY, primary_key=True)
     run_id: Mapped[str] = mapped_column(primary_key=True)
     patient_id: Mapped[str | None]
     issuer: Mapped[str | None]

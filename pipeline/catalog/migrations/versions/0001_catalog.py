@@ -230,7 +230,7 @@ def upgrade() -> None:
     # The columns of pipeline.private_store's links table, as they are there.
     op.create_table(
         "links",
-        sa.Column("sha256", _sha256(), nullable=False),
+        sa.Column("sha256", sa.String(length=80), nullable=False),
         sa.Column("run_id", sa.Text(), nullable=False),
         *(
             sa.Column(name, sa.Text(), nullable=True)
