@@ -8,8 +8,9 @@ that dies with its owner (``PR_SET_PDEATHSIG``), writes a pid file, and is
 ready when its ``/api/health`` answers.
 
 A run killed with SIGKILL cannot stop what it started: Prefect's ephemeral
-server (a ``uvicorn`` subprocess) lives on, holding the database.
-:func:`stop_orphans` finds such servers through ``/proc`` and stops them.
+server (a ``uvicorn`` subprocess) lives on, holding the database, and so do
+the flow-run processes of a killed ``serve``.  :func:`stop_orphans` finds
+them through ``/proc`` and stops them.
 
 Nothing here imports ``prefect``: the command line starts the server and
 configures the environment before Prefect is imported.
@@ -266,19 +267,23 @@ class LocalServer:
 
 
 def stop_orphans(prefect_home: Path) -> list[int]:
-    """Stop the Prefect servers of this workspace whose owner is gone; return their IDs.
+    """Stop the processes of this workspace whose owner is gone; return their IDs.
 
-    A server is this workspace's if its environment names ``prefect_home`` as
-    ``PREFECT_HOME`` and its command line is a Prefect server: ours
-    (``prefect server start``) or Prefect's ephemeral server (``uvicorn ...
-    prefect.server.api.server:create_app``).  It is an orphan when the process
-    that configured it (:data:`flows.environment.OWNER_VARIABLE`, or the pid
-    file's owner) no longer runs.  A server without an owner in its
-    environment was started by hand and is left alone.  Each orphan gets
+    A process is this workspace's if its environment names ``prefect_home``
+    as ``PREFECT_HOME`` and names its owner, the process that configured
+    Prefect (:data:`flows.environment.OWNER_VARIABLE`, or the pid file's owner
+    for our server).  It is an orphan when that owner no longer runs: above all
+    Prefect's ephemeral server (``uvicorn ... prefect.server.api.server:create_app``),
+    which outlives a killed ``mricurate ingest`` holding the database, and the
+    flow-run processes of a killed ``mricurate serve``, which would go on
+    holding the workspace lock with no server to report to (the pipeline's
+    commits survive being stopped at any moment).  A process without an owner in
+    its environment was started by hand and is left alone.  Each orphan gets
     SIGTERM, then SIGKILL after :data:`STOP_SECONDS`.
 
-    Safe at any time (a server whose owner runs is never touched); call it
-    before starting a server or a flow, as :meth:`LocalServer.start` does.
+    Safe at any time (a process whose owner runs is never touched); call it
+    before taking the workspace lock and starting a server or a flow, as
+    :meth:`LocalServer.start` does.
     """
     home = Path(prefect_home).absolute()
     recorded = _read_pid_file(home)
@@ -290,8 +295,6 @@ def stop_orphans(prefect_home: Path) -> list[int]:
             continue
         environment = _environ(pid)
         if environment is None or not _same_folder(environment.get(b"PREFECT_HOME"), home):
-            continue
-        if not _is_prefect_server(_cmdline(pid)):
             continue
         owner = environment.get(OWNER_VARIABLE.encode())
         if owner is None or owner_alive(owner.decode(errors="replace")):
@@ -341,25 +344,6 @@ def _environ(pid: int) -> dict[bytes, bytes] | None:
         return None
     pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
     return {name: value for name, _, value in pairs}
-
-
-def _cmdline(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
-def _is_prefect_server(arguments: list[bytes]) -> bool:
-    """``uvicorn ... prefect.server.api.server:create_app`` or ``prefect server start``."""
-    if b"prefect.server.api.server:create_app" in arguments:
-        return True
-    for index, argument in enumerate(arguments[:-2]):
-        if (argument == b"prefect" or argument.endswith(b"/prefect")) and arguments[
-            index + 1 : index + 3
-        ] == [b"server", b"start"]:
-            return True
-    return False
 
 
 def _same_folder(value: bytes | None, folder: Path) -> bool:

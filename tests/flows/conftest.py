@@ -147,7 +147,7 @@ StartChild = Callable[..., subprocess.Popen[bytes]]
 
 @pytest.fixture
 def start_child(tmp_path: Path) -> Iterator[StartChild]:
-    """Start Python children; any still running at the end of the test is killed."""
+    """Start Python children; any still running at the end of the test is stopped."""
     children: list[subprocess.Popen[bytes]] = []
 
     def start(code: str, *arguments: str, **extra: str) -> subprocess.Popen[bytes]:
@@ -156,10 +156,14 @@ def start_child(tmp_path: Path) -> Iterator[StartChild]:
         return child
 
     yield start
-    for child in children:
+    for child in children:  # SIGTERM first: a serve stops the runs it started
         if child.poll() is None:
-            child.kill()
-            child.wait()
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def _keep_template(home: Path) -> None:

@@ -24,9 +24,10 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # What `mricurate ingest` does: configure, then run a flow on Prefect's
 # ephemeral server (Prefect starts it as a uvicorn subprocess, which a
-# SIGKILL of the run leaves behind).
+# SIGKILL of the run leaves behind).  A spawned process stands for what else a
+# run starts, like the flow-run processes of `serve`: it is left behind too.
 RUN_ON_EPHEMERAL_SERVER = """
-import sys, time
+import multiprocessing, sys, time
 from pathlib import Path
 from flows.environment import configure
 configure(Path(sys.argv[1]))
@@ -36,6 +37,7 @@ from prefect import flow
 def held() -> None:
     time.sleep(600)
 
+multiprocessing.get_context("spawn").Process(target=time.sleep, args=(600,)).start()
 held()
 """
 
@@ -83,20 +85,25 @@ def test_a_second_server_of_the_workspace_is_refused(
     assert _get(f"{prefect_server.api_url}/health") is not None
 
 
-def _ephemeral_server_of(parent: int) -> int | None:
-    """The uvicorn child that runs Prefect's ephemeral server for ``parent``."""
+def _children(parent: int) -> dict[int, bytes]:
+    """The child processes of ``parent``, with their command lines."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat_line = (entry / "stat").read_bytes()
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            arguments = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        parent_of = int(stat_line[stat_line.rindex(b")") + 2 :].split()[1])
-        if parent_of == parent and b"prefect.server.api.server:create_app" in arguments:
-            return int(entry.name)
-    return None
+        if int(stat_line[stat_line.rindex(b")") + 2 :].split()[1]) == parent:
+            found[int(entry.name)] = arguments
+    return found
+
+
+def _child_of(parent: int, argument: bytes) -> int | None:
+    """The child process of ``parent`` with ``argument`` on its command line."""
+    return next((pid for pid, line in _children(parent).items() if argument in line), None)
 
 
 def test_stop_orphans_stops_the_ephemeral_server_of_a_killed_run(
@@ -115,10 +122,12 @@ def test_stop_orphans_stops_the_ephemeral_server_of_a_killed_run(
 
 def _orphan_and_stop(child: subprocess.Popen[bytes], home: Path) -> None:
     server = wait_until(
-        lambda: _ephemeral_server_of(child.pid),
+        lambda: _child_of(child.pid, b"prefect.server.api.server:create_app"),
         timeout=60,
         what="the run started its ephemeral server",
     )
+    sleeper = _child_of(child.pid, b"multiprocessing.spawn")
+    assert sleeper is not None
     # The server runs with the product's settings, and names its owner.
     environment = _environ(server)
     assert environment["PREFECT_HOME"] == str(home)
@@ -129,11 +138,13 @@ def _orphan_and_stop(child: subprocess.Popen[bytes], home: Path) -> None:
     # While the run lives, its server is left alone.
     assert stop_orphans(home) == []
 
+    left = sorted(_children(child.pid))  # the server, the sleeper, multiprocessing's tracker
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert process_start(server) is not None, "the ephemeral server outlived its run"
+    assert process_start(sleeper) is not None
 
-    assert stop_orphans(home) == [server]
+    assert stop_orphans(home) == left
 
-    assert process_start(server) is None
+    assert [pid for pid in left if process_start(pid) is not None] == []
     assert stop_orphans(home) == []
