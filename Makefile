@@ -13,8 +13,9 @@ APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr ismrmrd-tools bart post
 demo: install
 	$(BIN)/mricurate demo
 
+# Two workers (CI has two cores); the Prefect tests share one worker and one server.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 install: system-packages $(STAMP)
 
@@ -37,6 +38,7 @@ $(STAMP): pyproject.toml
 
 lint: install
 	$(BIN)/ruff check pipeline flows mricurate tests bench scripts
+	$(BIN)/ruff format --check pipeline flows mricurate tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -63,7 +63,18 @@ _SERVER = LocalServer(PREFECT_HOME, environment=SERVER_SETTINGS)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
-    """Start the server as soon as a selected test needs it; it boots while others run."""
+    """Start the server as soon as a selected test needs it; it boots while others run.
+
+    Under pytest-xdist every worker collects every test: the tests of this
+    folder run in one worker (the ``prefect`` group), which starts the one
+    server when its first test asks for it.
+    """
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group("prefect"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     if any("prefect_server" in getattr(item, "fixturenames", ()) for item in items):
         _SERVER.start(wait=False)
 
