@@ -90,6 +90,17 @@ def serve_flow(
         Neither or both of ``cron`` and ``interval``.
     TypeError
         A parameter that is not a plain value.
+
+    Notes
+    -----
+    Prefect starts each run in a ``multiprocessing`` *spawn* process, which
+    imports the main module again: a script that serves must call this under
+    ``if __name__ == "__main__":`` (``mricurate/__main__.py`` included), or each
+    run would start serving again instead of running.
+
+    A run that ends as ``serve`` stops can be recorded Cancelled after
+    Completed: Prefect 3.9's runner cancels every run whose process has not
+    exited yet.  The catalog, not Prefect, is the record of what was done.
     """
     if (cron is None) == (interval is None):
         raise ValueError("serve_flow needs exactly one schedule: a cron expression or an interval")
