@@ -84,6 +84,7 @@ class StageReport:
     review: int
     runner_run: str = ""
     failure: str = ""
+    missing: int = 0  # NEW items whose file is no longer in incoming/ (done when it is back)
 
 
 def process_new(
@@ -102,13 +103,11 @@ def process_new(
     when its file is back); a file whose content changed since discovery is
     left to the next run's discovery.
     """
-    todo = [
-        files[item.sha256]
-        for item in catalog.items([ItemState.NEW])
-        if item.kind in group.kinds and item.sha256 in files
-    ]
+    waiting = [item for item in catalog.items([ItemState.NEW]) if item.kind in group.kinds]
+    todo = [files[item.sha256] for item in waiting if item.sha256 in files]
+    missing = len(waiting) - len(todo)  # registered, but the file left incoming/: stays NEW
     if not todo:
-        return StageReport(0, {}, {}, 0)
+        return StageReport(0, {}, {}, 0, missing=missing)
     step = _step(group, processing, store)
     results: list[tuple[IncomingFile, StepResult]] = []
 
@@ -123,8 +122,9 @@ def process_new(
     outcomes = Counter(r.outcome.value for _, r in results)
     reasons = Counter(r.reason.value for _, r in results if r.reason is not None)
     return StageReport(
-        len(todo), dict(outcomes), dict(reasons), review, summary.run_id, summary.failure
-    )
+        len(todo), dict(outcomes), dict(reasons), review, summary.run_id, summary.failure,
+        missing,
+    )  # fmt: skip
 
 
 def _step(group: InputGroup, processing: Processing, store: PrivateStore) -> Step:

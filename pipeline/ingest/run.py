@@ -104,8 +104,11 @@ class IngestRun:
     ) -> None:
         status = self.status if kind is None else RunStatus.FAILED
         try:
-            self.catalog.import_links(self.workspace.private / "links.sqlite")
-            self.catalog.finish_run(self.run_id, status, self.summary)
+            try:
+                # The runner's link rows (the catalog's withdrawals look subjects up there).
+                self.catalog.import_links(self.workspace.private / "links.sqlite")
+            finally:
+                self.catalog.finish_run(self.run_id, status, self.summary)
         finally:
             self.store.close()
             self.catalog.close()
