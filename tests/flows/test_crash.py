@@ -38,7 +38,7 @@ def test_kill_9_mid_run_then_ingest_again_finishes_the_work(
     prefect_home: Path,
     start_child: StartChild,
 ) -> None:
-    workspace, _, _ = sample_workspace(tmp_path / "w", subjects=2, clean_pixels=False)
+    workspace, _, _ = sample_workspace(tmp_path / "w", subjects=1, clean_pixels=False)
     config = workspace.root / "mricurate.toml"
     config.write_text(config.read_text() + f'\n[prefect]\napi_url = "{prefect_server.api_url}"\n')
     contents = {p.read_bytes() for p in workspace.incoming.rglob("*") if p.is_file()}
