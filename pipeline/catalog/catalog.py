@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pipeline.catalog import migrate
+import pipeline.catalog.migrate as migrate
 from pipeline.catalog.engine import WRITE, create_catalog_engine, describe, storage_errors
 from pipeline.catalog.errors import CatalogError, IllegalTransition, UnknownItem, short
 from pipeline.catalog.links import read_links

@@ -72,7 +72,7 @@ def check_outputs(
         Empty when nothing leaked.  In the order of ``outputs``, then of the
         places in each; one hit per kind and place.
     """
-    matcher = identifiers.matcher
+    matcher = Matcher.of(identifiers)
     hits: list[LeakHit] = []
     for key, path, release_path in outputs:
         hits += check_output(key, path, release_path, matcher)

@@ -8,9 +8,9 @@ UN value, a CSA header, an unknown private block), where they stand
 enclosing sequence.  Pixel data, overlays, curves, waveforms and spectra are
 never read.
 
-:func:`file_elements` reads a file with the fast parser of
-:mod:`pipeline.verify.dicom_parse` and, for a file it declines, with pydicom
-(:func:`elements`): both give the same elements, which a test checks on
+:func:`pipeline.verify.dicom_files.file_elements` reads a file with the
+fast parser of :mod:`pipeline.verify.dicom_parse` and, for a file it
+declines, with pydicom (:func:`elements`): both give the same elements, which a test checks on
 pydicom's own test files.  Text values are decoded with pydicom's
 :func:`~pydicom.charset.decode_bytes` and the data set's Specific Character
 Set (an item may set its own), so a Latin-1, UTF-8 or ISO 2022 name reads
@@ -19,13 +19,10 @@ as a person reads it.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, get_private_entry, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
@@ -42,11 +39,9 @@ __all__ = [
     "BYTES_VRS",
     "CHARSET_VRS",
     "Element",
-    "UnreadableDicom",
     "dictionary_vr",
     "elements",
     "encodings_of",
-    "file_elements",
     "is_bulk",
     "is_private_creator",
     "keyword",
@@ -73,12 +68,7 @@ _PN_DELIMITERS = {0x5E, 0x3D, 0x5C}
 _BULK = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010, 0x56000020, 0xFFFCFFFC})
 _DEFAULT_ENCODINGS = ("iso8859",)
 # A file without preamble starts with group 0002, 0004 or 0008 (little or big endian).
-_FIRST_GROUPS = frozenset({b"\x02\x00", b"\x04\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08"})
 DEFER_SIZE = 64 * 1024  # pydicom leaves larger values (the pixels) on disk unless read
-
-
-class UnreadableDicom(ValueError):
-    """Neither the fast parser nor pydicom reads the file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,58 +96,6 @@ class Element:
         if self.creator:
             return private_field(self.creator, self.tag & 0xFF)
         return keyword_field(self.keyword)
-
-
-def file_elements(
-    path: Path, *, whole: bool = False, numbers: Container[str] | None = None
-) -> list[Element]:
-    """Every element of the DICOM file at ``path``: the fast parser, else pydicom.
-
-    pydicom's warnings are silenced here: they quote values (a UID that is
-    not one, a name in the wrong character set), and values are PHI.
-
-    Parameters
-    ----------
-    whole : bool
-        Refuse a file that ends inside an element (an output: what cannot be
-        parsed was not checked).  An input cut short still gives what it holds.
-    numbers : container of str, optional
-        Keywords whose IS, DS and TM values are wanted; ``None``: all (see
-        :func:`~pipeline.verify.dicom_parse.parse_file`).
-
-    Raises
-    ------
-    UnreadableDicom
-        Not a DICOM file, one pydicom cannot read either, or (``whole``) cut short.
-    """
-    from pipeline.verify.dicom_parse import NotFast, parse_file
-
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    preamble = head[128:132] == b"DICM"
-    if not preamble and head[:2] not in _FIRST_GROUPS:
-        raise UnreadableDicom("not readable as DICOM (no preamble, no DICOM element first)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return parse_file(path, numbers)
-        except NotFast as declined:
-            if whole and declined.truncated:
-                raise UnreadableDicom("not readable as DICOM (cut short)") from None
-        try:
-            ds = dcmread(path, defer_size=DEFER_SIZE, force=not preamble)
-            found = list(elements(ds))
-        except Exception as exc:  # pydicom raises many kinds for a damaged file
-            raise UnreadableDicom(f"not readable as DICOM ({type(exc).__name__})") from None
-    if not preamble and not _looks_like_dicom(ds):
-        raise UnreadableDicom("not readable as DICOM (no DICOM elements)")
-    return found
-
-
-def _looks_like_dicom(ds: Dataset) -> bool:
-    """A file read with ``force`` starts with elements DICOM files start with (text reads as junk)."""
-    tags = sorted(int(t) for t in ds.keys())
-    return len(tags) >= 3 and (tags[0] >> 16) in (0x0002, 0x0004, 0x0008)
 
 
 def is_private_creator(tag: int) -> bool:

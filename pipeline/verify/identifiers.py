@@ -5,7 +5,7 @@ PHI, so it never prints a value: its ``repr`` gives counts per kind, and the
 values sit inside a :class:`~pipeline.phi.Phi`.  It is built by
 :func:`pipeline.verify.inputs.collect_identifiers` and consumed by
 :func:`pipeline.verify.check.check_outputs`, which compiles it once into a
-:class:`~pipeline.verify.matcher.Matcher`.
+:class:`~pipeline.verify.matcher.Matcher` (:meth:`Matcher.of`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,8 @@ import dataclasses
 import enum
 from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING
 
 from pipeline.phi import Phi
-
-if TYPE_CHECKING:
-    from pipeline.verify.matcher import Matcher
 
 __all__ = ["Identifier", "IdentifierKind", "Identifiers"]
 
@@ -121,13 +116,6 @@ class Identifiers:
             unreadable += other.unreadable
             inputs += other.inputs
         return Identifiers(Phi(frozenset(values)), inputs, tuple(dict.fromkeys(unreadable)))
-
-    @cached_property
-    def matcher(self) -> Matcher:
-        """The compiled matcher for these values, built once."""
-        from pipeline.verify.matcher import Matcher
-
-        return Matcher.build(self.values.reveal())
 
 
 def _name(item: tuple[IdentifierKind, int]) -> str:

@@ -44,7 +44,7 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from functools import cache
 
-from pipeline.verify.identifiers import WHOLE_NAME, Identifier, IdentifierKind
+from pipeline.verify.identifiers import WHOLE_NAME, Identifier, IdentifierKind, Identifiers
 from pipeline.verify.normalise import (
     Atoms,
     atomize,
@@ -128,6 +128,11 @@ class Matcher:
             f"{len(self.words)} words, {len(self.word_phrases)} name starts, {len(self.uids)} UIDs, "
             f"{len(self.anchors)} anchors)"
         )
+
+    @classmethod
+    def of(cls, identifiers: Identifiers) -> Matcher:
+        """The compiled matcher for a run's :class:`Identifiers` (build it once per check)."""
+        return cls.build(identifiers.values.reveal())
 
     @classmethod
     def build(cls, identifiers: Iterable[Identifier]) -> Matcher:

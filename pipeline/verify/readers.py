@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from pipeline.verify.dicom_elements import UnreadableDicom, file_elements
+from pipeline.verify.dicom_files import UnreadableDicom, file_elements
 from pipeline.verify.matcher import ValueClass
 from pipeline.verify.normalise import field_key
 

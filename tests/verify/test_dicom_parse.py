@@ -9,7 +9,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_charset_files, get_testdata_file
 
-from pipeline.verify.dicom_elements import UnreadableDicom, elements, file_elements
+from pipeline.verify.dicom_elements import elements
+from pipeline.verify.dicom_files import UnreadableDicom, file_elements
 from pipeline.verify.dicom_parse import NotFast, parse_file
 
 # Every encoding the fast path reads: explicit, implicit (with and without file

@@ -212,6 +212,6 @@ def test_identifiers_never_print_a_value() -> None:
     assert "MRN77" not in repr(identifiers) + str(identifiers)
     assert "PATIENT_ID=1" in repr(identifiers)
     assert "MRN77" not in repr(next(iter(identifiers.values.reveal())))
-    assert "MRN77" not in repr(identifiers.matcher)
+    assert "MRN77" not in repr(Matcher.of(identifiers))
     merged = identifiers.merge(Identifiers(inputs=2, unreadable=("ab",)))
     assert (len(merged), merged.inputs, merged.unreadable) == (1, 3, ("ab",))
