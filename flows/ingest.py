@@ -11,12 +11,10 @@ to the private run log, since a library's message may quote a value).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import os
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -30,11 +28,12 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from flows.recovery import mark_crashed
 from pipeline.atomic import atomic_write_text
 from pipeline.catalog.states import RunStatus
-from pipeline.ingest.discovery import Discovery, discover_incoming
-from pipeline.ingest.leakcheck import LeakReport, check_processed
-from pipeline.ingest.process import InputGroup, StageReport, process_new
-from pipeline.ingest.publishing import PublishReport, publish_verified
-from pipeline.ingest.route import RouteReport, route
+from pipeline.ingest import stages
+from pipeline.ingest.discovery import Discovery
+from pipeline.ingest.leakcheck import LeakReport
+from pipeline.ingest.process import InputGroup, StageReport
+from pipeline.ingest.publishing import PublishReport
+from pipeline.ingest.route import RouteReport
 from pipeline.ingest.run import IngestRun
 from pipeline.workspace import open_workspace
 
@@ -106,61 +105,37 @@ _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 @task(name="discover", **_TASK)  # type: ignore[call-overload]
 @_opaque("discover")
 def discover(run: IngestRun) -> Discovery:
-    return discover_incoming(
-        run.workspace.incoming, run.catalog, run.run_id,
-        quiet_seconds=run.workspace.config.quiet_seconds,
-    )  # fmt: skip
+    return stages.discover(run)
 
 
 @task(name="deidentify-dicom", **_TASK)  # type: ignore[call-overload]
 @_opaque("deidentify-dicom")
 def deidentify(run: IngestRun, found: Discovery) -> StageReport:
-    return process_new(
-        InputGroup.DICOM, run.processing, run.catalog, run.store, run.run_id, found.files,
-        progress=_progress("de-identify DICOM"),
-    )  # fmt: skip
+    return stages.process(InputGroup.DICOM, run, found, _progress("de-identify DICOM"))
 
 
 @task(name="convert-raw", **_TASK)  # type: ignore[call-overload]
 @_opaque("convert-raw")
 def convert(run: IngestRun, found: Discovery) -> StageReport:
-    return process_new(
-        InputGroup.RAW, run.processing, run.catalog, run.store, run.run_id, found.files,
-        progress=_progress("convert raw"),
-    )  # fmt: skip
+    return stages.process(InputGroup.RAW, run, found, _progress("convert raw"))
 
 
 @task(name="leak-check", **_TASK)  # type: ignore[call-overload]
 @_opaque("leak-check")
 def verify(run: IngestRun, found: Discovery) -> LeakReport:
-    return check_processed(run.catalog, run.run_id, found.files, run.processing.staging)
+    return stages.leak_check(run, found)
 
 
 @task(name="route", **_TASK)  # type: ignore[call-overload]
 @_opaque("route")
 def route_items(run: IngestRun) -> RouteReport:
-    share = run.workspace.config.spot_check_share
-    return route(run.catalog, run.run_id, run.processing.key, share)
+    return stages.route_processed(run)
 
 
 @task(name="publish", **_TASK)  # type: ignore[call-overload]
 @_opaque("publish")
 def publish(run: IngestRun) -> PublishReport:
-    return publish_verified(run.workspace, run.catalog, run.run_id, run.processing)
-
-
-class _Clock:
-    """Wall seconds per stage, for the summary and ``bench/ingest.py``."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, name: str, stage: Callable[..., R], *args: object) -> R:
-        start = time.perf_counter()
-        try:
-            return stage(*args)
-        finally:
-            self.seconds[name] = round(time.perf_counter() - start, 3)
+    return stages.publish(run)
 
 
 @flow(name=FLOW_NAME, persist_result=False, log_prints=False)
@@ -173,7 +148,7 @@ def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
         crashed = _mark_crashed(workspace)
         if any(crashed):
             logger.info("marked %d flow run(s) and %d task run(s) of killed runs crashed", *crashed)
-        clock = _Clock()
+        clock = stages.Clock()
         found = clock("discover", discover, run)
         logger.info("run %s: %s", run.run_id, found.counts())
         dicom = clock("dicom", deidentify, run, found)
@@ -181,17 +156,7 @@ def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
         leaks = clock("leak_check", verify, run, found)
         routed = clock("route", route_items, run)
         release = clock("release", publish, run)
-        summary: dict[str, object] = {
-            "run": run.run_id,
-            "crashed_before": list(run.crashed_before),
-            "discovered": found.counts(),
-            "dicom": dataclasses.asdict(dicom),
-            "raw": dataclasses.asdict(raw),
-            "leak_check": dataclasses.asdict(leaks),
-            "route": dataclasses.asdict(routed),
-            "release": dataclasses.asdict(release),
-            "seconds": clock.seconds,
-        }
+        summary = stages.summary(run, found, dicom, raw, leaks, routed, release, clock)
         run.summary = summary
         run.status = RunStatus.COMPLETED
         logger.info("run %s: %s", run.run_id, {k: v for k, v in summary.items() if k != "run"})

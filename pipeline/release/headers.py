@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,16 +176,9 @@ def fastmri_facts(path: Path) -> AcquisitionFacts:
         coils = int(kspace.shape[1]) if kspace.ndim == 4 else None
     facts = _header_facts(ET.fromstring(header))
     label = acquisition.decode() if isinstance(acquisition, bytes) else acquisition
-    return AcquisitionFacts(
-        modality=facts.modality,
+    return replace(
+        facts,
         acquisition=(str(label).strip() or None) if label is not None else facts.acquisition,
-        field_strength_t=facts.field_strength_t,
-        tr_ms=facts.tr_ms,
-        te_ms=facts.te_ms,
-        ti_ms=facts.ti_ms,
-        flip_angle_deg=facts.flip_angle_deg,
-        matrix_rows=facts.matrix_rows,
-        matrix_columns=facts.matrix_columns,
         coils=coils,
     )
 
