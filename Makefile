@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Independent peers the tests check our output with, and the OCR engine.
-APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr ismrmrd-tools bart postgresql
+# chromium: the review app and the audit report are tested in a real browser.
+APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr ismrmrd-tools bart postgresql chromium
 
 .PHONY: demo test install system-packages lint typecheck bench clean
 
