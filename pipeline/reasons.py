@@ -60,6 +60,9 @@ class Reason(enum.Enum):
     TEXT_NOT_LOCATED = "burned-in-text-not-located"
     TOO_MUCH_TEXT = "too-much-text-to-blank"
     SUBJECT_UNKNOWN = "subject-unknown"
+    # -- written, but a person should look before it is released ------------------
+    FREE_TEXT_NAMED_SUBJECT = "free-text-named-subject"
+    UNKNOWN_PRIVATE_CREATOR_KEPT = "unknown-private-creator-kept"
     # -- not an error -----------------------------------------------------------
     DICOMDIR = "dicomdir-index"
     DUPLICATE = "duplicate"
@@ -77,8 +80,10 @@ class Reason(enum.Enum):
             return Outcome.NOT_COPIED
         if self is Reason.DUPLICATE:
             return Outcome.DUPLICATE
-        if self is Reason.NO_FASTMRI_LAYOUT:
-            return Outcome.WRITTEN  # released as ISMRMRD, without a training file
+        if self in (Reason.NO_FASTMRI_LAYOUT, *DOUBTS):
+            return (
+                Outcome.WRITTEN
+            )  # NO_FASTMRI_LAYOUT: released as ISMRMRD, without a training file
         return Outcome.QUARANTINED
 
     def __str__(self) -> str:
@@ -93,6 +98,9 @@ _HELD = frozenset(
         Reason.SUBJECT_UNKNOWN,
     }
 )
+#: Doubts: the output is written, and a person sees it before it is released
+#: (the ingest flow sends it to the review queue; ``deid`` counts them).
+DOUBTS = frozenset({Reason.FREE_TEXT_NAMED_SUBJECT, Reason.UNKNOWN_PRIVATE_CREATOR_KEPT})
 _TEXT = {
     Reason.NOT_A_REGULAR_FILE: "not a regular file (FIFO, socket, device, dangling link, "
     "link to a folder, or a folder that cannot be listed)",
@@ -116,6 +124,11 @@ _TEXT = {
     Reason.TEXT_NOT_LOCATED: "burned-in text signalled but not located",
     Reason.TOO_MUCH_TEXT: "too much text found to blank",
     Reason.SUBJECT_UNKNOWN: "subject unknown",
+    Reason.FREE_TEXT_NAMED_SUBJECT: "kept free text named the file's own patient, and the "
+    "profile cleans without a vocabulary (the name was removed; what else the text says is "
+    "worth a look)",
+    Reason.UNKNOWN_PRIVATE_CREATOR_KEPT: "private elements of a creator no rule names were kept "
+    "(the profile keeps private data it knows nothing about)",
     Reason.DICOMDIR: "DICOMDIR index (names patients; never copied)",
     Reason.DUPLICATE: "duplicate of another input (same output, same content)",
 }

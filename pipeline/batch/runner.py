@@ -144,6 +144,8 @@ class _Tally:
             self.reasons[result.reason].append(opaque_key(result.sha256, item.raw_path))
         for name, number in result.facts:
             self.facts[name] += number
+        for doubt in result.doubts:
+            self.facts[f"to be reviewed: {doubt.text}"] += 1
 
     def summary(self, run_id: str, command: str, seen: int, **end: str) -> RunSummary:
         return RunSummary(

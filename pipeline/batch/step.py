@@ -112,6 +112,9 @@ class StepResult:
         PHI-free counters the summary adds up ("pixels cleaned", "acquisitions").
     payload : Phi or None
         A step's private record for its caller (the scan's finding).
+    doubts : tuple of Reason
+        Written, but a person should see it before it is released
+        (:data:`pipeline.reasons.DOUBTS`): the ingest flow queues it for review.
     """
 
     outcome: Outcome
@@ -122,6 +125,7 @@ class StepResult:
     links: tuple[LinkRow, ...] = ()
     facts: tuple[tuple[str, int], ...] = ()
     payload: Phi[object] | None = None
+    doubts: tuple[Reason, ...] = ()
 
     def discard_temps(self) -> None:
         for candidate in self.outputs:

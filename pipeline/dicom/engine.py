@@ -36,6 +36,7 @@ from pipeline.identity.dates import (
 from pipeline.identity.names import normalise_id, normalise_name
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
+from pipeline.reasons import Reason
 
 PATIENT_BIRTH_DATE = 0x00100030
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "UR"})
@@ -101,6 +102,8 @@ class FileContext:
     # What the VR defaults decided (elements no rule names): reported per run,
     # so a site sees what it relies on.
     by_default: Counter[str] = field(default_factory=Counter)
+    # Why a person should see the output before it is released (never PHI).
+    doubts: set[Reason] = field(default_factory=set)
 
     @cached_property
     def terms(self) -> PhiTerms:
@@ -234,6 +237,10 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
             ctx.by_default["kept: no rule names it"] += 1
         if rule.whole_group:
             drop_groups.add(tag >> 16)
+        if tag >> 16 & 1 and rule.action is not Action.REMOVE:
+            creator = creators.get(((tag >> 16) << 8) | ((tag & 0xFFFF) >> 8))
+            if creator is not None and creator not in profile.known_creators:
+                ctx.doubts.add(Reason.UNKNOWN_PRIVATE_CREATOR_KEPT)
         _apply(ds, BaseTag(tag), vr, rule, ctx, path)
 
     if drop_groups:
@@ -396,9 +403,17 @@ def _clean(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         if ctx.changes is not None:
             _record(ctx, ds, tag, _show(ds[tag].value), path, rule)
         return
-    cleaned = _map_values(
-        _value(ds, tag, vr), lambda v: clean_text(v, ctx.terms, ctx.profile.vocabulary)
-    )
+    original = _value(ds, tag, vr)
+    cleaned = _map_values(original, lambda v: clean_text(v, ctx.terms, ctx.profile.vocabulary))
+    if (
+        ctx.profile.vocabulary is None
+        and cleaned != original
+        and any(ctx.terms.mentioned_in(v) for v in _strings(original))
+    ):
+        # Without a vocabulary, cleaning removes only what it recognises; text
+        # that named the patient may say more about them than it recognised.
+        # (With one, every word it does not know is removed as well.)
+        ctx.doubts.add(Reason.FREE_TEXT_NAMED_SUBJECT)
     if rule.value is not None and not any(_strings(cleaned)):
         cleaned = rule.value  # a Type 1 element: what is left when cleaning leaves nothing
     _replace(ds, tag, vr, cleaned, ctx, path, rule)

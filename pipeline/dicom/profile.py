@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,11 @@ class Profile:
     public_cache: dict[tuple[int, str], Rule] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    @cached_property
+    def known_creators(self) -> frozenset[str]:
+        """The private creators some rule names (normalised): their blocks are understood."""
+        return frozenset(creator for _, creator, _ in (*self.private, *self.safe_private))
 
     def all_rules(self) -> list[Rule]:
         """Every effective rule, for `rules show`."""

@@ -64,6 +64,13 @@ class PhiTerms:
             phrases.update(_date_forms(value))
         return cls(frozenset(words), tuple(sorted(phrases, key=len, reverse=True)))
 
+    def mentioned_in(self, text: str) -> bool:
+        """Whether ``text`` holds one of these values (the file's own PHI) as ``clean_text`` finds it."""
+        folded = fold(text)
+        if any(phrase in folded for phrase in self.phrases):
+            return True
+        return any(fold(match.group(0)) in self.words for match in _WORD.finditer(text))
+
 
 def _date_forms(value: str) -> set[str]:
     text = value.strip()

@@ -27,7 +27,7 @@ from pipeline.keys import SecretKey
 from pipeline.pixels.blank import PixelCleaning
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import HeaderRules
-from pipeline.reasons import Outcome, Reason
+from pipeline.reasons import DOUBTS, Outcome, Reason
 from pipeline.steps.dicom_file import DicomStep
 from pipeline.steps.raw_file import RawStep
 
@@ -54,6 +54,11 @@ _HELD_REVIEW = {
     Reason.TOO_MUCH_TEXT: ReviewReason.PIXEL_FINDINGS,
     Reason.SUBJECT_UNKNOWN: ReviewReason.CLEANING_DOUBT,
 }
+_DOUBT_REVIEW = {
+    Reason.FREE_TEXT_NAMED_SUBJECT: ReviewReason.CLEANING_DOUBT,
+    Reason.UNKNOWN_PRIVATE_CREATOR_KEPT: ReviewReason.UNKNOWN_PRIVATE_CREATOR,
+}
+assert set(_DOUBT_REVIEW) == DOUBTS, "every doubt needs its review reason"
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,7 @@ def _record(
         sha, reason = incoming.sha256, result.reason
         if result.outcome in (Outcome.WRITTEN, Outcome.UNCHANGED):
             first.append(StateChange(sha, ItemState.PROCESSED, reason.value if reason else None))
-            found = _doubts(result)
+            found = review_reasons_of(result)
             if found:
                 doubts[sha] = found
         elif result.outcome is Outcome.HELD_BACK and reason is not None:
@@ -181,13 +186,14 @@ def _record(
     return len(held) + len(doubts)
 
 
-def _doubts(result: StepResult) -> list[ReviewReason]:
+def review_reasons_of(result: StepResult) -> list[ReviewReason]:
     """Why a person should see this output before it is released (from the step's facts)."""
     found: list[ReviewReason] = []
     facts = dict(result.facts)
     if facts.get(_PIXEL_FACT):
         found.append(ReviewReason.PIXEL_FINDINGS)
-    return found
+    found += [_DOUBT_REVIEW[doubt] for doubt in result.doubts]
+    return list(dict.fromkeys(found))
 
 
 def _outputs(

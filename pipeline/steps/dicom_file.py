@@ -175,6 +175,7 @@ class DicomStep:
             outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), sha256_of(written)),),
             links=(LinkRow(sha256, relpath, link),),
             facts=tuple(facts),
+            doubts=tuple(sorted(ctx.doubts, key=list(Reason).index)),
         )
 
 

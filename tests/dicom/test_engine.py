@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import Profile
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
+from pipeline.reasons import Reason
 from tests import keyed
 
 from .conftest import KEY, OTHER_SOP, SOP, STUDY, tiny_mr
@@ -258,3 +260,35 @@ def test_one_name_in_two_character_sets_gets_one_pseudonym(
         assert ("Müller".encode("latin-1") in encoded) == (charset == "ISO_IR 100")
         outputs.append(run(read_dicom(encoded, "test"), key, research).PatientName)
     assert outputs[0] == outputs[1]
+
+
+def _doubts(ds: Dataset, key: SecretKey, profile: Profile) -> set[Reason]:
+    ctx, _, _, _ = deidentify_dataset(ds, key, profile, UidMapper(key))
+    return ctx.doubts
+
+
+def test_kept_private_data_of_an_unknown_creator_is_a_doubt(
+    key: SecretKey, research: Profile, site_profile: Callable[[str], Profile]
+) -> None:
+    """A profile that keeps private data it has no rule for sends the file to a person."""
+    assert _doubts(tiny_mr(), key, research) == set()  # research removes the ACME block
+    keeps_all = site_profile('  - {private: "all", action: keep, name: "site keeps private"}\n')
+    assert "ACME 1.1" not in keeps_all.known_creators
+    assert _doubts(tiny_mr(), key, keeps_all) == {Reason.UNKNOWN_PRIVATE_CREATOR_KEPT}
+    known_only = tiny_mr()
+    del known_only[0x00090010], known_only[0x00091001], known_only[0x00091002]
+    assert "SIEMENS MR HEADER" in keeps_all.known_creators
+    assert _doubts(known_only, key, keeps_all) == set()  # kept, but some rule knows its creator
+
+
+def test_free_text_naming_the_patient_is_a_doubt_only_without_a_vocabulary(
+    key: SecretKey, research: Profile
+) -> None:
+    """Cleaning by what it recognises alone leaves the rest of a text that named the patient."""
+    no_vocabulary = dataclasses.replace(research, vocabulary=None, public_cache={})
+    assert _doubts(tiny_mr(), key, no_vocabulary) == {Reason.FREE_TEXT_NAMED_SUBJECT}
+    assert _doubts(tiny_mr(), key, research) == set()  # every unknown word goes too
+    unnamed = tiny_mr()
+    unnamed.StudyDescription, unnamed.ProtocolName = "MRI KNEE LEFT", "knee"
+    del unnamed[0x60004000]
+    assert _doubts(unnamed, key, no_vocabulary) == set()
