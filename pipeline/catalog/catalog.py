@@ -104,6 +104,17 @@ DECISION_MOVES: Mapping[Decision, Mapping[ItemState, ItemState]] = {
 }
 
 
+# The columns of an ItemRecord and of a Transition, in their fields' order.
+_ITEM_COLUMNS = (ItemRow.sha256, ItemRow.kind, ItemRow.size, ItemRow.state, ItemRow.reason)
+_TRANSITION_COLUMNS = (
+    TransitionRow.from_state,
+    TransitionRow.to_state,
+    TransitionRow.reason,
+    TransitionRow.run_id,
+    TransitionRow.at,
+)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -503,6 +514,26 @@ class Catalog:
             query = query.where(ItemRow.state.in_(list(states)))
         with self._read() as connection:
             return [ItemRecord(*row) for row in connection.execute(query)]
+
+    def entered(self, state: ItemState) -> list[tuple[ItemRecord, Transition]]:
+        """Every input now in ``state``, with the transition that put it there, by sha256."""
+        latest = (
+            select(func.max(TransitionRow.transition_id).label("transition_id"))
+            .group_by(TransitionRow.sha256)
+            .subquery()
+        )
+        query = (
+            select(*_ITEM_COLUMNS, *_TRANSITION_COLUMNS)
+            .join(TransitionRow, TransitionRow.sha256 == ItemRow.sha256)
+            .join(latest, latest.c.transition_id == TransitionRow.transition_id)
+            .where(ItemRow.state == state)
+            .order_by(ItemRow.sha256)
+        )
+        with self._read() as connection:
+            return [
+                (ItemRecord(*list(row)[:5]), Transition(*list(row)[5:]))
+                for row in connection.execute(query)
+            ]
 
     # -- outputs ------------------------------------------------------------------------
 

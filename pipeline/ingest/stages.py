@@ -16,6 +16,7 @@ from pipeline.ingest.discovery import Discovery, discover_incoming
 from pipeline.ingest.leakcheck import LeakReport, check_processed
 from pipeline.ingest.process import InputGroup, StageReport, process_new
 from pipeline.ingest.publishing import PublishReport, publish_verified
+from pipeline.ingest.quarantine import write_account
 from pipeline.ingest.route import RouteReport, route
 from pipeline.ingest.run import IngestRun
 
@@ -46,7 +47,10 @@ def route_processed(run: IngestRun) -> RouteReport:
 
 
 def publish(run: IngestRun) -> PublishReport:
-    return publish_verified(run.workspace, run.catalog, run.run_id, run.processing)
+    """Publish what is verified, then rewrite the PHI-free account of what is kept out."""
+    report = publish_verified(run.workspace, run.catalog, run.run_id, run.processing)
+    write_account(run.workspace, run.catalog)
+    return report
 
 
 class Clock:

@@ -6,6 +6,7 @@ the leak check passes; the manifests validate; a second run changes nothing.
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
@@ -52,6 +53,10 @@ def _check_run(root: Path, url: str, contents: set[bytes], planted: list[str]) -
         reasons = Counter(i.reason for i in items if i.state is ItemState.QUARANTINED)
         assert reasons["unreadable"] >= 3  # empty, truncated, random bytes, notes.txt
         assert reasons["dicomdir-index"] == 1
+        # ... and the PHI-free account in quarantine/ lists exactly them, with the same codes.
+        with (root / "quarantine" / "quarantined.csv").open(newline="") as handle:
+            account = {row["input"]: row["reason"] for row in csv.DictReader(handle)}
+        assert account == {i.sha256: i.reason for i in items if i.state is ItemState.QUARANTINED}
         release = catalog.latest_release()
         assert release is not None
         released = {f.relpath for f in release.files}
