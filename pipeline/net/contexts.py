@@ -26,6 +26,32 @@ def listener_contexts() -> list[PresentationContext]:
     return contexts
 
 
+def in_requestors_order(
+    requested: Iterable[PresentationContext], supported: Iterable[PresentationContext]
+) -> list[PresentationContext]:
+    """``supported``, each context's syntaxes reordered to the requestor's preference.
+
+    pynetdicom accepts, for each proposed context, the first of *our* syntaxes
+    the requestor offers.  A sender that offers [Explicit VR, Implicit VR]
+    for one context would then be told "implicit" (first in pynetdicom's list)
+    and convert what it has.  Ours are put in the order the requestor gave
+    them (over all its contexts for that SOP class), the rest after: the
+    sender sends what it named first, as it has it.
+    """
+    preferred: dict[str, list[str]] = {}
+    for context in requested:
+        order = preferred.setdefault(str(context.abstract_syntax), [])
+        order.extend(str(ts) for ts in context.transfer_syntax if str(ts) not in order)
+    contexts = []
+    for context in supported:
+        ours = [str(ts) for ts in context.transfer_syntax]
+        first = [ts for ts in preferred.get(str(context.abstract_syntax), []) if ts in ours]
+        ordered = first + [ts for ts in ours if ts not in first]
+        assert context.abstract_syntax is not None
+        contexts.append(build_context(context.abstract_syntax, ordered))
+    return contexts
+
+
 def push_contexts(pairs: Iterable[tuple[str, str]]) -> list[list[PresentationContext]]:
     """Contexts for (SOP class, transfer syntax) pairs, one per pair, in groups of 128.
 

@@ -32,7 +32,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pipeline.catalog import Catalog
-from pipeline.net.contexts import listener_contexts
+from pipeline.net.contexts import in_requestors_order, listener_contexts
 from pipeline.net.errors import NetworkError
 from pipeline.net.receive import LOG, Peer, Receiver
 from pipeline.net.status import StoreStatus
@@ -122,6 +122,7 @@ class Listener:
         self.options = options
         self.receiver = Receiver(workspace.incoming, catalog)
         self._server: ThreadedAssociationServer | None = None
+        self._contexts = listener_contexts()
 
     def _ae(self) -> AE:
         _config.STORE_RECV_CHUNKED_DATASET = True
@@ -130,7 +131,7 @@ class Listener:
         _config.LOG_REQUEST_IDENTIFIERS = False
         _config.LOG_RESPONSE_IDENTIFIERS = False
         ae = AE(ae_title=self.options.ae_title)
-        ae.supported_contexts = listener_contexts()
+        ae.supported_contexts = self._contexts
         ae.require_calling_aet = list(self.options.allowed_ae_titles)
         ae.network_timeout = self.options.network_timeout
         ae.acse_timeout = self.options.acse_timeout
@@ -143,7 +144,7 @@ class Listener:
         prepare_receiving(self.workspace)
         ae = self._ae()
         handlers: list[Any] = [
-            (evt.EVT_REQUESTED, self._check_host),
+            (evt.EVT_REQUESTED, self._requested),
             (evt.EVT_REJECTED, self._log_rejected),
             (evt.EVT_C_STORE, self._store),
         ]
@@ -172,10 +173,20 @@ class Listener:
         requestor = event.assoc.requestor
         return Peer(requestor.ae_title, requestor.address)
 
-    def _check_host(self, event: evt.Event) -> None:
+    def _requested(self, event: evt.Event) -> None:
+        """Before negotiation: refuse a host not listed; prefer the sender's syntaxes."""
+        if self._refuse_host(event):
+            return
+        request = event.assoc.requestor.primitive
+        if request is not None:
+            event.assoc.acceptor.supported_contexts = in_requestors_order(
+                request.presentation_context_definition_list, self._contexts
+            )
+
+    def _refuse_host(self, event: evt.Event) -> bool:
         allowed = self.options.allowed_hosts
         if not allowed:
-            return
+            return False
         request = event.assoc.requestor.primitive
         calling = request.calling_ae_title if request is not None else "?"
         peer = Peer(calling, event.assoc.requestor.address)
@@ -183,6 +194,8 @@ class Listener:
             LOG.warning("refused an association from %s (AE %s): the host is not in "
                         "listen.allowed_hosts", peer.address, peer.ae_title)  # fmt: skip
             event.assoc.acse.send_reject(*_REJECT_HOST)
+            return True
+        return False
 
     def _log_rejected(self, event: evt.Event) -> None:
         peer = self._peer(event)
