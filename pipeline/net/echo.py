@@ -41,11 +41,11 @@ def refusal(node: PacsNode, assoc: object) -> NetworkError:
             f"{where} rejected the association: check that it lists our AE title as a "
             "known peer (and our host), and that its AE title is spelled as it expects"
         )
-    if getattr(assoc, "is_aborted", False):
-        return NetworkError(f"{where} aborted the association; check its log for why")
+    # pynetdicom marks a connection that never opened as aborted too.
     return NetworkError(
-        f"cannot reach {where}: nothing answered; check the host and port, that the node "
-        "is running and that a firewall lets us through, then try again"
+        f"cannot reach {where}, or it aborted the association: check the host and port, "
+        "that the node is running, that a firewall lets us through, and its log; then "
+        "try again"
     )
 
 
