@@ -423,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register(sub)
 
+    from mricurate import net_commands
+
+    net_commands.register(sub)
+
     p = sub.add_parser("demo", help="run the pipeline on a generated sample")
     p.add_argument("folder", nargs="?", help="where to write (default: a new temp folder)")
     p.add_argument("--subjects", type=int, default=3)

@@ -8,6 +8,7 @@ variable: Prefect reads its settings once, at import.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,9 +106,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flows.ingest import FLOW_NAME, ingest, workspace_tag
     from flows.serve import serve_flow
 
+    listener = None
     try:
         if server is not None:
             server.start()
+        if workspace.config.listen.with_serve:
+            listener = start_listener(workspace)
         print(f"serving {FLOW_NAME} for {workspace.root} on '{cron}' (Prefect API {api_url}); "
               "Ctrl-C or SIGTERM stops")  # fmt: skip
         serve_flow(
@@ -116,9 +120,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
             tags=[workspace_tag(workspace.root)],
         )  # fmt: skip
     finally:
+        if listener is not None:
+            stop_listener(listener)
         if server is not None:
             server.stop()
     return 0
+
+
+def start_listener(workspace: Workspace) -> subprocess.Popen[bytes]:
+    """``mricurate listen`` for the workspace, as a child process beside the schedule.
+
+    Its own process: the listener sets ``tempfile.tempdir`` to ``private/receiving``
+    for pynetdicom's temp files, which must not change where Prefect's go.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mricurate", "listen", "--workspace", str(workspace.root)]
+    )
+    print(f"DICOM listener started (process {child.pid}, [listen] of mricurate.toml)")
+    return child
+
+
+def stop_listener(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: associations under way end, their senders retry."""
+    child.terminate()
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def print_ingest_summary(summary: dict[str, object]) -> None:

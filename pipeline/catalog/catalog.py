@@ -49,6 +49,8 @@ from pipeline.catalog.records import (
     DecisionRecord,
     ItemRecord,
     OutputRecord,
+    PushAttempt,
+    Receipt,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -64,6 +66,8 @@ from pipeline.catalog.schema import (
     ItemRow,
     LinkRow,
     OutputRow,
+    PushAttemptRow,
+    ReceivedRow,
     ReleaseFileRow,
     ReleaseRow,
     ReviewReasonRow,
@@ -78,6 +82,7 @@ from pipeline.catalog.states import (
     Decision,
     InputKind,
     ItemState,
+    PushOutcome,
     ReviewReason,
     RunStatus,
 )
@@ -113,6 +118,8 @@ _TRANSITION_COLUMNS = (
     TransitionRow.run_id,
     TransitionRow.at,
 )
+
+_RECEIPT_COLUMNS = tuple(getattr(ReceivedRow, name) for name in Receipt.__dataclass_fields__)
 
 
 def _now() -> dt.datetime:
@@ -852,6 +859,64 @@ class Catalog:
                 release.changelog,
                 tuple(ReleaseFile(*file) for file in files),
             )
+
+    # -- the DICOM network ----------------------------------------------------------------
+
+    def received(self, sop_instance_uid: str) -> Receipt | None:
+        """The first copy the listener stored of this SOP Instance UID, or None."""
+        with self._read() as connection:
+            row = connection.execute(
+                select(*_RECEIPT_COLUMNS).where(ReceivedRow.sop_instance_uid == sop_instance_uid)
+            ).one_or_none()
+        return None if row is None else Receipt(*row)
+
+    def record_received(self, receipt: Receipt) -> bool:
+        """Record an instance the listener stored; False when its UID was recorded already."""
+        check_sha256(receipt.sha256, "a received file's content hash")
+        values = {name: getattr(receipt, name) for name in Receipt.__dataclass_fields__}
+        with self._write() as connection:
+            done = connection.execute(
+                _insert(connection, ReceivedRow).values(**values).on_conflict_do_nothing()
+            )
+            return bool(done.rowcount)
+
+    def record_push(self, attempts: Sequence[PushAttempt]) -> None:
+        """Append what a push did with each file (history: never updated)."""
+        if not attempts:
+            return
+        for attempt in attempts:
+            check_sha256(attempt.sha256, "a pushed file's content hash")
+        with self._write() as connection:
+            connection.execute(
+                insert(PushAttemptRow),
+                [
+                    {name: getattr(a, name) for name in PushAttempt.__dataclass_fields__}
+                    for a in attempts
+                ],
+            )
+
+    def pushed(self, node: str, version: str) -> set[str]:
+        """The files of release ``version`` that ``node`` has taken (a ``sent`` attempt)."""
+        with self._read() as connection:
+            return set(
+                connection.execute(
+                    select(PushAttemptRow.relpath).where(
+                        PushAttemptRow.node == node,
+                        PushAttemptRow.version == version,
+                        PushAttemptRow.outcome == PushOutcome.SENT,
+                    )
+                ).scalars()
+            )
+
+    def push_attempts(self, node: str, version: str) -> list[PushAttempt]:
+        """Every attempt to push release ``version`` to ``node``, oldest first."""
+        with self._read() as connection:
+            rows = connection.execute(
+                select(*(getattr(PushAttemptRow, n) for n in PushAttempt.__dataclass_fields__))
+                .where(PushAttemptRow.node == node, PushAttemptRow.version == version)
+                .order_by(PushAttemptRow.attempt_id)
+            )
+            return [PushAttempt(*row) for row in rows]
 
     # -- the link table -----------------------------------------------------------------
 

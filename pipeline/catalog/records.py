@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipeline.catalog.errors import CatalogError, short
-from pipeline.catalog.states import Decision, InputKind, ItemState, ReviewReason, RunStatus
+from pipeline.catalog.states import (
+    Decision,
+    InputKind,
+    ItemState,
+    PushOutcome,
+    ReviewReason,
+    RunStatus,
+)
 from pipeline.reasons import Reason
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -167,3 +174,30 @@ class RunRecord:
     started_at: dt.datetime
     finished_at: dt.datetime | None
     summary: Mapping[str, object] | None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """An instance the DICOM listener stored: which, where from, when (PHI: the UIDs)."""
+
+    sop_instance_uid: str
+    sha256: str
+    size: int
+    sop_class_uid: str
+    transfer_syntax: str
+    calling_ae: str
+    peer_address: str
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PushAttempt:
+    """One file of a release sent (or not) to a node, and the DIMSE status it got."""
+
+    node: str
+    version: str
+    relpath: str
+    sha256: str
+    outcome: PushOutcome
+    status: int | None
+    at: dt.datetime

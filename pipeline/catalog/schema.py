@@ -43,7 +43,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from pipeline.catalog.states import Decision, InputKind, ItemState, ReviewReason, RunStatus
+from pipeline.catalog.states import (
+    Decision,
+    InputKind,
+    ItemState,
+    PushOutcome,
+    ReviewReason,
+    RunStatus,
+)
 
 #: Alembic's record of the schema revision.  Not ``alembic_version``: a shared
 #: PostgreSQL database may also hold Prefect's server tables, which keep their
@@ -51,7 +58,9 @@ from pipeline.catalog.states import Decision, InputKind, ItemState, ReviewReason
 VERSION_TABLE = "catalog_revision"
 
 #: Tables whose rows are never updated or deleted (enforced by triggers).
-APPEND_ONLY = ("transitions", "decisions", "withdrawals", "releases", "release_files")
+APPEND_ONLY = (
+    "transitions", "decisions", "withdrawals", "releases", "release_files", "push_attempts",
+)  # fmt: skip
 
 #: Where an output lives in the staging area (and later in a release).
 OUTPUT_AREAS = ("dicom", "raw", "fastmri")
@@ -300,4 +309,40 @@ class WithdrawalRow(Base):
     withdrawal_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subject: Mapped[str] = mapped_column(index=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.run_id"))
+    at: Mapped[dt.datetime]
+
+
+class ReceivedRow(Base):
+    """An instance the DICOM listener stored in ``incoming/`` (the first copy of its UID).
+
+    The SOP Instance UID is PHI, like everything here; the file's name in
+    ``incoming/`` is its content hash.
+    """
+
+    __tablename__ = "received"
+    __table_args__ = (Index(None, "sha256"),)
+
+    sop_instance_uid: Mapped[str] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(SHA256)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sop_class_uid: Mapped[str]
+    transfer_syntax: Mapped[str]
+    calling_ae: Mapped[str]
+    peer_address: Mapped[str]
+    received_at: Mapped[dt.datetime]
+
+
+class PushAttemptRow(Base):
+    """One file of a release a push tried to send to a node (append-only)."""
+
+    __tablename__ = "push_attempts"
+    __table_args__ = (Index(None, "node", "version", "relpath"),)
+
+    attempt_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str]
+    version: Mapped[str]
+    relpath: Mapped[str]
+    sha256: Mapped[str] = mapped_column(SHA256)
+    outcome: Mapped[PushOutcome] = mapped_column(code_enum(PushOutcome, "push_outcome"))
+    status: Mapped[int | None] = mapped_column(Integer)  # the DIMSE status, None: no answer
     at: Mapped[dt.datetime]

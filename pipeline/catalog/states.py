@@ -114,3 +114,13 @@ ALLOWED: Mapping[ItemState | None, frozenset[ItemState]] = MappingProxyType(
 def allowed(from_state: ItemState | None, to_state: ItemState) -> bool:
     """Whether an input in ``from_state`` may move to ``to_state``."""
     return to_state in ALLOWED[from_state]
+
+
+class PushOutcome(enum.Enum):
+    """How one file of a push to a node ended (the DIMSE status is kept beside it)."""
+
+    SENT = "sent"  # the node answered success (or a warning: it kept the instance)
+    FAILED = "failed"  # a failure status, no answer, or no accepted context: sent again next time
+
+    def __str__(self) -> str:
+        return self.value

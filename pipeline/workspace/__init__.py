@@ -4,11 +4,21 @@
 ``withdraw``, ``review``) finds everything from ``W`` alone.
 """
 
-from pipeline.workspace.config import ConfigError, WorkspaceConfig, load_config
+from pipeline.workspace.config import (
+    ConfigError,
+    ListenSettings,
+    NodeRole,
+    PacsNode,
+    WorkspaceConfig,
+    load_config,
+)
 from pipeline.workspace.layout import Workspace, init_workspace, open_workspace
 
 __all__ = [
     "ConfigError",
+    "ListenSettings",
+    "NodeRole",
+    "PacsNode",
     "Workspace",
     "WorkspaceConfig",
     "init_workspace",

@@ -8,6 +8,8 @@ reason, before any input is read.
 
 from __future__ import annotations
 
+import enum
+import ipaddress
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -29,6 +31,40 @@ class ConfigError(CurationError):
         super().__init__(f"{path}: {key}: {reason}")
 
 
+class NodeRole(enum.Enum):
+    """What a PACS node named in ``[pacs.NAME]`` does for this workspace."""
+
+    SENDER = "sender"  # sends to our listener: its AE title is allowed to
+    STORE = "store"  # takes our C-STORE: ``mricurate push --to NAME``
+    QUERY = "query"  # answers C-FIND and C-MOVE/C-GET: ``mricurate pull`` (later)
+
+
+@dataclass(frozen=True)
+class PacsNode:
+    """A DICOM peer: its AE title, where it listens and what it does for us."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    roles: frozenset[NodeRole] = frozenset({NodeRole.STORE})
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    """The Storage SCP of ``mricurate listen`` (and of ``serve`` when ``with_serve``)."""
+
+    port: int = 11112
+    ae_title: str = "MRICURATE"
+    address: str = "0.0.0.0"
+    allowed_ae_titles: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    network_timeout: float = 60.0
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    with_serve: bool = False
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """A workspace's validated settings (the template documents each)."""
@@ -45,7 +81,20 @@ class WorkspaceConfig:
     cron: str = "0 2 * * *"
     catalog_url: str = ""
     prefect_api_url: str = ""
+    listen: ListenSettings = ListenSettings()
+    pacs: tuple[PacsNode, ...] = ()
     source: Path | None = field(default=None, compare=False)
+
+    def node(self, name: str) -> PacsNode:
+        """The node ``[pacs.NAME]``; a :class:`ConfigError` lists the names there are."""
+        for node in self.pacs:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.pacs) or "none yet"
+        raise ConfigError(
+            self.source or Path(CONFIG_NAME), f"pacs.{name}",
+            f"no such PACS node (named: {known}); add a [pacs.{name}] table",
+        )  # fmt: skip
 
 
 def template_text() -> str:
@@ -132,6 +181,145 @@ def _api_url(value: object) -> str:
     return url
 
 
+def _port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError("must be a TCP port, a whole number from 1 to 65535")
+    return value
+
+
+def _ae_title(value: object) -> str:
+    """An AE title as DICOM allows it: 1 to 16 printable ASCII characters, no backslash."""
+    title = _text(value)
+    if not title.strip() or len(title) > 16:
+        raise ValueError(f"{title!r} is not an AE title: 1 to 16 characters, not all spaces")
+    if not title.isascii() or not title.isprintable() or "\\" in title:
+        raise ValueError(f"{title!r} is not an AE title: printable ASCII, no backslash")
+    return title.strip()
+
+
+def _ae_titles(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError('must be a list of AE titles, e.g. ["MR_SCANNER_1", "PACS"]')
+    return tuple(_ae_title(item) for item in value)
+
+
+def _address(value: object) -> str:
+    text = _text(value)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address (e.g. 10.1.2.3 or ::1)") from None
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError('must be a list of IP addresses, e.g. ["10.1.2.3"] (empty: any host)')
+    return tuple(_address(item) for item in value)
+
+
+def _host(value: object) -> str:
+    host = _text(value).strip()
+    if not host or any(c.isspace() for c in host):
+        raise ValueError("must be a host name or an IP address")
+    return host
+
+
+def _roles(value: object) -> frozenset[NodeRole]:
+    known = ", ".join(r.value for r in NodeRole)
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a list of one or more roles: {known}")
+    roles = set()
+    for item in value:
+        try:
+            roles.add(NodeRole(_text(item)))
+        except ValueError:
+            raise ValueError(f"unknown role {item!r}; choose from {known}") from None
+    return frozenset(roles)
+
+
+def _timeout(value: object) -> float:
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(f"must be more than 0 seconds, not {number}")
+    return number
+
+
+_LISTEN_KEYS: dict[str, Callable[[object], object]] = {
+    "port": _port,
+    "ae_title": _ae_title,
+    "address": _address,
+    "allowed_ae_titles": _ae_titles,
+    "allowed_hosts": _addresses,
+    "network_timeout": _timeout,
+    "acse_timeout": _timeout,
+    "dimse_timeout": _timeout,
+    "with_serve": _bool,
+}
+_NODE_KEYS: dict[str, Callable[[object], object]] = {
+    "ae_title": _ae_title,
+    "host": _host,
+    "port": _port,
+    "roles": _roles,
+}
+
+
+def _listen(path: Path, entries: object) -> ListenSettings:
+    if not isinstance(entries, dict):
+        raise ConfigError(path, "listen", "must be a [listen] section of keys")
+    values = {}
+    for key, value in entries.items():
+        check = _LISTEN_KEYS.get(key)
+        if check is None:
+            raise ConfigError(
+                path, f"listen.{key}", f"unknown key (known: {', '.join(_LISTEN_KEYS)})"
+            )
+        try:
+            values[key] = check(value)
+        except ValueError as exc:
+            raise ConfigError(path, f"listen.{key}", str(exc)) from None
+    return ListenSettings(**values)  # type: ignore[arg-type]
+
+
+def _pacs(path: Path, entries: object) -> tuple[PacsNode, ...]:
+    """``[pacs.NAME]`` tables, or ``[[pacs]]`` entries that each have a ``name``."""
+    named: list[tuple[str, object]] = []
+    if isinstance(entries, list):
+        for number, entry in enumerate(entries, 1):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise ConfigError(path, f"pacs[{number}]", 'needs a name = "..." key')
+            rest = {k: v for k, v in entry.items() if k != "name"}
+            named.append((entry["name"], rest))
+    elif isinstance(entries, dict):
+        named = list(entries.items())
+    else:
+        raise ConfigError(path, "pacs", "must be [pacs.NAME] tables (or [[pacs]] with a name)")
+    nodes: list[PacsNode] = []
+    for name, entry in named:
+        where = f"pacs.{name}"
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(path, where, "a node's name is letters, digits, - and _")
+        if any(node.name == name for node in nodes):
+            raise ConfigError(path, where, "named twice")
+        if not isinstance(entry, dict):
+            raise ConfigError(path, where, "must be a table of ae_title, host, port, roles")
+        values: dict[str, object] = {}
+        for key, value in entry.items():
+            check = _NODE_KEYS.get(key)
+            if check is None:
+                raise ConfigError(
+                    path, f"{where}.{key}", f"unknown key (known: {', '.join(_NODE_KEYS)})"
+                )
+            try:
+                values[key] = check(value)
+            except ValueError as exc:
+                raise ConfigError(path, f"{where}.{key}", str(exc)) from None
+        missing = [key for key in ("ae_title", "host", "port") if key not in values]
+        if missing:
+            raise ConfigError(path, where, f"needs {', '.join(missing)}")
+        nodes.append(PacsNode(name=name, **values))  # type: ignore[arg-type]
+    return tuple(nodes)
+
+
 _KEYS: dict[str, dict[str, tuple[str, Callable[[object], object]]]] = {
     "deid": {"profile": ("profile", _text), "clean_pixels": ("clean_pixels", _bool)},
     "pixels": {"ocr_engine": ("ocr_engine", _engine)},
@@ -155,9 +343,16 @@ def load_config(path: Path) -> WorkspaceConfig:
         raise ConfigError(path, "(file)", f"cannot be read: {exc}") from None
     values: dict[str, object] = {}
     for section, entries in data.items():
+        if section == "listen":
+            values["listen"] = _listen(path, entries)
+            continue
+        if section == "pacs":
+            values["pacs"] = _pacs(path, entries)
+            continue
         known = _KEYS.get(section)
         if known is None:
-            raise ConfigError(path, section, f"unknown section (known: {', '.join(_KEYS)})")
+            sections = ", ".join([*_KEYS, "listen", "pacs"])
+            raise ConfigError(path, section, f"unknown section (known: {sections})")
         if not isinstance(entries, dict):
             raise ConfigError(path, section, "must be a [section] of keys")
         for key, value in entries.items():

@@ -70,6 +70,15 @@ class Workspace:
         return self.private / "workspace"
 
     @property
+    def receiving(self) -> Path:
+        """The DICOM listener's temp files (PHI until renamed into ``incoming/``).
+
+        Under ``private/`` so a half-received dataset is never outside it, and
+        on ``incoming/``'s file system so the final write is a rename.
+        """
+        return self.private / "receiving"
+
+    @property
     def catalog_url(self) -> str:
         """The configured URL, or a SQLite file in the private location."""
         return self.config.catalog_url or f"sqlite:///{self.private / 'catalog.sqlite'}"

@@ -11,7 +11,15 @@ import pytest
 
 from pipeline.errors import LocationError
 from pipeline.keys import load_key
-from pipeline.workspace import ConfigError, WorkspaceConfig, init_workspace, open_workspace
+from pipeline.workspace import (
+    ConfigError,
+    ListenSettings,
+    NodeRole,
+    PacsNode,
+    WorkspaceConfig,
+    init_workspace,
+    open_workspace,
+)
 from pipeline.workspace.config import CONFIG_NAME, load_config, template_text
 
 
@@ -28,9 +36,10 @@ def test_init_lays_out_the_workspace_with_a_private_0700_folder_and_a_key(tmp_pa
 def test_the_template_documents_every_key_at_its_default(tmp_path: Path) -> None:
     """Loading the commented template gives exactly the defaults: the comments cannot lie."""
     data = tomllib.loads(template_text())
+    assert "pacs" not in data  # the nodes are commented examples
     assert sum(len(section) for section in data.values()) == len(
-        [f for f in WorkspaceConfig.__dataclass_fields__ if f != "source"]
-    )
+        [f for f in WorkspaceConfig.__dataclass_fields__ if f not in ("source", "listen", "pacs")]
+    ) + len(ListenSettings.__dataclass_fields__)
     path = tmp_path / CONFIG_NAME
     path.write_text(template_text())
     assert load_config(path) == WorkspaceConfig()
@@ -69,6 +78,16 @@ def test_a_private_folder_open_to_others_is_refused(tmp_path: Path) -> None:
         ("[catalog]\nurl = 'mysql://x'\n", "catalog.url", "postgresql"),
         ("[ingest]\njobs = -1\n", "ingest.jobs", "whole number"),
         ("[ingest\n", "(syntax)", "not valid TOML"),
+        ("[listen]\nport = 0\n", "listen.port", "TCP port"),
+        ("[listen]\nae_title = 'MUCH_TOO_LONG_AE_TITLE'\n", "listen.ae_title", "1 to 16"),
+        ("[listen]\nallowed_ae_titles = 'SCANNER'\n", "listen.allowed_ae_titles", "list"),
+        ("[listen]\nallowed_hosts = ['scanner.local']\n", "listen.allowed_hosts", "IP address"),
+        ("[listen]\ndimse_timeout = 0\n", "listen.dimse_timeout", "more than 0"),
+        ("[listen]\nporto = 104\n", "listen.porto", "unknown key"),
+        ("[pacs.research]\nae_title = 'R'\nhost = 'h'\n", "pacs.research", "needs port"),
+        ("[pacs.research]\nae_title = 'R'\nhost = 'h'\nport = 104\nroles = ['push']\n",
+         "pacs.research.roles", "unknown role"),
+        ("[[pacs]]\nae_title = 'R'\n", "pacs[1]", "name"),
     ],
 )  # fmt: skip
 def test_a_bad_config_fails_with_file_key_and_reason(
@@ -94,3 +113,28 @@ def test_a_site_profile_beside_the_config_is_found(tmp_path: Path) -> None:
     path.write_text("[deid]\nprofile = 'missing.yaml'\n")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(path)
+
+
+def test_pacs_nodes_and_the_listener_load_from_either_table_form(tmp_path: Path) -> None:
+    path = tmp_path / CONFIG_NAME
+    path.write_text(
+        "[listen]\nport = 4006\nallowed_ae_titles = ['MR1 ']\nallowed_hosts = ['127.0.0.1']\n"
+        "with_serve = true\n"
+        "[pacs.research]\nae_title = 'RESEARCH'\nhost = 'localhost'\nport = 104\n"
+    )
+    config = load_config(path)
+    assert config.listen == ListenSettings(
+        port=4006, allowed_ae_titles=("MR1",), allowed_hosts=("127.0.0.1",), with_serve=True
+    )
+    research = PacsNode("research", "RESEARCH", "localhost", 104, frozenset({NodeRole.STORE}))
+    assert config.node("research") == research
+    with pytest.raises(ConfigError, match=r"no such PACS node \(named: research\)"):
+        config.node("clinical")
+    path.write_text(
+        "[[pacs]]\nname = 'research'\nae_title = 'RESEARCH'\nhost = 'localhost'\nport = 104\n"
+        "[[pacs]]\nname = 'mr1'\nae_title = 'MR1'\nhost = '10.0.0.1'\nport = 104\n"
+        "roles = ['sender', 'query']\n"
+    )
+    config = load_config(path)
+    assert config.node("research") == research
+    assert config.node("mr1").roles == {NodeRole.SENDER, NodeRole.QUERY}
