@@ -21,7 +21,10 @@ from pipeline.catalog.records import (
     REASON_CODES,
     DecisionRecord,
     ItemRecord,
+    ItemTransition,
+    OriginalValues,
     OutputRecord,
+    ReleaseEntry,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -29,6 +32,7 @@ from pipeline.catalog.records import (
     Sighting,
     StateChange,
     Transition,
+    WithdrawalRecord,
 )
 from pipeline.catalog.schema import OUTPUT_AREAS
 from pipeline.catalog.states import (
@@ -54,7 +58,10 @@ __all__ = [
     "InputKind",
     "ItemRecord",
     "ItemState",
+    "ItemTransition",
+    "OriginalValues",
     "OutputRecord",
+    "ReleaseEntry",
     "ReleaseFile",
     "ReleaseRecord",
     "ReviewItem",
@@ -65,6 +72,7 @@ __all__ = [
     "StateChange",
     "Transition",
     "UnknownItem",
+    "WithdrawalRecord",
     "default_url",
     "sqlite_url",
 ]
