@@ -48,20 +48,19 @@ class AuditReads:
     def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
         with self._read() as connection:
-            rows = connection.execute(select(RunRow).order_by(RunRow.run_id)).scalars()
-            return [
-                RunRecord(
-                    r.run_id,
-                    r.command,
-                    r.ruleset_version,
-                    r.key_fingerprint,
-                    r.status,
-                    r.started_at,
-                    r.finished_at,
-                    r.summary,
-                )
-                for r in rows
-            ]
+            rows = connection.execute(
+                select(
+                    RunRow.run_id,
+                    RunRow.command,
+                    RunRow.ruleset_version,
+                    RunRow.key_fingerprint,
+                    RunRow.status,
+                    RunRow.started_at,
+                    RunRow.finished_at,
+                    RunRow.summary,
+                ).order_by(RunRow.run_id)
+            )
+            return [RunRecord(*row) for row in rows]
 
     def every_transition(self) -> list[ItemTransition]:
         """Every transition of every input, in the order recorded."""
