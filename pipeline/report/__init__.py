@@ -41,6 +41,7 @@ __all__ = [
     "default_report_path",
     "render_html",
     "run_artifacts",
+    "write_checked",
     "write_report",
 ]
 
@@ -89,8 +90,18 @@ def write_report(
     """
     report = build_report(catalog, workspace, run_id=run_id, phi_views=phi_views)
     found = [workspace.incoming] if inputs is None else list(inputs)
-    html = checked_html(report, catalog, workspace, found)
-    atomic_write_text(out, html)
+    return write_checked(report, catalog, workspace, out, found)
+
+
+def write_checked(
+    report: AuditReport,
+    catalog: Catalog,
+    workspace: Workspace,
+    out: Path,
+    inputs: Iterable[Path] = (),
+) -> Path:
+    """Render ``report``, check it, write it atomically (nothing is written on a hit)."""
+    atomic_write_text(out, checked_html(report, catalog, workspace, inputs))
     return out
 
 
