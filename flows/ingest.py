@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.utilities.asyncutils import run_coro_as_sync
@@ -35,6 +36,7 @@ from pipeline.ingest.process import InputGroup, StageReport
 from pipeline.ingest.publishing import PublishReport
 from pipeline.ingest.route import RouteReport
 from pipeline.ingest.run import IngestRun
+from pipeline.report import MARKDOWN_KEY, TABLE_KEY, ReportRefused, run_artifacts
 from pipeline.workspace import open_workspace
 
 FLOW_NAME = "mricurate-ingest"
@@ -138,9 +140,32 @@ def publish(run: IngestRun) -> PublishReport:
     return stages.publish(run)
 
 
+@task(name="report", **_TASK)  # type: ignore[call-overload]
+@_opaque("report")
+def report(run: IngestRun, summary: dict[str, object]) -> bool:
+    """Post the run's audit summary as artifacts (Prefect keeps them: checked for PHI first)."""
+    try:
+        artifacts = run_artifacts(run.catalog, run.workspace, run.run_id, summary)
+    except ReportRefused:
+        get_run_logger().warning(
+            "run %s: audit artifacts withheld: the leak check found an identifier of the inputs "
+            "in them (see `mricurate report`)", run.run_id,
+        )  # fmt: skip
+        return False
+    create_markdown_artifact(
+        markdown=artifacts.markdown, key=MARKDOWN_KEY,
+        description=f"mricurate ingest run {run.run_id}: audit summary (no PHI)",
+    )  # fmt: skip
+    create_table_artifact(
+        table=list(artifacts.table), key=TABLE_KEY,
+        description=f"mricurate ingest run {run.run_id}: elements changed by rule and attribute",
+    )  # fmt: skip
+    return True
+
+
 @flow(name=FLOW_NAME, persist_result=False, log_prints=False)
 def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
-    """Discover, de-identify, convert, verify, route and publish: one run over ``incoming/``."""
+    """Discover, de-identify, convert, verify, route, publish and report: one run over ``incoming/``."""
     logger = get_run_logger()
     with IngestRun.open(open_workspace(Path(workspace)), jobs=jobs or None) as run:
         # Holding the workspace lock, no other run of this workspace is alive:
@@ -158,6 +183,7 @@ def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
         release = clock("release", publish, run)
         summary = stages.summary(run, found, dicom, raw, leaks, routed, release, clock)
         run.summary = summary
+        report(run, summary)
         run.status = RunStatus.COMPLETED
         logger.info("run %s: %s", run.run_id, {k: v for k, v in summary.items() if k != "run"})
     return summary

@@ -1,4 +1,4 @@
-"""``mricurate init | ingest | serve | withdraw``: the commands that work on a workspace.
+"""``mricurate init | ingest | serve | withdraw | report``: the commands that work on a workspace.
 
 They go through the Prefect flows (``flows/``), which are imported only
 after :func:`flows.environment.configure` has set every ``PREFECT_*``
@@ -203,6 +203,23 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The audit report: one self-contained HTML page, refused if it would name anyone."""
+    from pipeline.catalog import Catalog
+    from pipeline.errors import CurationError
+    from pipeline.report import default_report_path, write_report
+
+    workspace = open_workspace(Path(args.workspace))
+    out = Path(args.out) if args.out else default_report_path(workspace, args.run)
+    with Catalog.open(workspace.catalog_url) as catalog:
+        try:
+            path = write_report(catalog, workspace, out, run_id=args.run)
+        except LookupError as exc:
+            raise CurationError(str(exc)) from None
+    print(f"wrote the audit report {path} (checked: no identifier of the inputs in it)")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the workspace commands to the CLI's subparsers."""
     p = sub.add_parser("init", help="create a workspace (folders, key, config, catalog)")
@@ -234,3 +251,15 @@ def register(sub: Any) -> None:
     p.add_argument("patient_id", help="the patient's original ID (as in the DICOM header)")
     p.add_argument("--issuer", help="its issuer (IssuerOfPatientID), where IDs are not unique")
     p.set_defaults(func=cmd_withdraw)
+
+    p = sub.add_parser(
+        "report",
+        help="write the audit report (HTML, no PHI) for the IRB or data-protection officer",
+        description="Counts, reason codes, rule-set versions and hashes, review decisions and "
+        "plots, from the catalog and the releases; checked by the release's leak check "
+        "against the inputs' identifiers before it is written.",
+    )
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--run", type=int, help="report on this run only (default: every run)")
+    p.add_argument("--out", help="the HTML file (default: W/reports/audit[-run-N].html)")
+    p.set_defaults(func=cmd_report)

@@ -21,9 +21,12 @@ from pipeline.catalog.records import (
     REASON_CODES,
     DecisionRecord,
     ItemRecord,
+    ItemTransition,
+    OriginalValues,
     OutputRecord,
     PushAttempt,
     Receipt,
+    ReleaseEntry,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -31,6 +34,7 @@ from pipeline.catalog.records import (
     Sighting,
     StateChange,
     Transition,
+    WithdrawalRecord,
 )
 from pipeline.catalog.schema import OUTPUT_AREAS
 from pipeline.catalog.states import (
@@ -57,10 +61,13 @@ __all__ = [
     "InputKind",
     "ItemRecord",
     "ItemState",
+    "ItemTransition",
+    "OriginalValues",
     "OutputRecord",
     "PushAttempt",
     "PushOutcome",
     "Receipt",
+    "ReleaseEntry",
     "ReleaseFile",
     "ReleaseRecord",
     "ReviewItem",
@@ -71,6 +78,7 @@ __all__ = [
     "StateChange",
     "Transition",
     "UnknownItem",
+    "WithdrawalRecord",
     "default_url",
     "sqlite_url",
 ]

@@ -42,6 +42,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 import pipeline.catalog.migrate as migrate
+from pipeline.catalog.audit import AuditReads
 from pipeline.catalog.engine import WRITE, create_catalog_engine, describe, storage_errors
 from pipeline.catalog.errors import CatalogError, IllegalTransition, UnknownItem, short
 from pipeline.catalog.links import read_links
@@ -140,7 +141,7 @@ def _json(value: Mapping[str, object], what: str) -> dict[str, Any]:
     return copy
 
 
-class Catalog:
+class Catalog(AuditReads):
     """The catalog of one workspace (open with :meth:`open`)."""
 
     def __init__(self, engine: Engine, folder: Path | None) -> None:

@@ -201,3 +201,50 @@ class PushAttempt:
     outcome: PushOutcome
     status: int | None
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ItemTransition:
+    """One entry of the whole catalog's history: which input, and its transition."""
+
+    sha256: str
+    transition: Transition
+
+
+@dataclass(frozen=True)
+class ReleaseEntry:
+    """A recorded release without its file list: what the audit report shows of it."""
+
+    version: str
+    created_at: dt.datetime
+    run_id: int
+    changelog: Mapping[str, object]
+    files: int
+
+
+@dataclass(frozen=True)
+class WithdrawalRecord:
+    """A recorded withdrawal (``subject`` is a pseudonym; the report only counts these)."""
+
+    subject: str
+    run_id: int
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class OriginalValues:
+    """The original identifiers one link row keeps (PHI: compare with them, never show them).
+
+    ``repr`` shows nothing of them, so a record that reaches a log or a
+    traceback names no one.
+    """
+
+    patient_id: str
+    issuer: str
+    patient_name: str
+    uids: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return "OriginalValues(<phi>)"
+
+    __str__ = __repr__

@@ -23,6 +23,7 @@ from pydicom.valuerep import PersonName
 from pipeline.dicom.codes import standard_meaning
 from pipeline.dicom.profile import Action, DateMode, Profile, Rule
 from pipeline.dicom.selectors import TagSelector, normalise_creator
+from pipeline.dicom.tally import KEPT_UNNAMED, EditCounts
 from pipeline.identity.clean import PhiTerms, clean_text
 from pipeline.identity.dates import (
     DateFormatError,
@@ -69,6 +70,8 @@ _KEEP_UNNAMED = Rule(TagSelector(0), Action.KEEP, "not named by any rule", "(def
 _REMOVE_INVALID_PRIVATE = Rule(
     TagSelector(0), Action.REMOVE, "private element outside any creator block", "(built in)"
 )
+_GROUP_REMOVED = "group removed with its Overlay/Curve Data"
+_CREATOR_REMOVED = "private creator of an emptied block"
 _REMOVE_GROUP_LENGTH = Rule(
     TagSelector(0), Action.REMOVE, "group length (retired, recomputed on write)", "(built in)"
 )
@@ -84,6 +87,9 @@ class Change:
     after: str | None  # None: removed
     rule: str  # "file:line name"
     action: str
+    # False for an element shown as it stays (kept, or a rule that found nothing
+    # to change): the audit's counts fold over the edited ones only.
+    edited: bool = True
 
 
 @dataclass
@@ -102,6 +108,9 @@ class FileContext:
     # What the VR defaults decided (elements no rule names): reported per run,
     # so a site sees what it relies on.
     by_default: Counter[str] = field(default_factory=Counter)
+    # Every element changed, by (rule, tag, action): the audit report's "what
+    # the rules did" (pipeline.dicom.tally turns it into run facts).
+    edited: EditCounts = field(default_factory=Counter)
     # Why a person should see the output before it is released (never PHI).
     doubts: set[Reason] = field(default_factory=set)
 
@@ -234,7 +243,7 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
         if rule.default:
             ctx.by_default[f"{vr} {rule.action.value}"] += 1
         elif rule is _KEEP_UNNAMED:
-            ctx.by_default["kept: no rule names it"] += 1
+            ctx.by_default[KEPT_UNNAMED] += 1
         if rule.whole_group:
             drop_groups.add(tag >> 16)
         if tag >> 16 & 1 and rule.action is not Action.REMOVE:
@@ -245,20 +254,18 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
 
     if drop_groups:
         for tag in [int(t) for t in ds.keys() if t >> 16 in drop_groups]:
-            _record(ctx, ds, BaseTag(tag), None, path, "group removed with its Overlay/Curve Data")
+            _record(ctx, ds, BaseTag(tag), None, path, _GROUP_REMOVED)
             del ds[tag]
-            ctx.edits += 1
+            _edited(ctx, tag, _GROUP_REMOVED)
 
     if creator_tags:
         # A creator stays only while its block still holds something.
         remaining = {((t >> 16) << 8) | ((t & 0xFFFF) >> 8) for t in ds.keys() if t >> 16 & 1}
         for creator_tag in sorted(creator_tags):
             if ((creator_tag >> 16) << 8) | (creator_tag & 0xFF) not in remaining:
-                _record(
-                    ctx, ds, BaseTag(creator_tag), None, path, "private creator of an emptied block"
-                )
+                _record(ctx, ds, BaseTag(creator_tag), None, path, _CREATOR_REMOVED)
                 del ds[creator_tag]
-                ctx.edits += 1
+                _edited(ctx, creator_tag, _CREATOR_REMOVED)
 
 
 def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:
@@ -266,7 +273,7 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
     if action is Action.REMOVE:
         _record(ctx, ds, tag, None, path, rule)
         del ds[tag]
-        ctx.edits += 1
+        _edited(ctx, tag, rule)
         return
     if vr == "SQ":
         _apply_sequence(ds, tag, rule, ctx, path)
@@ -288,7 +295,7 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
             )
             return
         if ctx.changes is not None:
-            _record(ctx, ds, tag, _show(ds[tag].value), path, rule)
+            _record(ctx, ds, tag, _show(ds[tag].value), path, rule, edited=False)
         return
     handler = _HANDLERS[action]
     handler(ds, tag, vr, rule, ctx, path)
@@ -300,7 +307,7 @@ def _apply_sequence(ds: Dataset, tag: BaseTag, rule: Rule, ctx: FileContext, pat
     if rule.action is Action.EMPTY:
         _record(ctx, ds, tag, "(empty sequence)", path, rule)
         element.value = []
-        ctx.edits += 1
+        _edited(ctx, tag, rule)
         return
     # keep, dummy, uid, shift, pseudonym, clean: keep the items, let the rules
     # decide every element inside them.
@@ -360,7 +367,7 @@ def _shift(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         if year_mode:
             _replace(ds, tag, vr, None, ctx, path, rule)
         elif ctx.changes is not None:
-            _record(ctx, ds, tag, _show(ds[tag].value), path, rule)
+            _record(ctx, ds, tag, _show(ds[tag].value), path, rule, edited=False)
         return  # whole-day shifts leave times of day as they were
     else:
         _clean(ds, tag, vr, rule, ctx, path)
@@ -394,14 +401,14 @@ def _clean(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         # and do not claim the option that would have cleaned them.
         _record(ctx, ds, tag, None, path, rule)
         del ds[tag]
-        ctx.edits += 1
+        _edited(ctx, tag, rule)
         return
     if vr == "PN":
         _replace(ds, tag, vr, None, ctx, path, rule)
         return
     if vr not in TEXT_VRS:
         if ctx.changes is not None:
-            _record(ctx, ds, tag, _show(ds[tag].value), path, rule)
+            _record(ctx, ds, tag, _show(ds[tag].value), path, rule, edited=False)
         return
     original = _value(ds, tag, vr)
     cleaned = _map_values(original, lambda v: clean_text(v, ctx.terms, ctx.profile.vocabulary))
@@ -425,7 +432,7 @@ def _meaning(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, p
     cleaned = clean_text(original, ctx.terms, ctx.profile.vocabulary)
     if cleaned == original.strip():
         if ctx.changes is not None:
-            _record(ctx, ds, tag, _show(original), path, rule)
+            _record(ctx, ds, tag, _show(original), path, rule, edited=False)
         return
     scheme = str(ds.get("CodingSchemeDesignator", "") or "")
     value = str(ds.get("CodeValue", "") or ds.get("LongCodeValue", "") or "")
@@ -483,7 +490,7 @@ def _replace(
 ) -> None:
     if ctx.changes is not None:
         _record(ctx, ds, tag, _show(value), path, rule)
-    ctx.edits += 1
+    _edited(ctx, tag, rule)
     original = ds.get_item(tag)
     if vr in _RAW_TEXT_VRS and isinstance(original, RawDataElement) and _is_ascii_text(value):
         # ASCII is the same bytes in every character set: encode it directly, and
@@ -513,16 +520,34 @@ def _raw_text(
     )
 
 
+def _label(rule: Rule | str) -> tuple[str, str]:
+    """(label, action) of what decided an element, as the dry run and the audit name it."""
+    if isinstance(rule, Rule):
+        return f"{rule.origin} {rule.name}".strip(), rule.action.value
+    return rule, Action.REMOVE.value
+
+
+def _edited(ctx: FileContext, tag: int, rule: Rule | str) -> None:
+    """Count one changed element (a Counter increment: no value is read)."""
+    ctx.edits += 1
+    label, action = _label(rule)
+    ctx.edited[(label, int(tag), action)] += 1
+
+
 def _record(
-    ctx: FileContext, ds: Dataset, tag: BaseTag, after: str | None, path: str, rule: Rule | str
+    ctx: FileContext,
+    ds: Dataset,
+    tag: BaseTag,
+    after: str | None,
+    path: str,
+    rule: Rule | str,
+    *,
+    edited: bool = True,
 ) -> None:
     if ctx.changes is None:
         return
     element = ds[tag]
-    if isinstance(rule, Rule):
-        label, action = f"{rule.origin} {rule.name}".strip(), rule.action.value
-    else:
-        label, action = rule, "remove"
+    label, action = _label(rule)
     ctx.changes.append(
         Change(
             path=f"{path}{_tag_text(tag)}",
@@ -531,6 +556,7 @@ def _record(
             after=after,
             rule=label,
             action=action,
+            edited=edited,
         )
     )
 

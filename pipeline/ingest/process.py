@@ -13,7 +13,7 @@ import enum
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -74,6 +74,8 @@ class Processing:
     incoming: Path
     options: RunOptions
     ruleset_version: str
+    # sha256 of each rule file the version stands for (run.rule_file_hashes).
+    rule_files: Mapping[str, str] = field(default_factory=dict)
 
     def area_folder(self, area: str) -> Path:
         return self.staging / area
@@ -90,6 +92,8 @@ class StageReport:
     runner_run: str = ""
     failure: str = ""
     missing: int = 0  # NEW items whose file is no longer in incoming/ (done when it is back)
+    # The steps' PHI-free facts added up (what the rules did: pipeline.dicom.tally).
+    facts: Mapping[str, int] = field(default_factory=dict)
 
 
 def process_new(
@@ -128,7 +132,7 @@ def process_new(
     reasons = Counter(r.reason.value for _, r in results if r.reason is not None)
     return StageReport(
         len(todo), dict(outcomes), dict(reasons), review, summary.run_id, summary.failure,
-        missing,
+        missing, dict(summary.facts),
     )  # fmt: skip
 
 

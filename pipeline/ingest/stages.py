@@ -87,5 +87,9 @@ def summary(
         "leak_check": dataclasses.asdict(leaks),
         "route": dataclasses.asdict(routed),
         "release": dataclasses.asdict(release),
+        "rules": {
+            "version": run.processing.ruleset_version,
+            "files": dict(run.processing.rule_files),
+        },
         "seconds": clock.seconds,
     }

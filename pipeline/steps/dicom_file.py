@@ -43,6 +43,7 @@ from pipeline.dicom.deidentify import (
 )
 from pipeline.dicom.dicomdir import write_fileset
 from pipeline.dicom.profile import MethodCode, Profile
+from pipeline.dicom.tally import default_facts, edit_facts
 from pipeline.errors import HeldBack, LocationError
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
@@ -165,7 +166,8 @@ class DicomStep:
         with writing("OUTPUT", folder):
             temp = write_temp(folder, written)
         facts = list(vendor_facts)
-        facts += [(f"elements decided by default: {what}", n) for what, n in ctx.by_default.items()]
+        facts += default_facts(ctx.by_default)
+        facts += edit_facts(ctx.edited)
         if pixels:
             facts.append((f"pixels {pixels}", 1))
         return StepResult(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pipeline.verify.check import LeakHit, check_outputs
 from pipeline.verify.identifiers import Identifier, IdentifierKind, Identifiers
-from pipeline.verify.inputs import collect_identifiers, identifiers_of
+from pipeline.verify.inputs import collect_identifiers, identifiers_of, identifiers_of_values
 
 __all__ = [
     "Identifier",
@@ -27,4 +27,5 @@ __all__ = [
     "check_outputs",
     "collect_identifiers",
     "identifiers_of",
+    "identifiers_of_values",
 ]

@@ -20,8 +20,9 @@ from flows.server import LocalServer
 from pipeline.catalog import Catalog
 from pipeline.catalog.states import ItemState
 from pipeline.demo import leaked_values
+from pipeline.report import MARKDOWN_KEY, TABLE_KEY
 from tests.flows.conftest import _drain
-from tests.flows.prefect_records import prefect_text, run_counts
+from tests.flows.prefect_records import prefect_text, read_database, run_counts
 from tests.flows.sample import sample_workspace
 
 FINAL = {ItemState.RELEASED, ItemState.QUARANTINED, ItemState.NEEDS_REVIEW}
@@ -101,7 +102,11 @@ def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
     run_coro_as_sync(_drain())
     after_runs = run_counts(prefect_home, FLOW_NAME)
     assert after_runs.flow_runs == before_runs.flow_runs + 1
-    assert after_runs.task_runs == before_runs.task_runs + 6, "every task run was recorded"
+    assert after_runs.task_runs == before_runs.task_runs + 7, "every task run was recorded"
+    # The run's audit artifacts are there, so the search below covers them.
+    with read_database(prefect_home) as db:
+        keys = {key for (key,) in db.execute("SELECT key FROM artifact")}
+    assert {MARKDOWN_KEY, TABLE_KEY} <= keys, "the run posted its audit artifacts"
     recorded = prefect_text(prefect_home).upper()
     paths = [str(p.relative_to(workspace.incoming)) for p in workspace.incoming.rglob("*")]
     needles = {v.upper().encode() for v in planted + paths if len(v) >= 5}

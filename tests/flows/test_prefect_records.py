@@ -3,7 +3,7 @@
 The PHI tests assert that no planted value appears in ``prefect_text``; that
 proves something only if a value that *is* there would be found.  A flow
 here puts an accented canary in a parameter (stored as JSON with ``\\u00fc``),
-a persisted result (base64 of a cloudpickle) and a log line, and each is found
+a persisted result (base64 of a cloudpickle), a log line and an artifact, and each is found
 where the raw bytes do not show it.
 """
 
@@ -16,6 +16,7 @@ from contextlib import closing
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
 from flows.server import LocalServer
 from tests.flows.prefect_records import (
@@ -32,6 +33,7 @@ FLOW = "mricurate-records-probe"
 @flow(name=FLOW, persist_result=True)  # persisted on purpose: a result file to read
 def leaky(value: str) -> dict[str, str]:
     get_run_logger().info("a log line with %s in it", value.upper())
+    create_markdown_artifact(markdown=f"an artifact with {value.lower()} in it", key="probe")
     return {"name": value}
 
 
@@ -80,7 +82,8 @@ def test_prefect_text_finds_a_value_wherever_prefect_keeps_it(
     assert len(results) == 1
     assert needle not in results[0].read_bytes()
 
-    # All of it at once, as the PHI tests read it: the log line too.
+    # All of it at once, as the PHI tests read it: the log line and the artifact too.
     everything = prefect_text(prefect_home)
     assert needle in everything
     assert canary.upper().encode() in everything
+    assert canary.lower().encode() in everything, "artifacts (the audit summary) are read"
