@@ -22,6 +22,7 @@ from pipeline.catalog.records import (
     DecisionRecord,
     ItemRecord,
     OutputRecord,
+    RedactionBox,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -33,6 +34,7 @@ from pipeline.catalog.records import (
 from pipeline.catalog.schema import OUTPUT_AREAS
 from pipeline.catalog.states import (
     ALLOWED,
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_FILENAME",
     "OUTPUT_AREAS",
     "REASON_CODES",
+    "BoxSource",
     "Catalog",
     "CatalogError",
     "Decision",
@@ -55,6 +58,7 @@ __all__ = [
     "ItemRecord",
     "ItemState",
     "OutputRecord",
+    "RedactionBox",
     "ReleaseFile",
     "ReleaseRecord",
     "ReviewItem",
