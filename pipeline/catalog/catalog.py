@@ -817,6 +817,57 @@ class Catalog:
                 return ()
             return self._boxes(connection, [latest.decision_id]).get(latest.decision_id, ())
 
+    def redactions(self, sha256s: Iterable[str]) -> dict[str, tuple[RedactionBox, ...]]:
+        """The boxes in force for each of these inputs that has any (processing blanks them).
+
+        Each queue entry's latest decision stands for that entry; the boxes of
+        every entry whose standing decision is REDACT are in force, oldest
+        entry first.  So a redaction stays in force after the redacted file is
+        approved on its next entry (a re-processing under new rules must blank
+        the same text), a second redaction on that entry adds its boxes, and a
+        decision revisited on the same entry (approve after all) withdraws
+        them.
+        """
+        wanted = list(dict.fromkeys(sha256s))
+        standing = (
+            select(func.max(DecisionRow.decision_id).label("decision_id"))
+            .group_by(DecisionRow.queue_id)
+            .subquery()
+        )
+        found: dict[str, list[RedactionBox]] = {}
+        with self._read() as connection:
+            for chunk in _chunks(wanted):
+                rows = connection.execute(
+                    select(DecisionRow.sha256, DecisionRow.decision_id)
+                    .join(standing, standing.c.decision_id == DecisionRow.decision_id)
+                    .where(DecisionRow.sha256.in_(chunk), DecisionRow.decision == Decision.REDACT)
+                    .order_by(DecisionRow.queue_id)
+                ).all()
+                boxes = self._boxes(connection, [row.decision_id for row in rows])
+                for row in rows:
+                    found.setdefault(row.sha256, []).extend(boxes.get(row.decision_id, ()))
+        return {sha256: tuple(boxes) for sha256, boxes in found.items() if boxes}
+
+    def awaiting_redaction(self) -> set[str]:
+        """The inputs whose latest decision is REDACT: their redaction is not yet checked.
+
+        The next processing of each blanks its boxes and sends it back to the
+        queue (:attr:`~pipeline.catalog.states.ReviewReason.REDACTED`).
+        """
+        latest = (
+            select(func.max(DecisionRow.decision_id).label("decision_id"))
+            .group_by(DecisionRow.sha256)
+            .subquery()
+        )
+        with self._read() as connection:
+            return set(
+                connection.execute(
+                    select(DecisionRow.sha256)
+                    .join(latest, latest.c.decision_id == DecisionRow.decision_id)
+                    .where(DecisionRow.decision == Decision.REDACT)
+                ).scalars()
+            )
+
     def approved(self) -> set[str]:
         """The inputs whose latest decision is APPROVE."""
         latest = (

@@ -167,3 +167,30 @@ def test_0002_keeps_the_queue_and_widens_its_reasons(empty_url: str) -> None:
             assert "redaction_boxes" not in sa.inspect(connection).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_redactions_in_force_across_queue_entries(catalog: Catalog, run: int) -> None:
+    item, first_entry = queued(catalog, run, "a")
+    other, other_entry = queued(catalog, run, "b")
+    decide(catalog, first_entry, Decision.REDACT, BANNER)
+    decide(catalog, other_entry, Decision.REDACT, REGION)
+    assert catalog.awaiting_redaction() == {item, other}
+    # Re-processed, back in the queue on a new entry: a second redaction adds its box.
+    catalog.transition([StateChange(item, ItemState.NEW), StateChange(item, ItemState.PROCESSED),
+                        StateChange(item, ItemState.NEEDS_REVIEW)], run)  # fmt: skip
+    second_entry = catalog.enqueue_review(item, [ReviewReason.REDACTED], run)
+    decide(catalog, second_entry, Decision.REDACT, CORNER)
+    assert catalog.redactions([item, other, sha("none")]) == {
+        item: (BANNER, CORNER),
+        other: (REGION,),
+    }
+    # Approving the redacted file keeps the redaction in force but no longer awaiting.
+    catalog.transition([StateChange(item, ItemState.NEW), StateChange(item, ItemState.PROCESSED),
+                        StateChange(item, ItemState.NEEDS_REVIEW)], run)  # fmt: skip
+    third_entry = catalog.enqueue_review(item, [ReviewReason.REDACTED], run)
+    decide(catalog, third_entry, Decision.APPROVE)
+    assert catalog.redactions([item]) == {item: (BANNER, CORNER)}
+    assert catalog.awaiting_redaction() == {other}
+    # Revisiting an entry's decision withdraws that entry's boxes.
+    decide(catalog, other_entry, Decision.APPROVE)
+    assert catalog.redactions([other]) == {} and catalog.awaiting_redaction() == set()
