@@ -310,6 +310,23 @@ class Catalog:
                     found[digests[digest]] = Sighting(size, mtime_ns, sha256)
         return found
 
+    def paths_of(self, sha256: str) -> list[bytes]:
+        """Every path this content was seen at, the latest sighting first (paths are PHI).
+
+        What the review interface opens as "the original": the file may have
+        left ``incoming/`` since (the caller checks).
+        """
+        check_sha256(sha256)
+        with self._read() as connection:
+            return [
+                bytes(path)
+                for path in connection.execute(
+                    select(SightingRow.path)
+                    .where(SightingRow.sha256 == sha256)
+                    .order_by(SightingRow.seen_at.desc(), SightingRow.path_digest)
+                ).scalars()
+            ]
+
     def record_sightings(self, rows: Sequence[tuple[bytes, Sighting]]) -> None:
         """Record what discovery saw at each path (the last row for a path wins)."""
         now = _now()
@@ -669,6 +686,24 @@ class Catalog:
             )
             for row in entries
         ]
+
+    def review_entry(self, queue_id: int) -> ReviewItem:
+        """One entry of the queue, decided or not, with its reasons."""
+        with self._read() as connection:
+            row = connection.execute(
+                select(
+                    ReviewRow.queue_id, ReviewRow.sha256, ReviewRow.queued_at, ReviewRow.run_id
+                ).where(ReviewRow.queue_id == queue_id)
+            ).one_or_none()
+            if row is None:
+                raise CatalogError(f"there is no review {queue_id} in the queue")
+            found = set(
+                connection.execute(
+                    select(ReviewReasonRow.reason).where(ReviewReasonRow.queue_id == queue_id)
+                ).scalars()
+            )
+        reasons = tuple(reason for reason in ReviewReason if reason in found)
+        return ReviewItem(row.queue_id, row.sha256, reasons, row.queued_at, row.run_id)
 
     def decide(
         self,

@@ -9,7 +9,6 @@ the catalog runs that a kill left ``running`` as crashed.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -18,26 +17,18 @@ from pipeline.batch.locks import RunLock
 from pipeline.batch.runner import RunOptions, default_jobs
 from pipeline.catalog import Catalog
 from pipeline.catalog.states import RunStatus
-from pipeline.dicom.csa import load_csa_allowlist
-from pipeline.dicom.profile import Profile, load_profile
+from pipeline.dicom.profile import load_profile
 from pipeline.ingest.process import Processing
 from pipeline.keys import load_key
 from pipeline.pixels.blank import PixelCleaning
 from pipeline.pixels.engines import make_engine
 from pipeline.pixels.regions import load_region_rules
 from pipeline.private_store import PrivateStore
-from pipeline.raw.header_rules import HeaderRules, load_header_rules
+from pipeline.raw.header_rules import load_header_rules
 from pipeline.workspace import Workspace
+from pipeline.workspace.ruleset import ruleset_version
 
 COMMAND = "ingest"
-
-
-def ruleset_version(profile: Profile, header: HeaderRules, regions_digest: str) -> str:
-    """One short hash of every rule file that decides an output (recorded with each output)."""
-    digest = hashlib.sha256()
-    for part in (profile.digest, header.digest, regions_digest, load_csa_allowlist().digest):
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 @dataclass
