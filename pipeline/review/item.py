@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from pipeline.catalog import Catalog, CatalogError, DecisionRecord, OutputRecord
+from pipeline.catalog import Catalog, DecisionRecord, OutputRecord
 from pipeline.catalog.errors import short
 from pipeline.catalog.states import ItemState, ReviewReason
 from pipeline.dicom.deidentify import deidentify_dataset
@@ -109,13 +109,10 @@ def open_item(workspace: Workspace, catalog: Catalog, queue_id: int) -> ItemView
 
     Raises
     ------
-    ReviewError
-        There is no such entry.
+    CatalogError
+        There is no such entry (the catalog's own error: "there is no review N").
     """
-    try:
-        entry = catalog.review_entry(queue_id)
-    except CatalogError as exc:
-        raise ReviewError(str(exc)) from None
+    entry = catalog.review_entry(queue_id)
     sha = entry.sha256
     outputs = catalog.outputs_of([sha])
     output = _dicom_output(outputs)

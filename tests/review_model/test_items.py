@@ -20,7 +20,14 @@ import pydicom
 import pytest
 from PIL import Image
 
-from pipeline.catalog import BoxSource, Catalog, Decision, RedactionBox, ReviewReason
+from pipeline.catalog import (
+    BoxSource,
+    Catalog,
+    CatalogError,
+    Decision,
+    RedactionBox,
+    ReviewReason,
+)
 from pipeline.catalog.states import ItemState
 from pipeline.ingest.once import ingest_once
 from pipeline.pixels.engines import make_engine
@@ -135,7 +142,10 @@ def test_decisions_so_far_are_in_the_view(queue: Queue, tmp_path: Path) -> None:
     (decision,) = item.decisions
     assert decision.decision is Decision.REDACT and decision.boxes == (box,)
     assert not item.pending and item.state is ItemState.QUARANTINED
-    with Catalog.open(f"sqlite:///{copy}") as catalog, pytest.raises(ReviewError, match="999"):
+    with (
+        Catalog.open(f"sqlite:///{copy}") as catalog,
+        pytest.raises(CatalogError, match="no review 999"),
+    ):
         open_item(queue.workspace, catalog, 999)
 
 
