@@ -151,7 +151,7 @@ def test_0002_keeps_the_queue_and_widens_its_reasons(empty_url: str) -> None:
             connection.execute(insert_reason, {"reason": "spot-check"})
         with pytest.raises(sa_exc.IntegrityError), engine.begin() as connection:
             connection.execute(insert_reason, {"reason": "redacted"})
-        assert migrate.upgrade(engine) == "0002"
+        assert migrate.upgrade(engine, "0002") == "0002"
         with engine.begin() as connection:
             connection.execute(insert_reason, {"reason": "redacted"})
         with pytest.raises(sa_exc.IntegrityError), engine.begin() as connection:
