@@ -26,6 +26,7 @@ from pipeline.catalog.records import (
     OutputRecord,
     PushAttempt,
     Receipt,
+    RedactionBox,
     ReleaseEntry,
     ReleaseFile,
     ReleaseRecord,
@@ -39,6 +40,7 @@ from pipeline.catalog.records import (
 from pipeline.catalog.schema import OUTPUT_AREAS
 from pipeline.catalog.states import (
     ALLOWED,
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
@@ -53,6 +55,7 @@ __all__ = [
     "DEFAULT_FILENAME",
     "OUTPUT_AREAS",
     "REASON_CODES",
+    "BoxSource",
     "Catalog",
     "CatalogError",
     "Decision",
@@ -67,6 +70,7 @@ __all__ = [
     "PushAttempt",
     "PushOutcome",
     "Receipt",
+    "RedactionBox",
     "ReleaseEntry",
     "ReleaseFile",
     "ReleaseRecord",

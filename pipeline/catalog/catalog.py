@@ -52,6 +52,7 @@ from pipeline.catalog.records import (
     OutputRecord,
     PushAttempt,
     Receipt,
+    RedactionBox,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -69,6 +70,7 @@ from pipeline.catalog.schema import (
     OutputRow,
     PushAttemptRow,
     ReceivedRow,
+    RedactionBoxRow,
     ReleaseFileRow,
     ReleaseRow,
     ReviewReasonRow,
@@ -80,6 +82,7 @@ from pipeline.catalog.schema import (
 )
 from pipeline.catalog.states import (
     ALLOWED,
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
@@ -325,6 +328,23 @@ class Catalog(AuditReads):
                 ):
                     found[digests[digest]] = Sighting(size, mtime_ns, sha256)
         return found
+
+    def paths_of(self, sha256: str) -> list[bytes]:
+        """Every path this content was seen at, the latest sighting first (paths are PHI).
+
+        What the review interface opens as "the original": the file may have
+        left ``incoming/`` since (the caller checks).
+        """
+        check_sha256(sha256)
+        with self._read() as connection:
+            return [
+                bytes(path)
+                for path in connection.execute(
+                    select(SightingRow.path)
+                    .where(SightingRow.sha256 == sha256)
+                    .order_by(SightingRow.seen_at.desc(), SightingRow.path_digest)
+                ).scalars()
+            ]
 
     def record_sightings(self, rows: Sequence[tuple[bytes, Sighting]]) -> None:
         """Record what discovery saw at each path (the last row for a path wins)."""
@@ -706,6 +726,24 @@ class Catalog(AuditReads):
             for row in entries
         ]
 
+    def review_entry(self, queue_id: int) -> ReviewItem:
+        """One entry of the queue, decided or not, with its reasons."""
+        with self._read() as connection:
+            row = connection.execute(
+                select(
+                    ReviewRow.queue_id, ReviewRow.sha256, ReviewRow.queued_at, ReviewRow.run_id
+                ).where(ReviewRow.queue_id == queue_id)
+            ).one_or_none()
+            if row is None:
+                raise CatalogError(f"there is no review {queue_id} in the queue")
+            found = set(
+                connection.execute(
+                    select(ReviewReasonRow.reason).where(ReviewReasonRow.queue_id == queue_id)
+                ).scalars()
+            )
+        reasons = tuple(reason for reason in ReviewReason if reason in found)
+        return ReviewItem(row.queue_id, row.sha256, reasons, row.queued_at, row.run_id)
+
     def decide(
         self,
         queue_id: int,
@@ -714,19 +752,39 @@ class Catalog(AuditReads):
         reviewer: str,
         reason: str,
         ruleset_version: str,
-    ) -> None:
-        """Record a reviewer's decision on a queue entry and move the input accordingly.
+        boxes: Sequence[RedactionBox] = (),
+    ) -> int:
+        """Record a reviewer's decision on a queue entry, move the input; return the decision id.
 
         The decision is appended (a later one supersedes, both are kept) and
         the input's state follows :data:`DECISION_MOVES`, the transition's
         reason being the decision's code (the reviewer's words stay in the
-        decision).  REJECT needs a reason.
+        decision).  REJECT needs a reason; REDACT needs the boxes to blank
+        (kept with the decision, in the order given: the next ingest run
+        re-processes the input with them, :meth:`redaction_boxes`), and only
+        REDACT takes boxes.
         """
         decision = Decision(decision)
+        boxes = tuple(boxes)
         if not reviewer.strip():
             raise CatalogError(f"the decision on review {queue_id} needs the reviewer's name")
         if decision is Decision.REJECT and not reason.strip():
             raise CatalogError(f"rejecting review {queue_id} needs a reason")
+        if decision is Decision.REDACT and not boxes:
+            raise CatalogError(
+                f"redacting review {queue_id} needs at least one box to blank: accept an OCR "
+                "box or draw one (or approve or reject instead)"
+            )
+        if decision is not Decision.REDACT and boxes:
+            raise CatalogError(
+                f"the {decision.value} decision on review {queue_id} was given boxes: only a "
+                "redact decision blanks boxes (decide redact, or leave the boxes out)"
+            )
+        for box in boxes:
+            if not isinstance(box, RedactionBox):
+                raise CatalogError(
+                    f"the boxes of the decision on review {queue_id} must be RedactionBox records"
+                )
         now = _now()
         with self._write() as connection:
             sha256 = connection.execute(
@@ -735,8 +793,9 @@ class Catalog(AuditReads):
             if sha256 is None:
                 raise CatalogError(f"there is no review {queue_id} in the queue")
             state = self._states(connection, [sha256], lock=True)[sha256]
-            connection.execute(
-                insert(DecisionRow).values(
+            decision_id: int = connection.execute(
+                insert(DecisionRow)
+                .values(
                     queue_id=queue_id,
                     sha256=sha256,
                     decision=decision,
@@ -745,13 +804,32 @@ class Catalog(AuditReads):
                     ruleset_version=ruleset_version,
                     decided_at=now,
                 )
-            )
+                .returning(DecisionRow.decision_id)
+            ).scalar_one()
+            if boxes:
+                connection.execute(
+                    insert(RedactionBoxRow),
+                    [
+                        {
+                            "decision_id": decision_id,
+                            "box_index": index,
+                            "frame": box.frame,
+                            "x": box.x,
+                            "y": box.y,
+                            "width": box.width,
+                            "height": box.height,
+                            "source": box.source,
+                        }
+                        for index, box in enumerate(boxes)
+                    ],
+                )
             target = DECISION_MOVES[decision].get(state)
             if target is not None:
                 self._apply(connection, [StateChange(sha256, target, decision.value)], None, now)
+            return decision_id
 
     def decisions(self, sha256: str) -> list[DecisionRecord]:
-        """Every decision on the input, oldest first."""
+        """Every decision on the input, oldest first, each with its boxes."""
         with self._read() as connection:
             rows = connection.execute(
                 select(
@@ -762,11 +840,107 @@ class Catalog(AuditReads):
                     DecisionRow.reason,
                     DecisionRow.ruleset_version,
                     DecisionRow.decided_at,
+                    DecisionRow.decision_id,
                 )
                 .where(DecisionRow.sha256 == sha256)
                 .order_by(DecisionRow.decision_id)
+            ).all()
+            boxes = self._boxes(connection, [row.decision_id for row in rows])
+        return [DecisionRecord(*row, boxes.get(row.decision_id, ())) for row in rows]
+
+    @staticmethod
+    def _boxes(
+        connection: Connection, decision_ids: Sequence[int]
+    ) -> dict[int, tuple[RedactionBox, ...]]:
+        found: dict[int, list[RedactionBox]] = {}
+        for chunk in _chunks(list(decision_ids)):
+            for row in connection.execute(
+                select(
+                    RedactionBoxRow.decision_id,
+                    RedactionBoxRow.frame,
+                    RedactionBoxRow.x,
+                    RedactionBoxRow.y,
+                    RedactionBoxRow.width,
+                    RedactionBoxRow.height,
+                    RedactionBoxRow.source,
+                )
+                .where(RedactionBoxRow.decision_id.in_(chunk))
+                .order_by(RedactionBoxRow.decision_id, RedactionBoxRow.box_index)
+            ):
+                found.setdefault(row.decision_id, []).append(
+                    RedactionBox(row.frame, row.x, row.y, row.width, row.height,
+                                 BoxSource(row.source))
+                )  # fmt: skip
+        return {decision_id: tuple(boxes) for decision_id, boxes in found.items()}
+
+    def redaction_boxes(self, sha256: str) -> tuple[RedactionBox, ...]:
+        """The boxes of the input's latest decision if that decision is REDACT, else ().
+
+        What the next processing of the input blanks on top of the pixel
+        rules: a later approval or rejection supersedes a redaction.
+        """
+        check_sha256(sha256)
+        with self._read() as connection:
+            latest = connection.execute(
+                select(DecisionRow.decision_id, DecisionRow.decision)
+                .where(DecisionRow.sha256 == sha256)
+                .order_by(DecisionRow.decision_id.desc())
+                .limit(1)
+            ).one_or_none()
+            if latest is None or latest.decision is not Decision.REDACT:
+                return ()
+            return self._boxes(connection, [latest.decision_id]).get(latest.decision_id, ())
+
+    def redactions(self, sha256s: Iterable[str]) -> dict[str, tuple[RedactionBox, ...]]:
+        """The boxes in force for each of these inputs that has any (processing blanks them).
+
+        Each queue entry's latest decision stands for that entry; the boxes of
+        every entry whose standing decision is REDACT are in force, oldest
+        entry first.  So a redaction stays in force after the redacted file is
+        approved on its next entry (a re-processing under new rules must blank
+        the same text), a second redaction on that entry adds its boxes, and a
+        decision revisited on the same entry (approve after all) withdraws
+        them.
+        """
+        wanted = list(dict.fromkeys(sha256s))
+        standing = (
+            select(func.max(DecisionRow.decision_id).label("decision_id"))
+            .group_by(DecisionRow.queue_id)
+            .subquery()
+        )
+        found: dict[str, list[RedactionBox]] = {}
+        with self._read() as connection:
+            for chunk in _chunks(wanted):
+                rows = connection.execute(
+                    select(DecisionRow.sha256, DecisionRow.decision_id)
+                    .join(standing, standing.c.decision_id == DecisionRow.decision_id)
+                    .where(DecisionRow.sha256.in_(chunk), DecisionRow.decision == Decision.REDACT)
+                    .order_by(DecisionRow.queue_id)
+                ).all()
+                boxes = self._boxes(connection, [row.decision_id for row in rows])
+                for row in rows:
+                    found.setdefault(row.sha256, []).extend(boxes.get(row.decision_id, ()))
+        return {sha256: tuple(boxes) for sha256, boxes in found.items() if boxes}
+
+    def awaiting_redaction(self) -> set[str]:
+        """The inputs whose latest decision is REDACT: their redaction is not yet checked.
+
+        The next processing of each blanks its boxes and sends it back to the
+        queue (:attr:`~pipeline.catalog.states.ReviewReason.REDACTED`).
+        """
+        latest = (
+            select(func.max(DecisionRow.decision_id).label("decision_id"))
+            .group_by(DecisionRow.sha256)
+            .subquery()
+        )
+        with self._read() as connection:
+            return set(
+                connection.execute(
+                    select(DecisionRow.sha256)
+                    .join(latest, latest.c.decision_id == DecisionRow.decision_id)
+                    .where(DecisionRow.decision == Decision.REDACT)
+                ).scalars()
             )
-            return [DecisionRecord(*row) for row in rows]
 
     def approved(self) -> set[str]:
         """The inputs whose latest decision is APPROVE."""

@@ -54,6 +54,7 @@ class ReviewReason(enum.Enum):
     UNKNOWN_PRIVATE_CREATOR = "unknown-private-creator"
     CLEANING_DOUBT = "cleaning-doubt"
     SPOT_CHECK = "spot-check"
+    REDACTED = "redacted"  # back in the queue after a redaction: a person checks it
 
     def __str__(self) -> str:
         return self.value
@@ -65,6 +66,17 @@ class Decision(enum.Enum):
     APPROVE = "approve"
     REJECT = "reject"
     REDACT = "redact"  # release after a redaction: re-processed with it first
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BoxSource(enum.Enum):
+    """Where a box a REDACT decision blanks came from."""
+
+    OCR = "ocr"  # a box the pixel scan found and the reviewer accepted
+    REGION = "region"  # a region rule's box
+    DRAWN = "drawn"  # drawn by the reviewer
 
     def __str__(self) -> str:
         return self.value

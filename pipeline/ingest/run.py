@@ -9,56 +9,26 @@ the catalog runs that a kill left ``running`` as crashed.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 
 from pipeline.batch.locks import RunLock
 from pipeline.batch.runner import RunOptions, default_jobs
 from pipeline.catalog import Catalog
 from pipeline.catalog.states import RunStatus
-from pipeline.dicom.csa import load_csa_allowlist
-from pipeline.dicom.profile import Profile, load_profile
+from pipeline.dicom.profile import load_profile
 from pipeline.ingest.process import Processing
 from pipeline.keys import load_key
 from pipeline.pixels.blank import PixelCleaning
 from pipeline.pixels.engines import make_engine
-from pipeline.pixels.regions import RegionRules, load_region_rules
+from pipeline.pixels.regions import load_region_rules
 from pipeline.private_store import PrivateStore
-from pipeline.raw.header_rules import HeaderRules, load_header_rules
-from pipeline.rulefiles import rules_root
+from pipeline.raw.header_rules import load_header_rules
 from pipeline.workspace import Workspace
+from pipeline.workspace.ruleset import rule_file_hashes, ruleset_version
 
 COMMAND = "ingest"
-
-
-def ruleset_version(profile: Profile, header: HeaderRules, regions_digest: str) -> str:
-    """One short hash of every rule file that decides an output (recorded with each output)."""
-    digest = hashlib.sha256()
-    for part in (profile.digest, header.digest, regions_digest, load_csa_allowlist().digest):
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def rule_file_hashes(profile: Profile, header: HeaderRules, regions: RegionRules) -> dict[str, str]:
-    """The sha256 of every rule file the rule-set version stands for, by name.
-
-    A file under the shipped ``rules/`` is named by its path there
-    (``dicom/research.yaml``), a site's own file by its name only: the audit
-    report lists them, and a site path says nothing an IRB needs.
-    """
-    files: list[Path] = [*profile.files, header.path, *regions.files, load_csa_allowlist().path]
-    for vocabulary in (profile.vocabulary, header.vocabulary):
-        if vocabulary is not None:
-            files += vocabulary.files
-    root = rules_root().resolve()
-    hashes: dict[str, str] = {}
-    for path in dict.fromkeys(p.resolve() for p in files):
-        name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return dict(sorted(hashes.items()))
 
 
 @dataclass
