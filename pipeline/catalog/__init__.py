@@ -16,15 +16,18 @@ from __future__ import annotations
 
 from pipeline.catalog.catalog import DECISION_MOVES, Catalog
 from pipeline.catalog.engine import DEFAULT_FILENAME, default_url, sqlite_url
-from pipeline.catalog.errors import CatalogError, IllegalTransition, UnknownItem
+from pipeline.catalog.errors import AccessRefused, CatalogError, IllegalTransition, UnknownItem
 from pipeline.catalog.records import (
     REASON_CODES,
     DecisionRecord,
     ItemRecord,
     OutputRecord,
+    PhiViewRecord,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
+    ReviewProgress,
+    ReviewSession,
     RunRecord,
     Sighting,
     StateChange,
@@ -36,6 +39,7 @@ from pipeline.catalog.states import (
     Decision,
     InputKind,
     ItemState,
+    PhiView,
     ReviewReason,
     RunStatus,
 )
@@ -46,6 +50,7 @@ __all__ = [
     "DEFAULT_FILENAME",
     "OUTPUT_AREAS",
     "REASON_CODES",
+    "AccessRefused",
     "Catalog",
     "CatalogError",
     "Decision",
@@ -55,10 +60,14 @@ __all__ = [
     "ItemRecord",
     "ItemState",
     "OutputRecord",
+    "PhiView",
+    "PhiViewRecord",
     "ReleaseFile",
     "ReleaseRecord",
     "ReviewItem",
+    "ReviewProgress",
     "ReviewReason",
+    "ReviewSession",
     "RunRecord",
     "RunStatus",
     "Sighting",

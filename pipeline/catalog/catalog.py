@@ -58,6 +58,7 @@ from pipeline.catalog.records import (
     Transition,
     check_sha256,
 )
+from pipeline.catalog.reviewing import ReviewAccess
 from pipeline.catalog.schema import (
     OUTPUT_AREAS,
     DecisionRow,
@@ -122,8 +123,12 @@ def _json(value: Mapping[str, object], what: str) -> dict[str, Any]:
     return copy
 
 
-class Catalog:
-    """The catalog of one workspace (open with :meth:`open`)."""
+class Catalog(ReviewAccess):
+    """The catalog of one workspace (open with :meth:`open`).
+
+    The review app's tokens, sessions and PHI access log are methods of
+    :class:`~pipeline.catalog.reviewing.ReviewAccess`, a base of this class.
+    """
 
     def __init__(self, engine: Engine, folder: Path | None) -> None:
         self._engine = engine

@@ -70,6 +70,16 @@ class Decision(enum.Enum):
         return self.value
 
 
+class PhiView(enum.Enum):
+    """What a reviewer was shown of an input's PHI (the review app's access log)."""
+
+    IMAGE = "image"  # a frame of the original or the cleaned image
+    ORIGINAL_HEADER = "original-header"  # the header's values before de-identification
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class RunStatus(enum.Enum):
     """How a run of the pipeline ended (or that it has not yet)."""
 
