@@ -23,6 +23,7 @@ from pipeline.catalog.records import (
     ItemRecord,
     OutputRecord,
     PhiViewRecord,
+    RedactionBox,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -36,6 +37,7 @@ from pipeline.catalog.records import (
 from pipeline.catalog.schema import OUTPUT_AREAS
 from pipeline.catalog.states import (
     ALLOWED,
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
@@ -51,6 +53,7 @@ __all__ = [
     "OUTPUT_AREAS",
     "REASON_CODES",
     "AccessRefused",
+    "BoxSource",
     "Catalog",
     "CatalogError",
     "Decision",
@@ -62,6 +65,7 @@ __all__ = [
     "OutputRecord",
     "PhiView",
     "PhiViewRecord",
+    "RedactionBox",
     "ReleaseFile",
     "ReleaseRecord",
     "ReviewItem",

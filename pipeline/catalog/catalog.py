@@ -49,6 +49,7 @@ from pipeline.catalog.records import (
     DecisionRecord,
     ItemRecord,
     OutputRecord,
+    RedactionBox,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -65,6 +66,7 @@ from pipeline.catalog.schema import (
     ItemRow,
     LinkRow,
     OutputRow,
+    RedactionBoxRow,
     ReleaseFileRow,
     ReleaseRow,
     ReviewReasonRow,
@@ -76,6 +78,7 @@ from pipeline.catalog.schema import (
 )
 from pipeline.catalog.states import (
     ALLOWED,
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
@@ -680,19 +683,39 @@ class Catalog(ReviewAccess):
         reviewer: str,
         reason: str,
         ruleset_version: str,
-    ) -> None:
-        """Record a reviewer's decision on a queue entry and move the input accordingly.
+        boxes: Sequence[RedactionBox] = (),
+    ) -> int:
+        """Record a reviewer's decision on a queue entry, move the input; return the decision id.
 
         The decision is appended (a later one supersedes, both are kept) and
         the input's state follows :data:`DECISION_MOVES`, the transition's
         reason being the decision's code (the reviewer's words stay in the
-        decision).  REJECT needs a reason.
+        decision).  REJECT needs a reason; REDACT needs the boxes to blank
+        (kept with the decision, in the order given: the next ingest run
+        re-processes the input with them, :meth:`redaction_boxes`), and only
+        REDACT takes boxes.
         """
         decision = Decision(decision)
+        boxes = tuple(boxes)
         if not reviewer.strip():
             raise CatalogError(f"the decision on review {queue_id} needs the reviewer's name")
         if decision is Decision.REJECT and not reason.strip():
             raise CatalogError(f"rejecting review {queue_id} needs a reason")
+        if decision is Decision.REDACT and not boxes:
+            raise CatalogError(
+                f"redacting review {queue_id} needs at least one box to blank: accept an OCR "
+                "box or draw one (or approve or reject instead)"
+            )
+        if decision is not Decision.REDACT and boxes:
+            raise CatalogError(
+                f"the {decision.value} decision on review {queue_id} was given boxes: only a "
+                "redact decision blanks boxes (decide redact, or leave the boxes out)"
+            )
+        for box in boxes:
+            if not isinstance(box, RedactionBox):
+                raise CatalogError(
+                    f"the boxes of the decision on review {queue_id} must be RedactionBox records"
+                )
         now = _now()
         with self._write() as connection:
             sha256 = connection.execute(
@@ -701,8 +724,9 @@ class Catalog(ReviewAccess):
             if sha256 is None:
                 raise CatalogError(f"there is no review {queue_id} in the queue")
             state = self._states(connection, [sha256], lock=True)[sha256]
-            connection.execute(
-                insert(DecisionRow).values(
+            decision_id: int = connection.execute(
+                insert(DecisionRow)
+                .values(
                     queue_id=queue_id,
                     sha256=sha256,
                     decision=decision,
@@ -711,13 +735,32 @@ class Catalog(ReviewAccess):
                     ruleset_version=ruleset_version,
                     decided_at=now,
                 )
-            )
+                .returning(DecisionRow.decision_id)
+            ).scalar_one()
+            if boxes:
+                connection.execute(
+                    insert(RedactionBoxRow),
+                    [
+                        {
+                            "decision_id": decision_id,
+                            "box_index": index,
+                            "frame": box.frame,
+                            "x": box.x,
+                            "y": box.y,
+                            "width": box.width,
+                            "height": box.height,
+                            "source": box.source,
+                        }
+                        for index, box in enumerate(boxes)
+                    ],
+                )
             target = DECISION_MOVES[decision].get(state)
             if target is not None:
                 self._apply(connection, [StateChange(sha256, target, decision.value)], None, now)
+            return decision_id
 
     def decisions(self, sha256: str) -> list[DecisionRecord]:
-        """Every decision on the input, oldest first."""
+        """Every decision on the input, oldest first, each with its boxes."""
         with self._read() as connection:
             rows = connection.execute(
                 select(
@@ -728,11 +771,56 @@ class Catalog(ReviewAccess):
                     DecisionRow.reason,
                     DecisionRow.ruleset_version,
                     DecisionRow.decided_at,
+                    DecisionRow.decision_id,
                 )
                 .where(DecisionRow.sha256 == sha256)
                 .order_by(DecisionRow.decision_id)
-            )
-            return [DecisionRecord(*row) for row in rows]
+            ).all()
+            boxes = self._boxes(connection, [row.decision_id for row in rows])
+        return [DecisionRecord(*row, boxes.get(row.decision_id, ())) for row in rows]
+
+    @staticmethod
+    def _boxes(
+        connection: Connection, decision_ids: Sequence[int]
+    ) -> dict[int, tuple[RedactionBox, ...]]:
+        found: dict[int, list[RedactionBox]] = {}
+        for chunk in _chunks(list(decision_ids)):
+            for row in connection.execute(
+                select(
+                    RedactionBoxRow.decision_id,
+                    RedactionBoxRow.frame,
+                    RedactionBoxRow.x,
+                    RedactionBoxRow.y,
+                    RedactionBoxRow.width,
+                    RedactionBoxRow.height,
+                    RedactionBoxRow.source,
+                )
+                .where(RedactionBoxRow.decision_id.in_(chunk))
+                .order_by(RedactionBoxRow.decision_id, RedactionBoxRow.box_index)
+            ):
+                found.setdefault(row.decision_id, []).append(
+                    RedactionBox(row.frame, row.x, row.y, row.width, row.height,
+                                 BoxSource(row.source))
+                )  # fmt: skip
+        return {decision_id: tuple(boxes) for decision_id, boxes in found.items()}
+
+    def redaction_boxes(self, sha256: str) -> tuple[RedactionBox, ...]:
+        """The boxes of the input's latest decision if that decision is REDACT, else ().
+
+        What the next processing of the input blanks on top of the pixel
+        rules: a later approval or rejection supersedes a redaction.
+        """
+        check_sha256(sha256)
+        with self._read() as connection:
+            latest = connection.execute(
+                select(DecisionRow.decision_id, DecisionRow.decision)
+                .where(DecisionRow.sha256 == sha256)
+                .order_by(DecisionRow.decision_id.desc())
+                .limit(1)
+            ).one_or_none()
+            if latest is None or latest.decision is not Decision.REDACT:
+                return ()
+            return self._boxes(connection, [latest.decision_id]).get(latest.decision_id, ())
 
     def approved(self) -> set[str]:
         """The inputs whose latest decision is APPROVE."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pipeline.catalog.errors import CatalogError, short
 from pipeline.catalog.states import (
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
@@ -128,8 +129,49 @@ class ReviewItem:
 
 
 @dataclass(frozen=True)
+class RedactionBox:
+    """A rectangle a REDACT decision blanks, in pixels of the stored image.
+
+    ``frame`` is the 0-based frame it is on, or None for every frame (a
+    burned-in banner is usually on all of them).  ``x``/``y`` are the top
+    left corner (column, row); the box covers ``width`` columns and
+    ``height`` rows from there.  A box beyond the image's edge is clipped
+    when it is applied (the catalog does not know the image's size).
+    """
+
+    frame: int | None
+    x: int
+    y: int
+    width: int
+    height: int
+    source: BoxSource
+
+    def __post_init__(self) -> None:
+        numbers = {"x": self.x, "y": self.y, "width": self.width, "height": self.height}
+        if self.frame is not None:
+            numbers["frame"] = self.frame
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CatalogError(f"a redaction box's {name} must be a whole number of pixels")
+        if min(self.x, self.y) < 0 or (self.frame is not None and self.frame < 0):
+            raise CatalogError(
+                "a redaction box's x, y and frame must not be negative (0 is the first "
+                "column, row and frame)"
+            )
+        if self.width <= 0 or self.height <= 0:
+            raise CatalogError("a redaction box needs a width and a height of at least 1 pixel")
+        if not isinstance(self.source, BoxSource):
+            raise CatalogError(
+                "a redaction box's source must be a BoxSource (ocr, region or drawn)"
+            )
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
-    """A reviewer's decision; the latest one for an input is the one in force."""
+    """A reviewer's decision; the latest one for an input is the one in force.
+
+    ``boxes`` are what a REDACT decision blanks (empty for the others).
+    """
 
     queue_id: int
     sha256: str
@@ -138,6 +180,8 @@ class DecisionRecord:
     reason: str
     ruleset_version: str
     decided_at: dt.datetime
+    decision_id: int = 0
+    boxes: tuple[RedactionBox, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -241,7 +241,11 @@ class ReviewAccess:
         return ReviewProgress(decided, total)
 
     def decided_reviews(self) -> list[DecisionRecord]:
-        """The decision in force (the latest) on each decided queue entry, latest first."""
+        """The decision in force (the latest) on each decided queue entry, latest first.
+
+        Without their boxes (:meth:`Catalog.decisions` has them): this is the
+        list the review app's queue page offers to revisit.
+        """
         latest = (
             select(func.max(DecisionRow.decision_id).label("decision_id"))
             .group_by(DecisionRow.queue_id)
@@ -257,6 +261,7 @@ class ReviewAccess:
                     DecisionRow.reason,
                     DecisionRow.ruleset_version,
                     DecisionRow.decided_at,
+                    DecisionRow.decision_id,
                 )
                 .join(latest, latest.c.decision_id == DecisionRow.decision_id)
                 .order_by(DecisionRow.decision_id.desc())

@@ -14,10 +14,10 @@ Conventions, the same in every table:
 - states, kinds, reasons and decisions are stored as their stable text codes
   (:mod:`pipeline.catalog.states`), with a CHECK constraint naming the codes;
 - times are UTC (:class:`UtcDateTime`);
-- ``transitions``, ``decisions``, ``withdrawals``, ``releases``,
-  ``release_files`` and ``phi_views`` are append-only: the migrations add
-  triggers that refuse UPDATE and DELETE on them, so history cannot be
-  rewritten even by hand;
+- ``transitions``, ``decisions``, ``redaction_boxes``, ``withdrawals``,
+  ``releases``, ``release_files`` and ``phi_views`` are append-only: the
+  migrations add triggers that refuse UPDATE and DELETE on them, so history
+  cannot be rewritten even by hand;
 - a secret (a login token, a session cookie) is kept only as its sha256
   (``*_hash``): a copy of the catalog opens no session.
 """
@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pipeline.catalog.states import (
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
@@ -62,8 +63,14 @@ VERSION_TABLE = "catalog_revision"
 
 #: Tables whose rows are never updated or deleted (enforced by triggers).
 APPEND_ONLY = (
-    "transitions", "decisions", "withdrawals", "releases", "release_files", "phi_views",
-)  # fmt: skip
+    "transitions",
+    "decisions",
+    "redaction_boxes",
+    "withdrawals",
+    "releases",
+    "release_files",
+    "phi_views",
+)
 
 #: Where an output lives in the staging area (and later in a release).
 OUTPUT_AREAS = ("dicom", "raw", "fastmri")
@@ -241,6 +248,30 @@ class DecisionRow(Base):
     reason: Mapped[str]  # the reviewer's words: private, like everything here
     ruleset_version: Mapped[str]
     decided_at: Mapped[dt.datetime]
+
+
+class RedactionBoxRow(Base):
+    """One box a REDACT decision blanks (append-only, like its decision).
+
+    In pixels of the stored image; ``frame`` NULL is every frame.
+    """
+
+    __tablename__ = "redaction_boxes"
+    __table_args__ = (
+        CheckConstraint(
+            "x >= 0 AND y >= 0 AND width > 0 AND height > 0 AND (frame IS NULL OR frame >= 0)",
+            name="geometry",
+        ),
+    )
+
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.decision_id"), primary_key=True)
+    box_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frame: Mapped[int | None] = mapped_column(Integer)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    source: Mapped[BoxSource] = mapped_column(code_enum(BoxSource, "box_source"))
 
 
 class ReleaseRow(Base):

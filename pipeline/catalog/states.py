@@ -54,6 +54,7 @@ class ReviewReason(enum.Enum):
     UNKNOWN_PRIVATE_CREATOR = "unknown-private-creator"
     CLEANING_DOUBT = "cleaning-doubt"
     SPOT_CHECK = "spot-check"
+    REDACTED = "redacted"  # back in the queue after a redaction: a person checks it
 
     def __str__(self) -> str:
         return self.value
@@ -75,6 +76,17 @@ class PhiView(enum.Enum):
 
     IMAGE = "image"  # a frame of the original or the cleaned image
     ORIGINAL_HEADER = "original-header"  # the header's values before de-identification
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BoxSource(enum.Enum):
+    """Where a box a REDACT decision blanks came from."""
+
+    OCR = "ocr"  # a box the pixel scan found and the reviewer accepted
+    REGION = "region"  # a region rule's box
+    DRAWN = "drawn"  # drawn by the reviewer
 
     def __str__(self) -> str:
         return self.value

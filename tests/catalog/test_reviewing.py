@@ -103,9 +103,7 @@ def test_sessions_are_touched_expire_when_idle_and_can_be_revoked(catalog: Catal
     assert catalog.touch_session(secret2, idle=HOUR) is None
 
 
-def test_phi_views_are_logged_append_only(
-    catalog: Catalog, catalog_url: str, run: int
-) -> None:
+def test_phi_views_are_logged_append_only(catalog: Catalog, catalog_url: str, run: int) -> None:
     catalog.register([(sha(1), InputKind.DICOM, 10)], run)
     _, ada = catalog.open_session(catalog.issue_login_token("ada", ttl=HOUR))
     _, bob = catalog.open_session(catalog.issue_login_token("bob", ttl=HOUR))

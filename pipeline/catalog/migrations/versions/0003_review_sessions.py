@@ -1,7 +1,7 @@
 """The review app's access: one-time login tokens, server-side sessions, the PHI access log
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-08
 
 Secrets are kept as their sha256 only (``token_hash``, ``secret_hash``):
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
