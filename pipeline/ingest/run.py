@@ -40,6 +40,16 @@ def ruleset_version(profile: Profile, header: HeaderRules, regions_digest: str) 
     return digest.hexdigest()[:16]
 
 
+def workspace_ruleset_version(workspace: Workspace) -> str:
+    """The rule-set version an ingest run of ``workspace`` would record now.
+
+    What a reviewer's decision records (the review app calls it once, at
+    start): the same hash :meth:`IngestRun.open` computes, without the lock.
+    """
+    profile = load_profile(workspace.config.profile)
+    return ruleset_version(profile, load_header_rules(), load_region_rules().digest)
+
+
 @dataclass
 class IngestRun:
     """An open ingest run (use as a context manager; it holds the workspace lock)."""
