@@ -16,8 +16,8 @@ have read):
   the session's CSRF token in its form, compared with
   :func:`hmac.compare_digest`, and an ``Origin`` (when the browser sends
   one) of this very host.  The form is parsed here
-  (``application/x-www-form-urlencoded`` only, at most
-  :data:`MAX_FORM_BYTES`) and left in ``scope["state"]["form"]``.
+  (``application/x-www-form-urlencoded`` only: another body has no token;
+  at most :data:`MAX_FORM_BYTES`) and left in ``scope["state"]["form"]``.
 """
 
 from __future__ import annotations
@@ -163,15 +163,17 @@ class SessionGate:
         ):
             await refused(403, "This request came from another site.")(scope, receive, send)
             return
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            await refused(415, "Only the app's own forms are accepted.")(scope, receive, send)
-            return
         body = await _read_body(receive)
         if body is None:
             await refused(413, "This form is too large.")(scope, receive, send)
             return
-        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        # Only the app's own forms are read: any other body carries no token.
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        form = (
+            dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            if content_type == "application/x-www-form-urlencoded"
+            else {}
+        )
         if not _same_token(form.get("csrf", ""), session.csrf_token):
             await refused(
                 403, "This form's CSRF token is missing or wrong: reload the page and try again."
