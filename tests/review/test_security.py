@@ -99,6 +99,11 @@ def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(
         headers={"origin": "http://evil.example"},
     )  # fmt: skip
     assert other.status_code == 403
+    # A browser posts a form under Referrer-Policy no-referrer with Origin: null.
+    null = app_client.post(
+        "/item/1/decide", data={"decision": "approve", "csrf": csrf}, headers={"origin": "null"}
+    )
+    assert null.status_code == 400 and "no review 1" in null.text
     as_json = app_client.post("/item/1/decide", json={"decision": "approve", "csrf": csrf})
     assert as_json.status_code == 403  # only the app's own form carries the token
     huge = app_client.post("/item/1/decide", data={"csrf": csrf, "boxes": "x" * 300_000})
