@@ -56,7 +56,9 @@
     }
     frame = (n + frames) % frames;
     original.src = "/item/" + queueId + "/original/" + frame + ".png";
-    cleaned.src = "/item/" + queueId + "/cleaned/" + frame + ".png";
+    if (cleaned) {
+      cleaned.src = "/item/" + queueId + "/cleaned/" + frame + ".png";
+    }
     document.getElementById("frame-number").textContent = String(frame + 1);
     refreshBoxes();
   }
