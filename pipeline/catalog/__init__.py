@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pipeline.catalog.catalog import DECISION_MOVES, Catalog
 from pipeline.catalog.engine import DEFAULT_FILENAME, default_url, sqlite_url
-from pipeline.catalog.errors import CatalogError, IllegalTransition, UnknownItem
+from pipeline.catalog.errors import AccessRefused, CatalogError, IllegalTransition, UnknownItem
 from pipeline.catalog.records import (
     REASON_CODES,
     DecisionRecord,
@@ -24,6 +24,7 @@ from pipeline.catalog.records import (
     ItemTransition,
     OriginalValues,
     OutputRecord,
+    PhiViewRecord,
     PushAttempt,
     Receipt,
     RedactionBox,
@@ -31,6 +32,8 @@ from pipeline.catalog.records import (
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
+    ReviewProgress,
+    ReviewSession,
     RunRecord,
     Sighting,
     StateChange,
@@ -44,6 +47,7 @@ from pipeline.catalog.states import (
     Decision,
     InputKind,
     ItemState,
+    PhiView,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -55,6 +59,7 @@ __all__ = [
     "DEFAULT_FILENAME",
     "OUTPUT_AREAS",
     "REASON_CODES",
+    "AccessRefused",
     "BoxSource",
     "Catalog",
     "CatalogError",
@@ -67,6 +72,8 @@ __all__ = [
     "ItemTransition",
     "OriginalValues",
     "OutputRecord",
+    "PhiView",
+    "PhiViewRecord",
     "PushAttempt",
     "PushOutcome",
     "Receipt",
@@ -75,7 +82,9 @@ __all__ = [
     "ReleaseFile",
     "ReleaseRecord",
     "ReviewItem",
+    "ReviewProgress",
     "ReviewReason",
+    "ReviewSession",
     "RunRecord",
     "RunStatus",
     "Sighting",

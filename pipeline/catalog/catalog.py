@@ -62,6 +62,7 @@ from pipeline.catalog.records import (
     Transition,
     check_sha256,
 )
+from pipeline.catalog.reviewing import ReviewAccess
 from pipeline.catalog.schema import (
     OUTPUT_AREAS,
     DecisionRow,
@@ -144,8 +145,14 @@ def _json(value: Mapping[str, object], what: str) -> dict[str, Any]:
     return copy
 
 
-class Catalog(AuditReads):
-    """The catalog of one workspace (open with :meth:`open`)."""
+class Catalog(AuditReads, ReviewAccess):
+    """The catalog of one workspace (open with :meth:`open`).
+
+    The audit report's whole-catalog reads are methods of
+    :class:`~pipeline.catalog.audit.AuditReads`, the review app's tokens,
+    sessions and PHI access log of :class:`~pipeline.catalog.reviewing.ReviewAccess`:
+    bases of this class.
+    """
 
     def __init__(self, engine: Engine, folder: Path | None) -> None:
         self._engine = engine

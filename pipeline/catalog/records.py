@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.catalog.errors import CatalogError, short
 from pipeline.catalog.states import (
@@ -18,6 +18,7 @@ from pipeline.catalog.states import (
     Decision,
     InputKind,
     ItemState,
+    PhiView,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -292,3 +293,38 @@ class OriginalValues:
         return "OriginalValues(<phi>)"
 
     __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ReviewSession:
+    """An open session of the review app (its cookie's secret is never kept, only its hash).
+
+    ``csrf_token`` goes into every form the session is shown and must come
+    back with every state-changing request.
+    """
+
+    session_id: int
+    reviewer: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    csrf_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PhiViewRecord:
+    """One entry of the PHI access log: who was shown what of which input, and when."""
+
+    view_id: int
+    session_id: int
+    reviewer: str
+    sha256: str
+    what: PhiView
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    """How far the review queue is: entries with a decision, of all entries ever queued."""
+
+    decided: int
+    total: int

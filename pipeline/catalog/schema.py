@@ -15,8 +15,11 @@ Conventions, the same in every table:
   (:mod:`pipeline.catalog.states`), with a CHECK constraint naming the codes;
 - times are UTC (:class:`UtcDateTime`);
 - ``transitions``, ``decisions``, ``redaction_boxes``, ``withdrawals``,
-  ``releases`` and ``release_files`` are append-only: the migration adds triggers that refuse
-  UPDATE and DELETE on them, so history cannot be rewritten even by hand.
+  ``releases``, ``release_files`` and ``phi_views`` are append-only: the
+  migrations add triggers that refuse UPDATE and DELETE on them, so history
+  cannot be rewritten even by hand;
+- a secret (a login token, a session cookie) is kept only as its sha256
+  (``*_hash``): a copy of the catalog opens no session.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from pipeline.catalog.states import (
     Decision,
     InputKind,
     ItemState,
+    PhiView,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -61,7 +65,7 @@ VERSION_TABLE = "catalog_revision"
 #: Tables whose rows are never updated or deleted (enforced by triggers).
 APPEND_ONLY = (
     "transitions", "decisions", "redaction_boxes", "withdrawals", "releases", "release_files",
-    "push_attempts",
+    "push_attempts", "phi_views",
 )  # fmt: skip
 
 #: Where an output lives in the staging area (and later in a release).
@@ -371,4 +375,44 @@ class PushAttemptRow(Base):
     sha256: Mapped[str] = mapped_column(SHA256)
     outcome: Mapped[PushOutcome] = mapped_column(code_enum(PushOutcome, "push_outcome"))
     status: Mapped[int | None] = mapped_column(Integer)  # the DIMSE status, None: no answer
+    at: Mapped[dt.datetime]
+
+
+class LoginTokenRow(Base):
+    """A one-time login token of the review app: its hash, whose, until when, used when."""
+
+    __tablename__ = "login_tokens"
+
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(SHA256, unique=True)
+    reviewer: Mapped[str]
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class ReviewSessionRow(Base):
+    """A reviewer's session in the review app, kept server-side (the cookie is its secret)."""
+
+    __tablename__ = "review_sessions"
+
+    session_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    secret_hash: Mapped[str] = mapped_column(SHA256, unique=True)
+    reviewer: Mapped[str]
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    csrf_token: Mapped[str]  # sent in every form of the session; useless without the cookie
+
+
+class PhiViewRow(Base):
+    """A reviewer was shown an input's PHI (append-only: the access log the audit counts)."""
+
+    __tablename__ = "phi_views"
+
+    view_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("review_sessions.session_id"), index=True)
+    reviewer: Mapped[str]
+    sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), index=True)
+    what: Mapped[PhiView] = mapped_column(code_enum(PhiView, "phi_view"))
     at: Mapped[dt.datetime]

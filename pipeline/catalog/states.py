@@ -71,6 +71,16 @@ class Decision(enum.Enum):
         return self.value
 
 
+class PhiView(enum.Enum):
+    """What a reviewer was shown of an input's PHI (the review app's access log)."""
+
+    IMAGE = "image"  # a frame of the original or the cleaned image
+    ORIGINAL_HEADER = "original-header"  # the header's values before de-identification
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class BoxSource(enum.Enum):
     """Where a box a REDACT decision blanks came from."""
 

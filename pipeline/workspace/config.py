@@ -76,6 +76,8 @@ class WorkspaceConfig:
     quiet_seconds: float = 60.0
     jobs: int = 0
     spot_check_share: float = 0.02
+    session_idle_seconds: float = 900.0
+    login_token_seconds: float = 600.0
     release_name: str = "mricurate release"
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cron: str = "0 2 * * *"
@@ -132,6 +134,14 @@ def _seconds(value: object) -> float:
     number = _number(value)
     if number < 0:
         raise ValueError(f"must be 0 or more seconds, not {number}")
+    return number
+
+
+def _lifetime(value: object) -> float:
+    """A session or token lifetime: from one second to one day (longer is not a session)."""
+    number = _number(value)
+    if not 1.0 <= number <= 86_400.0:
+        raise ValueError(f"must be between 1 and 86400 seconds (a day), not {number:g}")
     return number
 
 
@@ -325,7 +335,11 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[object], object]]]] = {
     "pixels": {"ocr_engine": ("ocr_engine", _engine)},
     "raw": {"fastmri": ("fastmri", _bool)},
     "ingest": {"quiet_seconds": ("quiet_seconds", _seconds), "jobs": ("jobs", _jobs)},
-    "review": {"spot_check_share": ("spot_check_share", _share)},
+    "review": {
+        "spot_check_share": ("spot_check_share", _share),
+        "session_idle_seconds": ("session_idle_seconds", _lifetime),
+        "login_token_seconds": ("login_token_seconds", _lifetime),
+    },
     "release": {"name": ("release_name", _text), "splits": ("splits", _splits)},
     "schedule": {"cron": ("cron", _cron)},
     "catalog": {"url": ("catalog_url", _catalog_url)},
