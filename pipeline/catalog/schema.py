@@ -47,6 +47,7 @@ from pipeline.catalog.states import (
     Decision,
     InputKind,
     ItemState,
+    PullOutcome,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -60,6 +61,7 @@ VERSION_TABLE = "catalog_revision"
 #: Tables whose rows are never updated or deleted (enforced by triggers).
 APPEND_ONLY = (
     "transitions", "decisions", "withdrawals", "releases", "release_files", "push_attempts",
+    "pull_attempts",
 )  # fmt: skip
 
 #: Where an output lives in the staging area (and later in a release).
@@ -345,4 +347,25 @@ class PushAttemptRow(Base):
     sha256: Mapped[str] = mapped_column(SHA256)
     outcome: Mapped[PushOutcome] = mapped_column(code_enum(PushOutcome, "push_outcome"))
     status: Mapped[int | None] = mapped_column(Integer)  # the DIMSE status, None: no answer
+    at: Mapped[dt.datetime]
+
+
+class PullAttemptRow(Base):
+    """One cohort row a pull asked of a node, and what arrived (append-only).
+
+    The row is named by the hash of what it asks for, never by its accession
+    number or patient ID (those stay in the cohort file and the pull's table).
+    """
+
+    __tablename__ = "pull_attempts"
+    __table_args__ = (Index(None, "node", "query_sha256"),)
+
+    attempt_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str]
+    query_sha256: Mapped[str] = mapped_column(SHA256)
+    outcome: Mapped[PullOutcome] = mapped_column(code_enum(PullOutcome, "pull_outcome"))
+    studies: Mapped[int] = mapped_column(Integer)
+    instances: Mapped[int] = mapped_column(Integer)
+    retrieved: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int | None] = mapped_column(Integer)  # the last C-MOVE/C-GET status
     at: Mapped[dt.datetime]
