@@ -104,6 +104,19 @@ class Orthanc:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return str(json.loads(answer.read())["ID"])
 
+    def post(self, path: str, body: object) -> Any:
+        request = urllib.request.Request(self._url(path), data=json.dumps(body).encode(),
+                                         method="POST")  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def find_study(self, accession_number: str) -> str:
+        """The Orthanc ID of the study with this accession number (REST /tools/find)."""
+        found = self.post("/tools/find", {"Level": "Study",
+                                          "Query": {"AccessionNumber": accession_number}})  # fmt: skip
+        assert len(found) == 1
+        return str(found[0])
+
     def sop_instance_uids(self) -> set[str]:
         uids = set()
         for ident in self.get("/instances"):

@@ -18,17 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from mricurate.cli import main
 from pipeline.catalog import Catalog, PullOutcome
 from pipeline.workspace import Workspace, init_workspace
-from tests.net.conftest import free_port, write_config
+from tests.net.conftest import free_port, wait_for_port, write_config
 from tests.net.orthanc import Orthanc, needs_orthanc
 
-pytestmark = needs_orthanc
+# One Orthanc for the module: its tests on one xdist worker.
+pytestmark = [needs_orthanc, pytest.mark.xdist_group("orthanc")]
 
 OUR_AE = "MRICURATE"
 PACS_AE = "CLINICAL"
@@ -47,6 +48,7 @@ class Pacs:
     orthanc: Orthanc
     listen_port: int
     uids: dict[str, set[str]]  # study -> its SOP Instance UIDs
+    sent: dict[str, Path]  # SOP Instance UID -> the file as uploaded
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pacs]:
     orthanc = Orthanc(folder / "pacs", ae_title=PACS_AE, our_ae=OUR_AE, our_port=listen_port)
     orthanc.start()
     uids: dict[str, set[str]] = {}
+    sent: dict[str, Path] = {}
     try:
         for study, (accession, patient, date, files) in STUDIES.items():
             study_uid = generate_uid()
@@ -70,7 +73,8 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pacs]:
                 ds.save_as(path, enforce_file_format=True)
                 orthanc.upload(path.read_bytes())
                 uids.setdefault(study, set()).add(str(ds.SOPInstanceUID))
-        yield Pacs(orthanc, listen_port, uids)
+                sent[str(ds.SOPInstanceUID)] = path
+        yield Pacs(orthanc, listen_port, uids, sent)
     finally:
         orthanc.kill()
 
@@ -96,6 +100,24 @@ def table_rows(path: Path) -> dict[str, str]:
     return {line.split(",")[0]: line.split(",")[5] for line in lines[1:]}
 
 
+def assert_as_sent(path: Path, pacs: Pacs) -> None:
+    """The instance in its transfer syntax as uploaded, every element's value the same.
+
+    Not byte for byte: Orthanc's C-STORE (dcmtk) drops the group length
+    elements (gggg,0000) and the trailing padding (FFFC,FFFC) that CT_small.dcm
+    carries; every other element, pixel data included (compressed fragments as
+    they were), is compared.
+    """
+    got = dcmread(path)
+    sent = dcmread(pacs.sent[str(got.SOPInstanceUID)])
+    assert got.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+
+    def values(ds: Dataset) -> dict[object, object]:
+        return {e.tag: e.value for e in ds if e.tag.element != 0 and e.tag != 0xFFFCFFFC}
+
+    assert values(got) == values(sent)
+
+
 def assert_no_phi(*texts: str) -> None:
     for text in texts:
         for planted in PLANTED:
@@ -118,6 +140,8 @@ def test_pull_by_c_move_retrieves_each_instance_once_and_resumes(
     expected = pacs.uids["s1"] | pacs.uids["s2"] | pacs.uids["s3"]
     landed = incoming_uids(workspace)
     assert sorted(landed) == sorted(expected)  # each once, nothing of s4
+    for path in workspace.incoming.glob("*.dcm"):
+        assert_as_sent(path, pacs)
     table = workspace.private / "pulls" / "cohort-clinical.csv"
     assert table_rows(table) == {"2": "retrieved", "3": "retrieved", "4": "retrieved",
                                  "5": "missing"}  # fmt: skip
@@ -183,10 +207,9 @@ def test_pull_by_c_get_retries_a_node_that_is_down_at_first(
     assert sorted(incoming_uids(workspace)) == sorted(pacs.uids["s3"] | pacs.uids["s2"])
     assert {a.outcome for a in attempts.values()} == {PullOutcome.RETRIEVED, PullOutcome.MISSING}
 
-    # The same instances arrive byte for byte as Orthanc holds them, compressed ones included.
+    # Each dataset arrives as it was uploaded, compressed ones as they are.
     for path in workspace.incoming.glob("*.dcm"):
-        ds = dcmread(path)
-        assert ds.AccessionNumber in ("PHIACC0002", "PHIACC0003")
+        assert_as_sent(path, pacs)
 
     assert main(["pull", "--workspace", str(workspace.root), "--from", "clinical",
                  "--cohort", str(cohort), "--by", "get"]) == 0  # fmt: skip
@@ -194,3 +217,34 @@ def test_pull_by_c_get_retries_a_node_that_is_down_at_first(
     assert "by C-GET: 0 retrieved, 2 retrieved before, 1 missing" in out
     assert len(list(workspace.incoming.glob("*.dcm"))) == 4
     assert_no_phi(out, err, caplog.text, *lines)
+
+
+def test_serve_s_listener_takes_what_the_pacs_sends_and_push_sends_it_a_release(
+    tmp_path: Path, pacs: Pacs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The listener `serve` starts with [listen] with_serve, as a child process; then push."""
+    from mricurate.workspace_commands import start_listener, stop_listener
+    from tests.net.test_push import release
+
+    workspace = workspace_for(tmp_path, pacs, "['sender', 'store']")
+    (workspace.root / "mricurate.toml").write_text(
+        (workspace.root / "mricurate.toml").read_text().replace("[listen]\n",
+                                                                "[listen]\nwith_serve = true\n")
+    )  # fmt: skip
+    child = start_listener(workspace)
+    try:
+        wait_for_port(pacs.listen_port, child)  # type: ignore[arg-type]
+        # Orthanc sends study s4 to us (its REST API: C-STORE to the modality "mricurate").
+        study = pacs.orthanc.find_study("PHIACC0004")
+        pacs.orthanc.post("/modalities/mricurate/store", {"Resources": [study]})
+    finally:
+        stop_listener(child)
+    assert sorted(incoming_uids(workspace)) == sorted(pacs.uids["s4"])
+
+    before = pacs.orthanc.sop_instance_uids()
+    files = release(workspace)
+    assert main(["push", "--workspace", str(workspace.root), "--to", "clinical"]) == 0
+    assert "5 sent, 0 sent before, 0 failed (of 5 DICOM files)" in capsys.readouterr().out
+    root = workspace.release / "v0001"
+    released = {str(dcmread(root / f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+    assert pacs.orthanc.sop_instance_uids() - before == released
