@@ -10,7 +10,7 @@ import pytest
 from mricurate.cli import main
 from pipeline.net.cohort import CohortRow, read_cohort
 from pipeline.net.contexts import MAX_CONTEXTS
-from pipeline.net.errors import CohortError
+from pipeline.net.errors import CohortError, NetworkError
 from pipeline.net.retrieve import SYNTAX_PREFERENCE, get_contexts
 from pipeline.workspace import init_workspace
 
@@ -89,3 +89,34 @@ def test_c_get_contexts_one_per_syntax_at_most_128_with_the_scp_role() -> None:
     assert len(plan.contexts) <= MAX_CONTEXTS
     assert len(plan.left_out) == 4
     assert {c.transfer_syntax[0] for c in plan.contexts[2:]} == {SYNTAX_PREFERENCE[0]}
+
+
+def test_a_node_that_stays_down_stops_the_pull_after_bounded_retries(tmp_path: Path) -> None:
+    from pipeline.catalog import Catalog
+    from pipeline.net.pull import PullMethod, PullStopped, Retry, RowStatus, method_for, pull_cohort
+    from pipeline.workspace import NodeRole, PacsNode
+    from tests.net.conftest import free_port
+
+    workspace = init_workspace(tmp_path / "w")
+    node = PacsNode("clinical", "CLINICAL", "127.0.0.1", free_port(),
+                    frozenset({NodeRole.QUERY, NodeRole.GET}))  # fmt: skip
+    rows = read_cohort(cohort(tmp_path, "accession_number\nSECRET1\nSECRET2\n"))
+    lines: list[str] = []
+    with Catalog.open(workspace.catalog_url) as catalog, pytest.raises(PullStopped) as caught:
+        pull_cohort(workspace, catalog, node, rows, cohort_name="c", progress=lines.append,
+                    retry=Retry(attempts=3, first_delay=0.01))  # fmt: skip
+    report = caught.value.report
+    assert [r.status for r in report.rows] == [RowStatus.NOT_ASKED, RowStatus.NOT_ASKED]
+    assert "stopped at row 2: cannot reach clinical" in str(caught.value)
+    assert "(after 3 attempts)" in str(caught.value)
+    assert [line.rsplit(" in ", 1)[1] for line in lines] == ["0.01 s", "0.02 s"]
+    assert (workspace.private / "pulls" / "c-clinical.csv").read_text().count("not-asked") == 2
+    assert not any("SECRET" in text for text in [str(caught.value), *lines])
+
+    assert method_for(node) is PullMethod.GET
+    move_only = PacsNode("old", "OLD", "127.0.0.1", 104, frozenset({NodeRole.QUERY}))
+    assert method_for(move_only) is PullMethod.MOVE
+    with pytest.raises(NetworkError, match='does not have the "get" role'):
+        method_for(move_only, PullMethod.GET)
+    with pytest.raises(NetworkError, match="not a node we pull from"):
+        method_for(PacsNode("r", "R", "127.0.0.1", 104))
