@@ -50,6 +50,7 @@ from pipeline.catalog.records import (
     DecisionRecord,
     ItemRecord,
     OutputRecord,
+    PullAttempt,
     PushAttempt,
     Receipt,
     RedactionBox,
@@ -69,6 +70,7 @@ from pipeline.catalog.schema import (
     ItemRow,
     LinkRow,
     OutputRow,
+    PullAttemptRow,
     PushAttemptRow,
     ReceivedRow,
     RedactionBoxRow,
@@ -87,6 +89,7 @@ from pipeline.catalog.states import (
     Decision,
     InputKind,
     ItemState,
+    PullOutcome,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -1052,6 +1055,21 @@ class Catalog(AuditReads, ReviewAccess):
             ).one_or_none()
         return None if row is None else Receipt(*row)
 
+    def received_among(self, sop_instance_uids: Iterable[str]) -> set[str]:
+        """Those of ``sop_instance_uids`` the listener (or a pull) has stored."""
+        wanted = sorted(set(sop_instance_uids))
+        found: set[str] = set()
+        with self._read() as connection:
+            for chunk in _chunks(wanted):
+                found.update(
+                    connection.execute(
+                        select(ReceivedRow.sop_instance_uid).where(
+                            ReceivedRow.sop_instance_uid.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        return found
+
     def record_received(self, receipt: Receipt) -> bool:
         """Record an instance the listener stored; False when its UID was recorded already."""
         check_sha256(receipt.sha256, "a received file's content hash")
@@ -1099,6 +1117,33 @@ class Catalog(AuditReads, ReviewAccess):
                 .order_by(PushAttemptRow.attempt_id)
             )
             return [PushAttempt(*row) for row in rows]
+
+    def record_pull(self, attempt: PullAttempt) -> None:
+        """Append what a pull did with one cohort row (history: never updated)."""
+        check_sha256(attempt.query_sha256, "a cohort row's key")
+        with self._write() as connection:
+            connection.execute(
+                insert(PullAttemptRow),
+                {name: getattr(attempt, name) for name in PullAttempt.__dataclass_fields__},
+            )
+
+    def pulled(self, node: str) -> dict[str, PullAttempt]:
+        """The cohort rows (by key) whose every instance ``node`` gave us: their last attempt."""
+        return {
+            key: attempt
+            for key, attempt in self.pull_attempts(node).items()
+            if attempt.outcome is PullOutcome.RETRIEVED
+        }
+
+    def pull_attempts(self, node: str) -> dict[str, PullAttempt]:
+        """The last attempt of each cohort row (by key) asked of ``node``."""
+        with self._read() as connection:
+            rows = connection.execute(
+                select(*(getattr(PullAttemptRow, n) for n in PullAttempt.__dataclass_fields__))
+                .where(PullAttemptRow.node == node)
+                .order_by(PullAttemptRow.attempt_id)
+            )
+            return {attempt.query_sha256: attempt for attempt in (PullAttempt(*r) for r in rows)}
 
     # -- the link table -----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from pipeline.catalog.states import (
     InputKind,
     ItemState,
     PhiView,
+    PullOutcome,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -233,6 +234,25 @@ class Receipt:
     calling_ae: str
     peer_address: str
     received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PullAttempt:
+    """One cohort row asked of a node: studies and instances found, how many arrived.
+
+    ``query_sha256`` is the row's :attr:`~pipeline.net.cohort.CohortRow.key`
+    (the hash of what it asks for: the catalog keeps no accession number).
+    ``status`` is the last C-MOVE/C-GET status, None when nothing was retrieved.
+    """
+
+    node: str
+    query_sha256: str
+    outcome: PullOutcome
+    studies: int
+    instances: int
+    retrieved: int
+    status: int | None
+    at: dt.datetime
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from pipeline.catalog.states import (
     InputKind,
     ItemState,
     PhiView,
+    PullOutcome,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -65,7 +66,7 @@ VERSION_TABLE = "catalog_revision"
 #: Tables whose rows are never updated or deleted (enforced by triggers).
 APPEND_ONLY = (
     "transitions", "decisions", "redaction_boxes", "withdrawals", "releases", "release_files",
-    "push_attempts", "phi_views",
+    "push_attempts", "phi_views", "pull_attempts",
 )  # fmt: skip
 
 #: Where an output lives in the staging area (and later in a release).
@@ -415,4 +416,25 @@ class PhiViewRow(Base):
     reviewer: Mapped[str]
     sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), index=True)
     what: Mapped[PhiView] = mapped_column(code_enum(PhiView, "phi_view"))
+    at: Mapped[dt.datetime]
+
+
+class PullAttemptRow(Base):
+    """One cohort row a pull asked of a node, and what arrived (append-only).
+
+    The row is named by the hash of what it asks for, never by its accession
+    number or patient ID (those stay in the cohort file and the pull's table).
+    """
+
+    __tablename__ = "pull_attempts"
+    __table_args__ = (Index(None, "node", "query_sha256"),)
+
+    attempt_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str]
+    query_sha256: Mapped[str] = mapped_column(SHA256)
+    outcome: Mapped[PullOutcome] = mapped_column(code_enum(PullOutcome, "pull_outcome"))
+    studies: Mapped[int] = mapped_column(Integer)
+    instances: Mapped[int] = mapped_column(Integer)
+    retrieved: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int | None] = mapped_column(Integer)  # the last C-MOVE/C-GET status
     at: Mapped[dt.datetime]

@@ -138,6 +138,17 @@ def allowed(from_state: ItemState | None, to_state: ItemState) -> bool:
     return to_state in ALLOWED[from_state]
 
 
+class PullOutcome(enum.Enum):
+    """How one cohort row of a pull from a node ended."""
+
+    RETRIEVED = "retrieved"  # every instance of every matching study is in received
+    MISSING = "missing"  # the node has no study that matches: asked again next time
+    FAILED = "failed"  # found, but not every instance arrived: retrieved again next time
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class PushOutcome(enum.Enum):
     """How one file of a push to a node ended (the DIMSE status is kept beside it)."""
 

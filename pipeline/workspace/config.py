@@ -36,7 +36,12 @@ class NodeRole(enum.Enum):
 
     SENDER = "sender"  # sends to our listener: its AE title is allowed to
     STORE = "store"  # takes our C-STORE: ``mricurate push --to NAME``
-    QUERY = "query"  # answers C-FIND and C-MOVE/C-GET: ``mricurate pull`` (later)
+    # Answers C-FIND at study level and C-MOVE to our listener (what every
+    # Query/Retrieve SCP does): ``mricurate pull --from NAME``.
+    QUERY = "query"
+    # Also answers C-GET (the instances come back on our own association, so no
+    # listener and no entry for us among its move destinations): pull prefers it.
+    GET = "get"
 
 
 @dataclass(frozen=True)
