@@ -14,7 +14,7 @@ import enum
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
@@ -22,11 +22,11 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from pipeline.atomic import atomic_open
-from pipeline.deface.face import QualityReport, deface_volume
+from pipeline.deface.face import Defaced, QualityReport, deface_volume
 from pipeline.deface.heads import HeadVerdict, classify_series
 from pipeline.deface.register import RegistrationFailed
 from pipeline.deface.rules import DefaceRules
-from pipeline.deface.volume import AssemblyError, assemble
+from pipeline.deface.volume import AssemblyError, Volume, assemble
 from pipeline.deface.write import is_marked_defaced, write_back
 
 
@@ -48,6 +48,9 @@ class SeriesResult:
     quality: QualityReport | None = None
     changed_voxels: int = 0
     seconds: float = 0.0
+    # The volume and its masks (for a caller that looks: the tests, the benchmark).
+    volume: Volume | None = field(default=None, compare=False, repr=False)
+    defaced: Defaced | None = field(default=None, compare=False, repr=False)
 
 
 def deface_series(paths: Sequence[Path], rules: DefaceRules) -> SeriesResult:
@@ -80,14 +83,15 @@ def deface_series(paths: Sequence[Path], rules: DefaceRules) -> SeriesResult:
     if not defaced.quality.passed:
         return SeriesResult(
             SeriesOutcome.FAILED, decision.verdict, defaced.quality.problems[0].value,
-            defaced.quality.describe(), defaced.quality, seconds=seconds,
+            defaced.quality.describe(), defaced.quality, seconds=seconds, volume=volume,
+            defaced=defaced,
         )  # fmt: skip
     write_back(datasets, volume, defaced.voxels)
     for ds, path in zip(datasets, paths, strict=True):
         replace_file(path, ds)
     return SeriesResult(
         SeriesOutcome.DEFACED, decision.verdict, "", defaced.quality.describe(), defaced.quality,
-        defaced.changed, round(time.perf_counter() - start, 3),
+        defaced.changed, round(time.perf_counter() - start, 3), volume, defaced,
     )  # fmt: skip
 
 

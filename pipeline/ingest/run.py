@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 from pipeline.batch.locks import RunLock
 from pipeline.batch.runner import RunOptions, default_jobs
 from pipeline.catalog import Catalog
 from pipeline.catalog.states import RunStatus
+from pipeline.deface.rules import DefaceRules, load_deface_rules
 from pipeline.dicom.csa import load_csa_allowlist
 from pipeline.dicom.profile import Profile, load_profile
 from pipeline.ingest.process import Processing
@@ -32,11 +34,15 @@ from pipeline.workspace import Workspace
 COMMAND = "ingest"
 
 
-def ruleset_version(profile: Profile, header: HeaderRules, regions_digest: str) -> str:
+def ruleset_version(
+    profile: Profile, header: HeaderRules, regions_digest: str, deface_digest: str = ""
+) -> str:
     """One short hash of every rule file that decides an output (recorded with each output)."""
     digest = hashlib.sha256()
     for part in (profile.digest, header.digest, regions_digest, load_csa_allowlist().digest):
         digest.update(part.encode() + b"\0")
+    if deface_digest:  # defacing on: its rules decide the pixels of head volumes
+        digest.update(b"deface\0" + deface_digest.encode())
     return digest.hexdigest()[:16]
 
 
@@ -53,6 +59,7 @@ class IngestRun:
     _lock: RunLock = field(repr=False)
     status: RunStatus = RunStatus.COMPLETED
     summary: dict[str, object] = field(default_factory=dict)
+    deface_rules: DefaceRules | None = None  # None: [deface] enabled = false
 
     @classmethod
     def open(cls, workspace: Workspace, *, jobs: int | None = None) -> IngestRun:
@@ -64,6 +71,11 @@ class IngestRun:
             profile = load_profile(config.profile)
             header = load_header_rules()
             regions = load_region_rules()
+            deface = (
+                load_deface_rules(Path(config.deface_rules) if config.deface_rules else None)
+                if config.deface
+                else None
+            )
             cleaning = (
                 PixelCleaning(make_engine(config.ocr_engine), regions)
                 if config.clean_pixels
@@ -82,7 +94,9 @@ class IngestRun:
             processing = Processing(
                 key=key, profile=profile, header_rules=header, cleaning=cleaning,
                 fastmri=config.fastmri, staging=workspace.staging, incoming=workspace.incoming,
-                options=options, ruleset_version=ruleset_version(profile, header, regions.digest),
+                options=options, ruleset_version=ruleset_version(
+                    profile, header, regions.digest, deface.digest if deface else ""
+                ),
             )  # fmt: skip
             catalog = Catalog.open(workspace.catalog_url)
             crashed = catalog.mark_unfinished_runs_crashed()
@@ -94,7 +108,10 @@ class IngestRun:
         except BaseException:
             lock.release()
             raise
-        return cls(workspace, catalog, store, processing, run_id, tuple(crashed), lock)
+        return cls(
+            workspace, catalog, store, processing, run_id, tuple(crashed), lock,
+            deface_rules=deface,
+        )  # fmt: skip
 
     def __enter__(self) -> IngestRun:
         return self
