@@ -1,4 +1,4 @@
-"""The six stages of an ingest run, each a call on an open :class:`IngestRun`.
+"""The seven stages of an ingest run, each a call on an open :class:`IngestRun`.
 
 The Prefect flow (:mod:`flows.ingest`) wraps each in a task; :mod:`pipeline.ingest.once`
 calls them in the same order without Prefect.  Both time them with a

@@ -101,7 +101,7 @@ def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
     run_coro_as_sync(_drain())
     after_runs = run_counts(prefect_home, FLOW_NAME)
     assert after_runs.flow_runs == before_runs.flow_runs + 1
-    assert after_runs.task_runs == before_runs.task_runs + 6, "every task run was recorded"
+    assert after_runs.task_runs == before_runs.task_runs + 7, "every task run was recorded"
     recorded = prefect_text(prefect_home).upper()
     paths = [str(p.relative_to(workspace.incoming)) for p in workspace.incoming.rglob("*")]
     needles = {v.upper().encode() for v in planted + paths if len(v) >= 5}
