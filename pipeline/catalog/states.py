@@ -55,6 +55,8 @@ class ReviewReason(enum.Enum):
     CLEANING_DOUBT = "cleaning-doubt"
     SPOT_CHECK = "spot-check"
     REDACTED = "redacted"  # back in the queue after a redaction: a person checks it
+    DEFACE_FAILED = "deface-failed"  # a head volume whose face could not be removed with trust
+    HEAD_KSPACE = "head-kspace"  # raw k-space of a head scan, held by rules/deface (not defaceable)
 
     def __str__(self) -> str:
         return self.value

@@ -17,6 +17,7 @@ from pipeline.batch.locks import RunLock
 from pipeline.batch.runner import RunOptions, default_jobs
 from pipeline.catalog import Catalog
 from pipeline.catalog.states import RunStatus
+from pipeline.deface.rules import DefaceRules
 from pipeline.dicom.profile import load_profile
 from pipeline.ingest.process import Processing
 from pipeline.keys import load_key
@@ -26,7 +27,7 @@ from pipeline.pixels.regions import load_region_rules
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
 from pipeline.workspace import Workspace
-from pipeline.workspace.ruleset import rule_file_hashes, ruleset_version
+from pipeline.workspace.ruleset import deface_rules_of, rule_file_hashes, ruleset_version
 
 COMMAND = "ingest"
 
@@ -44,6 +45,7 @@ class IngestRun:
     _lock: RunLock = field(repr=False)
     status: RunStatus = RunStatus.COMPLETED
     summary: dict[str, object] = field(default_factory=dict)
+    deface_rules: DefaceRules | None = None  # None: [deface] enabled = false
 
     @classmethod
     def open(cls, workspace: Workspace, *, jobs: int | None = None) -> IngestRun:
@@ -55,6 +57,7 @@ class IngestRun:
             profile = load_profile(config.profile)
             header = load_header_rules()
             regions = load_region_rules()
+            deface = deface_rules_of(workspace)
             cleaning = (
                 PixelCleaning(make_engine(config.ocr_engine), regions)
                 if config.clean_pixels
@@ -73,8 +76,9 @@ class IngestRun:
             processing = Processing(
                 key=key, profile=profile, header_rules=header, cleaning=cleaning,
                 fastmri=config.fastmri, staging=workspace.staging, incoming=workspace.incoming,
-                options=options, ruleset_version=ruleset_version(profile, header, regions.digest),
-                rule_files=rule_file_hashes(profile, header, regions),
+                options=options,
+                ruleset_version=ruleset_version(profile, header, regions.digest, deface),
+                rule_files=rule_file_hashes(profile, header, regions, deface),
             )  # fmt: skip
             catalog = Catalog.open(workspace.catalog_url)
             crashed = catalog.mark_unfinished_runs_crashed()
@@ -86,7 +90,10 @@ class IngestRun:
         except BaseException:
             lock.release()
             raise
-        return cls(workspace, catalog, store, processing, run_id, tuple(crashed), lock)
+        return cls(
+            workspace, catalog, store, processing, run_id, tuple(crashed), lock,
+            deface_rules=deface,
+        )  # fmt: skip
 
     def __enter__(self) -> IngestRun:
         return self

@@ -90,6 +90,8 @@ class WorkspaceConfig:
     prefect_api_url: str = ""
     listen: ListenSettings = ListenSettings()
     pacs: tuple[PacsNode, ...] = ()
+    deface: bool = True
+    deface_rules: str = ""  # a site file (rules/deface/head.yaml's shape); empty: the shipped one
     source: Path | None = field(default=None, compare=False)
 
     def node(self, name: str) -> PacsNode:
@@ -349,6 +351,7 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[object], object]]]] = {
     "schedule": {"cron": ("cron", _cron)},
     "catalog": {"url": ("catalog_url", _catalog_url)},
     "prefect": {"api_url": ("prefect_api_url", _api_url)},
+    "deface": {"enabled": ("deface", _bool), "rules": ("deface_rules", _text)},
 }
 
 
@@ -386,6 +389,13 @@ def load_config(path: Path) -> WorkspaceConfig:
                 raise ConfigError(path, f"{section}.{key}", str(exc)) from None
     if "profile" in values:
         values["profile"] = _check_profile(path, str(values["profile"]))
+    if values.get("deface_rules"):
+        site = path.parent / str(values["deface_rules"])
+        if not site.is_file():
+            raise ConfigError(
+                path, "deface.rules", f"the defacing rules file {site} does not exist"
+            )
+        values["deface_rules"] = str(site.resolve())
     return WorkspaceConfig(source=path, **values)  # type: ignore[arg-type]
 
 

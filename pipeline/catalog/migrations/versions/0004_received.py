@@ -1,7 +1,7 @@
 """The DICOM network: instances the listener received, and each file a push sent
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2027-01-10
 
 ``received`` has one row per SOP Instance UID the listener stored (the first

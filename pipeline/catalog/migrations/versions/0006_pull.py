@@ -1,7 +1,7 @@
 """Pulling a cohort: each row asked of a node, and what arrived
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2027-01-12
 
 ``pull_attempts`` is history (append-only, like ``push_attempts``): one row
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
