@@ -105,17 +105,7 @@ def deface_volume(volume: Volume, rules: DefaceRules, template: Template | None 
     quality = _check(fixed, template, transform, rules)
     face = _warp(template.face, image, transform, sitk.sitkLinear) >= 0.5
     brain = _warp(template.brain, image, transform, sitk.sitkNearestNeighbor) > 0
-    voxels = volume.voxels.copy()
-    if rules.action is DefaceAction.REMOVE:
-        voxels[face] = volume.voxels.min()
-    else:
-        sigma = rules.blur_sigma_mm
-        blurred = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, sigma))
-        values = blurred[face]
-        if voxels.dtype.kind in "iu":
-            info = np.iinfo(voxels.dtype.str)
-            values = np.clip(np.rint(values), info.min, info.max)
-        voxels[face] = values.astype(voxels.dtype)
+    voxels = remove_face(volume, face, rules.action, rules.blur_sigma_mm)
     changed = int(np.count_nonzero(voxels != volume.voxels))
     removed_brain = float(np.count_nonzero(face & brain)) / max(1, int(np.count_nonzero(brain)))
     if removed_brain > rules.quality.max_brain_removed and (
@@ -126,6 +116,27 @@ def deface_volume(volume: Volume, rules: DefaceRules, template: Template | None 
             problems=(*quality.problems, QualityProblem.BRAIN_REMOVED),
         )  # fmt: skip
     return Defaced(voxels, face, brain, quality, changed)
+
+
+def remove_face(
+    volume: Volume, face: npt.NDArray[np.bool_], action: DefaceAction, blur_sigma_mm: float
+) -> npt.NDArray[np.generic]:
+    """``volume``'s voxels with those under ``face`` set to the background or blurred.
+
+    Every voxel outside ``face`` keeps its stored value, bit for bit; the
+    dtype is the volume's (a blurred value is rounded and clipped to it).
+    """
+    voxels = volume.voxels.copy()
+    if action is DefaceAction.REMOVE:
+        voxels[face] = volume.voxels.min()
+        return voxels
+    smooth = sitk.SmoothingRecursiveGaussian(volume_image(volume), blur_sigma_mm)
+    values = sitk.GetArrayFromImage(smooth)[face]
+    if voxels.dtype.kind in "iu":
+        info = np.iinfo(voxels.dtype.str)
+        values = np.clip(np.rint(values), info.min, info.max)
+    voxels[face] = values.astype(voxels.dtype)
+    return voxels
 
 
 def _warp(
