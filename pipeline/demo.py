@@ -91,12 +91,14 @@ def _hdf5_text(path: Path) -> bytes:
     return b"\n".join(parts)
 
 
-def write_raw_sample(root: Path, subjects: list[Subject]) -> list[str]:
+def write_raw_sample(root: Path, subjects: list[Subject], *, head: bool = False) -> list[str]:
     """One Siemens twix file (noise + a knee scan) per subject, PHI in its protocol.
 
     The raw data carries each subject's real patient ID, so the converter
     links it to the same subject as the DICOM series.  Returns the planted
-    values that only the raw side has.
+    values that only the raw side has.  ``head``: a brain scan instead
+    (body part BRAIN, protocol ``t2_tse_tra_brain``), whose k-space
+    ``rules/deface/head.yaml`` holds for review.
     """
     extra: list[str] = []
     for number, subject in enumerate(subjects):
@@ -118,10 +120,15 @@ def write_raw_sample(root: Path, subjects: list[Subject]) -> list[str]:
             channels=4, samples=128, lines=32, slices=3, pmu_every=8,
             meas_id=200 + number, seed=number,
         )  # fmt: skip
+        if head:
+            image = replace(image, protocol_name="t2_tse_tra_brain", body_part="BRAIN",
+                            patient_position="HFS", meas_id=400 + number)  # fmt: skip
         noise = replace(image, noise=True, lines=8, slices=1, pmu_every=0, meas_id=100 + number)
         folder = root / phi.patient_name.replace("^", " ")
         folder.mkdir(parents=True, exist_ok=True)
-        write_vd_twix(folder / f"meas_MID{image.meas_id:05d}_CORPD_FBK.dat", [noise, image])
+        write_vd_twix(
+            folder / f"meas_MID{image.meas_id:05d}_{image.protocol_name}.dat", [noise, image]
+        )
         extra += [serial, str(image.patient_loid), str(image.study_loid)]
     return extra
 

@@ -10,9 +10,9 @@ for what was removed, on the volume's own grid):
   the warped template head (a misplaced template leaves many);
 - ``template_outside_head``: little of the warped template head (where the
   volume sees it) falls outside the subject's head: a template turned or
-  tipped wrongly sticks out (a generated head tipped by 90° onto its ear
-  registered with half its face under the mask, and only this measure
-  told: 0.11 against at most 0.07 for the heads that registered);
+  tipped wrongly sticks out (generated heads tipped by 60-90° onto an ear
+  registered with half their face outside the mask, and passed the other
+  measures as they stood: ``rules/deface/head.yaml`` says what was measured);
 - ``brain_removed``: the removal touches (almost) none of the brain region;
 - ``head_removed``: the removal takes a plausible share of the head.
 

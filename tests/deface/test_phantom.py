@@ -210,7 +210,8 @@ def _front(voxels: npt.NDArray[np.generic], phantom: HeadPhantom) -> npt.NDArray
     axis_ap = int(np.argmax(np.abs(phantom.affine[1, :3])))  # the array axis (x, y, z) along A-P
     numpy_axis = 2 - axis_ap
     mip = np.asarray(voxels, dtype=np.float32).max(axis=numpy_axis)
-    return (255 * mip / max(1.0, float(mip.max()))).astype(np.uint8)
+    image: npt.NDArray[np.uint8] = (255 * mip / max(1.0, float(mip.max()))).astype(np.uint8)
+    return image
 
 
 @pytest.mark.dcm2niix
