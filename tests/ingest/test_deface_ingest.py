@@ -8,13 +8,14 @@ of a brain scan.  One run (two registrations) then shows: the first head is
 defaced in ``private/staging``, its outputs re-hashed, checked for leaks and
 released without its face; the other two heads wait for review as
 ``deface-failed`` and nothing of them is released; the head k-space is held
-as ``head-kspace``; the knee is released untouched.  A second workspace
-whose rules release head k-space releases it.
+as ``head-kspace``; the knee is released untouched; the audit report counts
+it all.  A second workspace whose rules release head k-space releases it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from pipeline.deface.write import CLEAN_RECOGNIZABLE_VISUAL_FEATURES, is_marked_
 from pipeline.demo import leaked_values, write_raw_sample
 from pipeline.ingest.once import ingest_once
 from pipeline.read.content import file_sha256
+from pipeline.report import build_report, run_artifacts, write_report
 from pipeline.samples import mr_series
 from pipeline.samples.exams import subject_region
 from pipeline.samples.head_volume import (
@@ -211,3 +213,22 @@ def test_head_kspace_is_released_where_the_rules_say_so(tmp_path: Path) -> None:
     with Catalog.open(workspace.catalog_url) as catalog:
         states = {i.sha256: i.state for i in catalog.items()}
     assert states[raw] is ItemState.RELEASED
+
+
+def test_the_audit_report_counts_defacing_per_run(ingested: Ingested, tmp_path: Path) -> None:
+    workspace = ingested.workspace
+    with Catalog.open(workspace.catalog_url) as catalog:
+        (run,) = build_report(catalog, workspace).runs
+        # Written only after the report's own leak check found nothing of the inputs in it.
+        page = write_report(catalog, workspace, tmp_path / "audit.html").read_text()
+        artifacts = run_artifacts(catalog, workspace, run.run_id, ingested.summary)
+    assert run.deface is not None
+    assert (run.deface.defaced, run.deface.failed, run.deface.head_kspace_held) == (1, 2, 1)
+    assert {c.label for c in run.deface.problems} >= {"uneven-slice-spacing"}
+    row = re.search(r'<table class="defacing">.*?<tbody><tr>(.*?)</tr>', page)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[:8] == [str(run.run_id), "on", "4", "3", "1", "0", "2", "1"]
+    assert "1 series defaced, 2 deface failures" in artifacts.markdown
+    assert "1 head k-space held" in artifacts.markdown
+    assert not [v for v in ingested.planted if len(v) >= 5 and v.upper() in page.upper()]
