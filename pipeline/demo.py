@@ -1,8 +1,9 @@
 """``mricurate demo``: the whole pipeline, as far as it exists, on a generated sample.
 
 It writes a messy PACS-like export with PHI planted in headers, paths and
-private elements, and Siemens raw data (twix) of the same subjects with PHI
-planted in the protocol; de-identifies the DICOM, converts the raw data to
+private elements (a head series with a face among them), and Siemens raw
+data (twix) of the same subjects with PHI planted in the protocol;
+de-identifies the DICOM, defaces the head volumes, converts the raw data to
 anonymized ISMRMRD and fastMRI-layout files, scans the pixels for burned-in
 text, checks that no planted value reached the release and says where to
 look.  It grows as the pipeline does.
@@ -11,12 +12,15 @@ look.  It grows as the pipeline does.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import h5py
 
 from pipeline.batch.runner import RunSummary
+from pipeline.deface.rules import load_deface_rules
+from pipeline.deface.series import deface_series
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import generate_key, load_key, write_key
 from pipeline.pixels.blank import PixelCleaning
@@ -26,6 +30,14 @@ from pipeline.pixels.scan import ScanStatus, write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
 from pipeline.samples import Subject, write_sample_tree
+from pipeline.samples.exams import BRAIN, subject_region
+from pipeline.samples.head_volume import (
+    HeadGrid,
+    HeadPose,
+    head_datasets,
+    make_head,
+    write_head_series,
+)
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
 from pipeline.steps.dicom_file import deidentify_tree
 from pipeline.steps.raw_file import convert_tree
@@ -133,6 +145,34 @@ def write_raw_sample(root: Path, subjects: list[Subject], *, head: bool = False)
     return extra
 
 
+def write_head_sample(root: Path, subjects: list[Subject]) -> int:
+    """A head series with a face for the first subject whose exam is a brain; its images.
+
+    The generated head (:mod:`pipeline.samples.head_volume`: pydeface's
+    template under a known pose) as 28 classic sagittal slices of 5 mm (4 mm pixels), the
+    subject's PHI in the header like the rest of the sample.
+    """
+    brains = [s for s in subjects if subject_region(s) is BRAIN]
+    if not brains:
+        return 0
+    subject = brains[0]
+    grid = HeadGrid(rows=64, cols=64, slices=28, pixel_mm=4.0, slice_mm=5.0)
+    phantom = make_head(grid, HeadPose((6.0, 3.0, -4.0), (2.0, -3.0, 5.0)))
+    folder = root / subject.phi.patient_name.replace("^", " ") / "t1_head"
+    return len(write_head_series(folder, head_datasets(subject, phantom)))
+
+
+def deface_tree(dicom: Path) -> Counter[str]:
+    """Deface every head volume among the series folders under ``dicom``; outcomes counted."""
+    rules = load_deface_rules()
+    outcomes: Counter[str] = Counter()
+    folders = sorted({p.parent for p in dicom.rglob("*.dcm")})
+    for folder in folders:
+        result = deface_series(sorted(folder.glob("*.dcm")), rules)
+        outcomes[result.outcome.value] += 1
+    return outcomes
+
+
 def _report(summary: RunSummary, *, facts: bool = True) -> None:
     for outcome, count in sorted((o.value, n) for o, n in summary.outcomes.items()):
         print(f"     {outcome:<12} {count}")
@@ -157,6 +197,9 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
     key = load_key(key_path)
     print(f"1. generating a sample of {subjects} subjects with planted PHI in {incoming}")
     people = write_sample_tree(incoming, n_subjects=subjects)
+    heads = write_head_sample(incoming, people)
+    if heads:
+        print(f"   with a head series with a face ({heads} images, a generated head)")
     engine = make_engine(DEFAULT_ENGINE)
     print(f"2. de-identifying with profile 'research', cleaning pixels with OCR ({engine.name})")
     profile = load_profile("research")
@@ -166,7 +209,10 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
         incoming, release / "dicom", key, profile, private, jobs=jobs, cleaning=cleaning
     )
     _report(summary)
-    print(f"3. converting Siemens raw data of the same subjects ({incoming_raw})")
+    print("3. defacing head volumes (rules/deface/head.yaml): registered to pydeface's template")
+    for outcome, count in sorted(deface_tree(release / "dicom").items()):
+        print(f"     {outcome:<18} {count} series")
+    print(f"4. converting Siemens raw data of the same subjects ({incoming_raw})")
     raw_planted = write_raw_sample(incoming_raw, people)
     converted = convert_tree(
         incoming_raw, release / "raw", key, private, load_header_rules(),
@@ -179,14 +225,14 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
         f"noise) as ISMRMRD, {facts.get('fastMRI files', 0)} fastMRI-layout files; subjects "
         "linked to the DICOM side by their patient ID"
     )
-    print(f"4. scanning the pixels of the input for burned-in text ({engine.name})")
+    print(f"5. scanning the pixels of the input for burned-in text ({engine.name})")
     _, findings = scan_tree(incoming, engine, private, jobs=jobs)
     write_findings(findings, private_dir / "findings.json")
     flagged = [f for f in findings if f.status is ScanStatus.FLAGGED]
     print(f"     {len(flagged)} of {len(findings)} file(s) flagged; findings (PHI) in private/")
     planted = [v for person in people for v in person.phi.values()] + raw_planted
     leaks = leaked_values(release, planted)
-    print(f"5. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
+    print(f"6. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
     print()
     print(f"Look at the release:       {release}")
     print(f"  e.g. dcmdump $(find {release}/dicom -name '*.dcm' | head -1)")

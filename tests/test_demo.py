@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pydicom
 
 from pipeline.demo import leaked_values, run_demo
 
@@ -22,6 +23,13 @@ def test_the_demo_runs_every_stage_and_finds_no_leak(tmp_path: Path) -> None:
         p.name for p in (release / "dicom").iterdir() if p.name != ".mricurate"
     }
     assert (tmp_path / "private" / "findings.json").is_file()
+    # The head series with a face was defaced, and nothing else.
+    marked = [
+        p
+        for p in (release / "dicom").rglob("*.dcm")
+        if pydicom.dcmread(p, stop_before_pixels=True).get("RecognizableVisualFeatures") == "NO"
+    ]
+    assert len(marked) == 28 and len({p.parent for p in marked}) == 1
 
 
 def test_the_leak_check_can_fail(tmp_path: Path) -> None:
