@@ -46,7 +46,7 @@ from pipeline.samples.subjects import make_subjects
 from pipeline.workspace import Workspace, init_workspace, open_workspace
 from tests.flows.sample import FAST_CONFIG
 
-GRID = HeadGrid(rows=128, cols=128, slices=28, pixel_mm=2.0, slice_mm=5.0)
+GRID = HeadGrid(rows=64, cols=64, slices=20, pixel_mm=4.0, slice_mm=7.0)
 SWAPPED = HeadPose((0.0, 0.0, 180.0), (3.0, -2.0, 4.0))  # prone, entered as supine
 TIPPED = HeadPose((0.0, 90.0, 0.0))  # on its ear: registration cannot place it
 
@@ -141,7 +141,7 @@ def test_the_head_is_released_without_its_face(ingested: Ingested) -> None:
     truth, phantom = ingested.swapped, ingested.swapped.voxels
     background = 5 * truth.noise
     tissue = truth.face & (phantom > background)
-    assert np.count_nonzero(tissue) > 10_000
+    assert np.count_nonzero(tissue) > 3_000  # the face's tissue voxels (4 x 4 x 7 mm)
     assert np.count_nonzero(voxels[tissue] > background) <= 0.005 * np.count_nonzero(tissue)
     assert np.array_equal(voxels[truth.brain], phantom[truth.brain])
     changed = voxels != phantom
