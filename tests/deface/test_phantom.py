@@ -40,6 +40,9 @@ from pipeline.samples.head_volume import (
     write_head_series,
 )
 
+# Two registrations for the module: its tests run on one xdist worker (make test: loadgroup).
+pytestmark = pytest.mark.xdist_group("deface-phantom")
+
 VIEWS = Path("/tmp/mricurate-deface")
 
 

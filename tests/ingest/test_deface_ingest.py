@@ -46,6 +46,9 @@ from pipeline.samples.subjects import make_subjects
 from pipeline.workspace import Workspace, init_workspace, open_workspace
 from tests.flows.sample import FAST_CONFIG
 
+# One ingest run (two registrations) for the module: one xdist worker (make test: loadgroup).
+pytestmark = pytest.mark.xdist_group("deface-ingest")
+
 GRID = HeadGrid(rows=64, cols=64, slices=20, pixel_mm=4.0, slice_mm=7.0)
 SWAPPED = HeadPose((0.0, 0.0, 180.0), (3.0, -2.0, 4.0))  # prone, entered as supine
 TIPPED = HeadPose((0.0, 90.0, 0.0))  # on its ear: registration cannot place it
