@@ -144,7 +144,12 @@ def cpu_seconds() -> float:
 
 
 def count_outputs(root: Path) -> int:
-    return sum(1 for _, _, names in os.walk(root) for n in names if not n.startswith(TEMP_PREFIX))
+    """Output files, less temps and mricurate's own ``.mricurate/`` (lock, key fingerprint)."""
+    total = 0
+    for _folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".mricurate"]
+        total += sum(1 for n in names if not n.startswith(TEMP_PREFIX))
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -437,7 +442,8 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
                         f"mricurate jobs={j}: {summary.outcomes}, reasons "
                         f"{ {r: len(k) for r, k in summary.reasons.items()} }"
                     )
-                return f"outcomes {summary.outcomes}"
+                paths = {k: v for k, v in summary.facts.items() if k.startswith("header path")}
+                return f"outcomes {summary.outcomes}; {paths}"
 
             plan.append((f"mricurate jobs={j}", mricurate))
     if "cli" in tools:
