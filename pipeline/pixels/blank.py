@@ -28,7 +28,10 @@ When a file cannot be cleaned by rule (it is HELD BACK)
    capture class, modality OT/SC/US, DERIVED\\SECONDARY, ConversionType,
    ultrasound regions) but OCR read no word in any of its images and no
    region rule matches it: the text the header announces was not located,
-   so nothing says where to blank.
+   so nothing says where to blank.  Unless a header prior
+   (``rules/pixels/priors.yaml``) matched: the prior says such an image
+   carries text only as lines, the scan looked for lines and found none,
+   and the signal is explained by the prior (named in the plan's rules).
 2. The boxes OCR found outside rule rectangles cover more than
    ``max_text_fraction`` of a frame: either the image is a document or a
    screen (describe its layout with a region rule) or OCR is reading
@@ -237,7 +240,9 @@ def plan_cleaning(
         per_frame[index].append(_grown(word.box, margin))
         blanked += 1
     names = tuple(rule.name for rule in rules)
-    if finding.header_signals and not words and not rules:
+    if finding.prior:
+        names += (f"prior: {finding.prior}",)
+    if finding.header_signals and not words and not rules and not finding.prior:
         return PixelPlan(
             PixelAction.HELD,
             "header signals burned-in text ("
