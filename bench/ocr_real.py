@@ -233,9 +233,9 @@ def _plan(ds: Dataset, cleaning: Any, profile: Any, plan_pixels: Any) -> tuple[A
     return plan, seen[-1]
 
 
-def main_child(engine: str, with_cine: bool) -> None:
+def main_child(engine: str, with_cine: bool, part: int = 0, parts: int = 1) -> None:
     """Print one JSON record per line (run in a subprocess by ``bench/ocr.py --real``)."""
-    datas = development_files()
+    datas = development_files()[part::parts]
     if with_cine:
         built = cine()
         if built is not None:
@@ -252,4 +252,86 @@ if __name__ == "__main__":
     import sys
 
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    main_child(sys.argv[1] if len(sys.argv) > 1 else "both", "--no-cine" not in sys.argv)
+    split = next((a for a in sys.argv if a.startswith("--part=")), "--part=0/1")[7:].split("/")
+    main_child(
+        sys.argv[1] if len(sys.argv) > 1 else "both",
+        "--no-cine" not in sys.argv,
+        int(split[0]),
+        int(split[1]),
+    )
+
+
+def run(
+    tree: Path, engine: str, *, cine: bool, parts: int = 1
+) -> tuple[list[dict[str, Any]], float]:
+    """Run the set with ``tree``'s ``pipeline`` in ``parts`` concurrent processes: records, wall s."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_THREAD_LIMIT": "1"}
+    args = [sys.executable, __file__, engine, *([] if cine else ["--no-cine"])]
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [*args, f"--part={k}/{parts}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for k in range(parts)
+    ]
+    outputs = [proc.communicate()[0] for proc in procs]
+    wall = time.perf_counter() - started
+    records = [json.loads(line) for out in outputs for line in out.splitlines() if line.strip()]
+    return records, wall
+
+
+def report(trees: list[Path], engine: str, jobs: int) -> None:
+    """Per file, each tree side by side (interleaved runs), then frames/s with ``jobs`` processes."""
+    load = os.getloadavg()
+    print(f"real-MR set, engine {engine}; load average at start {load[0]:.2f} {load[1]:.2f}")
+    single: dict[Path, list[dict[str, Any]]] = {}
+    for tree in trees:
+        single[tree], _ = run(tree, engine, cine=True)
+    head = f"{'file':44} {'frames':>6}"
+    for k, _tree in enumerate(trees):
+        head += f" | {k}: {'s':>6} {'fr/s':>6} {'ocr':>4} {'words':>5} {'flag':>5} {'plan':>9}"
+    print(head)
+    print("-" * len(head))
+    for i, record in enumerate(single[trees[0]]):
+        line = f"{record['file'][:44]:44} {record.get('frames', 0):>6}"
+        for tree in trees:
+            r = single[tree][i]
+            if "error" in r:
+                line += f" | {'error ' + str(r['error']):>42}"
+                continue
+            rate = r["frames"] / r["seconds"] if r["seconds"] else float("inf")
+            plan = r["held"] or r["action"]
+            line += (
+                f" | {k_(tree, trees)}: {r['seconds']:6.2f} {rate:6.1f} {r['ocr_images']:4} "
+                f"{r['words']:5} {r['flagged']!s:>5} {plan[:9]:>9}"
+            )
+        print(line)
+    for tree in trees:
+        ok = [r for r in single[tree] if "error" not in r and not r["file"].startswith("built/us")]
+        frames = sum(r["frames"] for r in ok)
+        seconds = sum(r["seconds"] for r in ok)
+        held = sum(bool(r["held"]) for r in ok)
+        flagged = sum(bool(r["flagged"]) for r in ok)
+        print(
+            f"{k_(tree, trees)} {tree}: MR set {len(ok)} files, {frames} frames, {seconds:.1f} s in "
+            f"one process ({frames / seconds:.1f} frames/s), {flagged} flagged, {held} held"
+        )
+    for tree in trees:
+        records, wall = run(tree, engine, cine=False, parts=jobs)
+        frames = sum(r.get("frames", 0) for r in records if "error" not in r)
+        print(
+            f"{k_(tree, trees)} {tree}: MR set with {jobs} processes: {frames} frames in "
+            f"{wall:.1f} s wall (start-up and model loading included): {frames / wall:.1f} frames/s"
+        )
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+def k_(tree: Path, trees: list[Path]) -> int:
+    return trees.index(tree)
