@@ -160,7 +160,9 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     from pipeline.pixels.regions import load_region_rules
 
     pixels = load_region_rules(Path(args.pixel_rules) if args.pixel_rules else None)
-    print(f"# pixel rules: {len(pixels.rules)} region rule(s), {len(pixels.priors)} header prior(s)")
+    print(
+        f"# pixel rules: {len(pixels.rules)} region rule(s), {len(pixels.priors)} header prior(s)"
+    )
     for prior in pixels.priors:
         when = ", ".join(c.name for c in prior.conditions)
         print(f"prior text={prior.text.value:<8} {prior.origin:<40} {prior.name} (when {when})")

@@ -126,7 +126,7 @@ def test_the_siemens_overlay_text_is_still_read(
     engine: TesseractEngine, rules: RegionRules, profile: Profile
 ) -> None:
     ds = _real(("reference", "dicom", "MR-SIEMENS-DICOM-WithOverlays.dcm"))
-    _plan_, finding = _plan(ds, engine, rules, profile)
+    _, finding = _plan(ds, engine, rules, profile)
     overlay = [w.text for w in finding.words if w.image.startswith("overlay")]
     assert any("Tra" in text for text in overlay), overlay
 
