@@ -180,7 +180,10 @@ def needs_ocr(text_map: Grey, *, lines_only: bool = False) -> Decision:
         if lines_only:
             chains = [c for c in _rows(letters) if _is_text_line(c, mask)]
             paired = [s for chain in chains for s in chain]
-            words = [s for s in letters if _word_like(s, mask) and _is_text_line([s], mask)]
+            # A word of touching letters alone is not a line: in textured
+            # anatomy such shapes are vessels and edges (pydicom-data's
+            # shoulder has dozens); a scanner's word has separate letters.
+            words = []
         else:
             paired = _paired(letters)
             words = [s for s in letters if _word_like(s, mask)]
@@ -191,7 +194,9 @@ def needs_ocr(text_map: Grey, *, lines_only: bool = False) -> Decision:
             reasons.append(
                 f"{len(paired)} letter-like shapes in rows, {len(words)} word-like, at {threshold}"
             )
-            regions += _grow(seeds, shapes, mask.shape)
+            # A text line ends where its letters end; grown over any shape,
+            # a row in textured anatomy would run across the whole image.
+            regions += _grow(seeds, letters if lines_only else shapes, mask.shape)
             heights += [s.height for s in seeds]
     if len(busy) == len(thresholds):
         return Decision(Verdict.OCR, "; ".join(busy))
@@ -321,7 +326,8 @@ def _is_text_line(chain: list[_Shape], mask: npt.NDArray[np.bool_]) -> bool:
 
     Letters of a line share their bottoms (descenders aside) or, in capitals
     and digits, their tops too; rows of anatomy and noise that happen to
-    be side by side rarely do.  And a line of text is drawn on a background:
+    be side by side rarely do, and letters follow each other where pieces
+    of anatomy nest and overlap.  And a line of text is drawn on a background:
     half a letter height above and below it, and between its letters, the
     mask is nearly empty, where texture is not.
     """
@@ -335,6 +341,11 @@ def _is_text_line(chain: list[_Shape], mask: npt.NDArray[np.bool_]) -> bool:
     )
     if aligned < LINE_ALIGNED:
         return False
+    # Letters follow each other; pieces of anatomy nest and overlap.
+    ordered = sorted(chain, key=lambda s: s.left)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if min(a.right, b.right) - b.left > 0.3 * min(a.width, b.width):
+            return False
     top, bottom = int(tops.min()), int(bottoms.max())
     left, right = min(s.left for s in chain), max(s.right for s in chain)
     margin = max(1, round(height / 2))
