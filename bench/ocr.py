@@ -365,7 +365,7 @@ def recovered(case: Case, finding: ScanFinding) -> int:
 def evidence(finding: ScanFinding) -> bool:
     """The pixels alone would flag the file (:func:`is_evidence`), header signals aside."""
     boxes = {(m.image, m.box) for m in finding.phi_matches}
-    return any(is_evidence(w, boxes) for w in finding.words)
+    return any(is_evidence(w, boxes, finding.vocabulary) for w in finding.words)
 
 
 @dataclass(frozen=True)

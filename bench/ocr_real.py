@@ -324,6 +324,18 @@ def report(trees: list[Path], engine: str, jobs: int) -> None:
             f"one process ({frames / seconds:.1f} frames/s), {flagged} flagged, {held} held"
         )
     for tree in trees:
+        by_name = {r["file"]: r for r in single[tree] if "error" not in r}
+        long, one = (
+            by_name.get(f"built/us-cine-{CINE_FRAMES}-frames"),
+            by_name.get("built/us-cine-1-frame"),
+        )
+        if long and one:
+            print(
+                f"{k_(tree, trees)} {tree}: cine {CINE_FRAMES} frames {long['seconds']:.2f} s, one "
+                f"frame {one['seconds']:.2f} s: {long['seconds'] / one['seconds']:.1f}x (target < 5x); "
+                f"{long['ocr_images']} OCR image(s); process max RSS {long['max_rss_mb']:.0f} MB"
+            )
+    for tree in trees:
         records, wall = run(tree, engine, cine=False, parts=jobs)
         frames = sum(r.get("frames", 0) for r in records if "error" not in r)
         print(

@@ -226,7 +226,7 @@ def plan_cleaning(
     # anatomy read as letters: blanking them would damage the image and
     # protect nothing.  (An overlay's text flags the overlay, which is removed,
     # not the frames under it.)
-    evidence = {w.image for w in finding.words if is_evidence(w, phi_boxes)}
+    evidence = {w.image for w in finding.words if is_evidence(w, phi_boxes, finding.vocabulary)}
     words = tuple(w for w in finding.words if finding.header_signals or w.image in evidence)
     per_frame: list[list[Rect]] = [[] for _ in range(frames)]
     blanked = kept = 0

@@ -31,6 +31,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -63,6 +64,7 @@ __all__ = [
     "ScanStatus",
     "failed_finding",
     "header_signals",
+    "header_vocabulary",
     "is_evidence",
     "relative_path",
     "scan_data",
@@ -144,6 +146,10 @@ class ScanFinding:
     prior : str
         The header prior (:class:`~pipeline.pixels.regions.TextPrior`) the
         file was scanned under, by name; empty when none.
+    vocabulary : frozenset of str or None
+        Under a prior, the header's words (:func:`header_vocabulary`) that
+        a confident word must be to count as evidence; None otherwise.
+        Not written to the findings file.
     error : str or None
         Why the input could not be scanned; names it by its key only.
     """
@@ -162,6 +168,7 @@ class ScanFinding:
     regions_reused: int = 0
     image_area_masked: int = 0
     prior: str = ""
+    vocabulary: frozenset[str] | None = field(default=None, repr=False)
     error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -223,7 +230,11 @@ EVIDENCE_CHARACTERS = 3
 EVIDENCE_CONFIDENCE = 70.0
 
 
-def is_evidence(word: FoundWord, phi_boxes: set[tuple[str, tuple[int, int, int, int]]]) -> bool:
+def is_evidence(
+    word: FoundWord,
+    phi_boxes: set[tuple[str, tuple[int, int, int, int]]],
+    vocabulary: frozenset[str] | None = None,
+) -> bool:
     """Whether ``word`` is enough to flag a file whose header says nothing.
 
     Parameters
@@ -232,6 +243,10 @@ def is_evidence(word: FoundWord, phi_boxes: set[tuple[str, tuple[int, int, int, 
         A word read in the file.
     phi_boxes : set of (image, box)
         Where words were matched to PHI (header values or generic patterns).
+    vocabulary : frozenset of str, optional
+        Under a header prior (:attr:`ScanFinding.vocabulary`): the words a
+        scanner prints, from the file's own header.  A confident word then
+        counts only when it is one of them.
 
     Returns
     -------
@@ -239,15 +254,49 @@ def is_evidence(word: FoundWord, phi_boxes: set[tuple[str, tuple[int, int, int, 
         True for a word inside a PHI match, a word read in an overlay or an
         icon (graphics planes hold annotations, not anatomy), or a word of
         at least :data:`EVIDENCE_CHARACTERS` letters and digits read with
-        confidence at least :data:`EVIDENCE_CONFIDENCE`.  Used only for
-        flagging: every word is blanked by cleaning regardless.
+        confidence at least :data:`EVIDENCE_CONFIDENCE` (and, with a
+        ``vocabulary``, in it).  Used only for flagging: every word is
+        blanked by cleaning regardless.
     """
     if not word.image.startswith("frame"):
         return True
     if any(image == word.image and _within(word.box, box) for image, box in phi_boxes):
         return True
     letters = sum(c.isalnum() for c in word.text)
-    return letters >= EVIDENCE_CHARACTERS and word.confidence >= EVIDENCE_CONFIDENCE
+    if letters < EVIDENCE_CHARACTERS or word.confidence < EVIDENCE_CONFIDENCE:
+        return False
+    return vocabulary is None or _compact(word.text) in vocabulary
+
+
+def _compact(text: str) -> str:
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+# Header text a scanner prints on its images: value representations of words.
+_WORD_VRS = frozenset({"AE", "CS", "DS", "IS", "LO", "LT", "PN", "SH", "ST", "UT"})
+
+
+def header_vocabulary(ds: Dataset) -> frozenset[str]:
+    """The words of ``ds``'s text elements (3+ letters and digits, case-folded).
+
+    What a scanner prints on an acquisition is its header: the patient's
+    name and ID, the protocol and sequence, the series description, the
+    institution and station, the orientation.  Under a header prior a word
+    read with confidence counts as evidence of text only when it is one of
+    these (PHI matches and generic patterns always count): tesseract reads
+    "EXASX" at 72 in the shoulder's bone, which no header holds.
+    """
+    words: set[str] = set()
+    for element in ds.iterall():
+        if element.VR not in _WORD_VRS or element.value is None:
+            continue
+        values = element.value if isinstance(element.value, list | tuple) else [element.value]
+        for value in values:
+            for token in re.split(r"[^0-9A-Za-z\u00C0-\uFFFF]+", str(value)):
+                compact = _compact(token)
+                if len(compact) >= EVIDENCE_CHARACTERS:
+                    words.add(compact)
+    return frozenset(words)
 
 
 def _within(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
@@ -601,7 +650,8 @@ def scan_dataset(
     words = tuple(w for found in collector.words.values() for w in found)
     matches = tuple(m for found in collector.matches.values() for m in found)
     phi_boxes = {(m.image, m.box) for m in matches}
-    flagged = bool(signals) or any(is_evidence(w, phi_boxes) for w in words)
+    vocabulary = header_vocabulary(ds) if prior is not None else None
+    flagged = bool(signals) or any(is_evidence(w, phi_boxes, vocabulary) for w in words)
     return ScanFinding(
         path=path,
         key=key,
@@ -617,6 +667,7 @@ def scan_dataset(
         regions_reused=reused,
         image_area_masked=masked,
         prior=prior.name if prior is not None else "",
+        vocabulary=vocabulary,
     )
 
 

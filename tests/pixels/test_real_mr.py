@@ -27,7 +27,7 @@ from pipeline.pixels.blank import PixelAction, PixelCleaning, PixelPlan
 from pipeline.pixels.ocr import TesseractEngine, Word
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.regions import RegionRules, load_region_rules
-from pipeline.pixels.scan import ScanFinding
+from pipeline.pixels.scan import FoundWord, ScanFinding, header_vocabulary, is_evidence
 from pipeline.read.dicom import read_dicom
 from pipeline.steps import dicom_file
 from pipeline.steps.dicom_file import plan_pixels
@@ -131,12 +131,15 @@ def test_the_siemens_overlay_text_is_still_read(
     assert any("Tra" in text for text in overlay), overlay
 
 
+@pytest.mark.parametrize("name", ["MR2_UNCI.dcm", "MR2_UNCR.dcm"])
 def test_the_shoulder_is_neither_held_nor_blanked(
-    engine: TesseractEngine, rules: RegionRules, profile: Profile
+    name: str, engine: TesseractEngine, rules: RegionRules, profile: Profile
 ) -> None:
-    # DERIVED\PRIMARY: before, one "word" of anatomy was evidence and all 561
-    # boxes of the frame were blanked over the image.
-    ds = read_dicom(_data_store("MR2_UNCI.dcm").read_bytes(), "input test")
+    # DERIVED\PRIMARY (UNCI): before, one "word" of anatomy was evidence and
+    # all 561 boxes of the frame were blanked over the image.  ORIGINAL (UNCR):
+    # read in text-line crops, tesseract reads "EXASX" at 72 in the bone, which
+    # no header holds (header_vocabulary), so it is no evidence.
+    ds = read_dicom(_data_store(name).read_bytes(), "input test")
     counting = Counting(engine)
     plan, finding = _plan(ds, counting, rules, profile)
     assert finding.prior == "MR acquisition from a scanner"
@@ -211,6 +214,20 @@ def test_a_cine_is_read_once_and_every_frame_blanked_alike(
     assert all(areas == first for areas in plan.frame_areas)  # ...and is blanked in every frame
     words = {w.image for w in finding.words}
     assert words == {f"frame {k}" for k in range(FRAMES)}
+
+
+def test_under_a_prior_a_confident_word_counts_only_when_the_header_holds_it() -> None:
+    ds = Dataset()
+    ds.SeriesDescription = "t1_fl2d_sag"
+    ds.PatientName = "KOWALSKI^MARTA"
+    vocabulary = header_vocabulary(ds)
+    assert {"fl2d", "sag", "kowalski", "marta"} <= vocabulary
+    noise = FoundWord("EXASX", (0, 0, 40, 12), 72.0, "frame 0")
+    printed = FoundWord("Kowalski,", (0, 20, 60, 12), 75.0, "frame 0")
+    assert is_evidence(noise, set())  # without a prior: 5 letters at 72
+    assert not is_evidence(noise, set(), vocabulary)
+    assert is_evidence(printed, set(), vocabulary)
+    assert is_evidence(noise, {("frame 0", (0, 0, 50, 20))}, vocabulary)  # a PHI match
 
 
 def test_a_prior_is_validated_like_a_rule(tmp_path: Path) -> None:
