@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Independent peers the tests check our output with, and the OCR engine.
 # chromium: the review app and the audit report are tested in a real browser.
-APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr ismrmrd-tools bart postgresql chromium
+# orthanc: a real PACS for `mricurate pull` and `push` (the tests start their own).
+APT_PACKAGES := dicom3tools dcm2niix dcmtk tesseract-ocr ismrmrd-tools bart postgresql chromium orthanc
 
 .PHONY: demo test install system-packages lint typecheck bench clean
 
@@ -21,14 +22,24 @@ test: install
 install: system-packages $(STAMP)
 
 system-packages:
+	@# policy-rc.d (exit 101) keeps a package's service from starting as it is installed:
+	@# Orthanc's would listen on 4242 and 8042 on every interface.
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  policy=""; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d >/dev/null && \
+	    $$SUDO chmod 755 /usr/sbin/policy-rc.d && policy=1; \
+	  fi; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  status=$$?; \
+	  if [ -n "$$policy" ]; then $$SUDO rm -f /usr/sbin/policy-rc.d; fi; \
+	  exit $$status; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -30,6 +30,7 @@ from flows.recovery import mark_crashed
 from pipeline.atomic import atomic_write_text
 from pipeline.catalog.states import RunStatus
 from pipeline.ingest import stages
+from pipeline.ingest.deface import DefaceReport
 from pipeline.ingest.discovery import Discovery
 from pipeline.ingest.leakcheck import LeakReport
 from pipeline.ingest.process import InputGroup, StageReport
@@ -122,6 +123,12 @@ def convert(run: IngestRun, found: Discovery) -> StageReport:
     return stages.process(InputGroup.RAW, run, found, _progress("convert raw"))
 
 
+@task(name="deface", **_TASK)  # type: ignore[call-overload]
+@_opaque("deface")
+def deface(run: IngestRun) -> DefaceReport:
+    return stages.deface(run)
+
+
 @task(name="leak-check", **_TASK)  # type: ignore[call-overload]
 @_opaque("leak-check")
 def verify(run: IngestRun, found: Discovery) -> LeakReport:
@@ -165,7 +172,7 @@ def report(run: IngestRun, summary: dict[str, object]) -> bool:
 
 @flow(name=FLOW_NAME, persist_result=False, log_prints=False)
 def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
-    """Discover, de-identify, convert, verify, route, publish and report: one run over ``incoming/``."""
+    """Discover, de-identify, convert, deface, verify, route, publish and report: one run over ``incoming/``."""
     logger = get_run_logger()
     with IngestRun.open(open_workspace(Path(workspace)), jobs=jobs or None) as run:
         # Holding the workspace lock, no other run of this workspace is alive:
@@ -178,10 +185,11 @@ def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
         logger.info("run %s: %s", run.run_id, found.counts())
         dicom = clock("dicom", deidentify, run, found)
         raw = clock("raw", convert, run, found)
+        defaced = clock("deface", deface, run)
         leaks = clock("leak_check", verify, run, found)
         routed = clock("route", route_items, run)
         release = clock("release", publish, run)
-        summary = stages.summary(run, found, dicom, raw, leaks, routed, release, clock)
+        summary = stages.summary(run, found, dicom, raw, leaks, routed, release, clock, defaced)
         run.summary = summary
         report(run, summary)
         run.status = RunStatus.COMPLETED

@@ -138,9 +138,14 @@ def _cmd_deid(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
+    from pipeline.deface.rules import load_deface_rules
     from pipeline.dicom.profile import load_profile
 
     if args.rules_command == "check":
+        if Path(args.file).parent.name == "deface":
+            load_deface_rules(Path(args.file))
+            print(f"{args.file}: OK (defacing rules)")
+            return 0
         profile = load_profile(args.file)
         print(
             f"{args.file}: OK ({len(profile.all_rules())} effective rules, profile {profile.name})"
@@ -157,6 +162,13 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     for rule in sorted(profile.all_rules(), key=lambda r: r.selector.describe()):
         selector = defaults.get(id(rule), rule.selector.describe())
         print(f"{selector:<32} {rule.action.value:<10} {rule.origin:<40} {rule.name}")
+    deface = load_deface_rules()
+    print(
+        f"# defacing: {deface.path.name}; digest {deface.digest[:16]} (workspace: [deface] in mricurate.toml)"
+    )
+    print(f"{'setting':<36} {'value':<40} decided by")
+    for name, value, origin in deface.table():
+        print(f"{name:<36} {value:<40} {origin}")
     from pipeline.pixels.regions import load_region_rules
 
     pixels = load_region_rules(Path(args.pixel_rules) if args.pixel_rules else None)

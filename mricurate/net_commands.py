@@ -1,4 +1,4 @@
-"""``mricurate listen | echo | push``: the DICOM network of a workspace (:mod:`pipeline.net`)."""
+"""``mricurate listen | echo | push | pull``: the DICOM network of a workspace (:mod:`pipeline.net`)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,41 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Retrieve a cohort's studies into incoming/; rows are named by their line number only."""
+    from pipeline.catalog import Catalog
+    from pipeline.net.cohort import read_cohort
+    from pipeline.net.pull import PullMethod, PullStopped, Retry, RowStatus, pull_cohort
+
+    workspace = open_workspace(Path(args.workspace))
+    _logging()
+    node = workspace.config.node(args.source)
+    cohort = Path(args.cohort)
+    rows = read_cohort(cohort)
+    method = PullMethod(args.by) if args.by else None
+    with Catalog.open(workspace.catalog_url) as catalog:
+        try:
+            report = pull_cohort(
+                workspace, catalog, node, rows, cohort_name=cohort.stem, method=method,
+                timeouts=_timeouts(workspace), retry=Retry(attempts=args.attempts),
+                use_running_listener=args.use_running_listener,
+                progress=lambda line: print(line, file=sys.stderr, flush=True),
+            )  # fmt: skip
+        except PullStopped as stopped:
+            report = stopped.report
+            print(str(stopped), file=sys.stderr)
+    print(f"pulled {len(rows)} cohort rows from {report.node} by C-{report.method.value.upper()}: "
+          f"{report.count(RowStatus.RETRIEVED)} retrieved, "
+          f"{report.count(RowStatus.RETRIEVED_BEFORE)} retrieved before, "
+          f"{report.count(RowStatus.MISSING)} missing, {report.count(RowStatus.FAILED)} failed, "
+          f"{report.count(RowStatus.NOT_ASKED)} not asked; the table (it names patients): "
+          f"{report.table}")  # fmt: skip
+    if report.count(RowStatus.FAILED, RowStatus.NOT_ASKED):
+        print("run the same command again to retrieve what is still missing", file=sys.stderr)
+        return 1
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the network commands to the CLI's subparsers."""
     p = sub.add_parser(
@@ -109,3 +144,24 @@ def register(sub: Any) -> None:
     p.add_argument("--to", required=True, metavar="NODE", help="the NAME of a [pacs.NAME] table")
     p.add_argument("--release", metavar="VERSION", help="e.g. v0002 (default: the latest)")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser(
+        "pull", help="retrieve a cohort's studies from a PACS node (C-FIND, C-MOVE or C-GET)"
+    )
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--from", dest="source", required=True, metavar="NODE",
+                   help="the NAME of a [pacs.NAME] table with the role query")  # fmt: skip
+    p.add_argument("--cohort", required=True, metavar="FILE",
+                   help="a CSV of accession_number, or patient_id with study_date_from and "
+                        "study_date_to (data_contracts/cohort.schema.json)")  # fmt: skip
+    p.add_argument("--by", choices=["move", "get"],
+                   help="C-MOVE to our listener or C-GET (default: get where the node has "
+                        "the role get)")  # fmt: skip
+    p.add_argument(
+        "--use-running-listener",
+        action="store_true",
+        help="C-MOVE to the `mricurate listen` already running for this workspace",
+    )
+    p.add_argument("--attempts", type=int, default=4,
+                   help="tries of a transient failure, 1, 2, 4 s apart (default 4)")  # fmt: skip
+    p.set_defaults(func=cmd_pull)

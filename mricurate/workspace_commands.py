@@ -1,4 +1,4 @@
-"""``mricurate init | ingest | serve | withdraw | report``: the commands that work on a workspace.
+"""``mricurate init | ingest | serve | withdraw | report | review``: the commands that work on a workspace.
 
 They go through the Prefect flows (``flows/``), which are imported only
 after :func:`flows.environment.configure` has set every ``PREFECT_*``
@@ -220,6 +220,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """The review app on the workspace's queue, until Ctrl-C or SIGTERM."""
+    import getpass
+
+    from mricurate.review import serve
+
+    workspace = open_workspace(Path(args.workspace))
+    reviewer = (args.reviewer or getpass.getuser()).strip()
+    serve(workspace, reviewer=reviewer, port=args.port)
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the workspace commands to the CLI's subparsers."""
     p = sub.add_parser("init", help="create a workspace (folders, key, config, catalog)")
@@ -263,3 +275,15 @@ def register(sub: Any) -> None:
     p.add_argument("--run", type=int, help="report on this run only (default: every run)")
     p.add_argument("--out", help="the HTML file (default: W/reports/audit[-run-N].html)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "review",
+        help="the review queue in a browser: approve, reject or redact what the pipeline doubted",
+        description="Serves on 127.0.0.1 only (reach it from elsewhere through an SSH tunnel) "
+        "and prints a one-time link that opens a session; decisions are recorded in the "
+        "catalog, and the next ingest run acts on them.",
+    )
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--port", type=int, default=0, help="the port (default 0: any free one)")
+    p.add_argument("--reviewer", help="the name decisions are recorded under (default: your login)")
+    p.set_defaults(func=cmd_review)

@@ -50,8 +50,10 @@ from pipeline.catalog.records import (
     DecisionRecord,
     ItemRecord,
     OutputRecord,
+    PullAttempt,
     PushAttempt,
     Receipt,
+    RedactionBox,
     ReleaseFile,
     ReleaseRecord,
     ReviewItem,
@@ -61,14 +63,17 @@ from pipeline.catalog.records import (
     Transition,
     check_sha256,
 )
+from pipeline.catalog.reviewing import ReviewAccess
 from pipeline.catalog.schema import (
     OUTPUT_AREAS,
     DecisionRow,
     ItemRow,
     LinkRow,
     OutputRow,
+    PullAttemptRow,
     PushAttemptRow,
     ReceivedRow,
+    RedactionBoxRow,
     ReleaseFileRow,
     ReleaseRow,
     ReviewReasonRow,
@@ -80,9 +85,11 @@ from pipeline.catalog.schema import (
 )
 from pipeline.catalog.states import (
     ALLOWED,
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
+    PullOutcome,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -141,8 +148,14 @@ def _json(value: Mapping[str, object], what: str) -> dict[str, Any]:
     return copy
 
 
-class Catalog(AuditReads):
-    """The catalog of one workspace (open with :meth:`open`)."""
+class Catalog(AuditReads, ReviewAccess):
+    """The catalog of one workspace (open with :meth:`open`).
+
+    The audit report's whole-catalog reads are methods of
+    :class:`~pipeline.catalog.audit.AuditReads`, the review app's tokens,
+    sessions and PHI access log of :class:`~pipeline.catalog.reviewing.ReviewAccess`:
+    bases of this class.
+    """
 
     def __init__(self, engine: Engine, folder: Path | None) -> None:
         self._engine = engine
@@ -325,6 +338,23 @@ class Catalog(AuditReads):
                 ):
                     found[digests[digest]] = Sighting(size, mtime_ns, sha256)
         return found
+
+    def paths_of(self, sha256: str) -> list[bytes]:
+        """Every path this content was seen at, the latest sighting first (paths are PHI).
+
+        What the review interface opens as "the original": the file may have
+        left ``incoming/`` since (the caller checks).
+        """
+        check_sha256(sha256)
+        with self._read() as connection:
+            return [
+                bytes(path)
+                for path in connection.execute(
+                    select(SightingRow.path)
+                    .where(SightingRow.sha256 == sha256)
+                    .order_by(SightingRow.seen_at.desc(), SightingRow.path_digest)
+                ).scalars()
+            ]
 
     def record_sightings(self, rows: Sequence[tuple[bytes, Sighting]]) -> None:
         """Record what discovery saw at each path (the last row for a path wins)."""
@@ -706,6 +736,24 @@ class Catalog(AuditReads):
             for row in entries
         ]
 
+    def review_entry(self, queue_id: int) -> ReviewItem:
+        """One entry of the queue, decided or not, with its reasons."""
+        with self._read() as connection:
+            row = connection.execute(
+                select(
+                    ReviewRow.queue_id, ReviewRow.sha256, ReviewRow.queued_at, ReviewRow.run_id
+                ).where(ReviewRow.queue_id == queue_id)
+            ).one_or_none()
+            if row is None:
+                raise CatalogError(f"there is no review {queue_id} in the queue")
+            found = set(
+                connection.execute(
+                    select(ReviewReasonRow.reason).where(ReviewReasonRow.queue_id == queue_id)
+                ).scalars()
+            )
+        reasons = tuple(reason for reason in ReviewReason if reason in found)
+        return ReviewItem(row.queue_id, row.sha256, reasons, row.queued_at, row.run_id)
+
     def decide(
         self,
         queue_id: int,
@@ -714,19 +762,39 @@ class Catalog(AuditReads):
         reviewer: str,
         reason: str,
         ruleset_version: str,
-    ) -> None:
-        """Record a reviewer's decision on a queue entry and move the input accordingly.
+        boxes: Sequence[RedactionBox] = (),
+    ) -> int:
+        """Record a reviewer's decision on a queue entry, move the input; return the decision id.
 
         The decision is appended (a later one supersedes, both are kept) and
         the input's state follows :data:`DECISION_MOVES`, the transition's
         reason being the decision's code (the reviewer's words stay in the
-        decision).  REJECT needs a reason.
+        decision).  REJECT needs a reason; REDACT needs the boxes to blank
+        (kept with the decision, in the order given: the next ingest run
+        re-processes the input with them, :meth:`redaction_boxes`), and only
+        REDACT takes boxes.
         """
         decision = Decision(decision)
+        boxes = tuple(boxes)
         if not reviewer.strip():
             raise CatalogError(f"the decision on review {queue_id} needs the reviewer's name")
         if decision is Decision.REJECT and not reason.strip():
             raise CatalogError(f"rejecting review {queue_id} needs a reason")
+        if decision is Decision.REDACT and not boxes:
+            raise CatalogError(
+                f"redacting review {queue_id} needs at least one box to blank: accept an OCR "
+                "box or draw one (or approve or reject instead)"
+            )
+        if decision is not Decision.REDACT and boxes:
+            raise CatalogError(
+                f"the {decision.value} decision on review {queue_id} was given boxes: only a "
+                "redact decision blanks boxes (decide redact, or leave the boxes out)"
+            )
+        for box in boxes:
+            if not isinstance(box, RedactionBox):
+                raise CatalogError(
+                    f"the boxes of the decision on review {queue_id} must be RedactionBox records"
+                )
         now = _now()
         with self._write() as connection:
             sha256 = connection.execute(
@@ -735,8 +803,9 @@ class Catalog(AuditReads):
             if sha256 is None:
                 raise CatalogError(f"there is no review {queue_id} in the queue")
             state = self._states(connection, [sha256], lock=True)[sha256]
-            connection.execute(
-                insert(DecisionRow).values(
+            decision_id: int = connection.execute(
+                insert(DecisionRow)
+                .values(
                     queue_id=queue_id,
                     sha256=sha256,
                     decision=decision,
@@ -745,13 +814,32 @@ class Catalog(AuditReads):
                     ruleset_version=ruleset_version,
                     decided_at=now,
                 )
-            )
+                .returning(DecisionRow.decision_id)
+            ).scalar_one()
+            if boxes:
+                connection.execute(
+                    insert(RedactionBoxRow),
+                    [
+                        {
+                            "decision_id": decision_id,
+                            "box_index": index,
+                            "frame": box.frame,
+                            "x": box.x,
+                            "y": box.y,
+                            "width": box.width,
+                            "height": box.height,
+                            "source": box.source,
+                        }
+                        for index, box in enumerate(boxes)
+                    ],
+                )
             target = DECISION_MOVES[decision].get(state)
             if target is not None:
                 self._apply(connection, [StateChange(sha256, target, decision.value)], None, now)
+            return decision_id
 
     def decisions(self, sha256: str) -> list[DecisionRecord]:
-        """Every decision on the input, oldest first."""
+        """Every decision on the input, oldest first, each with its boxes."""
         with self._read() as connection:
             rows = connection.execute(
                 select(
@@ -762,11 +850,107 @@ class Catalog(AuditReads):
                     DecisionRow.reason,
                     DecisionRow.ruleset_version,
                     DecisionRow.decided_at,
+                    DecisionRow.decision_id,
                 )
                 .where(DecisionRow.sha256 == sha256)
                 .order_by(DecisionRow.decision_id)
+            ).all()
+            boxes = self._boxes(connection, [row.decision_id for row in rows])
+        return [DecisionRecord(*row, boxes.get(row.decision_id, ())) for row in rows]
+
+    @staticmethod
+    def _boxes(
+        connection: Connection, decision_ids: Sequence[int]
+    ) -> dict[int, tuple[RedactionBox, ...]]:
+        found: dict[int, list[RedactionBox]] = {}
+        for chunk in _chunks(list(decision_ids)):
+            for row in connection.execute(
+                select(
+                    RedactionBoxRow.decision_id,
+                    RedactionBoxRow.frame,
+                    RedactionBoxRow.x,
+                    RedactionBoxRow.y,
+                    RedactionBoxRow.width,
+                    RedactionBoxRow.height,
+                    RedactionBoxRow.source,
+                )
+                .where(RedactionBoxRow.decision_id.in_(chunk))
+                .order_by(RedactionBoxRow.decision_id, RedactionBoxRow.box_index)
+            ):
+                found.setdefault(row.decision_id, []).append(
+                    RedactionBox(row.frame, row.x, row.y, row.width, row.height,
+                                 BoxSource(row.source))
+                )  # fmt: skip
+        return {decision_id: tuple(boxes) for decision_id, boxes in found.items()}
+
+    def redaction_boxes(self, sha256: str) -> tuple[RedactionBox, ...]:
+        """The boxes of the input's latest decision if that decision is REDACT, else ().
+
+        What the next processing of the input blanks on top of the pixel
+        rules: a later approval or rejection supersedes a redaction.
+        """
+        check_sha256(sha256)
+        with self._read() as connection:
+            latest = connection.execute(
+                select(DecisionRow.decision_id, DecisionRow.decision)
+                .where(DecisionRow.sha256 == sha256)
+                .order_by(DecisionRow.decision_id.desc())
+                .limit(1)
+            ).one_or_none()
+            if latest is None or latest.decision is not Decision.REDACT:
+                return ()
+            return self._boxes(connection, [latest.decision_id]).get(latest.decision_id, ())
+
+    def redactions(self, sha256s: Iterable[str]) -> dict[str, tuple[RedactionBox, ...]]:
+        """The boxes in force for each of these inputs that has any (processing blanks them).
+
+        Each queue entry's latest decision stands for that entry; the boxes of
+        every entry whose standing decision is REDACT are in force, oldest
+        entry first.  So a redaction stays in force after the redacted file is
+        approved on its next entry (a re-processing under new rules must blank
+        the same text), a second redaction on that entry adds its boxes, and a
+        decision revisited on the same entry (approve after all) withdraws
+        them.
+        """
+        wanted = list(dict.fromkeys(sha256s))
+        standing = (
+            select(func.max(DecisionRow.decision_id).label("decision_id"))
+            .group_by(DecisionRow.queue_id)
+            .subquery()
+        )
+        found: dict[str, list[RedactionBox]] = {}
+        with self._read() as connection:
+            for chunk in _chunks(wanted):
+                rows = connection.execute(
+                    select(DecisionRow.sha256, DecisionRow.decision_id)
+                    .join(standing, standing.c.decision_id == DecisionRow.decision_id)
+                    .where(DecisionRow.sha256.in_(chunk), DecisionRow.decision == Decision.REDACT)
+                    .order_by(DecisionRow.queue_id)
+                ).all()
+                boxes = self._boxes(connection, [row.decision_id for row in rows])
+                for row in rows:
+                    found.setdefault(row.sha256, []).extend(boxes.get(row.decision_id, ()))
+        return {sha256: tuple(boxes) for sha256, boxes in found.items() if boxes}
+
+    def awaiting_redaction(self) -> set[str]:
+        """The inputs whose latest decision is REDACT: their redaction is not yet checked.
+
+        The next processing of each blanks its boxes and sends it back to the
+        queue (:attr:`~pipeline.catalog.states.ReviewReason.REDACTED`).
+        """
+        latest = (
+            select(func.max(DecisionRow.decision_id).label("decision_id"))
+            .group_by(DecisionRow.sha256)
+            .subquery()
+        )
+        with self._read() as connection:
+            return set(
+                connection.execute(
+                    select(DecisionRow.sha256)
+                    .join(latest, latest.c.decision_id == DecisionRow.decision_id)
+                    .where(DecisionRow.decision == Decision.REDACT)
+                ).scalars()
             )
-            return [DecisionRecord(*row) for row in rows]
 
     def approved(self) -> set[str]:
         """The inputs whose latest decision is APPROVE."""
@@ -871,6 +1055,21 @@ class Catalog(AuditReads):
             ).one_or_none()
         return None if row is None else Receipt(*row)
 
+    def received_among(self, sop_instance_uids: Iterable[str]) -> set[str]:
+        """Those of ``sop_instance_uids`` the listener (or a pull) has stored."""
+        wanted = sorted(set(sop_instance_uids))
+        found: set[str] = set()
+        with self._read() as connection:
+            for chunk in _chunks(wanted):
+                found.update(
+                    connection.execute(
+                        select(ReceivedRow.sop_instance_uid).where(
+                            ReceivedRow.sop_instance_uid.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        return found
+
     def record_received(self, receipt: Receipt) -> bool:
         """Record an instance the listener stored; False when its UID was recorded already."""
         check_sha256(receipt.sha256, "a received file's content hash")
@@ -918,6 +1117,33 @@ class Catalog(AuditReads):
                 .order_by(PushAttemptRow.attempt_id)
             )
             return [PushAttempt(*row) for row in rows]
+
+    def record_pull(self, attempt: PullAttempt) -> None:
+        """Append what a pull did with one cohort row (history: never updated)."""
+        check_sha256(attempt.query_sha256, "a cohort row's key")
+        with self._write() as connection:
+            connection.execute(
+                insert(PullAttemptRow),
+                {name: getattr(attempt, name) for name in PullAttempt.__dataclass_fields__},
+            )
+
+    def pulled(self, node: str) -> dict[str, PullAttempt]:
+        """The cohort rows (by key) whose every instance ``node`` gave us: their last attempt."""
+        return {
+            key: attempt
+            for key, attempt in self.pull_attempts(node).items()
+            if attempt.outcome is PullOutcome.RETRIEVED
+        }
+
+    def pull_attempts(self, node: str) -> dict[str, PullAttempt]:
+        """The last attempt of each cohort row (by key) asked of ``node``."""
+        with self._read() as connection:
+            rows = connection.execute(
+                select(*(getattr(PullAttemptRow, n) for n in PullAttempt.__dataclass_fields__))
+                .where(PullAttemptRow.node == node)
+                .order_by(PullAttemptRow.attempt_id)
+            )
+            return {attempt.query_sha256: attempt for attempt in (PullAttempt(*r) for r in rows)}
 
     # -- the link table -----------------------------------------------------------------
 

@@ -46,3 +46,10 @@ class IllegalTransition(CatalogError):
             f"input {short(sha256)} cannot move from {origin} to {to_state.value}; "
             "nothing of this batch was applied (see pipeline.catalog.states.ALLOWED)"
         )
+
+
+class AccessRefused(CatalogError):
+    """A login token or session the review app must refuse (unknown, used, expired, revoked).
+
+    The message never holds the secret that was tried.
+    """

@@ -10,13 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.catalog.errors import CatalogError, short
 from pipeline.catalog.states import (
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
+    PhiView,
+    PullOutcome,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -128,8 +131,49 @@ class ReviewItem:
 
 
 @dataclass(frozen=True)
+class RedactionBox:
+    """A rectangle a REDACT decision blanks, in pixels of the stored image.
+
+    ``frame`` is the 0-based frame it is on, or None for every frame (a
+    burned-in banner is usually on all of them).  ``x``/``y`` are the top
+    left corner (column, row); the box covers ``width`` columns and
+    ``height`` rows from there.  A box beyond the image's edge is clipped
+    when it is applied (the catalog does not know the image's size).
+    """
+
+    frame: int | None
+    x: int
+    y: int
+    width: int
+    height: int
+    source: BoxSource
+
+    def __post_init__(self) -> None:
+        numbers = {"x": self.x, "y": self.y, "width": self.width, "height": self.height}
+        if self.frame is not None:
+            numbers["frame"] = self.frame
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CatalogError(f"a redaction box's {name} must be a whole number of pixels")
+        if min(self.x, self.y) < 0 or (self.frame is not None and self.frame < 0):
+            raise CatalogError(
+                "a redaction box's x, y and frame must not be negative (0 is the first "
+                "column, row and frame)"
+            )
+        if self.width <= 0 or self.height <= 0:
+            raise CatalogError("a redaction box needs a width and a height of at least 1 pixel")
+        if not isinstance(self.source, BoxSource):
+            raise CatalogError(
+                "a redaction box's source must be a BoxSource (ocr, region or drawn)"
+            )
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
-    """A reviewer's decision; the latest one for an input is the one in force."""
+    """A reviewer's decision; the latest one for an input is the one in force.
+
+    ``boxes`` are what a REDACT decision blanks (empty for the others).
+    """
 
     queue_id: int
     sha256: str
@@ -138,6 +182,8 @@ class DecisionRecord:
     reason: str
     ruleset_version: str
     decided_at: dt.datetime
+    decision_id: int = 0
+    boxes: tuple[RedactionBox, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +234,25 @@ class Receipt:
     calling_ae: str
     peer_address: str
     received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PullAttempt:
+    """One cohort row asked of a node: studies and instances found, how many arrived.
+
+    ``query_sha256`` is the row's :attr:`~pipeline.net.cohort.CohortRow.key`
+    (the hash of what it asks for: the catalog keeps no accession number).
+    ``status`` is the last C-MOVE/C-GET status, None when nothing was retrieved.
+    """
+
+    node: str
+    query_sha256: str
+    outcome: PullOutcome
+    studies: int
+    instances: int
+    retrieved: int
+    status: int | None
+    at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -248,3 +313,38 @@ class OriginalValues:
         return "OriginalValues(<phi>)"
 
     __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ReviewSession:
+    """An open session of the review app (its cookie's secret is never kept, only its hash).
+
+    ``csrf_token`` goes into every form the session is shown and must come
+    back with every state-changing request.
+    """
+
+    session_id: int
+    reviewer: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    csrf_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PhiViewRecord:
+    """One entry of the PHI access log: who was shown what of which input, and when."""
+
+    view_id: int
+    session_id: int
+    reviewer: str
+    sha256: str
+    what: PhiView
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    """How far the review queue is: entries with a decision, of all entries ever queued."""
+
+    decided: int
+    total: int

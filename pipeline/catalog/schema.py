@@ -14,9 +14,12 @@ Conventions, the same in every table:
 - states, kinds, reasons and decisions are stored as their stable text codes
   (:mod:`pipeline.catalog.states`), with a CHECK constraint naming the codes;
 - times are UTC (:class:`UtcDateTime`);
-- ``transitions``, ``decisions``, ``withdrawals``, ``releases`` and
-  ``release_files`` are append-only: the migration adds triggers that refuse
-  UPDATE and DELETE on them, so history cannot be rewritten even by hand.
+- ``transitions``, ``decisions``, ``redaction_boxes``, ``withdrawals``,
+  ``releases``, ``release_files`` and ``phi_views`` are append-only: the
+  migrations add triggers that refuse UPDATE and DELETE on them, so history
+  cannot be rewritten even by hand;
+- a secret (a login token, a session cookie) is kept only as its sha256
+  (``*_hash``): a copy of the catalog opens no session.
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pipeline.catalog.states import (
+    BoxSource,
     Decision,
     InputKind,
     ItemState,
+    PhiView,
+    PullOutcome,
     PushOutcome,
     ReviewReason,
     RunStatus,
@@ -59,7 +65,8 @@ VERSION_TABLE = "catalog_revision"
 
 #: Tables whose rows are never updated or deleted (enforced by triggers).
 APPEND_ONLY = (
-    "transitions", "decisions", "withdrawals", "releases", "release_files", "push_attempts",
+    "transitions", "decisions", "redaction_boxes", "withdrawals", "releases", "release_files",
+    "push_attempts", "phi_views", "pull_attempts",
 )  # fmt: skip
 
 #: Where an output lives in the staging area (and later in a release).
@@ -240,6 +247,30 @@ class DecisionRow(Base):
     decided_at: Mapped[dt.datetime]
 
 
+class RedactionBoxRow(Base):
+    """One box a REDACT decision blanks (append-only, like its decision).
+
+    In pixels of the stored image; ``frame`` NULL is every frame.
+    """
+
+    __tablename__ = "redaction_boxes"
+    __table_args__ = (
+        CheckConstraint(
+            "x >= 0 AND y >= 0 AND width > 0 AND height > 0 AND (frame IS NULL OR frame >= 0)",
+            name="geometry",
+        ),
+    )
+
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.decision_id"), primary_key=True)
+    box_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frame: Mapped[int | None] = mapped_column(Integer)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    source: Mapped[BoxSource] = mapped_column(code_enum(BoxSource, "box_source"))
+
+
 class ReleaseRow(Base):
     """A published, immutable release version."""
 
@@ -345,4 +376,65 @@ class PushAttemptRow(Base):
     sha256: Mapped[str] = mapped_column(SHA256)
     outcome: Mapped[PushOutcome] = mapped_column(code_enum(PushOutcome, "push_outcome"))
     status: Mapped[int | None] = mapped_column(Integer)  # the DIMSE status, None: no answer
+    at: Mapped[dt.datetime]
+
+
+class LoginTokenRow(Base):
+    """A one-time login token of the review app: its hash, whose, until when, used when."""
+
+    __tablename__ = "login_tokens"
+
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(SHA256, unique=True)
+    reviewer: Mapped[str]
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class ReviewSessionRow(Base):
+    """A reviewer's session in the review app, kept server-side (the cookie is its secret)."""
+
+    __tablename__ = "review_sessions"
+
+    session_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    secret_hash: Mapped[str] = mapped_column(SHA256, unique=True)
+    reviewer: Mapped[str]
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    csrf_token: Mapped[str]  # sent in every form of the session; useless without the cookie
+
+
+class PhiViewRow(Base):
+    """A reviewer was shown an input's PHI (append-only: the access log the audit counts)."""
+
+    __tablename__ = "phi_views"
+
+    view_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("review_sessions.session_id"), index=True)
+    reviewer: Mapped[str]
+    sha256: Mapped[str] = mapped_column(ForeignKey("items.sha256"), index=True)
+    what: Mapped[PhiView] = mapped_column(code_enum(PhiView, "phi_view"))
+    at: Mapped[dt.datetime]
+
+
+class PullAttemptRow(Base):
+    """One cohort row a pull asked of a node, and what arrived (append-only).
+
+    The row is named by the hash of what it asks for, never by its accession
+    number or patient ID (those stay in the cohort file and the pull's table).
+    """
+
+    __tablename__ = "pull_attempts"
+    __table_args__ = (Index(None, "node", "query_sha256"),)
+
+    attempt_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str]
+    query_sha256: Mapped[str] = mapped_column(SHA256)
+    outcome: Mapped[PullOutcome] = mapped_column(code_enum(PullOutcome, "pull_outcome"))
+    studies: Mapped[int] = mapped_column(Integer)
+    instances: Mapped[int] = mapped_column(Integer)
+    retrieved: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int | None] = mapped_column(Integer)  # the last C-MOVE/C-GET status
     at: Mapped[dt.datetime]

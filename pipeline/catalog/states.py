@@ -54,6 +54,9 @@ class ReviewReason(enum.Enum):
     UNKNOWN_PRIVATE_CREATOR = "unknown-private-creator"
     CLEANING_DOUBT = "cleaning-doubt"
     SPOT_CHECK = "spot-check"
+    REDACTED = "redacted"  # back in the queue after a redaction: a person checks it
+    DEFACE_FAILED = "deface-failed"  # a head volume whose face could not be removed with trust
+    HEAD_KSPACE = "head-kspace"  # raw k-space of a head scan, held by rules/deface (not defaceable)
 
     def __str__(self) -> str:
         return self.value
@@ -65,6 +68,27 @@ class Decision(enum.Enum):
     APPROVE = "approve"
     REJECT = "reject"
     REDACT = "redact"  # release after a redaction: re-processed with it first
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PhiView(enum.Enum):
+    """What a reviewer was shown of an input's PHI (the review app's access log)."""
+
+    IMAGE = "image"  # a frame of the original or the cleaned image
+    ORIGINAL_HEADER = "original-header"  # the header's values before de-identification
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BoxSource(enum.Enum):
+    """Where a box a REDACT decision blanks came from."""
+
+    OCR = "ocr"  # a box the pixel scan found and the reviewer accepted
+    REGION = "region"  # a region rule's box
+    DRAWN = "drawn"  # drawn by the reviewer
 
     def __str__(self) -> str:
         return self.value
@@ -114,6 +138,17 @@ ALLOWED: Mapping[ItemState | None, frozenset[ItemState]] = MappingProxyType(
 def allowed(from_state: ItemState | None, to_state: ItemState) -> bool:
     """Whether an input in ``from_state`` may move to ``to_state``."""
     return to_state in ALLOWED[from_state]
+
+
+class PullOutcome(enum.Enum):
+    """How one cohort row of a pull from a node ended."""
+
+    RETRIEVED = "retrieved"  # every instance of every matching study is in received
+    MISSING = "missing"  # the node has no study that matches: asked again next time
+    FAILED = "failed"  # found, but not every instance arrived: retrieved again next time
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class PushOutcome(enum.Enum):

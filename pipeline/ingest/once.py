@@ -21,9 +21,10 @@ def ingest_once(workspace: Workspace, *, jobs: int | None = None) -> dict[str, o
         found = clock("discover", stages.discover, run)
         dicom = clock("dicom", stages.process, InputGroup.DICOM, run, found)
         raw = clock("raw", stages.process, InputGroup.RAW, run, found)
+        defaced = clock("deface", stages.deface, run)
         leaks = clock("leak_check", stages.leak_check, run, found)
         routed = clock("route", stages.route_processed, run)
         release = clock("release", stages.publish, run)
-        run.summary = stages.summary(run, found, dicom, raw, leaks, routed, release, clock)
+        run.summary = stages.summary(run, found, dicom, raw, leaks, routed, release, clock, defaced)
         run.status = RunStatus.COMPLETED
     return run.summary

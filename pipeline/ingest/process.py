@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,8 +23,9 @@ from pipeline.catalog import Catalog, OutputRecord, StateChange
 from pipeline.catalog.states import InputKind, ItemState, ReviewReason
 from pipeline.dicom.profile import Profile
 from pipeline.ingest.discovery import IncomingFile
+from pipeline.ingest.redactions import boxes_for, requeue_redacted
 from pipeline.keys import SecretKey
-from pipeline.pixels.blank import PixelCleaning
+from pipeline.pixels.blank import ManualBox, PixelCleaning
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import HeaderRules
 from pipeline.reasons import DOUBTS, Outcome, Reason
@@ -92,6 +93,7 @@ class StageReport:
     runner_run: str = ""
     failure: str = ""
     missing: int = 0  # NEW items whose file is no longer in incoming/ (done when it is back)
+    redacted: int = 0  # processed with a reviewer's redaction not yet checked (back to review)
     # The steps' PHI-free facts added up (what the rules did: pipeline.dicom.tally).
     facts: Mapping[str, int] = field(default_factory=dict)
 
@@ -110,14 +112,23 @@ def process_new(
 
     An item whose file is gone stays ``NEW`` (nothing is lost: it is done
     when its file is back); a file whose content changed since discovery is
-    left to the next run's discovery.
+    left to the next run's discovery.  Inputs quarantined by a reviewer's
+    redaction come back as ``NEW`` first and are processed with its boxes
+    (:mod:`pipeline.ingest.redactions`).
     """
+    redactions: dict[str, tuple[ManualBox, ...]] = {}
+    if group is InputGroup.DICOM:
+        requeue_redacted(catalog, run_id, group.kinds)
     waiting = [item for item in catalog.items([ItemState.NEW]) if item.kind in group.kinds]
     todo = [files[item.sha256] for item in waiting if item.sha256 in files]
     missing = len(waiting) - len(todo)  # registered, but the file left incoming/: stays NEW
     if not todo:
         return StageReport(0, {}, {}, 0, missing=missing)
-    step = _step(group, processing, store)
+    unchecked: set[str] = set()
+    if group is InputGroup.DICOM:
+        redactions = boxes_for(catalog, [f.sha256 for f in todo])
+        unchecked = catalog.awaiting_redaction() & set(redactions)
+    step = _step(group, processing, store, redactions)
     results: list[tuple[IncomingFile, StepResult]] = []
 
     def collect(item: Item, result: StepResult) -> None:
@@ -127,20 +138,25 @@ def process_new(
         step, processing.incoming, store, processing.options,
         on_result=collect, progress=progress, inputs=[f.path for f in todo],
     )  # fmt: skip
-    review = _record(catalog, store, run_id, processing, step, results)
+    review = _record(catalog, store, run_id, processing, step, results, unchecked)
     outcomes = Counter(r.outcome.value for _, r in results)
     reasons = Counter(r.reason.value for _, r in results if r.reason is not None)
     return StageReport(
         len(todo), dict(outcomes), dict(reasons), review, summary.run_id, summary.failure,
-        missing, dict(summary.facts),
+        missing, redacted=len(unchecked), facts=dict(summary.facts),
     )  # fmt: skip
 
 
-def _step(group: InputGroup, processing: Processing, store: PrivateStore) -> Step:
+def _step(
+    group: InputGroup,
+    processing: Processing,
+    store: PrivateStore,
+    redactions: Mapping[str, tuple[ManualBox, ...]],
+) -> Step:
     if group is InputGroup.DICOM:
         return DicomStep(
             processing.key, processing.profile, processing.area_folder("dicom"),
-            cleaning=processing.cleaning,
+            cleaning=processing.cleaning, redactions=dict(redactions),
         )  # fmt: skip
     return RawStep(
         processing.key, processing.header_rules, processing.profile.date_shift_days,
@@ -156,8 +172,13 @@ def _record(
     processing: Processing,
     step: Step,
     results: Sequence[tuple[IncomingFile, StepResult]],
+    redacted: Collection[str] = frozenset(),
 ) -> int:
-    """Outputs and next states of every finished input; returns how many await review."""
+    """Outputs and next states of every finished input; returns how many await review.
+
+    An input of ``redacted`` (processed with a redaction no one has checked
+    yet) that was written goes back to review as REDACTED.
+    """
     finished = [(f, r) for f, r in results if r.sha256 in ("", f.sha256)]  # others changed
     made = [f.sha256 for f, r in finished if r.outcome in (Outcome.WRITTEN, Outcome.UNCHANGED)]
     catalog.record_outputs(_outputs(store, step, processing, made, run_id))
@@ -169,6 +190,8 @@ def _record(
         if result.outcome in (Outcome.WRITTEN, Outcome.UNCHANGED):
             first.append(StateChange(sha, ItemState.PROCESSED, reason.value if reason else None))
             found = review_reasons_of(result)
+            if sha in redacted:
+                found.insert(0, ReviewReason.REDACTED)
             if found:
                 doubts[sha] = found
         elif result.outcome is Outcome.HELD_BACK and reason is not None:

@@ -48,7 +48,13 @@ def route(catalog: Catalog, run_id: int, key: SecretKey, spot_check_share: float
     changes, spot = [], []
     for sha in processed:
         if sha in queued:
-            first = queued[sha][0] if queued[sha] else ReviewReason.CLEANING_DOUBT
+            reasons = queued[sha]
+            # Back after a redaction: that is what the person checks first.
+            first = (
+                ReviewReason.REDACTED
+                if ReviewReason.REDACTED in reasons
+                else (reasons[0] if reasons else ReviewReason.CLEANING_DOUBT)
+            )
             changes.append(StateChange(sha, ItemState.NEEDS_REVIEW, first.value))
         elif any(drawn_for_spot_check(key, s, spot_check_share) for s in series.get(sha, ())):
             spot.append(sha)

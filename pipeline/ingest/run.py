@@ -9,56 +9,27 @@ the catalog runs that a kill left ``running`` as crashed.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 
 from pipeline.batch.locks import RunLock
 from pipeline.batch.runner import RunOptions, default_jobs
 from pipeline.catalog import Catalog
 from pipeline.catalog.states import RunStatus
-from pipeline.dicom.csa import load_csa_allowlist
-from pipeline.dicom.profile import Profile, load_profile
+from pipeline.deface.rules import DefaceRules
+from pipeline.dicom.profile import load_profile
 from pipeline.ingest.process import Processing
 from pipeline.keys import load_key
 from pipeline.pixels.blank import PixelCleaning
 from pipeline.pixels.engines import make_engine
-from pipeline.pixels.regions import RegionRules, load_region_rules
+from pipeline.pixels.regions import load_region_rules
 from pipeline.private_store import PrivateStore
-from pipeline.raw.header_rules import HeaderRules, load_header_rules
-from pipeline.rulefiles import rules_root
+from pipeline.raw.header_rules import load_header_rules
 from pipeline.workspace import Workspace
+from pipeline.workspace.ruleset import deface_rules_of, rule_file_hashes, ruleset_version
 
 COMMAND = "ingest"
-
-
-def ruleset_version(profile: Profile, header: HeaderRules, regions_digest: str) -> str:
-    """One short hash of every rule file that decides an output (recorded with each output)."""
-    digest = hashlib.sha256()
-    for part in (profile.digest, header.digest, regions_digest, load_csa_allowlist().digest):
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def rule_file_hashes(profile: Profile, header: HeaderRules, regions: RegionRules) -> dict[str, str]:
-    """The sha256 of every rule file the rule-set version stands for, by name.
-
-    A file under the shipped ``rules/`` is named by its path there
-    (``dicom/research.yaml``), a site's own file by its name only: the audit
-    report lists them, and a site path says nothing an IRB needs.
-    """
-    files: list[Path] = [*profile.files, header.path, *regions.files, load_csa_allowlist().path]
-    for vocabulary in (profile.vocabulary, header.vocabulary):
-        if vocabulary is not None:
-            files += vocabulary.files
-    root = rules_root().resolve()
-    hashes: dict[str, str] = {}
-    for path in dict.fromkeys(p.resolve() for p in files):
-        name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return dict(sorted(hashes.items()))
 
 
 @dataclass
@@ -74,6 +45,7 @@ class IngestRun:
     _lock: RunLock = field(repr=False)
     status: RunStatus = RunStatus.COMPLETED
     summary: dict[str, object] = field(default_factory=dict)
+    deface_rules: DefaceRules | None = None  # None: [deface] enabled = false
 
     @classmethod
     def open(cls, workspace: Workspace, *, jobs: int | None = None) -> IngestRun:
@@ -85,6 +57,7 @@ class IngestRun:
             profile = load_profile(config.profile)
             header = load_header_rules()
             regions = load_region_rules()
+            deface = deface_rules_of(workspace)
             cleaning = (
                 PixelCleaning(make_engine(config.ocr_engine), regions)
                 if config.clean_pixels
@@ -103,8 +76,9 @@ class IngestRun:
             processing = Processing(
                 key=key, profile=profile, header_rules=header, cleaning=cleaning,
                 fastmri=config.fastmri, staging=workspace.staging, incoming=workspace.incoming,
-                options=options, ruleset_version=ruleset_version(profile, header, regions.digest),
-                rule_files=rule_file_hashes(profile, header, regions),
+                options=options,
+                ruleset_version=ruleset_version(profile, header, regions.digest, deface),
+                rule_files=rule_file_hashes(profile, header, regions, deface),
             )  # fmt: skip
             catalog = Catalog.open(workspace.catalog_url)
             crashed = catalog.mark_unfinished_runs_crashed()
@@ -116,7 +90,10 @@ class IngestRun:
         except BaseException:
             lock.release()
             raise
-        return cls(workspace, catalog, store, processing, run_id, tuple(crashed), lock)
+        return cls(
+            workspace, catalog, store, processing, run_id, tuple(crashed), lock,
+            deface_rules=deface,
+        )  # fmt: skip
 
     def __enter__(self) -> IngestRun:
         return self

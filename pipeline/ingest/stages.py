@@ -1,4 +1,4 @@
-"""The six stages of an ingest run, each a call on an open :class:`IngestRun`.
+"""The seven stages of an ingest run, each a call on an open :class:`IngestRun`.
 
 The Prefect flow (:mod:`flows.ingest`) wraps each in a task; :mod:`pipeline.ingest.once`
 calls them in the same order without Prefect.  Both time them with a
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from pipeline.ingest.deface import DefaceReport, deface_processed
 from pipeline.ingest.discovery import Discovery, discover_incoming
 from pipeline.ingest.leakcheck import LeakReport, check_processed
 from pipeline.ingest.process import InputGroup, StageReport, process_new
@@ -35,6 +36,11 @@ def process(
     return process_new(
         group, run.processing, run.catalog, run.store, run.run_id, found.files, progress=progress
     )
+
+
+def deface(run: IngestRun) -> DefaceReport:
+    """Remove the face from head volumes in staging (after de-identification, before the leak check)."""
+    return deface_processed(run.catalog, run.run_id, run.processing.staging, run.deface_rules)
 
 
 def leak_check(run: IngestRun, found: Discovery) -> LeakReport:
@@ -76,6 +82,7 @@ def summary(
     routed: RouteReport,
     release: PublishReport,
     clock: Clock,
+    defaced: DefaceReport | None = None,
 ) -> dict[str, object]:
     """The run's PHI-free account (counts, reason codes, seconds); recorded with the run."""
     return {
@@ -84,6 +91,7 @@ def summary(
         "discovered": found.counts(),
         "dicom": dataclasses.asdict(dicom),
         "raw": dataclasses.asdict(raw),
+        "deface": dataclasses.asdict(defaced or DefaceReport(enabled=False)),
         "leak_check": dataclasses.asdict(leaks),
         "route": dataclasses.asdict(routed),
         "release": dataclasses.asdict(release),

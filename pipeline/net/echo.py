@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from pipeline.net.errors import NetworkError
+from pipeline.net.errors import NetworkError, TransientError
 from pipeline.workspace import PacsNode
 
 
@@ -41,8 +41,8 @@ def refusal(node: PacsNode, assoc: object) -> NetworkError:
             f"{where} rejected the association: check that it lists our AE title as a "
             "known peer (and our host), and that its AE title is spelled as it expects"
         )
-    # pynetdicom marks a connection that never opened as aborted too.
-    return NetworkError(
+    # pynetdicom marks a connection that never opened as aborted too: worth a retry.
+    return TransientError(
         f"cannot reach {where}, or it aborted the association: check the host and port, "
         "that the node is running, that a firewall lets us through, and its log; then "
         "try again"

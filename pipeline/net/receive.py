@@ -7,8 +7,9 @@ re-encoded.  :meth:`Receiver.store` then
 
 1. hashes the file and fsyncs it (its content hash is its name and its key);
 2. reads its header with ``stop_before_pixels`` and walks every top-level
-   element to the end of the file (large values are skipped, not read), so a
-   stream cut short or garbage is refused with a failure status;
+   element to the end of the file (large values, and the fragments of
+   encapsulated pixel data, are seeked over, not read), so a stream cut
+   short or garbage is refused with a failure status;
 3. if the catalog has the SOP Instance UID already (the same instance sent
    again, in this or another transfer syntax), answers success and stores
    nothing;
@@ -34,9 +35,11 @@ import enum
 import hashlib
 import logging
 import os
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
@@ -55,6 +58,9 @@ _UNDEFINED = 0xFFFFFFFF
 # The Sequence Delimitation Item (FFFE,E0DD), length 0, little endian: how an
 # undefined-length value (encapsulated pixel data, a sequence) ends.
 _SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_PIXEL_DATA = 0x7FE00010
+_ITEM = 0xFFFEE000
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
 
 
 class ReceiveOutcome(enum.Enum):
@@ -180,8 +186,11 @@ def read_whole(path: Path) -> tuple[str, str, str] | None:
     element is walked to the end of the file, values over 4 KiB seeked over
     (an uncompressed 100 MB pixel value is never read into memory), so a file
     cut short inside any element, or with bytes after its last element that
-    are not one, is refused.  Sequences and encapsulated pixel data (undefined
-    length) are read by the walk to find their end.
+    are not one, is refused.  Encapsulated pixel data (undefined length) is
+    walked fragment by fragment, each item's length seeked over, to its
+    Sequence Delimitation Item (:func:`_skip_fragments`): a 100 MB JPEG 2000
+    value is never read either.  Sequences of undefined length (small) are
+    read by pydicom's walk to find their end.
     """
     try:
         header = dcmread(path, stop_before_pixels=True)
@@ -196,24 +205,90 @@ def read_whole(path: Path) -> tuple[str, str, str] | None:
         with open(path, "rb") as fp:
             read_preamble(fp, False)
             _read_file_meta_info(fp)
-            length = 0
-            for element in data_element_generator(
-                fp, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=_SKIP
-            ):
-                length = getattr(element, "length", 0)
-                tell = getattr(element, "value_tell", 0)
-                if length != _UNDEFINED and tell + length > size:
-                    return None
-            if fp.tell() != size:
+            if not _walk(fp, syntax, size):
                 return None
-            # pydicom reads an undefined-length value to the end of the file when its
-            # delimiter is missing: a cut-off encapsulated pixel value ends without one.
-            if length == _UNDEFINED and syntax.is_little_endian:
-                fp.seek(size - len(_SEQUENCE_END))
-                if fp.read(len(_SEQUENCE_END)) != _SEQUENCE_END:
-                    return None
     except (InvalidDicomError, AttributeError, ValueError, KeyError, EOFError, OSError):
         return None
     except Exception:  # pydicom raises many kinds on garbage; none of them is ours
         return None
     return sop_uid, sop_class, str(syntax)
+
+
+def _walk(fp: BinaryIO, syntax: UID, size: int) -> bool:
+    """Walk the dataset from ``fp``'s position to the end of the file; False: not whole.
+
+    Whole: the last element (or the last encapsulated value's delimiter)
+    ends exactly at the end of the file; a few bytes after it that are not an
+    element (pydicom's walk stops silently on them) are refused too.
+    """
+    endian = "<" if syntax.is_little_endian else ">"
+    end = fp.tell()
+    while True:
+        at_pixels = False
+
+        def encapsulated(tag: int, vr: str | None, length: int) -> bool:
+            nonlocal at_pixels
+            at_pixels = tag == _PIXEL_DATA and length == _UNDEFINED
+            return at_pixels
+
+        length = 0
+        for element in data_element_generator(
+            fp, syntax.is_implicit_VR, syntax.is_little_endian, stop_when=encapsulated,
+            defer_size=_SKIP,
+        ):  # fmt: skip
+            length = getattr(element, "length", 0)
+            tell = getattr(element, "value_tell", 0)
+            if length != _UNDEFINED and tell + length > size:
+                return False
+            end = fp.tell()  # past the value (a deferred one is seeked over)
+        if not at_pixels:
+            break
+        # stop_when left fp at the element's start: skip its header, then its items.
+        if not _skip_pixel_header(fp) or not _skip_fragments(fp, endian, size):
+            return False
+        end, length = fp.tell(), 0
+    if end != size:
+        return False
+    # pydicom reads an undefined-length value (a sequence) to the end of the file when
+    # its delimiter is missing: a cut-off one ends without it.
+    if length == _UNDEFINED and syntax.is_little_endian:
+        fp.seek(size - len(_SEQUENCE_END))
+        if fp.read(len(_SEQUENCE_END)) != _SEQUENCE_END:
+            return False
+    return True
+
+
+def _skip_pixel_header(fp: BinaryIO) -> bool:
+    """Past (7FE0,0010)'s tag, VR and length, explicit (12 bytes) or implicit (8).
+
+    The encoding is read from the bytes, not the transfer syntax: pydicom
+    reads a dataset whose syntax says explicit but is written implicit (some
+    real files are), and so must this.
+    """
+    head = fp.read(8)
+    if len(head) != 8:
+        return False
+    if head[4:8] == b"\xff\xff\xff\xff":
+        return True  # implicit: tag, then the undefined length
+    rest = fp.read(4)
+    return head[4:6] in (b"OB", b"OW", b"UN") and rest == b"\xff\xff\xff\xff"
+
+
+def _skip_fragments(fp: BinaryIO, endian: str, size: int) -> bool:
+    """Seek over the items of an encapsulated value to its delimiter; False: cut or garbage.
+
+    PS3.5 A.4: a Basic Offset Table item and fragment items, each (FFFE,E000)
+    with a defined length, then the Sequence Delimitation Item (FFFE,E0DD)
+    of length 0.
+    """
+    while True:
+        head = fp.read(8)
+        if len(head) != 8:
+            return False
+        group, element, length = struct.unpack(f"{endian}HHL", head)
+        tag = group << 16 | element
+        if tag == _SEQUENCE_DELIMITER:
+            return bool(length == 0)
+        if tag != _ITEM or length == _UNDEFINED or fp.tell() + length > size:
+            return False
+        fp.seek(length, os.SEEK_CUR)

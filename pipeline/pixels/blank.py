@@ -13,6 +13,10 @@ What is blanked
   still a name.  The only exception is a box that lies wholly inside a rule's
   *keep* rectangle (a scale, orientation letters) and was not recognised as
   the file's PHI.
+- Every box a reviewer decided to redact (:class:`ManualBox`), on its frame
+  or on every frame, as it is (no margin: the reviewer drew it).  A file
+  with such boxes is never held back for text not located or too much
+  text: a person looked at it and said where to blank.
 - Overlay planes are not blanked but removed: (60xx) groups go from the
   header, and planes kept in the unused high bits of the pixel data are
   masked to 0 (the frames are stored with those bits cleared).  Icon images
@@ -68,12 +72,14 @@ from pipeline.reasons import Reason
 
 __all__ = [
     "CleanedPixels",
+    "ManualBox",
     "PixelAction",
     "PixelCleaning",
     "PixelPlan",
     "blank_pixels",
     "fill_value",
     "plan_cleaning",
+    "plan_manual",
 ]
 
 Pixels = npt.NDArray[np.generic]
@@ -118,6 +124,22 @@ class PixelCleaning:
 
 
 @dataclass(frozen=True)
+class ManualBox:
+    """A rectangle a reviewer decided to blank: on frame ``frame`` (0-based), or every frame.
+
+    In pixels of the stored image; clipped to it when planned.  The ingest
+    turns the catalog's redaction boxes into these (this layer never reads
+    the catalog).
+    """
+
+    frame: int | None
+    area: Rect
+
+    def on(self, frame: int) -> bool:
+        return self.frame is None or self.frame == frame
+
+
+@dataclass(frozen=True)
 class PixelPlan:
     """What cleaning does to one file.
 
@@ -136,6 +158,8 @@ class PixelPlan:
         Names of the region rules that matched.
     words_blanked, words_kept : int
         OCR words of frames that are blanked, or left inside keep rectangles.
+    by_hand : int
+        Boxes a reviewer decided to redact (:class:`ManualBox`).
     """
 
     action: PixelAction
@@ -147,6 +171,7 @@ class PixelPlan:
     rules: tuple[str, ...] = ()
     words_blanked: int = 0
     words_kept: int = 0
+    by_hand: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,8 +220,9 @@ def plan_cleaning(
     *,
     max_text_fraction: float = DEFAULT_MAX_TEXT_FRACTION,
     margin: int = DEFAULT_MARGIN,
+    manual: Sequence[ManualBox] = (),
 ) -> PixelPlan:
-    """Decide what to blank in ``ds`` from its scan finding and its matching rules.
+    """Decide what to blank in ``ds`` from its scan finding, its matching rules and a reviewer.
 
     Parameters
     ----------
@@ -208,6 +234,8 @@ def plan_cleaning(
         The rules that match ``ds`` (:meth:`RegionRules.matching`).
     max_text_fraction, margin
         See :class:`PixelCleaning`.
+    manual : sequence of ManualBox
+        What a reviewer decided to redact, blanked on top of the rest.
 
     Returns
     -------
@@ -242,7 +270,8 @@ def plan_cleaning(
     names = tuple(rule.name for rule in rules)
     if finding.prior:
         names += (f"prior: {finding.prior}",)
-    if finding.header_signals and not words and not rules and not finding.prior:
+    by_hand = [[box.area for box in manual if box.on(index)] for index in range(frames)]
+    if finding.header_signals and not words and not rules and not manual and not finding.prior:
         return PixelPlan(
             PixelAction.HELD,
             "header signals burned-in text ("
@@ -252,7 +281,7 @@ def plan_cleaning(
             held=Reason.TEXT_NOT_LOCATED,
         )
     for index, areas in enumerate(per_frame):
-        fraction = _fraction(areas, rule_areas, rows, cols)
+        fraction = _fraction(areas, [*rule_areas, *by_hand[index]], rows, cols)
         if fraction > max_text_fraction:
             return PixelPlan(
                 PixelAction.HELD,
@@ -264,11 +293,15 @@ def plan_cleaning(
             )
     high_bits = any(o.bit is not None and o.set_pixels for o in finding.overlays)
     frame_areas = tuple(
-        tuple(c for c in (a.clipped(rows, cols) for a in (*rule_areas, *areas)) if c is not None)
-        for areas in per_frame
+        tuple(
+            c
+            for c in (a.clipped(rows, cols) for a in (*rule_areas, *areas, *by_hand[index]))
+            if c is not None
+        )
+        for index, areas in enumerate(per_frame)
     )
     fill = any(frame_areas)
-    if not (finding.header_signals or words or rules or high_bits):
+    if not (finding.header_signals or words or rules or high_bits or manual):
         return PixelPlan(PixelAction.UNTOUCHED)
     return PixelPlan(
         PixelAction.CLEANED,
@@ -278,6 +311,34 @@ def plan_cleaning(
         rules=names,
         words_blanked=blanked,
         words_kept=kept,
+        by_hand=len(manual),
+    )
+
+
+def plan_manual(ds: Dataset, manual: Sequence[ManualBox]) -> PixelPlan:
+    """The plan that blanks only what a reviewer decided (a run without pixel cleaning).
+
+    Without ``--clean-pixels`` nothing scans the file, but a redaction is a
+    decision that must be carried out all the same.  No box at all: untouched.
+    """
+    if not manual:
+        return PixelPlan(PixelAction.UNTOUCHED)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = number_of_frames(ds) if "PixelData" in ds else 0
+    frame_areas = tuple(
+        tuple(
+            c
+            for c in (box.area.clipped(rows, cols) for box in manual if box.on(index))
+            if c is not None
+        )
+        for index in range(frames)
+    )
+    return PixelPlan(
+        PixelAction.CLEANED,
+        frame_areas=frame_areas,
+        rewrite_pixels=any(frame_areas),
+        remove_overlays=True,
+        by_hand=len(manual),
     )
 
 

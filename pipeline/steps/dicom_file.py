@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +48,15 @@ from pipeline.errors import HeldBack, LocationError
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.phi import Phi
-from pipeline.pixels.blank import PixelAction, PixelCleaning, PixelPlan, blank_pixels, plan_cleaning
+from pipeline.pixels.blank import (
+    ManualBox,
+    PixelAction,
+    PixelCleaning,
+    PixelPlan,
+    blank_pixels,
+    plan_cleaning,
+    plan_manual,
+)
 from pipeline.pixels.encode import remove_overlays_and_icons, store_pixels
 from pipeline.pixels.scan import header_signals, scan_dataset
 from pipeline.private_store import PrivateStore
@@ -74,6 +82,12 @@ class DicomStep:
         Write files that may carry burned-in text instead of holding them back.
     cleaning : PixelCleaning, optional
         ``--clean-pixels``: blank burned-in text (region rules and OCR).
+    redactions : Mapping[str, tuple of ManualBox], optional
+        Per input (by content sha256), the boxes a reviewer decided to
+        redact: blanked on top of the pixel rules (and blanked even without
+        ``cleaning``).  Data of the step, sent to each worker with it; part
+        of :meth:`digest`, so an input with a new redaction is never skipped
+        as unchanged.
     """
 
     key: SecretKey
@@ -81,6 +95,7 @@ class DicomStep:
     output: Path
     keep_burned_in: bool = False
     cleaning: PixelCleaning | None = None
+    redactions: Mapping[str, tuple[ManualBox, ...]] = field(default_factory=dict)
     command: str = "deid"
     incremental: bool = True
     _env: WorkerEnv | None = field(default=None, repr=False)
@@ -109,6 +124,11 @@ class DicomStep:
                 cleaning.engine.name, cleaning.rules.digest, cleaning.prefilter,
                 cleaning.max_text_fraction, cleaning.margin,
             ]  # fmt: skip
+        if self.redactions:
+            parts["redactions"] = {
+                sha: [[b.frame, b.area.x, b.area.y, b.area.width, b.area.height] for b in boxes]
+                for sha, boxes in sorted(self.redactions.items())
+            }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def setup(self, env: WorkerEnv) -> None:
@@ -138,18 +158,24 @@ class DicomStep:
         assert env is not None and uids is not None, "setup() runs before the first input"
         label = f"input {sha256[:12]}"
         cleaning, profile = self.cleaning, self.profile
+        manual = self.redactions.get(sha256, ())
         ds = read_dicom(data, label, max_inflated=env.max_inflated_bytes)
         if is_dicomdir(ds):
             return rejected(Outcome.NOT_COPIED, Reason.DICOMDIR, sha256=sha256)
-        classify(ds, profile, keep_burned_in=self.keep_burned_in or cleaning is not None)
+        # A reviewer who redacted the file has looked at its burned-in text.
+        looked_at = self.keep_burned_in or cleaning is not None or bool(manual)
+        classify(ds, profile, keep_burned_in=looked_at)
         plan: PixelPlan | None = None
         original: Dataset | None = None
         pixels = ""
-        if cleaning is not None:
+        if cleaning is not None or manual:
             # The scan and the rules read a copy of their own: decoding touches
             # the dataset, and an untouched file must be written byte for byte.
             original = read_dicom(data, label, max_inflated=env.max_inflated_bytes)
-            plan = plan_pixels(original, label, cleaning, profile, env.progress)
+            if cleaning is not None:
+                plan = plan_pixels(original, label, cleaning, profile, env.progress, manual)
+            else:
+                plan = plan_manual(original, manual)
             pixels = plan.action.value
             if plan.reason:
                 if not self.keep_burned_in:
@@ -187,8 +213,9 @@ def plan_pixels(
     cleaning: PixelCleaning,
     profile: Profile,
     progress: Callable[[], None] | None = None,
+    manual: Sequence[ManualBox] = (),
 ) -> PixelPlan:
-    """Scan ``ds`` (the original file) and decide what to blank.
+    """Scan ``ds`` (the original file) and decide what to blank (with a reviewer's ``manual``).
 
     A file whose header signals burned-in text is read whole (no pre-filter):
     the header already says there is text to find; unless a header prior of
@@ -213,6 +240,7 @@ def plan_pixels(
         cleaning.rules.matching(ds),
         max_text_fraction=cleaning.max_text_fraction,
         margin=cleaning.margin,
+        manual=manual,
     )
 
 
@@ -244,8 +272,9 @@ def pixel_account(plan: PixelPlan | None) -> str:
     rules = "; ".join(plan.rules) or "none"
     return (
         f"pixels cleaned: {plan.words_blanked} OCR word box(es) blanked, {plan.words_kept} left "
-        f"in keep areas, {filled} rectangle(s) filled over {len(plan.frame_areas)} frame(s); "
-        f"overlays and icons removed; region rules: {rules}"
+        f"in keep areas, {plan.by_hand} box(es) a reviewer redacted, {filled} rectangle(s) "
+        f"filled over {len(plan.frame_areas)} frame(s); overlays and icons removed; "
+        f"region rules: {rules}"
     )
 
 

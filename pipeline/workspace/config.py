@@ -36,7 +36,12 @@ class NodeRole(enum.Enum):
 
     SENDER = "sender"  # sends to our listener: its AE title is allowed to
     STORE = "store"  # takes our C-STORE: ``mricurate push --to NAME``
-    QUERY = "query"  # answers C-FIND and C-MOVE/C-GET: ``mricurate pull`` (later)
+    # Answers C-FIND at study level and C-MOVE to our listener (what every
+    # Query/Retrieve SCP does): ``mricurate pull --from NAME``.
+    QUERY = "query"
+    # Also answers C-GET (the instances come back on our own association, so no
+    # listener and no entry for us among its move destinations): pull prefers it.
+    GET = "get"
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class WorkspaceConfig:
     quiet_seconds: float = 60.0
     jobs: int = 0
     spot_check_share: float = 0.02
+    session_idle_seconds: float = 900.0
+    login_token_seconds: float = 600.0
     release_name: str = "mricurate release"
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1)
     cron: str = "0 2 * * *"
@@ -83,6 +90,8 @@ class WorkspaceConfig:
     prefect_api_url: str = ""
     listen: ListenSettings = ListenSettings()
     pacs: tuple[PacsNode, ...] = ()
+    deface: bool = True
+    deface_rules: str = ""  # a site file (rules/deface/head.yaml's shape); empty: the shipped one
     source: Path | None = field(default=None, compare=False)
 
     def node(self, name: str) -> PacsNode:
@@ -132,6 +141,14 @@ def _seconds(value: object) -> float:
     number = _number(value)
     if number < 0:
         raise ValueError(f"must be 0 or more seconds, not {number}")
+    return number
+
+
+def _lifetime(value: object) -> float:
+    """A session or token lifetime: from one second to one day (longer is not a session)."""
+    number = _number(value)
+    if not 1.0 <= number <= 86_400.0:
+        raise ValueError(f"must be between 1 and 86400 seconds (a day), not {number:g}")
     return number
 
 
@@ -325,11 +342,16 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[object], object]]]] = {
     "pixels": {"ocr_engine": ("ocr_engine", _engine)},
     "raw": {"fastmri": ("fastmri", _bool)},
     "ingest": {"quiet_seconds": ("quiet_seconds", _seconds), "jobs": ("jobs", _jobs)},
-    "review": {"spot_check_share": ("spot_check_share", _share)},
+    "review": {
+        "spot_check_share": ("spot_check_share", _share),
+        "session_idle_seconds": ("session_idle_seconds", _lifetime),
+        "login_token_seconds": ("login_token_seconds", _lifetime),
+    },
     "release": {"name": ("release_name", _text), "splits": ("splits", _splits)},
     "schedule": {"cron": ("cron", _cron)},
     "catalog": {"url": ("catalog_url", _catalog_url)},
     "prefect": {"api_url": ("prefect_api_url", _api_url)},
+    "deface": {"enabled": ("deface", _bool), "rules": ("deface_rules", _text)},
 }
 
 
@@ -367,6 +389,13 @@ def load_config(path: Path) -> WorkspaceConfig:
                 raise ConfigError(path, f"{section}.{key}", str(exc)) from None
     if "profile" in values:
         values["profile"] = _check_profile(path, str(values["profile"]))
+    if values.get("deface_rules"):
+        site = path.parent / str(values["deface_rules"])
+        if not site.is_file():
+            raise ConfigError(
+                path, "deface.rules", f"the defacing rules file {site} does not exist"
+            )
+        values["deface_rules"] = str(site.resolve())
     return WorkspaceConfig(source=path, **values)  # type: ignore[arg-type]
 
 

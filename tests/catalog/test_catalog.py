@@ -8,6 +8,7 @@ import os
 import pytest
 
 from pipeline.catalog import (
+    BoxSource,
     Catalog,
     CatalogError,
     Decision,
@@ -16,6 +17,7 @@ from pipeline.catalog import (
     ItemRecord,
     ItemState,
     OutputRecord,
+    RedactionBox,
     ReleaseFile,
     ReviewReason,
     RunStatus,
@@ -386,6 +388,7 @@ def test_reject_needs_a_reason_redact_quarantines(catalog: Catalog, run: int) ->
         reviewer="r",
         reason="blank the top band",
         ruleset_version="rules-1",
+        boxes=[RedactionBox(None, 0, 0, 64, 12, BoxSource.DRAWN)],
     )
     assert catalog.state_of(b) is S.QUARANTINED and catalog.history(b)[-1].reason == "redact"
     assert catalog.items([S.QUARANTINED])[0].reason == "redact"

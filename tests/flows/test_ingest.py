@@ -102,7 +102,7 @@ def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
     run_coro_as_sync(_drain())
     after_runs = run_counts(prefect_home, FLOW_NAME)
     assert after_runs.flow_runs == before_runs.flow_runs + 1
-    assert after_runs.task_runs == before_runs.task_runs + 7, "every task run was recorded"
+    assert after_runs.task_runs == before_runs.task_runs + 8, "every task run was recorded"
     # The run's audit artifacts are there, so the search below covers them.
     with read_database(prefect_home) as db:
         keys = {key for (key,) in db.execute("SELECT key FROM artifact")}

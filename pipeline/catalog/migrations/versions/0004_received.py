@@ -1,7 +1,7 @@
 """The DICOM network: instances the listener received, and each file a push sent
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2027-01-10
 
 ``received`` has one row per SOP Instance UID the listener stored (the first
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
