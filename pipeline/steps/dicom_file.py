@@ -246,7 +246,9 @@ def plan_pixels(
     """Scan ``ds`` (the original file) and decide what to blank (with a reviewer's ``manual``).
 
     A file whose header signals burned-in text is read whole (no pre-filter):
-    the header already says there is text to find.
+    the header already says there is text to find; unless a header prior of
+    the pixel rules matches it (``rules/pixels/priors.yaml``), and then its
+    text lines are read (see :mod:`pipeline.pixels.regions`).
 
     Raises
     ------
@@ -254,9 +256,11 @@ def plan_pixels(
         The pixel data, an overlay or an icon cannot be decoded.
     """
     signals = header_signals(ds, profile.sop)
+    prior = cleaning.rules.prior_for(ds)
     finding = scan_dataset(
         ds, label, cleaning.engine, policy=profile.sop,
-        prefilter=cleaning.prefilter and not signals, progress=progress,
+        prefilter=cleaning.prefilter and (prior is not None or not signals), progress=progress,
+        prior=prior,
     )  # fmt: skip
     return plan_cleaning(
         ds,
