@@ -11,6 +11,11 @@ slices, 256×256, 16-bit, ~136 kB each, made by :mod:`pipeline.samples`):
   makes every output durable before renaming it into place (crash safety: an
   fsync per file, or one sync per commit batch), so this row bounds how much
   of the gap to the floor is the disk rather than the rules.
+* ``gdcmanon``: GDCM's C++ anonymizer (Debian ``libgdcm-tools``) in its PS3.15
+  basic-profile mode (``-e``, which encrypts the replaced attributes for a
+  certificate: a self-signed one is made with ``openssl`` outside the timed
+  region), one process over the whole tree: what a compiled tool that reads
+  and writes whole files costs.
 * ``dicognito``: the peer tool through its Python API (``Anonymizer.anonymize``
   on each dataset, then ``save_as``), one process.
 * ``mricurate jobs=N``: :func:`pipeline.steps.dicom_file.deidentify_tree` in this
@@ -69,7 +74,7 @@ from pipeline.reasons import Outcome
 from pipeline.steps.dicom_file import deidentify_tree
 
 ROWS = COLS = 256
-TOOLS = ("floor", "fsync", "dicognito", "mricurate", "cli")
+TOOLS = ("floor", "fsync", "gdcmanon", "dicognito", "mricurate", "cli")
 
 
 # ---------------------------------------------------------------------------
@@ -139,7 +144,12 @@ def cpu_seconds() -> float:
 
 
 def count_outputs(root: Path) -> int:
-    return sum(1 for _, _, names in os.walk(root) for n in names if not n.startswith(TEMP_PREFIX))
+    """Output files, less temps and mricurate's own ``.mricurate/`` (lock, key fingerprint)."""
+    total = 0
+    for _folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".mricurate"]
+        total += sum(1 for n in names if not n.startswith(TEMP_PREFIX))
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -193,6 +203,30 @@ def run_dicognito(files: list[Path], source: Path, output: Path) -> str:
 
     anonymizer = Anonymizer()
     _copy_loop(files, source, output, anonymizer.anonymize)
+    return ""
+
+
+def gdcmanon_certificate(scratch: Path) -> Path | None:
+    """A self-signed certificate for gdcmanon's basic-profile mode, or None without the tools."""
+    if shutil.which("gdcmanon") is None or shutil.which("openssl") is None:
+        return None
+    cert, key = scratch / "gdcmanon-cert.pem", scratch / "gdcmanon-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=mricurate-bench"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert
+
+
+def run_gdcmanon(source: Path, output: Path, certificate: Path) -> str:
+    output.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["gdcmanon", "-e", "-c", str(certificate), "-r", "-i", str(source), "-o", str(output)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"gdcmanon failed ({proc.returncode}): {proc.stderr.strip()[:400]}")
     return ""
 
 
@@ -258,8 +292,16 @@ def machine() -> str:
         f"(cpu_count {os.cpu_count()})\n"
         f"python {platform.python_version()} ({sys.executable}), pydicom {version('pydicom')}, "
         f"numpy {version('numpy')}, mricurate {version('mricurate')}, "
-        f"dicognito {version('dicognito')}"
+        f"dicognito {version('dicognito')}, gdcmanon {_gdcm_version()}"
     )
+
+
+def _gdcm_version() -> str:
+    if shutil.which("gdcmanon") is None:
+        return "not installed"
+    proc = subprocess.run(["gdcmanon", "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"gdcm ([0-9.]+)", proc.stdout + proc.stderr)
+    return found.group(1) if found else "unknown version"
 
 
 def table(results: list[Result], floor: Result | None) -> str:
@@ -366,6 +408,10 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
     key = generate_key()
     profile = load_profile("research")
     scratch.mkdir(parents=True, exist_ok=True)
+    certificate = gdcmanon_certificate(scratch) if "gdcmanon" in tools else None
+    if "gdcmanon" in tools and certificate is None:
+        print("gdcmanon or openssl is not installed (make bench installs libgdcm-tools): skipped")
+        tools.discard("gdcmanon")
     key_file = scratch / "bench.key"
     keygen_s = 0.0
     if "cli" in tools:
@@ -380,6 +426,9 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
         plan.append(("pydicom floor", lambda o, p: run_floor(files, source, o, fsync=False)))
     if "fsync" in tools:
         plan.append(("pydicom + fsync", lambda o, p: run_floor(files, source, o, fsync=True)))
+    if "gdcmanon" in tools and certificate is not None:
+        cert = certificate
+        plan.append(("gdcmanon -e (C++, 1 proc)", lambda o, p: run_gdcmanon(source, o, cert)))
     if "dicognito" in tools:
         plan.append(("dicognito (API, 1 proc)", lambda o, p: run_dicognito(files, source, o)))
     problems: list[str] = []
@@ -393,7 +442,8 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
                         f"mricurate jobs={j}: {summary.outcomes}, reasons "
                         f"{ {r: len(k) for r, k in summary.reasons.items()} }"
                     )
-                return f"outcomes {summary.outcomes}"
+                paths = {k: v for k, v in summary.facts.items() if k.startswith("header path")}
+                return f"outcomes {summary.outcomes}; {paths}"
 
             plan.append((f"mricurate jobs={j}", mricurate))
     if "cli" in tools:

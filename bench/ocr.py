@@ -51,7 +51,10 @@ Files go to the scan as bytes read with :func:`read_dicom`, as ``scan_file``
 does; generation is not timed.  Run:
 ``.venv/bin/python bench/ocr.py [--images 240] [--seed 0] [--jobs 2]
 [--engines tesseract,rapidocr,both] [--quick]`` (``--quick``: 60 images,
-50 plain slices).
+50 plain slices).  ``--real [--against /work/main]``: only the real-MR
+development set and the multi-frame cine (:mod:`ocr_real`), per file and
+with ``--jobs`` processes, for this checkout and each other one given, in
+one run.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ from pipeline.pixels.engines import make_engine
 from pipeline.pixels.ocr import OcrEngine
 from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.rapid import load_seconds
+from pipeline.pixels.regions import RegionRules, load_region_rules
 from pipeline.pixels.scan import ScanFinding, is_evidence, scan_dataset
 from pipeline.read.dicom import quiet_pydicom, read_dicom
 from pipeline.samples import Subject, make_subjects, mr_series, other_objects
@@ -297,33 +301,39 @@ def plain_slices(n: int, seed: int) -> list[bytes]:
 
 _engine: OcrEngine | None = None
 _prefilter = True
+_priors: RegionRules | None = None
 
 
-def _init_worker(engine: str, prefilter: bool) -> None:
-    global _engine, _prefilter
+def _init_worker(engine: str, prefilter: bool, priors: bool = False) -> None:
+    global _engine, _prefilter, _priors
     os.environ["OMP_THREAD_LIMIT"] = "1"
     quiet_pydicom()
     _engine = make_engine(engine)
     _ = _engine.name  # loads the models: not timed
     _prefilter = prefilter
+    _priors = load_region_rules() if priors else None
 
 
 def _scan(data: bytes) -> ScanFinding:
+    """As deid --clean-pixels scans: under the header prior that matches, with ``priors``."""
     assert _engine is not None, "_init_worker runs first"
-    return scan_dataset(read_dicom(data, "input bench"), "input bench", _engine,
-                        prefilter=_prefilter)  # fmt: skip
+    ds = read_dicom(data, "input bench")
+    prior = _priors.prior_for(ds) if _priors is not None else None
+    return scan_dataset(ds, "input bench", _engine, prefilter=_prefilter, prior=prior)
 
 
 def scan_all(
-    datas: Sequence[bytes], engine: str, prefilter: bool, jobs: int
+    datas: Sequence[bytes], engine: str, prefilter: bool, jobs: int, priors: bool = False
 ) -> tuple[list[ScanFinding], float]:
     """Findings for every file and the wall time, ``jobs`` processes (pool start-up not timed)."""
     if jobs <= 1:
-        _init_worker(engine, prefilter)
+        _init_worker(engine, prefilter, priors)
         started = time.perf_counter()
         findings = [_scan(data) for data in datas]
         return findings, time.perf_counter() - started
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(engine, prefilter)) as pool:
+    with ProcessPoolExecutor(
+        jobs, initializer=_init_worker, initargs=(engine, prefilter, priors)
+    ) as pool:
         list(pool.map(_scan, datas[:jobs]))  # warm up: workers started, imports done
         started = time.perf_counter()
         findings = list(pool.map(_scan, datas, chunksize=2))
@@ -355,7 +365,7 @@ def recovered(case: Case, finding: ScanFinding) -> int:
 def evidence(finding: ScanFinding) -> bool:
     """The pixels alone would flag the file (:func:`is_evidence`), header signals aside."""
     boxes = {(m.image, m.box) for m in finding.phi_matches}
-    return any(is_evidence(w, boxes) for w in finding.words)
+    return any(is_evidence(w, boxes, finding.vocabulary) for w in finding.words)
 
 
 @dataclass(frozen=True)
@@ -438,7 +448,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--engines", default="tesseract,rapidocr,both")
     parser.add_argument("--quick", action="store_true", help="60 images, 50 plain slices")
+    parser.add_argument(
+        "--real", action="store_true",
+        help="only the real-MR development set and the cine (bench/ocr_real.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--against", metavar="DIR", action="append", default=[],
+        help="with --real: also run another checkout's pipeline (e.g. /work/main), interleaved",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.real:
+        import ocr_real
+
+        here = Path(__file__).resolve().parents[1]
+        trees = [Path(tree).resolve() for tree in args.against] + [here]
+        ocr_real.report(trees, args.engines.split(",")[0] if "," not in args.engines else "both",
+                        args.jobs)  # fmt: skip
+        return
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     n_images, n_plain = (60, 50) if args.quick else (args.images, PLAIN_SLICES)
     quiet_pydicom()
@@ -467,6 +493,12 @@ def main() -> None:
             findings, seconds = scan_all(datas, name, prefilter, 1)
             runs[label] = findings
             rows.append(figures(label, cases, findings, seconds))
+        # As deid --clean-pixels scans: the generated MR slices are ORIGINAL\PRIMARY,
+        # so the scanner prior of rules/pixels/priors.yaml reads only their text lines.
+        label = f"{name}, pre-filter on, priors"
+        findings, seconds = scan_all(datas, name, True, 1, priors=True)
+        runs[label] = findings
+        rows.append(figures(label, cases, findings, seconds))
         plain_findings, plain_seconds = scan_all(plain, name, True, args.jobs)
         plain_rates[name] = (
             len(plain) / plain_seconds,
@@ -496,7 +528,7 @@ def main() -> None:
               f"  ({skipped}/{len(plain)} skipped by the pre-filter, {with_words} with words)")  # fmt: skip
 
     print("\ntargets, pre-filter on (recall >= 99% for text >= 10 px, FP <= 2%):")
-    for r in rows[::2]:
+    for r in [r for r in rows if "pre-filter on" in r.label]:
         fp = r.false_positives
         recall_met = r.recall_10[0] >= 0.99 * r.recall_10[1]
         print(f"  {r.label:28} recall >=10px {_pct(r.recall_10):>17} "

@@ -169,6 +169,15 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     print(f"{'setting':<36} {'value':<40} decided by")
     for name, value, origin in deface.table():
         print(f"{name:<36} {value:<40} {origin}")
+    from pipeline.pixels.regions import load_region_rules
+
+    pixels = load_region_rules(Path(args.pixel_rules) if args.pixel_rules else None)
+    print(
+        f"# pixel rules: {len(pixels.rules)} region rule(s), {len(pixels.priors)} header prior(s)"
+    )
+    for prior in pixels.priors:
+        when = ", ".join(c.name for c in prior.conditions)
+        print(f"prior text={prior.text.value:<8} {prior.origin:<40} {prior.name} (when {when})")
     return 0
 
 
@@ -375,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = p.add_subparsers(dest="rules_command", required=True)
     show = rsub.add_parser("show", help="print the effective rule table of a profile")
     show.add_argument("--profile", default="research")
+    show.add_argument(
+        "--pixel-rules", metavar="DIR", help="pixel rules folder (default rules/pixels)"
+    )
     check = rsub.add_parser("check", help="validate a site or profile file")
     check.add_argument("file")
     p.set_defaults(func=_cmd_rules)

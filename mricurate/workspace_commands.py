@@ -213,8 +213,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_report_path(workspace, args.run)
     with Catalog.open(workspace.catalog_url) as catalog:
         try:
-            views = [(view.reviewer, view.what.value, view.at) for view in catalog.phi_views()]
-            path = write_report(catalog, workspace, out, run_id=args.run, phi_views=views)
+            path = write_report(catalog, workspace, out, run_id=args.run)
         except LookupError as exc:
             raise CurationError(str(exc)) from None
     print(f"wrote the audit report {path} (checked: no identifier of the inputs in it)")

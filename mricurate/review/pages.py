@@ -11,6 +11,7 @@ turns a form into a :meth:`Catalog.decide`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ SHORTCUTS = (
     ("x", "redact with the boxes ticked and drawn"),
     ("← / →", "previous / next frame"),
     ("b", "show / hide the boxes"),
+    ("w", "back to the file's own window (centre / width)"),
     ("q", "back to the queue"),
 )
 
@@ -251,11 +253,26 @@ def frame(request: Request) -> Response:
     if path is None:
         return refused(404, "this item has no image of that kind")
     try:
-        png = render_frame(path, number, key=view.key)
+        window = _window(request)
+    except ValueError:
+        return refused(400, "a window needs a finite centre and a positive width")
+    try:
+        png = render_frame(path, number, window=window, key=view.key)
     except ReviewError as exc:
         return refused(404, str(exc))  # names the item by its short sha only
     context.catalog.record_phi_view(_session(request).session_id, view.sha256, PhiView.IMAGE)
     return Response(png, media_type="image/png")
+
+
+def _window(request: Request) -> tuple[float, float] | None:
+    """The display window the reviewer asked for (``?centre=&width=``), or None: the file's."""
+    centre, width = request.query_params.get("centre"), request.query_params.get("width")
+    if centre is None and width is None:
+        return None
+    chosen = float(centre or "nan"), float(width or "nan")
+    if not all(math.isfinite(v) for v in chosen) or chosen[1] <= 0:
+        raise ValueError("not a window")
+    return chosen
 
 
 # -- a decision -------------------------------------------------------------------------

@@ -32,7 +32,10 @@ When a file cannot be cleaned by rule (it is HELD BACK)
    capture class, modality OT/SC/US, DERIVED\\SECONDARY, ConversionType,
    ultrasound regions) but OCR read no word in any of its images and no
    region rule matches it: the text the header announces was not located,
-   so nothing says where to blank.
+   so nothing says where to blank.  Unless a header prior
+   (``rules/pixels/priors.yaml``) matched: the prior says such an image
+   carries text only as lines, the scan looked for lines and found none,
+   and the signal is explained by the prior (named in the plan's rules).
 2. The boxes OCR found outside rule rectangles cover more than
    ``max_text_fraction`` of a frame: either the image is a document or a
    screen (describe its layout with a region rule) or OCR is reading
@@ -251,7 +254,7 @@ def plan_cleaning(
     # anatomy read as letters: blanking them would damage the image and
     # protect nothing.  (An overlay's text flags the overlay, which is removed,
     # not the frames under it.)
-    evidence = {w.image for w in finding.words if is_evidence(w, phi_boxes)}
+    evidence = {w.image for w in finding.words if is_evidence(w, phi_boxes, finding.vocabulary)}
     words = tuple(w for w in finding.words if finding.header_signals or w.image in evidence)
     per_frame: list[list[Rect]] = [[] for _ in range(frames)]
     blanked = kept = 0
@@ -265,8 +268,10 @@ def plan_cleaning(
         per_frame[index].append(_grown(word.box, margin))
         blanked += 1
     names = tuple(rule.name for rule in rules)
+    if finding.prior:
+        names += (f"prior: {finding.prior}",)
     by_hand = [[box.area for box in manual if box.on(index)] for index in range(frames)]
-    if finding.header_signals and not words and not rules and not manual:
+    if finding.header_signals and not words and not rules and not manual and not finding.prior:
         return PixelPlan(
             PixelAction.HELD,
             "header signals burned-in text ("

@@ -31,6 +31,26 @@ clipped to the image.  ``blank_above_ultrasound_regions`` blanks, across the
 whole width, the rows above the topmost region of SequenceOfUltrasoundRegions:
 ultrasound screens print the patient's name and the date in that header bar.
 
+A file may also hold ``priors``: what the header says about the text an
+image can carry, before any pixel is read.  A scanner writes its own
+acquisitions (an ORIGINAL\\PRIMARY MR image) with annotations, if any, in
+lines on the background, never as the screen capture of a viewer; a site
+that knows otherwise removes or narrows the prior::
+
+    priors:
+      - name: MR acquisition from a scanner
+        when:
+          Modality: MR
+          ImageType: {regex: "^(ORIGINAL|DERIVED)\\\\PRIMARY"}
+        text: lines        # the one kind today: lines of letters on a background
+
+Under a prior the scan reads only text lines (:func:`.prefilter.needs_ocr`
+with ``lines_only``), also where a header signal would have had the whole
+image read; a header signal is then explained by the prior when no text is
+found, so the file is cleaned (overlays removed), not held.  Nothing is
+skipped silently: the finding names the prior it was scanned under, and
+``mricurate rules show`` lists every prior with its file and line.
+
 Every file is validated at load (:func:`load_region_rules`): an unknown key,
 a malformed rectangle or an invalid regular expression fails with the file,
 the line and the reason.
@@ -58,11 +78,14 @@ __all__ = [
     "Rect",
     "RegionRule",
     "RegionRules",
+    "TextExpectation",
+    "TextPrior",
     "load_region_rules",
 ]
 
-_FILE_KEYS = {"name", "description", "rules"}
+_FILE_KEYS = {"name", "description", "rules", "priors"}
 _RULE_KEYS = {"name", "source", "when", "blank", "keep", "blank_above_ultrasound_regions"}
+_PRIOR_KEYS = {"name", "source", "when", "text"}
 
 
 class MatchOp(enum.Enum):
@@ -72,6 +95,7 @@ class MatchOp(enum.Enum):
     CONTAINS = "contains"  # case-insensitive substring, as CTP's containsIgnoreCase
     REGEX = "regex"  # Python re.search
     PRESENT = "present"  # the element exists (true) or does not (false)
+    NOT = "not"  # absent, or not equal (after surrounding spaces are removed)
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,8 @@ class Condition:
     def holds(self, ds: Dataset) -> bool:
         if self.op is MatchOp.PRESENT:
             return (self.tag in ds) is self.present
+        if self.op is MatchOp.NOT:
+            return self.tag not in ds or _text(ds[self.tag].value) != self.value
         if self.tag not in ds:
             return False
         text = _text(ds[self.tag].value)
@@ -166,17 +192,57 @@ class RegionRule:
         return tuple(areas)
 
 
+class TextExpectation(enum.Enum):
+    """What text a prior says an image can carry."""
+
+    # Annotation lines of a scanner: letters on one baseline, on a quiet background.
+    LINES = "lines"
+
+
+@dataclass(frozen=True)
+class TextPrior:
+    """A header prior: images it matches carry text only as :class:`TextExpectation` says.
+
+    Attributes
+    ----------
+    name : str
+        Recorded in the finding and the private run record (never a value).
+    origin : str
+        ``file:line`` of the prior.
+    conditions : tuple of Condition
+        All must hold (on the original header).
+    text : TextExpectation
+        What the scan looks for under it.
+    source : str
+        Why the site believes it.
+    """
+
+    name: str
+    origin: str
+    conditions: tuple[Condition, ...]
+    text: TextExpectation = TextExpectation.LINES
+    source: str = ""
+
+    def matches(self, ds: Dataset) -> bool:
+        return all(condition.holds(ds) for condition in self.conditions)
+
+
 @dataclass(frozen=True)
 class RegionRules:
-    """Every region rule of a folder, in file and line order."""
+    """Every region rule and prior of a folder, in file and line order."""
 
     rules: tuple[RegionRule, ...]
     files: tuple[Path, ...] = ()
     digest: str = ""  # sha256 over the files' bytes, to record with a run
+    priors: tuple[TextPrior, ...] = ()
 
     def matching(self, ds: Dataset) -> tuple[RegionRule, ...]:
         """The rules whose conditions all hold for ``ds`` (the original header)."""
         return tuple(rule for rule in self.rules if rule.matches(ds))
+
+    def prior_for(self, ds: Dataset) -> TextPrior | None:
+        """The first prior whose conditions all hold for ``ds``, or None."""
+        return next((prior for prior in self.priors if prior.matches(ds)), None)
 
 
 def _text(value: Any) -> str:
@@ -220,26 +286,65 @@ def load_region_rules(folder: Path | None = None) -> RegionRules:
     files = tuple(sorted(folder.glob("*.yaml")))
     digest = hashlib.sha256()
     rules: list[RegionRule] = []
+    priors: list[TextPrior] = []
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        rules += _load_file(path)
-    return RegionRules(tuple(rules), files, digest.hexdigest())
+        file_rules, file_priors = _load_file(path)
+        rules += file_rules
+        priors += file_priors
+    return RegionRules(tuple(rules), files, digest.hexdigest(), tuple(priors))
 
 
-def _load_file(path: Path) -> list[RegionRule]:
+def _load_file(path: Path) -> tuple[list[RegionRule], list[TextPrior]]:
     data = load_yaml(path)
-    check_keys(data, required={"rules"}, allowed=_FILE_KEYS)
-    entries = data["rules"]
+    check_keys(data, allowed=_FILE_KEYS)
+    if "rules" not in data and "priors" not in data:
+        raise RuleError(path, data.line, "missing key(s): rules (or priors)")
+    rules = [_rule(entry) for entry in _entries(data, "rules")]
+    priors = [_prior(entry) for entry in _entries(data, "priors")]
+    return rules, priors
+
+
+def _entries(data: Located, key: str) -> list[Located]:
+    entries = data.get(key)
     if entries is None:
         return []
     if not isinstance(entries, list):
-        raise RuleError(path, data.line, "'rules' must be a list of rules")
-    rules = []
+        raise RuleError(data.path, data.line, f"'{key}' must be a list")
     for entry in entries:
         if not isinstance(entry, Located):
-            raise RuleError(path, data.line, "each rule must be a mapping with name, when, ...")
-        rules.append(_rule(entry))
-    return rules
+            raise RuleError(
+                data.path, data.line, f"each of '{key}' must be a mapping with name, when, ..."
+            )
+    return entries
+
+
+def _prior(entry: Located) -> TextPrior:
+    check_keys(entry, required={"name", "when", "text"}, allowed=_PRIOR_KEYS)
+    name = entry["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise RuleError(entry.path, entry.line, "'name' must be non-empty text")
+    when = entry["when"]
+    if not isinstance(when, Located) or not when:
+        raise RuleError(
+            entry.path, entry.line, f"prior '{name}': 'when' must map attributes to conditions"
+        )
+    try:
+        text = TextExpectation(str(entry["text"]))
+    except ValueError:
+        known = ", ".join(t.value for t in TextExpectation)
+        raise RuleError(
+            entry.path,
+            entry.line,
+            f"prior '{name}': unknown text '{entry['text']}' (known: {known})",
+        ) from None
+    return TextPrior(
+        name=name.strip(),
+        origin=entry.where(),
+        conditions=tuple(_condition(when, key, value) for key, value in when.items()),
+        text=text,
+        source=str(entry.get("source", "") or ""),
+    )
 
 
 def _rule(entry: Located) -> RegionRule:
@@ -289,7 +394,7 @@ def _condition(when: Located, key: str, value: object) -> Condition:
         if len(value) != 1:
             raise RuleError(
                 value.path, value.line,
-                f"'{key}': one of equals, contains, regex or present, e.g. {{contains: GE}}",
+                f"'{key}': one of equals, contains, regex, present or not, e.g. {{contains: GE}}",
             )  # fmt: skip
         ((op_name, operand),) = value.items()
         try:

@@ -29,7 +29,9 @@ with mode 0600 and belong in the private location, never in a release.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -46,8 +48,9 @@ from pipeline.errors import InputError
 from pipeline.pixels.frames import ImageKind, SourceImage, iter_images
 from pipeline.pixels.ocr import OcrEngine, Word
 from pipeline.pixels.phi import HeaderTerm, PhiMatch, header_terms, match_words
-from pipeline.pixels.prefilter import Box, needs_ocr
+from pipeline.pixels.prefilter import Box, components, needs_ocr
 from pipeline.pixels.prepare import dark_text_map, text_map, text_views
+from pipeline.pixels.regions import RegionRules, TextPrior
 from pipeline.read.content import sha256_of
 from pipeline.read.dicom import DEFAULT_MAX_INFLATED, read_dicom
 from pipeline.rulefiles import rules_root
@@ -61,6 +64,7 @@ __all__ = [
     "ScanStatus",
     "failed_finding",
     "header_signals",
+    "header_vocabulary",
     "is_evidence",
     "relative_path",
     "scan_data",
@@ -131,6 +135,21 @@ class ScanFinding:
         frame's, repeated under their own label).
     overlays : tuple of OverlayPlane
         Every overlay plane found, empty ones included.
+    regions_reused : int
+        Regions of later frames whose pixels are those of a region already
+        read (static text on a cine): read once, their words repeated
+        under each frame's label.
+    image_area_masked : int
+        Later frames of a cine whose moving pixels inside the image area
+        (SequenceOfUltrasoundRegions) were masked, not read: the first
+        frame's words there are repeated in them (see :func:`scan_dataset`).
+    prior : str
+        The header prior (:class:`~pipeline.pixels.regions.TextPrior`) the
+        file was scanned under, by name; empty when none.
+    vocabulary : frozenset of str or None
+        Under a prior, the header's words (:func:`header_vocabulary`) that
+        a confident word must be to count as evidence; None otherwise.
+        Not written to the findings file.
     error : str or None
         Why the input could not be scanned; names it by its key only.
     """
@@ -146,6 +165,10 @@ class ScanFinding:
     ocr_skipped_by_prefilter: int = 0
     identical_frames: int = 0
     overlays: tuple[OverlayPlane, ...] = field(default=())
+    regions_reused: int = 0
+    image_area_masked: int = 0
+    prior: str = ""
+    vocabulary: frozenset[str] | None = field(default=None, repr=False)
     error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -188,6 +211,9 @@ class ScanFinding:
             "images_scanned": self.images_scanned,
             "ocr_skipped_by_prefilter": self.ocr_skipped_by_prefilter,
             "identical_frames": self.identical_frames,
+            "regions_reused": self.regions_reused,
+            "image_area_masked": self.image_area_masked,
+            "prior": self.prior,
             "error": self.error,
         }
 
@@ -204,7 +230,11 @@ EVIDENCE_CHARACTERS = 3
 EVIDENCE_CONFIDENCE = 70.0
 
 
-def is_evidence(word: FoundWord, phi_boxes: set[tuple[str, tuple[int, int, int, int]]]) -> bool:
+def is_evidence(
+    word: FoundWord,
+    phi_boxes: set[tuple[str, tuple[int, int, int, int]]],
+    vocabulary: frozenset[str] | None = None,
+) -> bool:
     """Whether ``word`` is enough to flag a file whose header says nothing.
 
     Parameters
@@ -213,6 +243,10 @@ def is_evidence(word: FoundWord, phi_boxes: set[tuple[str, tuple[int, int, int, 
         A word read in the file.
     phi_boxes : set of (image, box)
         Where words were matched to PHI (header values or generic patterns).
+    vocabulary : frozenset of str, optional
+        Under a header prior (:attr:`ScanFinding.vocabulary`): the words a
+        scanner prints, from the file's own header.  A confident word then
+        counts only when it is one of them.
 
     Returns
     -------
@@ -220,15 +254,49 @@ def is_evidence(word: FoundWord, phi_boxes: set[tuple[str, tuple[int, int, int, 
         True for a word inside a PHI match, a word read in an overlay or an
         icon (graphics planes hold annotations, not anatomy), or a word of
         at least :data:`EVIDENCE_CHARACTERS` letters and digits read with
-        confidence at least :data:`EVIDENCE_CONFIDENCE`.  Used only for
-        flagging: every word is blanked by cleaning regardless.
+        confidence at least :data:`EVIDENCE_CONFIDENCE` (and, with a
+        ``vocabulary``, in it).  Used only for flagging: every word is
+        blanked by cleaning regardless.
     """
     if not word.image.startswith("frame"):
         return True
     if any(image == word.image and _within(word.box, box) for image, box in phi_boxes):
         return True
     letters = sum(c.isalnum() for c in word.text)
-    return letters >= EVIDENCE_CHARACTERS and word.confidence >= EVIDENCE_CONFIDENCE
+    if letters < EVIDENCE_CHARACTERS or word.confidence < EVIDENCE_CONFIDENCE:
+        return False
+    return vocabulary is None or _compact(word.text) in vocabulary
+
+
+def _compact(text: str) -> str:
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+# Header text a scanner prints on its images: value representations of words.
+_WORD_VRS = frozenset({"AE", "CS", "DS", "IS", "LO", "LT", "PN", "SH", "ST", "UT"})
+
+
+def header_vocabulary(ds: Dataset) -> frozenset[str]:
+    """The words of ``ds``'s text elements (3+ letters and digits, case-folded).
+
+    What a scanner prints on an acquisition is its header: the patient's
+    name and ID, the protocol and sequence, the series description, the
+    institution and station, the orientation.  Under a header prior a word
+    read with confidence counts as evidence of text only when it is one of
+    these (PHI matches and generic patterns always count): tesseract reads
+    "EXASX" at 72 in the shoulder's bone, which no header holds.
+    """
+    words: set[str] = set()
+    for element in ds.iterall():
+        if element.VR not in _WORD_VRS or element.value is None:
+            continue
+        values = element.value if isinstance(element.value, list | tuple) else [element.value]
+        for value in values:
+            for token in re.split(r"[^0-9A-Za-z\u00C0-\uFFFF]+", str(value)):
+                compact = _compact(token)
+                if len(compact) >= EVIDENCE_CHARACTERS:
+                    words.add(compact)
+    return frozenset(words)
 
 
 def _within(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
@@ -274,8 +342,14 @@ class _Collector:
     matches: dict[str, list[PhiMatch]] = field(default_factory=dict)
     scanned: set[str] = field(default_factory=set)
 
-    def add(self, label: str, words: list[Word], offset: tuple[int, int]) -> None:
-        """Record the words read in one piece of an image, ``offset`` (row, column) from its corner."""
+    pieces: dict[bytes, tuple[list[FoundWord], list[PhiMatch]]] = field(default_factory=dict)
+
+    def add(self, label: str, words: list[Word], offset: tuple[int, int], key: bytes = b"") -> None:
+        """Record the words read in one piece of an image, ``offset`` (row, column) from its corner.
+
+        ``key`` names the piece's source pixels, so a later frame with the
+        same pixels there gets the same words (:meth:`reuse`).
+        """
         self.scanned.add(label)
         row, col = offset
         if offset != (0, 0):
@@ -283,6 +357,40 @@ class _Collector:
         found = [FoundWord(w.text, w.box, w.confidence, label) for w in words]
         self.words.setdefault(label, []).extend(found)
         matches = [replace(m, image=label) for m in match_words(words, self.terms)]
+        self.matches.setdefault(label, []).extend(matches)
+        if key:
+            self.pieces[key] = (found, matches)
+
+    def reuse(self, key: bytes, label: str) -> None:
+        """The words of the piece read under ``key``, repeated in image ``label``."""
+        found, matches = self.pieces.get(key, ([], []))
+        self.words.setdefault(label, []).extend(replace(w, image=label) for w in found)
+        self.matches.setdefault(label, []).extend(replace(m, image=label) for m in matches)
+
+    def repeat(
+        self,
+        source: str,
+        label: str,
+        moved: npt.NDArray[np.bool_],
+        area: npt.NDArray[np.bool_] | None,
+    ) -> None:
+        """Words of ``source`` repeated in ``label``: in the image ``area``, or where nothing moved.
+
+        Text drawn over a cine's moving image area is static (the screen's
+        annotations) though the pixels between its letters move: it is
+        repeated, and blanked alike, in every frame.  Elsewhere a word is
+        repeated where its pixels are unchanged; what changed is read again.
+        """
+
+        def still(box: tuple[int, int, int, int]) -> bool:
+            x, y, w, h = box
+            if area is not None and area.shape == moved.shape and area[y : y + h, x : x + w].any():
+                return True
+            return not moved[y : y + h, x : x + w].any()
+
+        words = [replace(w, image=label) for w in self.words.get(source, []) if still(w.box)]
+        self.words.setdefault(label, []).extend(words)
+        matches = [replace(m, image=label) for m in self.matches.get(source, []) if still(m.box)]
         self.matches.setdefault(label, []).extend(matches)
 
     def copy(self, source: str, label: str) -> None:
@@ -298,9 +406,35 @@ class _Piece:
     label: str
     offset: tuple[int, int]  # (row, column) of the piece in the image's frame
     pixels: npt.NDArray[np.uint8]
+    key: bytes = b""  # digest of the source pixels under the piece (see _keyed)
 
 
-def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
+def _keyed(image: SourceImage, pieces: list[_Piece]) -> list[_Piece]:
+    """Each piece named by what the image holds under it: kind, place, size and source pixels.
+
+    Two frames with the same key at a piece show the same pixels there, so
+    the same text: the piece is read once (a cine's static annotations).
+    The prepared pixels cannot serve: their stretch depends on the whole
+    frame, which moves.
+    """
+    row, col = image.origin
+    out = []
+    for piece in pieces:
+        top, left = piece.offset[0] - row, piece.offset[1] - col
+        height, width = piece.pixels.shape[:2]
+        source = np.ascontiguousarray(image.pixels[top : top + height, left : left + width])
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(
+            f"{image.kind.value} {image.group} {piece.offset} {source.shape} {source.dtype}".encode()
+        )
+        digest.update(source.data)
+        out.append(replace(piece, key=digest.digest()))
+    return out
+
+
+def _pieces(
+    image: SourceImage, prefilter: bool, *, lines_only: bool = False
+) -> list[_Piece] | None:
     """What the engine reads of ``image``: None when the pre-filter finds no text.
 
     Where the pre-filter found rows of letter-like shapes the engine reads
@@ -309,6 +443,8 @@ def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
     reads anatomy texture as words, and both problems go away on crops.
     Overlays are always read (whole, if no region stands out); so is
     everything when the pre-filter is off or the image is too busy to judge.
+    With ``lines_only`` (a header prior, :mod:`.regions`) only text lines
+    count, in both maps (:func:`~pipeline.pixels.prefilter.needs_ocr`).
 
     The pre-filter looks at both polarities: bright text (:func:`text_map`)
     and dark text over bright anatomy (:func:`dark_text_map`); regions found
@@ -323,7 +459,8 @@ def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
     whole = [_Piece(image.label, (row, col), prepared)]
     if not prefilter:
         return whole
-    decision = needs_ocr(mapped)
+    strict = lines_only and image.kind is not ImageKind.OVERLAY
+    decision = needs_ocr(mapped, lines_only=strict)
     if decision.ocr and decision.regions is None:
         return whole
     pieces: list[_Piece] = []
@@ -331,7 +468,7 @@ def _pieces(image: SourceImage, prefilter: bool) -> list[_Piece] | None:
         pieces += _crops(image.label, (row, col), prepared, decision.regions)
     if image.kind is not ImageKind.OVERLAY:
         dark = dark_text_map(image, views=views)
-        dark_decision = needs_ocr(dark)
+        dark_decision = needs_ocr(dark, lines_only=strict)
         # A dark map too busy to localise is anatomy texture: reading all of
         # it would cost a second whole-image read for no text seen.
         if dark_decision.ocr and dark_decision.regions is not None:
@@ -391,6 +528,7 @@ def scan_dataset(
     policy: SopPolicy | None = None,
     prefilter: bool = True,
     progress: Callable[[], None] | None = None,
+    prior: TextPrior | None = None,
 ) -> ScanFinding:
     """Scan every image of ``ds`` for burned-in text.
 
@@ -413,6 +551,19 @@ def scan_dataset(
         overlay planes are always read.
     progress : callable, optional
         Called after each image and each OCR batch (a long cine is not a stall).
+    prior : TextPrior, optional
+        The header prior that matches ``ds`` (:meth:`RegionRules.prior_for`):
+        only text lines are read (see :mod:`pipeline.pixels.regions`).
+
+    Multi-frame files: a region whose source pixels are those of a region
+    already read is not read again (:func:`_keyed`), and a later frame that
+    would be read whole is split against the first frame: the first frame's
+    words whose pixels are unchanged (or that lie in the ultrasound image
+    area) are repeated, the moving pixels of the image area are masked,
+    and only the other parts that moved are looked at
+    (:func:`_moving_pieces`).  So a
+    cine's static text is read once and blanked in every frame, and the
+    file is decoded one frame at a time (the first is kept to compare).
 
     Returns
     -------
@@ -426,19 +577,25 @@ def scan_dataset(
         The pixel data, an overlay or an icon cannot be decoded.
     """
     signals = header_signals(ds, policy)
+    lines_only = prior is not None
     collector = _Collector(header_terms(ds))
-    skipped = identical = 0
+    skipped = identical = reused = 0
     overlays: list[OverlayPlane] = []
     duplicates: list[tuple[str, str]] = []
+    reuses: list[tuple[bytes, str]] = []
     pending: list[_Piece] = []
     pending_pixels = 0
+    known: set[bytes] = set()
+    reference: SourceImage | None = None
+    area = _image_area(ds)
+    masked = 0
 
     def flush() -> None:
         nonlocal pending_pixels
         if pending:
             results = engine.read([piece.pixels for piece in pending])
             for piece, words in zip(pending, results, strict=True):
-                collector.add(piece.label, words, piece.offset)
+                collector.add(piece.label, words, piece.offset, piece.key)
             if progress is not None:
                 progress()
         pending.clear()
@@ -456,21 +613,45 @@ def scan_dataset(
             overlays.append(OverlayPlane(image.label, image.group or 0, image.bit, count))
             if count == 0:
                 continue
-        pieces = _pieces(image, prefilter)
+        pieces = _pieces(image, prefilter, lines_only=lines_only)
         if pieces is None:
             skipped += 1
             continue
-        pending += pieces
-        pending_pixels += sum(piece.pixels.size for piece in pieces)
-        if pending_pixels >= _OCR_BATCH_PIXELS:
+        later = image.kind is ImageKind.FRAME and image.multiframe and reference is not None
+        if later and reference is not None and _is_whole(image, pieces):
+            moved = _moved(reference, image)
+            collector.repeat(reference.label, image.label, moved, area)
+            reused += 1
+            if area is not None and area.shape == moved.shape:
+                masked += int(bool((moved & area).any()))
+                moved = moved & ~area
+            pieces = _moving_pieces(image, moved)
+            collector.scanned.add(image.label)
+        pieces = _keyed(image, pieces) if image.multiframe else pieces
+        for piece in pieces:
+            if piece.key and piece.key in known:
+                reuses.append((piece.key, piece.label))
+                reused += 1
+                continue
+            if piece.key:
+                known.add(piece.key)
+            pending.append(piece)
+            pending_pixels += piece.pixels.size
+        if image.kind is ImageKind.FRAME and image.multiframe and reference is None:
+            reference = image
+            flush()  # the first frame's words are what later frames repeat
+        elif pending_pixels >= _OCR_BATCH_PIXELS:
             flush()
     flush()
+    for piece_key, label in reuses:
+        collector.reuse(piece_key, label)
     for source, label in duplicates:
         collector.copy(source, label)
     words = tuple(w for found in collector.words.values() for w in found)
     matches = tuple(m for found in collector.matches.values() for m in found)
     phi_boxes = {(m.image, m.box) for m in matches}
-    flagged = bool(signals) or any(is_evidence(w, phi_boxes) for w in words)
+    vocabulary = header_vocabulary(ds) if prior is not None else None
+    flagged = bool(signals) or any(is_evidence(w, phi_boxes, vocabulary) for w in words)
     return ScanFinding(
         path=path,
         key=key,
@@ -483,7 +664,94 @@ def scan_dataset(
         ocr_skipped_by_prefilter=skipped,
         identical_frames=identical,
         overlays=tuple(overlays),
+        regions_reused=reused,
+        image_area_masked=masked,
+        prior=prior.name if prior is not None else "",
+        vocabulary=vocabulary,
     )
+
+
+def _image_area(ds: Dataset) -> npt.NDArray[np.bool_] | None:
+    """Where SequenceOfUltrasoundRegions says the image is (it moves in a cine), or None."""
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    regions = ds.get("SequenceOfUltrasoundRegions") or []
+    if not regions or rows <= 0 or cols <= 0:
+        return None
+    area = np.zeros((rows, cols), dtype=bool)
+    for region in regions:
+        try:
+            x0, y0 = int(region.RegionLocationMinX0), int(region.RegionLocationMinY0)
+            x1, y1 = int(region.RegionLocationMaxX1), int(region.RegionLocationMaxY1)
+        except (AttributeError, TypeError, ValueError):
+            continue
+        area[max(0, y0) : y1 + 1, max(0, x0) : x1 + 1] = True
+    return area
+
+
+def _is_whole(image: SourceImage, pieces: list[_Piece]) -> bool:
+    return len(pieces) == 1 and pieces[0].pixels.shape == image.pixels.shape[:2]
+
+
+# Frames are compared with the first in blocks of this many pixels; a moved
+# block and its neighbours make the area looked at again.
+_MOVE_BLOCK = 16
+
+
+def _moved(reference: SourceImage, image: SourceImage) -> npt.NDArray[np.bool_]:
+    """Per pixel: whether ``image`` differs from ``reference`` there (any channel)."""
+    if reference.pixels.shape != image.pixels.shape:
+        return np.ones(image.pixels.shape[:2], dtype=bool)
+    differs = reference.pixels != image.pixels
+    out: npt.NDArray[np.bool_] = differs.any(axis=2) if differs.ndim == 3 else differs
+    return out
+
+
+def _moving_pieces(image: SourceImage, moved: npt.NDArray[np.bool_]) -> list[_Piece]:
+    """What of a later frame is read: text lines in the boxes around the pixels that moved.
+
+    The image area of a cine moves every frame, and reading it whole each
+    time is what made an 87-frame cine take minutes; burned-in text is
+    static and was read in the first frame.  Text that does move (a timer,
+    a caliper label) is a line on its own background, which
+    :func:`~pipeline.pixels.prefilter.needs_ocr` with ``lines_only`` finds;
+    a moved box too small to judge (under 4 blocks) is read whole.
+    """
+    rows, cols = moved.shape
+    block = _MOVE_BLOCK
+    grid_rows, grid_cols = -(-rows // block), -(-cols // block)
+    padded = np.zeros((grid_rows * block, grid_cols * block), dtype=bool)
+    padded[:rows, :cols] = moved
+    blocks: npt.NDArray[np.bool_] = np.asarray(
+        padded.reshape(grid_rows, block, grid_cols, block).any(axis=(1, 3))
+    )
+    grown = blocks.copy()
+    grown[1:] |= blocks[:-1]
+    grown[:-1] |= blocks[1:]
+    grown[:, 1:] |= grown[:, :-1].copy()
+    grown[:, :-1] |= grown[:, 1:].copy()
+    if not grown.any():
+        return []
+    found = components(grown)
+    boxes = found if found is not None else [(0, 0, grid_cols, grid_rows)]
+    views = text_views(image)
+    bright, dark = text_map(image, views=views), dark_text_map(image, views=views)
+    pieces: list[_Piece] = []
+    row0, col0 = image.origin
+    for bx, by, bw, bh in boxes:
+        x, y = bx * block, by * block
+        w, h = min(cols, (bx + bw) * block) - x, min(rows, (by + bh) * block) - y
+        if bw * bh < 4:
+            crop = (255 - bright[y : y + h, x : x + w]).astype(np.uint8)
+            pieces.append(_Piece(image.label, (row0 + y, col0 + x), crop))
+            continue
+        for mapped in (bright, dark):
+            part = mapped[y : y + h, x : x + w]
+            decision = needs_ocr(part, lines_only=True)
+            if not decision.ocr or decision.regions is None:
+                continue  # no line, or nothing judgeable: texture of the image area
+            prepared = (255 - part).astype(np.uint8)
+            pieces += _crops(image.label, (row0 + y, col0 + x), prepared, decision.regions)
+    return pieces
 
 
 def _label_of(image: SourceImage, index: int) -> str:
@@ -543,8 +811,9 @@ def scan_data(
     prefilter: bool = True,
     max_inflated: int = DEFAULT_MAX_INFLATED,
     progress: Callable[[], None] | None = None,
+    rules: RegionRules | None = None,
 ) -> ScanFinding:
-    """Parse and scan one file's bytes.
+    """Parse and scan one file's bytes, under the header prior of ``rules`` that matches it.
 
     Raises
     ------
@@ -554,9 +823,10 @@ def scan_data(
     label = f"input {key}"
     try:
         ds = read_dicom(data, label, max_inflated=max_inflated)
+        prior = rules.prior_for(ds) if rules is not None else None
         return scan_dataset(
             ds, label, engine, path=relative, key=key, policy=policy, prefilter=prefilter,
-            progress=progress,
+            progress=progress, prior=prior,
         )  # fmt: skip
     except InputError as exc:
         if not exc.detail.startswith(label):

@@ -71,7 +71,18 @@ def read_dicom(data: bytes, label: str, *, max_inflated: int = DEFAULT_MAX_INFLA
         )
     if forced and not _UID_TEXT.match(str(ds.get("SOPClassUID", "")).strip("\0 ")):
         raise UnreadableInput(f"{label}: not DICOM (no preamble and no valid SOP Class UID)")
-    for element in ds.elements():
+    return check_dataset(ds, label)
+
+
+def check_dataset(ds: Dataset, label: str, *, values_whole: bool = False) -> Dataset:
+    """What every parsed file must be before a step may use it (raises UnreadableInput).
+
+    Shared by pydicom's reading above and the byte-stream reader
+    (:mod:`pipeline.read.dicom_stream`): a file is refused the same way
+    whichever reader parsed it.  ``values_whole``: the reader already refused
+    any value cut short (the stream reader does), so that walk is skipped.
+    """
+    for element in () if values_whole else ds.elements():
         # pydicom keeps the bytes it could read: a value shorter than its
         # declared length means the file ends inside it.
         if (

@@ -13,8 +13,7 @@ check (:mod:`pipeline.report.guard`) and refuse, writing nothing, on a hit.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipeline.atomic import atomic_write_text
@@ -45,8 +44,6 @@ __all__ = [
     "write_report",
 ]
 
-PhiViews = Sequence[tuple[str, str, dt.datetime]]
-
 
 def default_report_path(workspace: Workspace, run_id: int | None = None) -> Path:
     """``W/reports/audit[-run-N].html``: outside ``private/``, it is meant to be shared."""
@@ -74,7 +71,6 @@ def write_report(
     *,
     run_id: int | None = None,
     inputs: Iterable[Path] | None = None,
-    phi_views: PhiViews | None = None,
 ) -> Path:
     """Build, check and atomically write the HTML report; return its path.
 
@@ -88,7 +84,7 @@ def write_report(
     LookupError
         ``run_id`` is not a run of this catalog.
     """
-    report = build_report(catalog, workspace, run_id=run_id, phi_views=phi_views)
+    report = build_report(catalog, workspace, run_id=run_id)
     found = [workspace.incoming] if inputs is None else list(inputs)
     return write_checked(report, catalog, workspace, out, found)
 

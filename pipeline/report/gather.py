@@ -64,7 +64,6 @@ def build_report(
     *,
     run_id: int | None = None,
     open_run: tuple[int, Mapping[str, object]] | None = None,
-    phi_views: Sequence[tuple[str, str, dt.datetime]] | None = None,
     now: dt.datetime | None = None,
 ) -> AuditReport:
     """The report of the whole workspace, or of one run.
@@ -76,9 +75,10 @@ def build_report(
         entries); the catalog-wide totals and plots stay whole.
     open_run : (int, mapping), optional
         A run not yet finished and its summary (the flow's own run).
-    phi_views : sequence of (reviewer, what, at), optional
-        The access log's records of reviewers' views of PHI; None when the
-        catalog keeps none.
+
+    The reviewers' views of PHI come from the catalog's access log (what the
+    review app recorded): who saw what kind of PHI and of how many inputs,
+    never which.
     """
     now = now or dt.datetime.now(dt.UTC)
     runs = catalog.runs()
@@ -112,9 +112,9 @@ def build_report(
         rules=_rules(chosen, scope),
         pixels=_pixels(scope, entries, decisions),
         review=_review(entries, decisions),
-        phi_views=None
-        if phi_views is None
-        else tuple(PhiView(who, what, at) for who, what, at in phi_views),
+        phi_views=tuple(
+            PhiView(v.reviewer, v.what.value, v.at, v.sha256) for v in catalog.phi_views()
+        ),
         releases=tuple(
             ReleaseLine(
                 r.version,

@@ -197,15 +197,20 @@ def render_html(report: AuditReport) -> str:
                            {"waiting": [p.pending for p in report.backlog_over_time]}),
                 "Entries queued and not yet decided, at the end of each run and now."),
     )  # fmt: skip
-    if report.phi_views is None:
-        views = '<p class="note">This catalog keeps no access log of PHI views yet.</p>'
-    else:
-        per: dict[tuple[str, str], int] = {}
-        for view in report.phi_views:
-            per[(view.reviewer, view.what)] = per.get((view.reviewer, view.what), 0) + 1
-        views = f"<p>{len(report.phi_views)} views of PHI recorded.</p>" + _table(
-            ("reviewer", "what", "views"), ((r, w, n) for (r, w), n in sorted(per.items()))
+    per: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], set[str]] = {}
+    for view in report.phi_views:
+        per[(view.reviewer, view.what)] = per.get((view.reviewer, view.what), 0) + 1
+        seen.setdefault((view.reviewer, view.what), set()).add(view.input)
+    inputs = len({view.input for view in report.phi_views})
+    views = (
+        f"<p>{len(report.phi_views)} views of PHI recorded, of {inputs} input(s) "
+        "(each image frame or original header shown counts once).</p>"
+        + _table(
+            ("reviewer", "what", "views", "inputs"),
+            ((r, w, n, len(seen[(r, w)])) for (r, w), n in sorted(per.items())),
         )
+    )
     views_section = _section("phi-views", "Reviewers' views of PHI", views)
     latest = report.latest_release
     contents = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,9 @@ class PhiView:
     reviewer: str
     what: str
     at: dt.datetime
+    # Which input, to count distinct inputs per reviewer; never rendered (an
+    # input's content hash is opaque, but the report names no input at all).
+    input: str = field(repr=False, default="")
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ class AuditReport:
     rules: RuleAccount
     pixels: PixelAccount
     review: ReviewAccount
-    phi_views: tuple[PhiView, ...] | None  # None: this catalog keeps no access log yet
+    phi_views: tuple[PhiView, ...]
     releases: tuple[ReleaseLine, ...]
     latest_release: ReleaseContents | None
     withdrawn_subjects: int

@@ -43,6 +43,7 @@ from pipeline.dicom.deidentify import (
 )
 from pipeline.dicom.dicomdir import write_fileset
 from pipeline.dicom.profile import MethodCode, Profile
+from pipeline.dicom.stream_write import write_stream
 from pipeline.dicom.tally import default_facts, edit_facts
 from pipeline.errors import HeldBack, LocationError
 from pipeline.identity.uids import UidMapper
@@ -62,10 +63,15 @@ from pipeline.pixels.scan import header_signals, scan_dataset
 from pipeline.private_store import PrivateStore
 from pipeline.read.content import sha256_of
 from pipeline.read.dicom import is_dicomdir, quiet_pydicom, read_dicom
+from pipeline.read.dicom_stream import Decline, StreamRead, read_dicom_stream
 from pipeline.reasons import Outcome, Reason
 from pipeline.storage import writing
 
 CLEAN_PIXEL_DATA = MethodCode("113101", "Clean Pixel Data Option")
+# Which reader and writer a file took (run facts: counts only, never a value).
+STREAM_FACT = "header path: byte stream"
+PYDICOM_FACT = "header path: pydicom: "
+_PIXEL_WORK = "pixel cleaning or a reviewer's redaction"
 
 
 @dataclass
@@ -159,7 +165,24 @@ class DicomStep:
         label = f"input {sha256[:12]}"
         cleaning, profile = self.cleaning, self.profile
         manual = self.redactions.get(sha256, ())
-        ds = read_dicom(data, label, max_inflated=env.max_inflated_bytes)
+        # One path per file, decided before the rules run: the byte stream
+        # (read and written by spans) where it reads the file and no pixel is
+        # rewritten, else pydicom throughout.  Both give the same bytes.
+        stream: StreamRead | None = None
+        why: str
+        if cleaning is not None or manual:
+            why = _PIXEL_WORK
+        else:
+            found = read_dicom_stream(data, label)
+            if isinstance(found, Decline):
+                why = found.value
+            else:
+                stream, why = found, ""
+        ds = (
+            stream.dataset
+            if stream
+            else read_dicom(data, label, max_inflated=env.max_inflated_bytes)
+        )
         if is_dicomdir(ds):
             return rejected(Outcome.NOT_COPIED, Reason.DICOMDIR, sha256=sha256)
         # A reviewer who redacted the file has looked at its burned-in text.
@@ -185,13 +208,18 @@ class DicomStep:
         ctx, link, relpath, vendor_facts = deidentify_dataset(ds, self.key, profile, uids)
         if plan is not None and original is not None:
             apply_pixel_plan(ds, original, plan, label)
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        written = buffer.getvalue()
+        written = write_stream(ds, stream) if stream is not None else None
+        if written is None:
+            if stream is not None:
+                why = "written by pydicom (another syntax or character set)"
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            written = buffer.getvalue()
         folder = env.temp_dirs[Area.RELEASE]
         with writing("OUTPUT", folder):
             temp = write_temp(folder, written)
         facts = list(vendor_facts)
+        facts.append((PYDICOM_FACT + why if why else STREAM_FACT, 1))
         facts += default_facts(ctx.by_default)
         facts += edit_facts(ctx.edited)
         if pixels:
@@ -218,7 +246,9 @@ def plan_pixels(
     """Scan ``ds`` (the original file) and decide what to blank (with a reviewer's ``manual``).
 
     A file whose header signals burned-in text is read whole (no pre-filter):
-    the header already says there is text to find.
+    the header already says there is text to find; unless a header prior of
+    the pixel rules matches it (``rules/pixels/priors.yaml``), and then its
+    text lines are read (see :mod:`pipeline.pixels.regions`).
 
     Raises
     ------
@@ -226,9 +256,11 @@ def plan_pixels(
         The pixel data, an overlay or an icon cannot be decoded.
     """
     signals = header_signals(ds, profile.sop)
+    prior = cleaning.rules.prior_for(ds)
     finding = scan_dataset(
         ds, label, cleaning.engine, policy=profile.sop,
-        prefilter=cleaning.prefilter and not signals, progress=progress,
+        prefilter=cleaning.prefilter and (prior is not None or not signals), progress=progress,
+        prior=prior,
     )  # fmt: skip
     return plan_cleaning(
         ds,

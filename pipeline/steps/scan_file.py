@@ -21,6 +21,7 @@ from pipeline.batch.step import Area, Item, StepResult, WorkerEnv, result_of_err
 from pipeline.phi import Phi
 from pipeline.pixels.engines import EngineName, make_engine
 from pipeline.pixels.ocr import OcrEngine
+from pipeline.pixels.regions import RegionRules, load_region_rules
 from pipeline.pixels.scan import (
     ScanFinding,
     ScanStatus,
@@ -48,11 +49,15 @@ class ScanStep:
         SOURCE, resolved: findings name inputs relative to it.
     prefilter : bool
         Let the pre-filter skip images it judges free of text.
+    rules : RegionRules, optional
+        The pixel rules whose header priors apply (by default the shipped
+        ``rules/pixels``).
     """
 
     engine: OcrEngine
     source: Path
     prefilter: bool = True
+    rules: RegionRules = field(default_factory=load_region_rules)
     command: str = "scan"
     incremental: bool = False
     key_fingerprint: str = ""
@@ -63,7 +68,7 @@ class ScanStep:
         return {}
 
     def digest(self) -> str:
-        parts = [__version__, self.engine.name, self.prefilter]
+        parts = [__version__, self.engine.name, self.prefilter, self.rules.digest]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     def setup(self, env: WorkerEnv) -> None:
@@ -91,7 +96,7 @@ class ScanStep:
         try:
             finding = scan_data(
                 data, key, relative, self.engine, prefilter=self.prefilter,
-                max_inflated=env.max_inflated_bytes, progress=env.progress,
+                max_inflated=env.max_inflated_bytes, progress=env.progress, rules=self.rules,
             )  # fmt: skip
         except Exception as exc:
             result = result_of_error(exc, sha, f"input {key}")

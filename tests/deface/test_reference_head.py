@@ -28,7 +28,11 @@ from pipeline.deface.volume import Volume, assemble
 from pipeline.deface.write import CLEAN_RECOGNIZABLE_VISUAL_FEATURES
 from tests.reference import reference_marks, reference_path
 
-pytestmark = reference_marks("heads", "t1_fl2d_sag_hfs")
+# One registration for the module: its tests run on one xdist worker (make test: loadgroup).
+pytestmark = [
+    *reference_marks("heads", "t1_fl2d_sag_hfs"),
+    pytest.mark.xdist_group("deface-reference"),
+]
 
 VIEWS = Path("/tmp/mricurate-deface")
 

@@ -12,7 +12,6 @@ attempt is retried, and neither the terminal nor the log names a patient.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,12 +183,19 @@ def test_pull_by_c_get_retries_a_node_that_is_down_at_first(
     )
     rows = read_cohort(cohort)
     lines: list[str] = []
-    pacs.orthanc.kill()  # down at the first attempt, up again before the first retry
-    threading.Timer(0.2, pacs.orthanc.start).start()
+
+    def progress(line: str) -> None:
+        # Up again as soon as the first attempt has failed (before its retry):
+        # down for exactly one attempt, however loaded the machine is.
+        lines.append(line)
+        if "cannot reach" in line and len(lines) == 1:
+            pacs.orthanc.start()
+
+    pacs.orthanc.kill()  # down at the first attempt
     with Catalog.open(workspace.catalog_url) as catalog:
         report = pull_cohort(workspace, catalog, workspace.config.node("clinical"), rows,
                              cohort_name="cohort", retry=Retry(attempts=4, first_delay=1.0),
-                             progress=lines.append)  # fmt: skip
+                             progress=progress)  # fmt: skip
         attempts = catalog.pull_attempts("clinical")
     assert report.method is PullMethod.GET
     assert [r.status for r in report.rows] == [

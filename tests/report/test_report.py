@@ -10,6 +10,7 @@ approved; every test reads that one state.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import html
 import shutil
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.catalog import Catalog, Decision, ItemState
+from pipeline.catalog import Catalog, Decision, ItemState, PhiView
 from pipeline.dicom.deidentify import explain
 from pipeline.dicom.profile import load_profile
 from pipeline.dicom.tally import attribute_of
@@ -71,6 +72,12 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
                        reason=words, ruleset_version="test")  # fmt: skip
         catalog.decide(pending[1].queue_id, Decision.REJECT, reviewer=REVIEWERS[1],
                        reason=f"text over the image: {planted[0]}", ruleset_version="test")  # fmt: skip
+        # The review app logs each view of PHI: two of one input, one of another.
+        token = catalog.issue_login_token(REVIEWERS[0], ttl=dt.timedelta(minutes=1))
+        _, session = catalog.open_session(token)
+        for entry, what in ((pending[0], PhiView.IMAGE), (pending[0], PhiView.IMAGE),
+                            (pending[1], PhiView.ORIGINAL_HEADER)):  # fmt: skip
+            catalog.record_phi_view(session.session_id, entry.sha256, what)
     second = ingest_once(workspace, jobs=2)
     with Catalog.open(workspace.catalog_url) as catalog:
         report = build_report(catalog, workspace)
@@ -130,6 +137,11 @@ def test_counts_agree_with_the_catalog(ingested: Ingested) -> None:
     assert all(len(h) == 64 for h in report.rules.rule_sets[0].files.values())
     assert report.pixels.outcomes or report.pixels.held_back, "the pixel scan ran"
     assert [p.label for p in report.states_over_time] == ["run 1", "run 2", "now"]
+    assert [(v.reviewer, v.what) for v in report.phi_views] == [
+        (REVIEWERS[0], "image"), (REVIEWERS[0], "image"), (REVIEWERS[0], "original-header"),
+    ]  # fmt: skip
+    page = ingested.html_path.read_text()
+    assert "3 views of PHI recorded, of 2 input(s)" in page
 
 
 def test_rule_counts_agree_with_the_dry_run_on_the_same_files(ingested: Ingested) -> None:

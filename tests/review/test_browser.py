@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,22 @@ def page(browser: Any, review_app: RunningApp) -> Any:
     context.close()
 
 
+def _until(page: Any, function: str, timeout: float = 10.0) -> None:
+    """Poll ``function`` (JavaScript source) in the page until it returns true.
+
+    Not ``page.wait_for_function``: when its first check fails it polls by
+    evaluating a string, which the app's Content-Security-Policy forbids
+    (no 'unsafe-eval'); ``evaluate`` calls a function, which CSP allows.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(function):
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {function}"
+        time.sleep(0.05)
+
+
 def _natural_width(page: Any, selector: str) -> int:
-    page.wait_for_function(
-        f"document.querySelector('{selector}').complete && "
-        f"document.querySelector('{selector}').naturalWidth > 0"
-    )
+    _until(page, f"() => document.querySelector('{selector}').complete && "
+                 f"document.querySelector('{selector}').naturalWidth > 0")  # fmt: skip
     width: int = page.eval_on_selector(selector, "image => image.naturalWidth")
     return width
 
@@ -216,6 +228,33 @@ def test_an_item_whose_original_left_incoming_still_opens(
             assert refused.status_code == 404 and path not in refused.text
     finally:
         os.rename(moved, path)
+
+
+def test_the_reviewer_chooses_the_display_window(
+    review_app: RunningApp, page: Any, image_items: list[ReviewItem]
+) -> None:
+    """Centre and width typed on the page re-render both images; a nonsense window is refused."""
+    item = image_items[-1]
+    page.goto(f"{review_app.base}/item/{item.queue_id}")
+    default = page.locator("#cleaned").get_attribute("src")
+    page.fill("#window-centre", "40")
+    page.fill("#window-width", "80")
+    page.dispatch_event("#window-width", "change")
+    _until(page, "() => document.getElementById('cleaned').src.includes('centre=40')")
+    _until(page, "() => document.getElementById('cleaned').complete")
+    windowed = page.locator("#cleaned").get_attribute("src")
+    assert windowed != default and "width=80" in windowed
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    with httpx.Client(base_url=review_app.base, cookies=cookies) as client:
+        plain = client.get(f"/item/{item.queue_id}/cleaned/0.png")
+        narrow = client.get(f"/item/{item.queue_id}/cleaned/0.png?centre=40&width=80")
+        assert plain.status_code == narrow.status_code == 200
+        assert plain.content != narrow.content  # the same frame, windowed otherwise
+        refused = client.get(f"/item/{item.queue_id}/cleaned/0.png?centre=40&width=-1")
+        assert refused.status_code == 400
+    page.evaluate("() => document.activeElement.blur()")  # keys typed in a field are text
+    page.keyboard.press("w")  # back to the file's own window
+    _until(page, "() => !document.getElementById('cleaned').src.includes('centre=')")
 
 
 def test_the_token_is_printed_once_and_logged_nowhere(review_app: RunningApp, page: Any) -> None:

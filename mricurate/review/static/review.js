@@ -50,14 +50,31 @@
     });
   }
 
+  const centreInput = document.getElementById("window-centre");
+  const widthInput = document.getElementById("window-width");
+
+  // The display window the reviewer chose ("" for the file's own, or robust percentiles).
+  function windowQuery() {
+    if (!centreInput || !widthInput || centreInput.value === "" || widthInput.value === "") {
+      return "";
+    }
+    const width = parseFloat(widthInput.value);
+    if (!(width > 0) || !isFinite(parseFloat(centreInput.value))) {
+      return "";
+    }
+    return "?centre=" + encodeURIComponent(centreInput.value) +
+      "&width=" + encodeURIComponent(widthInput.value);
+  }
+
   function showFrame(n) {
     if (!frames) {
       return;
     }
     frame = (n + frames) % frames;
-    original.src = "/item/" + queueId + "/original/" + frame + ".png";
+    const query = windowQuery();
+    original.src = "/item/" + queueId + "/original/" + frame + ".png" + query;
     if (cleaned) {
-      cleaned.src = "/item/" + queueId + "/cleaned/" + frame + ".png";
+      cleaned.src = "/item/" + queueId + "/cleaned/" + frame + ".png" + query;
     }
     document.getElementById("frame-number").textContent = String(frame + 1);
     refreshBoxes();
@@ -224,6 +241,19 @@
   const toggle = document.getElementById("toggle-boxes");
   if (previous) {
     previous.addEventListener("click", function () { showFrame(frame - 1); });
+    [centreInput, widthInput].forEach(function (input) {
+      if (input) {
+        input.addEventListener("change", function () { showFrame(frame); });
+      }
+    });
+    const reset = document.getElementById("window-reset");
+    if (reset) {
+      reset.addEventListener("click", function () {
+        centreInput.value = "";
+        widthInput.value = "";
+        showFrame(frame);
+      });
+    }
     next.addEventListener("click", function () { showFrame(frame + 1); });
     toggle.addEventListener("click", function () {
       boxesShown = !boxesShown;
@@ -249,6 +279,7 @@
       ArrowLeft: function () { showFrame(frame - 1); },
       ArrowRight: function () { showFrame(frame + 1); },
       b: function () { boxesShown = !boxesShown; refreshBoxes(); },
+      w: function () { document.getElementById("window-reset").click(); },
       q: function () { window.location.assign("/"); },
     };
     const action = actions[event.key];
