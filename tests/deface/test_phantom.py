@@ -202,17 +202,20 @@ def test_only_pixel_data_and_the_marks_changed(case: Case) -> None:
 def test_projections_before_and_after_are_saved_for_a_person(cases: dict[str, Case]) -> None:
     VIEWS.mkdir(parents=True, exist_ok=True)
     for case in cases.values():
-        rows = [_front(case.phantom.voxels, case.phantom), _front(case.voxels_after, case.phantom)]
+        before, after = (_side(v, case.phantom) for v in (case.phantom.voxels, case.voxels_after))
         target = VIEWS / f"phantom_{case.name}.png"
-        Image.fromarray(np.concatenate(rows, axis=1)).save(target)
+        Image.fromarray(np.concatenate([before, after], axis=1)).resize(
+            (2 * 2 * before.shape[1], 2 * before.shape[0])
+        ).save(target)
         assert target.stat().st_size > 2_000
+        # Seen from the side, the profile (nose, lips, chin) is gone: less is bright.
+        assert np.count_nonzero(after > 64) < np.count_nonzero(before > 64)
 
 
-def _front(voxels: npt.NDArray[np.generic], phantom: HeadPhantom) -> npt.NDArray[np.uint8]:
-    """A maximum-intensity projection seen from the front (along A-P), whatever the slicing."""
-    axis_ap = int(np.argmax(np.abs(phantom.affine[1, :3])))  # the array axis (x, y, z) along A-P
-    numpy_axis = 2 - axis_ap
-    mip = np.asarray(voxels, dtype=np.float32).max(axis=numpy_axis)
+def _side(voxels: npt.NDArray[np.generic], phantom: HeadPhantom) -> npt.NDArray[np.uint8]:
+    """A maximum-intensity projection along L-R (the profile), whatever the slicing."""
+    axis = int(np.argmax(np.abs(phantom.affine[0, :3])))  # the array axis (x, y, z) along L-R
+    mip = np.asarray(voxels, dtype=np.float32).max(axis=2 - axis)
     image: npt.NDArray[np.uint8] = (255 * mip / max(1.0, float(mip.max()))).astype(np.uint8)
     return image
 
