@@ -221,22 +221,23 @@ def _side(voxels: npt.NDArray[np.generic], phantom: HeadPhantom) -> npt.NDArray[
 
 
 @pytest.mark.dcm2niix
+@pytest.mark.parametrize("name", list(REMOVED))
 def test_dcm2niix_reads_the_true_geometry_before_and_after(
-    cases: dict[str, Case], tmp_path: Path
+    cases: dict[str, Case], name: str, tmp_path: Path
 ) -> None:
     nibabel = pytest.importorskip("nibabel")
     if shutil.which("dcm2niix") is None:
         pytest.skip("dcm2niix is not installed (make install)")
-    case = cases["classic-3d-sagittal-prone"]
+    case = cases[name]
     images = {}
-    for name, folder in (("before", case.before), ("after", case.after)):
-        out = tmp_path / name
+    for label, folder in (("before", case.before), ("after", case.after)):
+        out = tmp_path / label
         out.mkdir()
         subprocess.run(
             ["dcm2niix", "-z", "n", "-f", "v", "-o", str(out), str(folder)],
             check=True, capture_output=True,
         )  # fmt: skip
-        images[name] = nibabel.load(out / "v.nii")
+        images[label] = nibabel.load(out / "v.nii")
     assert np.allclose(images["before"].affine, images["after"].affine)
     # Every NIfTI voxel lands, through its affine (RAS), on the phantom voxel that holds its value.
     data = np.asarray(images["before"].dataobj)
