@@ -1,8 +1,9 @@
 """``mricurate demo``: the whole pipeline, as far as it exists, on a generated sample.
 
 It writes a messy PACS-like export with PHI planted in headers, paths and
-private elements, and Siemens raw data (twix) of the same subjects with PHI
-planted in the protocol; de-identifies the DICOM, converts the raw data to
+private elements (a head series with a face among them), and Siemens raw
+data (twix) of the same subjects with PHI planted in the protocol;
+de-identifies the DICOM, defaces the head volumes, converts the raw data to
 anonymized ISMRMRD and fastMRI-layout files, scans the pixels for burned-in
 text, checks that no planted value reached the release and says where to
 look.  It grows as the pipeline does.
@@ -11,12 +12,15 @@ look.  It grows as the pipeline does.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import h5py
 
 from pipeline.batch.runner import RunSummary
+from pipeline.deface.rules import load_deface_rules
+from pipeline.deface.series import deface_series
 from pipeline.dicom.profile import load_profile
 from pipeline.keys import generate_key, load_key, write_key
 from pipeline.pixels.blank import PixelCleaning
@@ -26,6 +30,14 @@ from pipeline.pixels.scan import ScanStatus, write_findings
 from pipeline.private_store import PrivateStore
 from pipeline.raw.header_rules import load_header_rules
 from pipeline.samples import Subject, write_sample_tree
+from pipeline.samples.exams import BRAIN, subject_region
+from pipeline.samples.head_volume import (
+    HeadGrid,
+    HeadPose,
+    head_datasets,
+    make_head,
+    write_head_series,
+)
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
 from pipeline.steps.dicom_file import deidentify_tree
 from pipeline.steps.raw_file import convert_tree
@@ -91,12 +103,14 @@ def _hdf5_text(path: Path) -> bytes:
     return b"\n".join(parts)
 
 
-def write_raw_sample(root: Path, subjects: list[Subject]) -> list[str]:
+def write_raw_sample(root: Path, subjects: list[Subject], *, head: bool = False) -> list[str]:
     """One Siemens twix file (noise + a knee scan) per subject, PHI in its protocol.
 
     The raw data carries each subject's real patient ID, so the converter
     links it to the same subject as the DICOM series.  Returns the planted
-    values that only the raw side has.
+    values that only the raw side has.  ``head``: a brain scan instead
+    (body part BRAIN, protocol ``t2_tse_tra_brain``), whose k-space
+    ``rules/deface/head.yaml`` holds for review.
     """
     extra: list[str] = []
     for number, subject in enumerate(subjects):
@@ -118,12 +132,45 @@ def write_raw_sample(root: Path, subjects: list[Subject]) -> list[str]:
             channels=4, samples=128, lines=32, slices=3, pmu_every=8,
             meas_id=200 + number, seed=number,
         )  # fmt: skip
+        if head:
+            image = replace(image, protocol_name="t2_tse_tra_brain", body_part="BRAIN",
+                            patient_position="HFS", meas_id=400 + number)  # fmt: skip
         noise = replace(image, noise=True, lines=8, slices=1, pmu_every=0, meas_id=100 + number)
         folder = root / phi.patient_name.replace("^", " ")
         folder.mkdir(parents=True, exist_ok=True)
-        write_vd_twix(folder / f"meas_MID{image.meas_id:05d}_CORPD_FBK.dat", [noise, image])
+        write_vd_twix(
+            folder / f"meas_MID{image.meas_id:05d}_{image.protocol_name}.dat", [noise, image]
+        )
         extra += [serial, str(image.patient_loid), str(image.study_loid)]
     return extra
+
+
+def write_head_sample(root: Path, subjects: list[Subject]) -> int:
+    """A head series with a face for the first subject whose exam is a brain; its images.
+
+    The generated head (:mod:`pipeline.samples.head_volume`: pydeface's
+    template under a known pose) as 28 classic sagittal slices of 5 mm (4 mm pixels), the
+    subject's PHI in the header like the rest of the sample.
+    """
+    brains = [s for s in subjects if subject_region(s) is BRAIN]
+    if not brains:
+        return 0
+    subject = brains[0]
+    grid = HeadGrid(rows=64, cols=64, slices=28, pixel_mm=4.0, slice_mm=5.0)
+    phantom = make_head(grid, HeadPose((6.0, 3.0, -4.0), (2.0, -3.0, 5.0)))
+    folder = root / subject.phi.patient_name.replace("^", " ") / "t1_head"
+    return len(write_head_series(folder, head_datasets(subject, phantom)))
+
+
+def deface_tree(dicom: Path) -> Counter[str]:
+    """Deface every head volume among the series folders under ``dicom``; outcomes counted."""
+    rules = load_deface_rules()
+    outcomes: Counter[str] = Counter()
+    folders = sorted({p.parent for p in dicom.rglob("*.dcm")})
+    for folder in folders:
+        result = deface_series(sorted(folder.glob("*.dcm")), rules)
+        outcomes[result.outcome.value] += 1
+    return outcomes
 
 
 def _report(summary: RunSummary, *, facts: bool = True) -> None:
@@ -136,8 +183,12 @@ def _report(summary: RunSummary, *, facts: bool = True) -> None:
             print(f"     {name}: {count}")
 
 
-def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
-    """Generate, de-identify, verify and report; return the number of leaks (0)."""
+def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1, head: bool = True) -> int:
+    """Generate, de-identify, deface, verify and report; return the number of leaks (0).
+
+    ``head``: add the head series with a face and deface it (one registration,
+    2-4 s on two cores).
+    """
     root.mkdir(parents=True, exist_ok=True)
     incoming = root / "incoming"
     incoming_raw = root / "incoming-raw"
@@ -150,6 +201,9 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
     key = load_key(key_path)
     print(f"1. generating a sample of {subjects} subjects with planted PHI in {incoming}")
     people = write_sample_tree(incoming, n_subjects=subjects)
+    heads = write_head_sample(incoming, people) if head else 0
+    if heads:
+        print(f"   with a head series with a face ({heads} images, a generated head)")
     engine = make_engine(DEFAULT_ENGINE)
     print(f"2. de-identifying with profile 'research', cleaning pixels with OCR ({engine.name})")
     profile = load_profile("research")
@@ -159,7 +213,10 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
         incoming, release / "dicom", key, profile, private, jobs=jobs, cleaning=cleaning
     )
     _report(summary)
-    print(f"3. converting Siemens raw data of the same subjects ({incoming_raw})")
+    print("3. defacing head volumes (rules/deface/head.yaml): registered to pydeface's template")
+    for outcome, count in sorted(deface_tree(release / "dicom").items()):
+        print(f"     {outcome:<18} {count} series")
+    print(f"4. converting Siemens raw data of the same subjects ({incoming_raw})")
     raw_planted = write_raw_sample(incoming_raw, people)
     converted = convert_tree(
         incoming_raw, release / "raw", key, private, load_header_rules(),
@@ -172,14 +229,14 @@ def run_demo(root: Path, *, subjects: int = 3, jobs: int = 1) -> int:
         f"noise) as ISMRMRD, {facts.get('fastMRI files', 0)} fastMRI-layout files; subjects "
         "linked to the DICOM side by their patient ID"
     )
-    print(f"4. scanning the pixels of the input for burned-in text ({engine.name})")
+    print(f"5. scanning the pixels of the input for burned-in text ({engine.name})")
     _, findings = scan_tree(incoming, engine, private, jobs=jobs)
     write_findings(findings, private_dir / "findings.json")
     flagged = [f for f in findings if f.status is ScanStatus.FLAGGED]
     print(f"     {len(flagged)} of {len(findings)} file(s) flagged; findings (PHI) in private/")
     planted = [v for person in people for v in person.phi.values()] + raw_planted
     leaks = leaked_values(release, planted)
-    print(f"5. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
+    print(f"6. leak check: {len(planted)} planted values, {len(leaks)} found in the release")
     print()
     print(f"Look at the release:       {release}")
     print(f"  e.g. dcmdump $(find {release}/dicom -name '*.dcm' | head -1)")

@@ -8,6 +8,11 @@ for what was removed, on the volume's own grid):
   volume's field of view, lies inside the subject's head;
 - ``head_outside_template``: few of the subject's head voxels fall outside
   the warped template head (a misplaced template leaves many);
+- ``template_outside_head``: little of the warped template head (where the
+  volume sees it) falls outside the subject's head: a template turned or
+  tipped wrongly sticks out (generated heads tipped by 60-90° onto an ear
+  registered with half their face outside the mask, and passed the other
+  measures as they stood: ``rules/deface/head.yaml`` says what was measured);
 - ``brain_removed``: the removal touches (almost) none of the brain region;
 - ``head_removed``: the removal takes a plausible share of the head.
 
@@ -17,6 +22,7 @@ face.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -36,6 +42,7 @@ class QualityProblem(enum.Enum):
     BRAIN_NOT_IN_VIEW = "brain-not-in-view"
     BRAIN_OUTSIDE_HEAD = "brain-outside-head"
     HEAD_OUTSIDE_TEMPLATE = "head-outside-template"
+    TEMPLATE_OUTSIDE_HEAD = "template-outside-head"
     BRAIN_REMOVED = "brain-removed"
     TOO_MUCH_REMOVED = "too-much-removed"
     NO_HEAD = "no-head-found"
@@ -49,6 +56,7 @@ class QualityReport:
     head_outside_template: float
     brain_removed: float
     head_removed: float
+    template_outside_head: float
     problems: tuple[QualityProblem, ...]
 
     @property
@@ -58,7 +66,8 @@ class QualityReport:
     def describe(self) -> str:
         measures = (
             f"brain inside head {self.brain_inside_head:.3f}, head outside template "
-            f"{self.head_outside_template:.3f}, brain removed {self.brain_removed:.4f}, "
+            f"{self.head_outside_template:.3f}, template outside head "
+            f"{self.template_outside_head:.3f}, brain removed {self.brain_removed:.4f}, "
             f"head removed {self.head_removed:.3f}"
         )
         if self.passed:
@@ -96,27 +105,38 @@ def deface_volume(volume: Volume, rules: DefaceRules, template: Template | None 
     quality = _check(fixed, template, transform, rules)
     face = _warp(template.face, image, transform, sitk.sitkLinear) >= 0.5
     brain = _warp(template.brain, image, transform, sitk.sitkNearestNeighbor) > 0
-    voxels = volume.voxels.copy()
-    if rules.action is DefaceAction.REMOVE:
-        voxels[face] = volume.voxels.min()
-    else:
-        sigma = rules.blur_sigma_mm
-        blurred = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, sigma))
-        values = blurred[face]
-        if voxels.dtype.kind in "iu":
-            info = np.iinfo(voxels.dtype.str)
-            values = np.clip(np.rint(values), info.min, info.max)
-        voxels[face] = values.astype(voxels.dtype)
+    voxels = remove_face(volume, face, rules.action, rules.blur_sigma_mm)
     changed = int(np.count_nonzero(voxels != volume.voxels))
     removed_brain = float(np.count_nonzero(face & brain)) / max(1, int(np.count_nonzero(brain)))
     if removed_brain > rules.quality.max_brain_removed and (
         QualityProblem.BRAIN_REMOVED not in quality.problems
     ):
-        quality = QualityReport(
-            quality.brain_inside_head, quality.head_outside_template, removed_brain,
-            quality.head_removed, (*quality.problems, QualityProblem.BRAIN_REMOVED),
+        quality = dataclasses.replace(
+            quality, brain_removed=removed_brain,
+            problems=(*quality.problems, QualityProblem.BRAIN_REMOVED),
         )  # fmt: skip
     return Defaced(voxels, face, brain, quality, changed)
+
+
+def remove_face(
+    volume: Volume, face: npt.NDArray[np.bool_], action: DefaceAction, blur_sigma_mm: float
+) -> npt.NDArray[np.generic]:
+    """``volume``'s voxels with those under ``face`` set to the background or blurred.
+
+    Every voxel outside ``face`` keeps its stored value, bit for bit; the
+    dtype is the volume's (a blurred value is rounded and clipped to it).
+    """
+    voxels = volume.voxels.copy()
+    if action is DefaceAction.REMOVE:
+        voxels[face] = volume.voxels.min()
+        return voxels
+    smooth = sitk.SmoothingRecursiveGaussian(volume_image(volume), blur_sigma_mm)
+    values = sitk.GetArrayFromImage(smooth)[face]
+    if voxels.dtype.kind in "iu":
+        info = np.iinfo(voxels.dtype.str)
+        values = np.clip(np.rint(values), info.min, info.max)
+    voxels[face] = values.astype(voxels.dtype)
+    return voxels
 
 
 def _warp(
@@ -147,19 +167,24 @@ def _check(
     n_brain, n_head = int(brain.sum()), int(head.sum())
     problems: list[QualityProblem] = []
     if n_head == 0:
-        return QualityReport(0.0, 1.0, 0.0, 0.0, (QualityProblem.NO_HEAD,))
+        return QualityReport(0.0, 1.0, 0.0, 0.0, 1.0, (QualityProblem.NO_HEAD,))
     if n_brain == 0:
-        return QualityReport(0.0, 1.0, 0.0, 0.0, (QualityProblem.BRAIN_NOT_IN_VIEW,))
+        return QualityReport(0.0, 1.0, 0.0, 0.0, 1.0, (QualityProblem.BRAIN_NOT_IN_VIEW,))
     brain_inside = float((brain & head).sum()) / n_brain
     outside = float((head & ~inside).sum()) / n_head
+    sticking_out = float((inside & ~head).sum()) / max(1, int(inside.sum()))
     brain_removed = float((face & brain).sum()) / n_brain
     head_removed = float((face & head).sum()) / n_head
     if brain_inside < q.min_brain_inside_head:
         problems.append(QualityProblem.BRAIN_OUTSIDE_HEAD)
     if outside > q.max_head_outside_template:
         problems.append(QualityProblem.HEAD_OUTSIDE_TEMPLATE)
+    if sticking_out > q.max_template_outside_head:
+        problems.append(QualityProblem.TEMPLATE_OUTSIDE_HEAD)
     if brain_removed > q.max_brain_removed:
         problems.append(QualityProblem.BRAIN_REMOVED)
     if head_removed > q.max_head_removed:
         problems.append(QualityProblem.TOO_MUCH_REMOVED)
-    return QualityReport(brain_inside, outside, brain_removed, head_removed, tuple(problems))
+    return QualityReport(
+        brain_inside, outside, brain_removed, head_removed, sticking_out, tuple(problems)
+    )

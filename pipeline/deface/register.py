@@ -9,9 +9,20 @@ the centres of mass, then an affine stage, both on a coarse grid
 fixed seed, so the same volume gives the same transform on every run.
 The transform maps points of the volume (patient coordinates, LPS) to the
 template.
+
+The rigid stage starts from the best of :data:`STARTS`: the head as the
+header places it, and turned as a wrongly entered patient position turns
+it (prone or on a side entered as supine, feet first as head first).  From
+the header's turn alone, a head whose position was entered wrongly
+registers back to front (a generated head turned by 180° did: the mask
+landed on the back of the head, the quality check passed, and the face
+stayed).  Each start is optimised briefly on an 8 mm grid (about 0.2 s for
+all of them), and the lowest metric goes on.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import SimpleITK as sitk
@@ -60,6 +71,18 @@ def coarse_grid(image: sitk.Image, resolution_mm: float) -> sitk.Image:
     )  # fmt: skip
 
 
+#: Rotations (radians about L-R, A-P, S-I) the rigid stage starts from: as the header
+#: says, prone, on either side, and each of these feet first.
+STARTS: tuple[tuple[float, float, float], ...] = tuple(
+    (0.0, flip, turn)
+    for flip in (0.0, math.pi)
+    for turn in (0.0, math.pi, math.pi / 2, -math.pi / 2)
+)
+_START_MM = 8.0
+_START_ITERATIONS = 30
+_MIN_STEP = 1e-3
+
+
 def register(fixed: sitk.Image, template: Template, settings: Registration) -> sitk.Transform:
     """The transform from ``fixed`` (a coarse volume image) to the template.
 
@@ -74,7 +97,7 @@ def register(fixed: sitk.Image, template: Template, settings: Registration) -> s
             fixed, moving, sitk.Euler3DTransform(),
             sitk.CenteredTransformInitializerFilter.MOMENTS,
         )  # fmt: skip
-        euler = sitk.Euler3DTransform(initial)
+        euler = _best_start(coarse_grid(fixed, _START_MM), template, initial, settings)
         _run(fixed, moving, euler, settings, learning_rate=2.0)
         affine = sitk.AffineTransform(3)
         affine.SetCenter(euler.GetCenter())
@@ -87,6 +110,35 @@ def register(fixed: sitk.Image, template: Template, settings: Registration) -> s
         raise RegistrationFailed(f"registration failed: {first}") from None
 
 
+def _best_start(
+    fixed: sitk.Image, template: Template, initial: sitk.Transform, settings: Registration
+) -> sitk.Euler3DTransform:
+    """The rigid transform, from each of :data:`STARTS` briefly optimised, with the lowest metric."""
+    moving = _start_template(template)
+    best: tuple[float, sitk.Euler3DTransform] | None = None
+    for angles in STARTS:
+        euler = sitk.Euler3DTransform(initial)
+        euler.SetRotation(*angles)
+        metric = _run(fixed, moving, euler, settings, learning_rate=2.0,
+                      iterations=_START_ITERATIONS, levels=1)  # fmt: skip
+        if best is None or metric < best[0]:
+            best = (metric, euler)
+    assert best is not None
+    return best[1]
+
+
+_START_CACHE: dict[int, sitk.Image] = {}
+
+
+def _start_template(template: Template) -> sitk.Image:
+    """The template head on the starts' 8 mm grid (made once per template)."""
+    key = id(template.head)
+    if key not in _START_CACHE:
+        _START_CACHE.clear()
+        _START_CACHE[key] = coarse_grid(template.head, _START_MM)
+    return _START_CACHE[key]
+
+
 def _run(
     fixed: sitk.Image,
     moving: sitk.Image,
@@ -94,20 +146,27 @@ def _run(
     settings: Registration,
     *,
     learning_rate: float,
-) -> None:
-    """Optimise ``transform`` in place."""
+    iterations: int | None = None,
+    levels: int = 2,
+) -> float:
+    """Optimise ``transform`` in place; the final metric (lower is better)."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(settings.sampling, _SEED)
     method.SetInterpolator(sitk.sitkLinear)
+    # A last step of 1e-3 (about 1 µm at the physical-shift scales) is far below the
+    # coarse grid's 4 mm; 1e-4 made the optimiser crawl for half its iterations,
+    # 1e-2 stopped a head tipped by 30° short of its face (Dice 0.85 against 0.997).
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=learning_rate, minStep=1e-4, numberOfIterations=settings.iterations,
+        learningRate=learning_rate, minStep=_MIN_STEP,
+        numberOfIterations=iterations or settings.iterations,
         relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6,
     )  # fmt: skip
     method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([2, 1])
-    method.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    method.SetShrinkFactorsPerLevel([2, 1] if levels == 2 else [1])
+    method.SetSmoothingSigmasPerLevel([1.0, 0.0] if levels == 2 else [0.0])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     method.SetInitialTransform(transform, inPlace=True)
     method.Execute(fixed, moving)
+    return float(method.GetMetricValue())

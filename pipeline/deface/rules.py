@@ -55,6 +55,7 @@ class Registration:
 class Quality:
     min_brain_inside_head: float
     max_head_outside_template: float
+    max_template_outside_head: float
     max_brain_removed: float
     max_head_removed: float
 
@@ -90,6 +91,7 @@ class DefaceRules:
             "registration.sampling": f"{r.sampling:g}",
             "quality.min_brain_inside_head": f"{q.min_brain_inside_head:g}",
             "quality.max_head_outside_template": f"{q.max_head_outside_template:g}",
+            "quality.max_template_outside_head": f"{q.max_template_outside_head:g}",
             "quality.max_brain_removed": f"{q.max_brain_removed:g}",
             "quality.max_head_removed": f"{q.max_head_removed:g}",
         }
@@ -114,7 +116,8 @@ def load_deface_rules(path: Path | None = None) -> DefaceRules:
     method = _section(doc, "method", {"action", "blur_sigma_mm"})
     reg = _section(doc, "registration", {"resolution_mm", "iterations", "sampling"})
     quality = _section(doc, "quality", {"min_brain_inside_head", "max_head_outside_template",
-                                        "max_brain_removed", "max_head_removed"})  # fmt: skip
+                                        "max_template_outside_head", "max_brain_removed",
+                                        "max_head_removed"})  # fmt: skip
     for prefix, section in (("head", head), ("raw", raw), ("method", method),
                             ("registration", reg), ("quality", quality)):  # fmt: skip
         for key in section:
@@ -143,6 +146,7 @@ def load_deface_rules(path: Path | None = None) -> DefaceRules:
         quality=Quality(
             min_brain_inside_head=_number(quality, "min_brain_inside_head", 0, 1),
             max_head_outside_template=_number(quality, "max_head_outside_template", 0, 1),
+            max_template_outside_head=_number(quality, "max_template_outside_head", 0, 1),
             max_brain_removed=_number(quality, "max_brain_removed", 0, 1),
             max_head_removed=_number(quality, "max_head_removed", 0, 1),
         ),

@@ -60,6 +60,13 @@ def run_markdown(report: AuditReport) -> str:
                 f"{leak.failed} failed, {leak.unverifiable} not verifiable; hits by kind: "
                 f"{_line(leak.hits)})"
             )
+        deface = run.deface
+        if deface is not None and deface.enabled:
+            lines.append(
+                f"- defacing: {deface.defaced} series defaced, {deface.failed} deface "
+                f"failures to review ({_line(deface.problems)}), {deface.head_kspace_held} "
+                "head k-space held"
+            )
         lines += [f"- rule-set version: `{run.ruleset_version}`", ""]
     rules = report.rules
     lines += [

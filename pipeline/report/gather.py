@@ -33,6 +33,7 @@ from pipeline.report.model import (
     BacklogPoint,
     Count,
     DecisionLine,
+    DefaceAccount,
     LeakCheckResult,
     PhiView,
     PixelAccount,
@@ -184,6 +185,7 @@ def _run_account(
         sum(float(v) for v in seconds.values() if isinstance(v, int | float)) if seconds else None
     )
     version = str(_mapping(summary.get("release")).get("version", "") or "")
+    deface = _mapping(summary.get("deface"))
     return RunAccount(
         run_id=run.run_id,
         command=run.command,
@@ -204,6 +206,23 @@ def _run_account(
         version=version,
         leak_check=leak,
         seconds=round(total, 3) if total is not None else None,
+        deface=_deface(deface) if deface else None,
+    )
+
+
+def _deface(block: Mapping[str, object]) -> DefaceAccount:
+    """The run summary's ``deface`` block (:class:`pipeline.ingest.deface.DefaceReport`)."""
+    seconds = block.get("seconds_per_volume")
+    return DefaceAccount(
+        enabled=block.get("enabled") is True,
+        series=_int(block.get("series")),
+        head_volumes=_int(block.get("head_volumes")),
+        defaced=_int(block.get("defaced")),
+        already_defaced=_int(block.get("already_defaced")),
+        failed=_int(block.get("to_review")),
+        problems=_counts({str(k): _int(v) for k, v in _mapping(block.get("problems")).items()}),
+        head_kspace_held=_int(block.get("head_kspace_held")),
+        seconds_per_volume=float(seconds) if isinstance(seconds, int | float) else 0.0,
     )
 
 

@@ -155,6 +155,26 @@ def render_html(report: AuditReport) -> str:
         "still waiting.</p>",
         _counts("latest decision", pixels.decided),
     )  # fmt: skip
+    defacing = [(r.run_id, r.deface) for r in runs if r.deface is not None]
+    deface_rows = (
+        (run_id, "on" if d.enabled else "off", d.series, d.head_volumes, d.defaced,
+         d.already_defaced, d.failed, d.head_kspace_held, d.seconds_per_volume)
+        for run_id, d in defacing
+    )  # fmt: skip
+    deface_section = _section(
+        "defacing", "Defacing (head volumes and head k-space)",
+        "<p>Head volumes are defaced by <code>rules/deface</code>: the face under a "
+        "registered template's mask removed (or blurred), the brain left as it was. A head "
+        "that cannot be assembled or fails the quality check waits for review "
+        "(<code>deface-failed</code>); raw k-space of a head scan is held for review "
+        "(<code>head-kspace</code>) unless the rules release it.</p>",
+        _table(("run", "defacing", "series", "head volumes", "defaced", "already defaced",
+                "deface failures", "head k-space held", "slowest series (s)"),
+               deface_rows, cls="defacing"),
+        "<h3>Deface failures, by run and reason</h3>",
+        _table(("run", "reason", "series"),
+               ((run_id, c.label, c.count) for run_id, d in defacing for c in d.problems)),
+    )  # fmt: skip
     review = report.review
     decisions = (
         (d.queue_id, d.reviewer, d.decision, _when(d.decided_at), ", ".join(d.queue_reasons),
@@ -233,6 +253,7 @@ def render_html(report: AuditReport) -> str:
         + per_run
         + rules_section
         + pixel_section
+        + deface_section
         + review_section
         + views_section
         + release_section

@@ -40,6 +40,21 @@ class LeakCheckResult:
 
 
 @dataclass(frozen=True)
+class DefaceAccount:
+    """What defacing did in one run, from its summary's ``deface`` block (counts and codes)."""
+
+    enabled: bool
+    series: int  # DICOM series looked at
+    head_volumes: int  # of them, what the rules call head volumes
+    defaced: int
+    already_defaced: int  # defaced by an earlier run (a rerun after a crash)
+    failed: int  # head volumes sent to review as deface-failed
+    problems: tuple[Count, ...]  # why they failed, by stable code
+    head_kspace_held: int  # raw k-space of head scans held for review
+    seconds_per_volume: float  # the slowest defaced series
+
+
+@dataclass(frozen=True)
 class RunAccount:
     """One run: what came in, what became of it, from the catalog's transitions."""
 
@@ -58,6 +73,7 @@ class RunAccount:
     version: str  # the release this run published ("" for none)
     leak_check: LeakCheckResult | None  # None: the run recorded none (not an ingest run)
     seconds: float | None  # wall seconds of its stages (None: not recorded)
+    deface: DefaceAccount | None = None  # None: the run recorded no deface stage
 
     @property
     def quarantined_total(self) -> int:

@@ -9,6 +9,7 @@ de-identifier's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import numpy as np
@@ -19,6 +20,7 @@ from pydicom.uid import UID
 from pipeline.samples.classic_mr import MR_IMAGE_STORAGE
 from pipeline.samples.exams import SIEMENS, slice_geometry, subject_region
 from pipeline.samples.headers import (
+    Series,
     add_acme_block,
     add_equipment,
     add_patient,
@@ -39,7 +41,7 @@ from pipeline.samples.headers import (
 from pipeline.samples.phantom import contrast_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
-__all__ = ["ENHANCED_MR_STORAGE", "enhanced_mr"]
+__all__ = ["ENHANCED_MR_STORAGE", "enhanced_instance", "enhanced_mr"]
 
 ENHANCED_MR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4.1")
 
@@ -89,6 +91,35 @@ def enhanced_mr(
         kind="enhanced",
     )
     spacing, positions, _, step = slice_geometry(protocol, region, rows, cols, n_frames)
+    phantom = head_phantom(rows, cols, seed * 1000 + series_number)
+    frames = [
+        contrast_frame(phantom, protocol.contrast, np.pi * (k + 0.5) / n_frames)
+        for k in range(n_frames)
+    ]
+    return enhanced_instance(
+        series, spacing=spacing, positions=positions, step=step, rows=rows, cols=cols,
+        frames=frames,
+    )  # fmt: skip
+
+
+def enhanced_instance(
+    series: Series,
+    *,
+    spacing: float,
+    positions: Sequence[Sequence[float]],
+    step: float,
+    rows: int,
+    cols: int,
+    frames: Sequence[bytes],
+) -> Dataset:
+    """One Enhanced MR object of ``series``: one stack of parallel frames at ``positions``.
+
+    ``frames`` are the frames' stored values (12 bit in 16, little endian);
+    the series' protocol gives the orientation and sequence, its region the
+    patient position and anatomy.
+    """
+    subject, protocol, region = series.subject, series.protocol, series.region
+    n_frames = len(frames)
     acquired = series.start + timedelta(seconds=25)
     duration_ms = protocol.repetition_time * rows / protocol.echo_train_length
     created = acquired + timedelta(milliseconds=duration_ms * n_frames + 5000)
@@ -318,10 +349,6 @@ def enhanced_mr(
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
 
     add_pixel_module(ds, rows, cols)
-    phantom = head_phantom(rows, cols, seed * 1000 + series_number)
-    ds.PixelData = b"".join(
-        contrast_frame(phantom, protocol.contrast, np.pi * (k + 0.5) / n_frames)
-        for k in range(n_frames)
-    )
+    ds.PixelData = b"".join(frames)
     add_acme_block(ds, subject)
     return ds

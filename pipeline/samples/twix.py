@@ -70,6 +70,7 @@ class SyntheticMeasurement:
     patient_loid: int = 81234560
     study_loid: int = 81234565
     patient_position: str = "FFS"  # knees go in feet first
+    body_part: str = "KNEE"  # tBodyPartExamined (a head scan's raw data is held by rules/deface)
     field_strength_t: float = 2.89362
     tr_us: int = 2_800_000
     te_us: int = 27_000
@@ -227,7 +228,7 @@ def _dicom(m: SyntheticMeasurement, *, vb17: bool) -> str:
         _long("lBaseResolution", m.samples // 2),
         _long("lPhaseEncodingLines", m.lines),
         _double("flUsedPatientWeight", m.weight_kg),
-        _string("tBodyPartExamined", "KNEE"),
+        _string("tBodyPartExamined", m.body_part),
         _string("tPatientPosition", m.patient_position),
         _long("lPatientSex", _SEX.get(m.sex, 3)),
         _string("tPatientName", m.patient_name),
@@ -268,7 +269,7 @@ def _meas(m: SyntheticMeasurement, *, vb17: bool) -> str:
         _double("flPatientHeight", m.height_m * 1000.0),
         _long("lPatientSex", _SEX.get(m.sex, 3)),
         _string("tFrameOfReference", m.frame_of_reference),
-        _string("tBodyPartExamined", "KNEE"),
+        _string("tBodyPartExamined", m.body_part),
         _string("tPatientPosition", m.patient_position),
         _double("flReadoutOSFactor", 2.0),
         _double("flMagneticFieldStrength", m.field_strength_t),
