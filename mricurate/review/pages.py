@@ -39,6 +39,15 @@ if TYPE_CHECKING:
 #: The two images of an item, as the frame URLs name them.
 VERSIONS = ("original", "cleaned")
 #: Keyboard shortcuts: key, what it does (shown on the item page; review.js binds them).
+#: What approving means for an entry queued for these reasons, said before the reviewer decides.
+APPROVAL_WARNINGS = {
+    ReviewReason.DEFACE_FAILED: "The face of this head volume was NOT removed (defacing failed: "
+    "see the reason in the run's report). Approving releases the series as it is, face "
+    "included: approve only if no face can be rendered from it; otherwise reject.",
+    ReviewReason.HEAD_KSPACE: "Raw k-space of a head scan cannot be defaced: approving releases "
+    "data from which the face can be reconstructed. Approve only where the IRB decided so.",
+}
+
 SHORTCUTS = (
     ("a", "approve"),
     ("r", "reject (type the reason first)"),
@@ -230,6 +239,7 @@ def item(request: Request) -> Response:
             "history": history,
             "shortcuts": SHORTCUTS,
             "unavailable": unavailable,
+            "warnings": [APPROVAL_WARNINGS[r] for r in view.reasons if r in APPROVAL_WARNINGS],
         },
     )
 

@@ -27,6 +27,7 @@ from pipeline.catalog import (
     ItemState,
     PhiView,
     ReviewItem,
+    ReviewReason,
 )
 from pipeline.workspace import Workspace
 from tests.review.conftest import REVIEWER, RunningApp
@@ -255,6 +256,23 @@ def test_the_reviewer_chooses_the_display_window(
     page.evaluate("() => document.activeElement.blur()")  # keys typed in a field are text
     page.keyboard.press("w")  # back to the file's own window
     _until(page, "() => !document.getElementById('cleaned').src.includes('centre=')")
+
+
+def test_an_entry_whose_defacing_failed_warns_before_approval(
+    review_app: RunningApp, page: Any, queued_workspace: Workspace, image_items: list[ReviewItem]
+) -> None:
+    """Approving it releases a face: the page says so first, in words a reviewer cannot miss."""
+    item = image_items[-1]
+    with Catalog.open(queued_workspace.catalog_url) as catalog:
+        run = catalog.runs()[-1].run_id
+        assert (
+            catalog.enqueue_review(item.sha256, [ReviewReason.DEFACE_FAILED], run) == item.queue_id
+        )
+    page.goto(f"{review_app.base}/item/{item.queue_id}")
+    warning = page.locator("p.warning")
+    assert warning.count() == 1 and "NOT removed" in warning.inner_text()
+    page.goto(f"{review_app.base}/item/{image_items[0].queue_id}")
+    assert page.locator("p.warning").count() == 0
 
 
 def test_the_token_is_printed_once_and_logged_nowhere(review_app: RunningApp, page: Any) -> None:
