@@ -59,8 +59,12 @@ CHUNKS_FOLDER = "chunks"
 MAX_CHUNK = 256
 """Inputs per chunk at most: a lost chunk costs this many inputs' work, not more."""
 
+MIN_CHUNK = 16
+"""Inputs per chunk at least, where there are that many: a chunk costs a Prefect task
+run (a few API calls) and two files, which a few inputs' work would not repay."""
+
 CHUNKS_PER_SLOT = 4
-"""Chunks per worker thread a batch is cut into: the last chunks even out the workers."""
+"""Chunks per worker thread a large batch is cut into: the last chunks even out the workers."""
 
 _JOB = "job.pickle"
 _MARKER = "visible"
@@ -121,8 +125,7 @@ class RemoteDispatch:
     ----------
     cluster : ChunkCluster
     chunk_size : int
-        Inputs per chunk; 0 cuts each batch into :data:`CHUNKS_PER_SLOT` chunks
-        per worker thread, at most :data:`MAX_CHUNK` inputs each.
+        Inputs per chunk; 0: :func:`chunk_size_for` the batch and the cluster.
     """
 
     cluster: ChunkCluster
@@ -192,8 +195,10 @@ class RemoteDispatch:
 
 
 def chunk_size_for(inputs: int, capacity: int) -> int:
-    """Inputs per chunk: :data:`CHUNKS_PER_SLOT` chunks per worker thread, 1 to :data:`MAX_CHUNK`."""
-    return max(1, min(MAX_CHUNK, math.ceil(inputs / (CHUNKS_PER_SLOT * max(1, capacity)))))
+    """Inputs per chunk: equal chunks, :data:`CHUNKS_PER_SLOT` per worker thread where each
+    then holds :data:`MIN_CHUNK` inputs, fewer otherwise, never more than :data:`MAX_CHUNK`."""
+    chunks = min(CHUNKS_PER_SLOT * max(1, capacity), math.ceil(inputs / MIN_CHUNK))
+    return max(1, min(MAX_CHUNK, math.ceil(inputs / max(1, chunks))))
 
 
 def _answer_of(future: ChunkFuture, folder: Path, number: int, count: int) -> _Answer:
