@@ -89,7 +89,11 @@ class _BatchFolder(WorkerPlugin):  # type: ignore[misc]  # distributed is untype
         self.folder = folder
 
     def setup(self, worker: Any) -> None:
-        register_batch(self.batch, Path(self.folder))
+        # Never raise: a plugin a killed flow left registered would fail every
+        # worker that joins later.  A worker that cannot see the batch refuses
+        # its chunks instead (UnknownBatch, a run failure that says why).
+        with contextlib.suppress(UnknownBatch):
+            register_batch(self.batch, Path(self.folder), slots=worker.state.nthreads)
 
     def teardown(self, worker: Any) -> None:
         forget_batch(self.batch)
@@ -108,10 +112,10 @@ class DaskChunks:
     def open(self, batch: str, folder: Path) -> None:
         try:
             self._runner.client.register_plugin(_BatchFolder(batch, str(folder)), name=_name(batch))
-        except Exception as exc:  # a worker that joined after the check cannot see the workspace
+        except Exception as exc:
             raise RunFailure(
-                f"a Dask worker refused the batch ({type(exc).__name__}): every worker must see "
-                "the workspace at the same path; check the workers that joined last"
+                f"the Dask cluster did not take the batch ({type(exc).__name__}); check that "
+                "its scheduler and workers still run, and run again"
             ) from None
 
     def submit(self, batch: str, chunk: int) -> _Future:

@@ -49,6 +49,7 @@ from typing import Protocol
 
 from pipeline.atomic import atomic_write_bytes
 from pipeline.batch.pool import PoolSettings, WorkerPool
+from pipeline.batch.runner import default_memory_limit
 from pipeline.batch.step import Item, Step, StepResult
 from pipeline.errors import RunFailure
 from pipeline.storage import sync_filesystem
@@ -149,7 +150,10 @@ class RemoteDispatch:
         try:
             chunks = self._cut(items)
             # One process per chunk task: the cluster's threads are the parallelism.
-            _write(folder / _JOB, _Job(step, replace(settings, jobs=1)))
+            # Spawned, never forked: a chunk runs in one thread of a worker that
+            # runs others (Dask's), and a fork would copy their locks mid-use.
+            job = _Job(step, replace(settings, jobs=1, start_method="spawn"))
+            _write(folder / _JOB, job)
             for number, chunk in enumerate(chunks):
                 _write(folder / _chunk_name(number), list(chunk))
             atomic_write_bytes(folder / _MARKER, batch.encode(), mode=0o600)
@@ -233,6 +237,7 @@ def _answer_of(future: ChunkFuture, folder: Path, number: int, count: int) -> _A
 _FOLDERS: dict[str, Path] = {}
 _POOLS: dict[tuple[str, int], tuple[_Job, WorkerPool]] = {}
 _LOCK = threading.Lock()
+_SLOTS: dict[str, int] = {}
 _RAN = [0]  # chunks this process computed
 
 
@@ -246,17 +251,20 @@ class UnknownBatch(RuntimeError):
     """This worker was not told where a batch's files are, or cannot see them."""
 
 
-def register_batch(batch: str, folder: Path) -> None:
+def register_batch(batch: str, folder: Path, slots: int = 1) -> None:
     """Where ``batch``'s files are; raise :class:`UnknownBatch` if this machine cannot see them.
 
     The check reads back the token the dispatching process wrote there: a
     folder of the same name on another file system would not hold it.
+    ``slots`` is how many chunks this process runs at once (its threads): each
+    chunk's worker process gets that share of this machine's memory at most.
     """
     problem = visibility_problem(batch, folder)
     if problem:
         raise UnknownBatch(problem)
     with _LOCK:
         _FOLDERS[batch] = folder
+        _SLOTS[batch] = max(1, slots)
 
 
 def visibility_problem(batch: str, folder: Path) -> str:
@@ -281,6 +289,7 @@ def forget_batch(batch: str) -> None:
     """Stop this worker's processes of ``batch`` and forget where its files were."""
     with _LOCK:
         _FOLDERS.pop(batch, None)
+        _SLOTS.pop(batch, None)
         ended = [key for key in _POOLS if key[0] == batch]
         pools = [_POOLS.pop(key)[1] for key in ended]
     for pool in pools:
@@ -334,10 +343,23 @@ def _pool_of(batch: str, folder: Path) -> tuple[_Job, WorkerPool]:
         if not isinstance(job, _Job):
             raise TypeError("not a job")
         _allow_children()
-        entry = (job, WorkerPool(job.step, job.settings, keep_workers=True))
+        entry = (job, WorkerPool(job.step, _here(job.settings, batch), keep_workers=True))
         with _LOCK:
             _POOLS[key] = entry
     return entry
+
+
+def _here(settings: PoolSettings, batch: str) -> PoolSettings:
+    """The settings on this machine: no larger memory ceiling than its own share per slot.
+
+    The dispatching process computed the ceiling from its own memory; a
+    worker machine with less must not let one input take more than its share.
+    """
+    if settings.memory_bytes is None:
+        return settings
+    with _LOCK:
+        slots = _SLOTS.get(batch, 1)
+    return replace(settings, memory_bytes=min(settings.memory_bytes, default_memory_limit(slots)))
 
 
 def _compute(job: _Job, pool: WorkerPool, items: list[Item]) -> _Answer:
