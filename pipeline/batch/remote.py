@@ -320,6 +320,8 @@ def run_chunk(batch: str, chunk: int) -> int:
     except Exception as exc:  # not even started: the answer names the type only
         answer = _Answer(failure=f"chunk {chunk} could not run on a worker ({type(exc).__name__})")
         forget_pool(batch)
+    if not folder.is_dir():  # the batch ended (stopped, failed): nobody reads this answer
+        raise UnknownBatch(f"chunk {chunk}: its batch ended before it was answered")
     _write(folder / _answer_name(chunk), answer)
     with _LOCK:
         _RAN[0] += 1
