@@ -12,18 +12,26 @@ fresh workspace and a subprocess of its own:
   serve`` runs it).  The target is an overhead under 10% of ``library``.
 * ``deid + convert``: the two plain commands a team would script around
   the library (no leak check, no catalog, no release): a peer for scale.
+* ``flow on dask``, with ``--dask N``: the flow again, its DICOM and raw
+  inputs computed on a local Dask cluster of N worker processes (one thread
+  each) started once beforehand (``--dask-address``); ``jobs`` does not
+  apply to it (each worker thread runs one worker process).  The machine's
+  load average is printed beside every row: on a shared machine it says
+  more about a figure than the figure does.
 
 Also printed: how long Prefect's ephemeral server takes to start here (what
 a one-off ``mricurate ingest`` pays once per run, whatever the data).
 Pixel cleaning is off (``clean_pixels = false``) so that OCR does not hide
 the orchestration's cost; every other setting is the template's.
 
-Run: ``.venv/bin/python bench/ingest.py [--slices 2010] [--raw 4] [--jobs 1 2] [--repeat 1]``.
+Run: ``.venv/bin/python bench/ingest.py [--slices 2010] [--raw 4] [--jobs 1 2] [--repeat 1]
+[--dask 2] [--modes library flow deid+convert dask]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +53,10 @@ clean_pixels = false
 [ingest]
 quiet_seconds = 0
 jobs = {jobs}
+[deface]
+enabled = {deface}
 """
+DEFACE = ["true"]  # --no-deface: the stages a cluster computes, without the deface stage's noise
 
 
 def workspace(root: Path, corpus: Path, jobs: int) -> Path:
@@ -52,13 +64,13 @@ def workspace(root: Path, corpus: Path, jobs: int) -> Path:
     from pipeline.workspace import init_workspace
 
     ws = init_workspace(root)
-    (ws.root / "mricurate.toml").write_text(CONFIG.format(jobs=jobs))
+    (ws.root / "mricurate.toml").write_text(CONFIG.format(jobs=jobs, deface=DEFACE[0]))
     ws.incoming.rmdir()
     subprocess.run(["cp", "-al", str(corpus), str(ws.incoming)], check=True)
     return ws.root
 
 
-def child(mode: str, root: Path, jobs: int, api_url: str) -> None:
+def child(mode: str, root: Path, jobs: int, api_url: str, dask_address: str = "") -> None:
     """Run one ingest in this process and print its wall seconds as JSON."""
     from pipeline.workspace import open_workspace
 
@@ -75,16 +87,18 @@ def child(mode: str, root: Path, jobs: int, api_url: str) -> None:
         from flows.ingest import ingest
 
         start = time.perf_counter()
-        summary = ingest(str(ws.root), jobs=jobs)
+        summary = ingest(str(ws.root), jobs=jobs, dask_address=dask_address)
     seconds = time.perf_counter() - start
     release = summary["release"]
     assert isinstance(release, dict) and release["files"] > 0, summary
     print(json.dumps({"seconds": seconds, "files": release["files"], "stages": summary["seconds"]}))
 
 
-def timed_child(mode: str, root: Path, jobs: int, api_url: str = "") -> dict[str, object]:
+def timed_child(
+    mode: str, root: Path, jobs: int, api_url: str = "", dask_address: str = ""
+) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(root), str(jobs), api_url],
+        [sys.executable, __file__, "--child", mode, str(root), str(jobs), api_url, dask_address],
         check=True, capture_output=True, text=True, cwd=REPO,
     ).stdout  # fmt: skip
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -120,18 +134,46 @@ def ephemeral_start_seconds(scratch: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+@contextlib.contextmanager
+def _cluster(workers: int) -> Iterator[str]:
+    """A local Dask cluster of ``workers`` processes (one thread each), or '' for none."""
+    if not workers:
+        yield ""
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        yield str(cluster.scheduler_address)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slices", type=int, default=2010)
     parser.add_argument("--raw", type=int, default=4)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--child", nargs=4, metavar=("MODE", "ROOT", "JOBS", "API"))
+    parser.add_argument(
+        "--dask",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also the flow on a local Dask cluster of N worker processes",
+    )
+    parser.add_argument("--no-deface", action="store_true", help="[deface] enabled = false")
+    parser.add_argument("--modes", nargs="+", default=["library", "flow", "deid+convert", "dask"])
+    parser.add_argument("--child", nargs=5, metavar=("MODE", "ROOT", "JOBS", "API", "DASK"))
     args = parser.parse_args(argv)
     if args.child:
-        mode, root, jobs, api = args.child
-        child(mode, Path(root), int(jobs), api)
+        mode, root, jobs, api, address = args.child
+        child(mode, Path(root), int(jobs), api, address)
         return 0
+    if args.no_deface:
+        DEFACE[0] = "false"
     from deid import generate_corpus, machine
     from runner import raw_corpus
 
@@ -150,35 +192,44 @@ def main(argv: list[str] | None = None) -> int:
         configure(scratch / "server-home")
         from flows.server import LocalServer
 
-        with LocalServer(scratch / "server-home") as server:
-            rows: list[tuple[int, str, float, str]] = []
-            for jobs in args.jobs:
-                best: dict[str, float] = {}
-                stages: dict[str, object] = {}
-                for round_ in range(args.repeat):
-                    for mode in ("library", "flow"):
-                        root = workspace(scratch / f"w-{mode}-{jobs}-{round_}", corpus, jobs)
-                        result = timed_child(mode, root, jobs, server.api_url)
-                        seconds = float(result["seconds"])  # type: ignore[arg-type]
-                        if seconds < best.get(mode, float("inf")):
-                            best[mode], stages[mode] = seconds, result["stages"]
-                        shutil.rmtree(root)
+        with LocalServer(scratch / "server-home") as server, _cluster(args.dask) as address:
+            rows: list[tuple[int, str, float, str, str]] = []
+            runs = [(jobs, mode) for jobs in args.jobs for mode in ("library", "flow")
+                    if mode in args.modes]  # fmt: skip
+            if address and "dask" in args.modes:
+                runs.append((0, "dask"))
+            best: dict[tuple[int, str], tuple[float, object, str]] = {}
+            for round_ in range(args.repeat):
+                for jobs, mode in runs:
+                    root = workspace(scratch / f"w-{mode}-{jobs}-{round_}", corpus, jobs)
+                    before = _load()
+                    result = timed_child(mode, root, jobs, server.api_url,
+                                         address if mode == "dask" else "")  # fmt: skip
+                    seconds = float(result["seconds"])  # type: ignore[arg-type]
+                    if seconds < best.get((jobs, mode), (float("inf"),))[0]:
+                        best[jobs, mode] = (seconds, result["stages"], f"{before} -> {_load()}")
+                    shutil.rmtree(root)
+                for jobs in args.jobs if "deid+convert" in args.modes else ():
                     plain = scratch / f"plain-{jobs}-{round_}"
                     plain.mkdir(mode=0o700)
+                    before = _load()
                     seconds = plain_commands(corpus, corpus / "dicom", corpus / "raw", plain, jobs)
-                    best["deid + convert"] = min(best.get("deid + convert", seconds), seconds)
+                    if seconds < best.get((jobs, "deid + convert"), (float("inf"),))[0]:
+                        best[jobs, "deid + convert"] = (seconds, "", f"{before} -> {_load()}")
                     shutil.rmtree(plain)
-                for mode in ("library", "flow", "deid + convert"):
-                    rows.append((jobs, mode, best[mode], json.dumps(stages.get(mode, ""))))
+            for (jobs, mode), (seconds, stages, load) in best.items():
+                rows.append((jobs, mode, seconds, json.dumps(stages), load))
         ephemeral = ephemeral_start_seconds(scratch)
-        print(f"\n{'jobs':>4}  {'run':<16} {'seconds':>8} {'files/s':>8}  vs library  stages")
-        library = {jobs: s for jobs, mode, s, _ in rows if mode == "library"}
+        print(f"\n{'jobs':>4}  {'run':<16} {'seconds':>8} {'files/s':>8}  vs library  "
+              "load (1 min) before -> after  stages")  # fmt: skip
+        library = {jobs: s for jobs, mode, s, _, _ in rows if mode == "library"}
+        baseline = max(library, default=0)
         total = len(dicom_files) + args.raw
-        for jobs, mode, seconds, detail in rows:
-            ratio = seconds / library[jobs]
-            print(
-                f"{jobs:>4}  {mode:<16} {seconds:8.2f} {total / seconds:8.1f}  {ratio:9.3f}  {detail}"
-            )
+        for jobs, mode, seconds, detail, load in rows:
+            shown = f"dask x{args.dask}" if mode == "dask" else mode
+            ratio = seconds / library.get(jobs, library.get(baseline, seconds))
+            print(f"{jobs or '-':>4}  {shown:<16} {seconds:8.2f} {total / seconds:8.1f}  "
+                  f"{ratio:9.3f}  {load:<28}  {detail}")  # fmt: skip
         print(f"\nPrefect's ephemeral server: a flow of nothing took {ephemeral:.1f} s (start-up)")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -27,6 +27,7 @@ from prefect.context import FlowRunContext
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from flows.recovery import mark_crashed
+from flows.scale_out import scale_out
 from pipeline.atomic import atomic_write_text
 from pipeline.catalog.states import RunStatus
 from pipeline.ingest import stages
@@ -171,15 +172,28 @@ def report(run: IngestRun, summary: dict[str, object]) -> bool:
 
 
 @flow(name=FLOW_NAME, persist_result=False, log_prints=False)
-def ingest(workspace: str, jobs: int = 0) -> dict[str, object]:
-    """Discover, de-identify, convert, deface, verify, route, publish and report: one run over ``incoming/``."""
+def ingest(workspace: str, jobs: int = 0, dask_address: str = "") -> dict[str, object]:
+    """Discover, de-identify, convert, deface, verify, route, publish and report: one run over ``incoming/``.
+
+    With ``dask_address`` (default: ``[ingest] dask_address``), the per-input
+    work of the DICOM and raw stages runs as ``process-chunk`` tasks on that
+    Dask cluster (:mod:`flows.scale_out`); everything else stays here.
+    """
     logger = get_run_logger()
-    with IngestRun.open(open_workspace(Path(workspace)), jobs=jobs or None) as run:
+    opened = open_workspace(Path(workspace))
+    address = dask_address or opened.config.dask_address
+    with (
+        IngestRun.open(opened, jobs=jobs or None) as run,
+        scale_out(address, run.processing.staging) as cluster,
+    ):
         # Holding the workspace lock, no other run of this workspace is alive:
         # what Prefect still shows running was killed (kill -9, a reboot).
         crashed = _mark_crashed(workspace)
         if any(crashed):
             logger.info("marked %d flow run(s) and %d task run(s) of killed runs crashed", *crashed)
+        if cluster is not None:
+            run.dispatch_to(cluster)
+            logger.info("run %s: DICOM and raw inputs computed on the Dask cluster", run.run_id)
         clock = stages.Clock()
         found = clock("discover", discover, run)
         logger.info("run %s: %s", run.run_id, found.counts())

@@ -66,8 +66,24 @@ def _progress() -> Iterator[Callable[[str, int, int], None] | None]:
         yield update
 
 
+def _dask_address(args: argparse.Namespace, workspace: Workspace, *, served: bool) -> str:
+    """The cluster of this run (the option, else the config); refused without a shared server."""
+    address: str = args.dask_address or workspace.config.dask_address
+    if address and not served and not workspace.config.prefect_api_url:
+        from pipeline.errors import CurationError
+
+        raise CurationError(
+            f"--dask-address {address} needs a shared Prefect server, and `ingest` without "
+            "[prefect] api_url runs on Prefect's ephemeral server, which lives in this process "
+            "(the workers cannot report to it): use `mricurate serve --dask-address ...` (it "
+            "starts a local server), or set [prefect] api_url in mricurate.toml"
+        )
+    return address
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     workspace = open_workspace(Path(args.workspace))
+    address = _dask_address(args, workspace, served=False)
     _prefect_for(workspace)
     from prefect import tags
 
@@ -78,7 +94,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with _progress() as hook, tags(flow_module.workspace_tag(workspace.root)):
         flow_module.progress_hook = hook
         try:
-            summary = flow_module.ingest(str(workspace.root), jobs=args.jobs or 0)
+            summary = flow_module.ingest(
+                str(workspace.root), jobs=args.jobs or 0, dask_address=address
+            )
         finally:
             flow_module.progress_hook = None
     print_ingest_summary(summary)
@@ -93,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     workspace = open_workspace(Path(args.workspace))
     cron = args.cron or workspace.config.cron
+    address = _dask_address(args, workspace, served=True)
     api_url = workspace.config.prefect_api_url or None
     from flows.environment import configure
     from flows.server import LocalServer, stop_orphans
@@ -116,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "Ctrl-C or SIGTERM stops")  # fmt: skip
         serve_flow(
             ingest, name=f"ingest-{workspace_tag(workspace.root)}",
-            parameters={"workspace": str(workspace.root)}, cron=cron,
+            parameters={"workspace": str(workspace.root), "dask_address": address}, cron=cron,
             tags=[workspace_tag(workspace.root)],
         )  # fmt: skip
     finally:
@@ -232,6 +251,22 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dask_option(parser: argparse.ArgumentParser) -> None:
+    from pipeline.workspace.config import dask_address
+
+    def checked(value: str) -> str:
+        try:
+            return dask_address(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument(
+        "--dask-address", type=checked, default="", metavar="tcp://HOST:PORT",
+        help="compute the DICOM and raw inputs on this Dask cluster (default: [ingest] "
+        "dask_address; needs a shared Prefect server and the workspace on every worker)",
+    )  # fmt: skip
+
+
 def register(sub: Any) -> None:
     """Add the workspace commands to the CLI's subparsers."""
     p = sub.add_parser("init", help="create a workspace (folders, key, config, catalog)")
@@ -243,6 +278,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--workspace", required=True)
     p.add_argument("--jobs", type=int, default=0, help="worker processes (default: the config)")
+    _dask_option(p)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser(
@@ -251,6 +287,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--workspace", required=True)
     p.add_argument("--cron", help='a cron schedule (default: the config\'s, "0 2 * * *")')
+    _dask_option(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

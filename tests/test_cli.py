@@ -104,3 +104,19 @@ def test_scan_flags_burned_in_text_and_writes_private_findings(
     records = {r["path"]: r for r in json.loads(findings.read_text())}
     assert records["sc.dcm"]["flagged"] and not records["mr.dcm"]["flagged"]
     assert oct(findings.stat().st_mode & 0o777) == "0o600"
+
+
+def test_dask_address_is_checked_and_needs_a_shared_prefect_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.workspace import init_workspace
+
+    root = init_workspace(tmp_path / "w").root
+    with pytest.raises(SystemExit):
+        main(["ingest", "--workspace", str(root), "--dask-address", "10.1.2.3:8786"])
+    assert "tcp://HOST:PORT" in capsys.readouterr().err
+    # The ephemeral server lives in this process: workers could not report to it.
+    assert main(["ingest", "--workspace", str(root), "--dask-address", "tcp://127.0.0.1:1"]) == 2
+    error = capsys.readouterr().err
+    assert "needs a shared Prefect server" in error and "mricurate serve" in error
+    assert not (root / "private" / "prefect" / "prefect.db").exists(), "refused before Prefect"

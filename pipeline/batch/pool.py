@@ -207,11 +207,18 @@ class _Worker:
 
 
 class WorkerPool:
-    """Runs ``step`` over items in worker processes; results come back in item order."""
+    """Runs ``step`` over items in worker processes; results come back in item order.
 
-    def __init__(self, step: Step, settings: PoolSettings) -> None:
+    With ``keep_workers``, the workers outlive a :meth:`run` that ended with
+    every item answered, for the next one (a worker of a Dask cluster runs
+    many chunks of one batch); :meth:`close` ends them.  A run that fails or
+    stops early still kills them.
+    """
+
+    def __init__(self, step: Step, settings: PoolSettings, *, keep_workers: bool = False) -> None:
         self._step = step
         self._settings = settings
+        self._keep_workers = keep_workers
         self._context: Any = multiprocessing.get_context(settings.start_method)
         self._workers: list[_Worker] = []
         self._deaths_in_a_row = 0
@@ -230,6 +237,7 @@ class WorkerPool:
         done: dict[int, StepResult] = {}
         order = iter(items)
         waiting = next(order, None)
+        answered = False
         try:
             while waiting is not None:
                 stopping = stop()
@@ -244,13 +252,17 @@ class WorkerPool:
                     waiting = next(order, None)
                 if stopping:
                     return
+            answered = True
         finally:
-            self.close(kill=True)
+            if not (answered and self._keep_workers):
+                self.close(kill=True)
 
     # -- dispatching --------------------------------------------------------
 
     def _dispatch(self, queue: deque[Item]) -> None:
-        while queue and len(self._workers) < self._settings.jobs:
+        # No more workers than inputs left: one raw file does not start a process per CPU.
+        held = sum(len(worker.assigned) for worker in self._workers)
+        while queue and len(self._workers) < min(self._settings.jobs, len(queue) + held):
             self._workers.append(self._start())
         per_worker = max(1, min(MAX_CHUNK, len(queue) // (2 * self._settings.jobs) or 1))
         for worker in self._workers:

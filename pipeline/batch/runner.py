@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 from pipeline.batch.commit import Committer, can_skip, reconcile
 from pipeline.batch.locations import check_locations
@@ -75,6 +76,26 @@ def default_memory_limit(jobs: int) -> int:
     return max(2 * _GiB, physical * 4 // 5 // max(1, jobs))
 
 
+class Dispatch(Protocol):
+    """Computes the results of the inputs a run does not skip, in their order.
+
+    The default is this machine's :class:`~pipeline.batch.pool.WorkerPool`;
+    :class:`pipeline.batch.remote.RemoteDispatch` computes them on a cluster.
+    Either way the run commits them here, under its locks.
+    """
+
+    def __call__(
+        self, step: Step, items: Sequence[Item], settings: PoolSettings, stop: Callable[[], bool]
+    ) -> Iterator[tuple[Item, StepResult]]: ...
+
+
+def local_dispatch(
+    step: Step, items: Sequence[Item], settings: PoolSettings, stop: Callable[[], bool]
+) -> Iterator[tuple[Item, StepResult]]:
+    """This machine's worker processes (the default :class:`Dispatch`)."""
+    yield from WorkerPool(step, settings).run(list(items), stop)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run is carried out (nothing here changes what an output contains)."""
@@ -89,6 +110,8 @@ class RunOptions:
     # The outputs are staged inside the private location until a later check
     # publishes them (the ingest flow); see check_locations.
     staged: bool = False
+    # Where results are computed: this machine's pool, or a cluster (remote.py).
+    dispatch: Dispatch = local_dispatch
 
 
 @dataclass(frozen=True)
@@ -289,7 +312,8 @@ def _run(
     end: dict[str, str] = {}
     with _Stop(options.handle_signals) as stop:
         try:
-            for item, result in _all_results(skipped, dispatched, step, settings, stop):
+            results = _all_results(skipped, dispatched, step, settings, stop, options.dispatch)
+            for item, result in results:
                 committer.add(item, result, stats.get(item.index))
                 if committer.full:
                     settle()
@@ -315,10 +339,11 @@ def _all_results(
     step: Step,
     settings: PoolSettings,
     stop: Callable[[], bool],
+    dispatch: Dispatch,
 ) -> Iterator[tuple[Item, StepResult]]:
     yield from skipped
     if dispatched and not stop():
-        yield from WorkerPool(step, settings).run(dispatched, stop)
+        yield from dispatch(step, dispatched, settings, stop)
 
 
 def _stats(items: list[Item]) -> dict[int, os.stat_result]:

@@ -10,11 +10,11 @@ the catalog runs that a kill left ``running`` as crashed.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 from pipeline.batch.locks import RunLock
-from pipeline.batch.runner import RunOptions, default_jobs
+from pipeline.batch.runner import Dispatch, RunOptions, default_jobs
 from pipeline.catalog import Catalog
 from pipeline.catalog.states import RunStatus
 from pipeline.deface.rules import DefaceRules
@@ -94,6 +94,11 @@ class IngestRun:
             workspace, catalog, store, processing, run_id, tuple(crashed), lock,
             deface_rules=deface,
         )  # fmt: skip
+
+    def dispatch_to(self, dispatch: Dispatch) -> None:
+        """Compute the DICOM and raw stages' results with ``dispatch`` (a cluster); commit here."""
+        options = replace(self.processing.options, dispatch=dispatch)
+        self.processing = replace(self.processing, options=options)
 
     def __enter__(self) -> IngestRun:
         return self

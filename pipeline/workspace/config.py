@@ -80,6 +80,7 @@ class WorkspaceConfig:
     fastmri: bool = True
     quiet_seconds: float = 60.0
     jobs: int = 0
+    dask_address: str = ""
     spot_check_share: float = 0.02
     session_idle_seconds: float = 900.0
     login_token_seconds: float = 600.0
@@ -189,6 +190,23 @@ def _catalog_url(value: object) -> str:
     if url and not url.startswith(("sqlite", "postgresql")):
         raise ValueError("must be empty (SQLite in private/) or a sqlite:// or postgresql:// URL")
     return url
+
+
+def dask_address(value: object) -> str:
+    """Empty, or a Dask scheduler's ``tcp://HOST:PORT`` (``tls://`` too); raises ValueError."""
+    address = _text(value)
+    if not address:
+        return address
+    scheme, sep, rest = address.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or scheme not in ("tcp", "tls") or not colon or not host.strip("[]"):
+        raise ValueError(
+            f"{address!r} is not a Dask scheduler address: give tcp://HOST:PORT (or tls://), "
+            "e.g. tcp://10.1.2.3:8786, or leave it empty to work on this machine"
+        )
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
+    return address
 
 
 def _api_url(value: object) -> str:
@@ -341,7 +359,11 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[object], object]]]] = {
     "deid": {"profile": ("profile", _text), "clean_pixels": ("clean_pixels", _bool)},
     "pixels": {"ocr_engine": ("ocr_engine", _engine)},
     "raw": {"fastmri": ("fastmri", _bool)},
-    "ingest": {"quiet_seconds": ("quiet_seconds", _seconds), "jobs": ("jobs", _jobs)},
+    "ingest": {
+        "quiet_seconds": ("quiet_seconds", _seconds),
+        "jobs": ("jobs", _jobs),
+        "dask_address": ("dask_address", dask_address),
+    },
     "review": {
         "spot_check_share": ("spot_check_share", _share),
         "session_idle_seconds": ("session_idle_seconds", _lifetime),

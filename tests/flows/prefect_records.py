@@ -19,6 +19,7 @@ import binascii
 import contextlib
 import json
 import pickletools
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -74,6 +75,22 @@ def prefect_text(prefect_home: Path) -> bytes:
         parts.append(path.read_bytes())
         parts.extend(_decoded(path.read_bytes()))
     return b"\n".join(parts)
+
+
+def phi_in_prefect(prefect_home: Path, values: list[str]) -> list[str]:
+    """Which of ``values`` (planted PHI, input paths) Prefect keeps anywhere, case-blind.
+
+    Values shorter than 5 characters are left out (they would match anything);
+    a number counts where it stands alone: 31066 inside a timestamp is not a serial.
+    """
+    recorded = prefect_text(prefect_home).upper()
+    needles = {v.upper().encode() for v in values if len(v) >= 5}
+    return sorted(
+        n.decode()
+        for n in needles
+        if (re.search(rb"(?<![0-9])" + re.escape(n) + rb"(?![0-9])", recorded) if n.isdigit()
+            else n in recorded)
+    )  # fmt: skip
 
 
 def run_counts(

@@ -7,7 +7,6 @@ the leak check passes; the manifests validate; a second run changes nothing.
 from __future__ import annotations
 
 import csv
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -22,7 +21,7 @@ from pipeline.catalog.states import ItemState
 from pipeline.demo import leaked_values
 from pipeline.report import MARKDOWN_KEY, TABLE_KEY
 from tests.flows.conftest import _drain
-from tests.flows.prefect_records import prefect_text, read_database, run_counts
+from tests.flows.prefect_records import phi_in_prefect, read_database, run_counts
 from tests.flows.sample import sample_workspace
 
 FINAL = {ItemState.RELEASED, ItemState.QUARANTINED, ItemState.NEEDS_REVIEW}
@@ -107,16 +106,8 @@ def test_every_input_ends_released_quarantined_or_in_review_and_nothing_leaks(
     with read_database(prefect_home) as db:
         keys = {key for (key,) in db.execute("SELECT key FROM artifact")}
     assert {MARKDOWN_KEY, TABLE_KEY} <= keys, "the run posted its audit artifacts"
-    recorded = prefect_text(prefect_home).upper()
     paths = [str(p.relative_to(workspace.incoming)) for p in workspace.incoming.rglob("*")]
-    needles = {v.upper().encode() for v in planted + paths if len(v) >= 5}
-    # A number counts where it stands alone: 31066 inside a timestamp is not a serial.
-    found = sorted(
-        n.decode()
-        for n in needles
-        if (re.search(rb"(?<![0-9])" + re.escape(n) + rb"(?![0-9])", recorded) if n.isdigit()
-            else n in recorded)
-    )  # fmt: skip
+    found = phi_in_prefect(prefect_home, planted + paths)
     assert found == [], f"{len(found)} planted value(s) or input path(s) in Prefect's records"
 
     before = _files(workspace.release)
