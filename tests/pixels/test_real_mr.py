@@ -246,3 +246,27 @@ def test_a_prior_is_validated_like_a_rule(tmp_path: Path) -> None:
     assert rules.prior_for(mr) is not None  # BurnedInAnnotation absent
     mr.BurnedInAnnotation = "YES"
     assert rules.prior_for(mr) is None
+
+
+@pytest.mark.parametrize(
+    ("image_type", "prior"),
+    [
+        (["ORIGINAL", "PRIMARY", "M", "ND"], "MR acquisition from a scanner"),
+        (
+            ["DERIVED", "SECONDARY", "MPR"],
+            "MR reformat from a scanner console (MPR, MIP, projection)",
+        ),
+        (["DERIVED", "SECONDARY", "SCREEN SAVE"], None),
+        (["DERIVED", "SECONDARY", "OTHER", "CAPTURE"], None),
+        (["DERIVED", "SECONDARY", "DOSE_INFO", "REPORT"], None),
+    ],
+)
+def test_a_console_s_own_screen_saves_get_no_prior(
+    image_type: list[str], prior: str | None
+) -> None:
+    """A screen save in an MR object is read whole, as any capture: it names the patient."""
+    ds = Dataset()
+    ds.Modality, ds.Manufacturer, ds.ImageType = "MR", "SIEMENS", image_type
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    found = load_region_rules().prior_for(ds)
+    assert (found.name if found else None) == prior
