@@ -14,6 +14,12 @@ from collections.abc import Iterator, Sequence
 
 from sqlalchemy import Connection, func, select
 
+from pipeline.catalog.columns import (
+    DECISION_COLUMNS,
+    ENTRY_COLUMNS,
+    TRANSITION_COLUMNS,
+    review_items,
+)
 from pipeline.catalog.records import (
     DecisionRecord,
     ItemTransition,
@@ -35,7 +41,6 @@ from pipeline.catalog.schema import (
     TransitionRow,
     WithdrawalRow,
 )
-from pipeline.catalog.states import ReviewReason
 from pipeline.phi import Phi
 
 
@@ -66,56 +71,25 @@ class AuditReads:
         """Every transition of every input, in the order recorded."""
         with self._read() as connection:
             rows = connection.execute(
-                select(
-                    TransitionRow.sha256,
-                    TransitionRow.from_state,
-                    TransitionRow.to_state,
-                    TransitionRow.reason,
-                    TransitionRow.run_id,
-                    TransitionRow.at,
-                ).order_by(TransitionRow.transition_id)
+                select(TransitionRow.sha256, *TRANSITION_COLUMNS).order_by(
+                    TransitionRow.transition_id
+                )
             )
             return [ItemTransition(row[0], Transition(*row[1:])) for row in rows]
 
     def review_entries(self) -> list[ReviewItem]:
         """Every queue entry, decided or not, oldest first."""
         with self._read() as connection:
-            entries = connection.execute(
-                select(
-                    ReviewRow.queue_id, ReviewRow.sha256, ReviewRow.queued_at, ReviewRow.run_id
-                ).order_by(ReviewRow.queue_id)
-            ).all()
-            reasons: dict[int, list[ReviewReason]] = {}
-            for queue_id, reason in connection.execute(
+            entries = connection.execute(select(*ENTRY_COLUMNS).order_by(ReviewRow.queue_id)).all()
+            reasons = connection.execute(
                 select(ReviewReasonRow.queue_id, ReviewReasonRow.reason)
-            ):
-                reasons.setdefault(queue_id, []).append(reason)
-        order = list(ReviewReason)
-        return [
-            ReviewItem(
-                row.queue_id,
-                row.sha256,
-                tuple(sorted(reasons.get(row.queue_id, []), key=order.index)),
-                row.queued_at,
-                row.run_id,
-            )
-            for row in entries
-        ]
+            ).all()
+        return review_items(entries, reasons)
 
     def every_decision(self) -> list[DecisionRecord]:
         """Every decision on every queue entry, oldest first."""
         with self._read() as connection:
-            rows = connection.execute(
-                select(
-                    DecisionRow.queue_id,
-                    DecisionRow.sha256,
-                    DecisionRow.decision,
-                    DecisionRow.reviewer,
-                    DecisionRow.reason,
-                    DecisionRow.ruleset_version,
-                    DecisionRow.decided_at,
-                ).order_by(DecisionRow.decision_id)
-            )
+            rows = connection.execute(select(*DECISION_COLUMNS).order_by(DecisionRow.decision_id))
             return [DecisionRecord(*row) for row in rows]
 
     def releases(self) -> list[ReleaseEntry]:

@@ -43,6 +43,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 import pipeline.catalog.migrate as migrate
 from pipeline.catalog.audit import AuditReads
+from pipeline.catalog.columns import (
+    DECISION_COLUMNS,
+    ENTRY_COLUMNS,
+    ITEM_COLUMNS,
+    RECEIPT_COLUMNS,
+    TRANSITION_COLUMNS,
+    review_items,
+)
 from pipeline.catalog.engine import WRITE, create_catalog_engine, describe, storage_errors
 from pipeline.catalog.errors import CatalogError, IllegalTransition, UnknownItem, short
 from pipeline.catalog.links import read_links
@@ -115,19 +123,6 @@ DECISION_MOVES: Mapping[Decision, Mapping[ItemState, ItemState]] = {
     Decision.REJECT: dict.fromkeys(_LIVE, ItemState.QUARANTINED),
     Decision.REDACT: dict.fromkeys(_LIVE, ItemState.QUARANTINED),
 }
-
-
-# The columns of an ItemRecord and of a Transition, in their fields' order.
-_ITEM_COLUMNS = (ItemRow.sha256, ItemRow.kind, ItemRow.size, ItemRow.state, ItemRow.reason)
-_TRANSITION_COLUMNS = (
-    TransitionRow.from_state,
-    TransitionRow.to_state,
-    TransitionRow.reason,
-    TransitionRow.run_id,
-    TransitionRow.at,
-)
-
-_RECEIPT_COLUMNS = tuple(getattr(ReceivedRow, name) for name in Receipt.__dataclass_fields__)
 
 
 def _now() -> dt.datetime:
@@ -561,7 +556,7 @@ class Catalog(AuditReads, ReviewAccess):
             .subquery()
         )
         query = (
-            select(*_ITEM_COLUMNS, *_TRANSITION_COLUMNS)
+            select(*ITEM_COLUMNS, *TRANSITION_COLUMNS)
             .join(TransitionRow, TransitionRow.sha256 == ItemRow.sha256)
             .join(latest, latest.c.transition_id == TransitionRow.transition_id)
             .where(ItemRow.state == state)
@@ -713,28 +708,16 @@ class Catalog(AuditReads, ReviewAccess):
         """Queue entries with no decision yet, oldest first."""
         with self._read() as connection:
             entries = connection.execute(
-                select(ReviewRow.queue_id, ReviewRow.sha256, ReviewRow.queued_at, ReviewRow.run_id)
+                select(*ENTRY_COLUMNS)
                 .where(~_decided(ReviewRow.queue_id))
                 .order_by(ReviewRow.queue_id)
             ).all()
-            reasons: dict[int, list[ReviewReason]] = {}
-            for queue_id, reason in connection.execute(
+            reasons = connection.execute(
                 select(ReviewReasonRow.queue_id, ReviewReasonRow.reason)
                 .join(ReviewRow, ReviewRow.queue_id == ReviewReasonRow.queue_id)
                 .where(~_decided(ReviewRow.queue_id))
-            ):
-                reasons.setdefault(queue_id, []).append(reason)
-        order = list(ReviewReason)
-        return [
-            ReviewItem(
-                row.queue_id,
-                row.sha256,
-                tuple(sorted(reasons.get(row.queue_id, []), key=order.index)),
-                row.queued_at,
-                row.run_id,
-            )
-            for row in entries
-        ]
+            ).all()
+        return review_items(entries, reasons)
 
     def review_entry(self, queue_id: int) -> ReviewItem:
         """One entry of the queue, decided or not, with its reasons."""
@@ -842,16 +825,7 @@ class Catalog(AuditReads, ReviewAccess):
         """Every decision on the input, oldest first, each with its boxes."""
         with self._read() as connection:
             rows = connection.execute(
-                select(
-                    DecisionRow.queue_id,
-                    DecisionRow.sha256,
-                    DecisionRow.decision,
-                    DecisionRow.reviewer,
-                    DecisionRow.reason,
-                    DecisionRow.ruleset_version,
-                    DecisionRow.decided_at,
-                    DecisionRow.decision_id,
-                )
+                select(*DECISION_COLUMNS)
                 .where(DecisionRow.sha256 == sha256)
                 .order_by(DecisionRow.decision_id)
             ).all()
@@ -1051,7 +1025,7 @@ class Catalog(AuditReads, ReviewAccess):
         """The first copy the listener stored of this SOP Instance UID, or None."""
         with self._read() as connection:
             row = connection.execute(
-                select(*_RECEIPT_COLUMNS).where(ReceivedRow.sop_instance_uid == sop_instance_uid)
+                select(*RECEIPT_COLUMNS).where(ReceivedRow.sop_instance_uid == sop_instance_uid)
             ).one_or_none()
         return None if row is None else Receipt(*row)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from pipeline.catalog.columns import DECISION_COLUMNS
 from pipeline.catalog.errors import AccessRefused, CatalogError, UnknownItem
 from pipeline.catalog.records import (
     DecisionRecord,
@@ -253,16 +254,7 @@ class ReviewAccess:
         )
         with self._read() as connection:
             rows = connection.execute(
-                select(
-                    DecisionRow.queue_id,
-                    DecisionRow.sha256,
-                    DecisionRow.decision,
-                    DecisionRow.reviewer,
-                    DecisionRow.reason,
-                    DecisionRow.ruleset_version,
-                    DecisionRow.decided_at,
-                    DecisionRow.decision_id,
-                )
+                select(*DECISION_COLUMNS)
                 .join(latest, latest.c.decision_id == DecisionRow.decision_id)
                 .order_by(DecisionRow.decision_id.desc())
             )
