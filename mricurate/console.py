@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.batch.runner import RunSummary
+from pipeline.dicom.tally import for_people
 from pipeline.reasons import Outcome
 
 _MAX_KEYS = 5
@@ -76,6 +77,6 @@ def print_summary(summary: RunSummary, title: str, facts: bool = True) -> None:
             table.add_row("", str(len(keys)), reason, opaque_keys(keys))
     console.print(table)
     if facts:
-        for name, number in sorted(summary.facts.items()):
+        for name, number in for_people(summary.facts):
             if number:
                 console.print(f"  {name}: {number}")

@@ -22,6 +22,7 @@ from pipeline.batch.runner import RunSummary
 from pipeline.deface.rules import load_deface_rules
 from pipeline.deface.series import deface_series
 from pipeline.dicom.profile import load_profile
+from pipeline.dicom.tally import for_people
 from pipeline.keys import generate_key, load_key, write_key
 from pipeline.pixels.blank import PixelCleaning
 from pipeline.pixels.engines import DEFAULT_ENGINE, make_engine
@@ -179,7 +180,7 @@ def _report(summary: RunSummary, *, facts: bool = True) -> None:
     for reason, keys in sorted((r.value, k) for r, k in summary.reasons.items()):
         print(f"     - {reason}: {len(keys)}")
     if facts:
-        for name, count in sorted(summary.facts.items()):
+        for name, count in for_people(summary.facts):
             print(f"     {name}: {count}")
 
 

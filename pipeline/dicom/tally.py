@@ -17,7 +17,7 @@ value of the file.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydicom.datadict import keyword_for_tag
@@ -98,3 +98,17 @@ def fold_edits(facts: Iterable[tuple[str, int]]) -> Counter[Edit]:
         if edit is not None:
             folded[edit] += count
     return folded
+
+
+def for_people(facts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """A run's facts as a terminal shows them: edits added up per action, the rest as they are.
+
+    Per rule and attribute there are hundreds of edit facts; the audit
+    report (``mricurate report``) and the dry run (``deid --dry-run``) show
+    them one by one.
+    """
+    shown: Counter[str] = Counter()
+    for name, count in facts.items():
+        edit = parse_edit(name)
+        shown[f"elements edited: {edit.action}" if edit else name] += count
+    return sorted(shown.items())
