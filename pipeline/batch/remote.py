@@ -236,6 +236,10 @@ def _answer_of(future: ChunkFuture, folder: Path, number: int, count: int) -> _A
 
 _FOLDERS: dict[str, Path] = {}
 _POOLS: dict[tuple[str, int], tuple[_Job, WorkerPool]] = {}
+# Pools a chunk is using now, and those a forget_batch asked to close meanwhile:
+# a pool is used by one thread only, so its own thread closes it when its chunk ends.
+_BUSY: set[tuple[str, int]] = set()
+_DOOMED: dict[tuple[str, int], WorkerPool] = {}
 _LOCK = threading.Lock()
 _SLOTS: dict[str, int] = {}
 _RAN = [0]  # chunks this process computed
@@ -290,9 +294,14 @@ def forget_batch(batch: str) -> None:
     with _LOCK:
         _FOLDERS.pop(batch, None)
         _SLOTS.pop(batch, None)
-        ended = [key for key in _POOLS if key[0] == batch]
-        pools = [_POOLS.pop(key)[1] for key in ended]
-    for pool in pools:
+        idle: list[WorkerPool] = []
+        for key in [key for key in _POOLS if key[0] == batch]:
+            pool = _POOLS.pop(key)[1]
+            if key in _BUSY:
+                _DOOMED[key] = pool  # closed by its own thread when its chunk ends
+            else:
+                idle.append(pool)
+    for pool in idle:
         pool.close(kill=True)
 
 
@@ -316,7 +325,7 @@ def run_chunk(batch: str, chunk: int) -> int:
         if not isinstance(items, list):
             raise TypeError("not a chunk")
         job, pool = _pool_of(batch, folder)
-        answer = _compute(job, pool, items)
+        answer = _compute_owned(batch, job, pool, items)
     except Exception as exc:  # not even started: the answer names the type only
         answer = _Answer(failure=f"chunk {chunk} could not run on a worker ({type(exc).__name__})")
         forget_pool(batch)
@@ -337,17 +346,21 @@ def forget_pool(batch: str) -> None:
 
 
 def _pool_of(batch: str, folder: Path) -> tuple[_Job, WorkerPool]:
+    """This thread's pool of ``batch``, marked in use (see :func:`_compute_owned`)."""
     key = (batch, threading.get_ident())
     with _LOCK:
         entry = _POOLS.get(key)
-    if entry is None:
-        job = _read(folder / _JOB)
-        if not isinstance(job, _Job):
-            raise TypeError("not a job")
-        _allow_children()
-        entry = (job, WorkerPool(job.step, _here(job.settings, batch), keep_workers=True))
-        with _LOCK:
-            _POOLS[key] = entry
+        if entry is not None:
+            _BUSY.add(key)
+            return entry
+    job = _read(folder / _JOB)
+    if not isinstance(job, _Job):
+        raise TypeError("not a job")
+    _allow_children()
+    entry = (job, WorkerPool(job.step, _here(job.settings, batch), keep_workers=True))
+    with _LOCK:
+        _POOLS[key] = entry
+        _BUSY.add(key)
     return entry
 
 
@@ -362,6 +375,23 @@ def _here(settings: PoolSettings, batch: str) -> PoolSettings:
     with _LOCK:
         slots = _SLOTS.get(batch, 1)
     return replace(settings, memory_bytes=min(settings.memory_bytes, default_memory_limit(slots)))
+
+
+def _compute_owned(batch: str, job: _Job, pool: WorkerPool, items: list[Item]) -> _Answer:
+    """:func:`_compute` on a pool :func:`_pool_of` marked in use; released (or closed) after.
+
+    A forget_batch from another thread meanwhile leaves a busy pool to this
+    thread: a pool is never closed under the chunk that is using it.
+    """
+    key = (batch, threading.get_ident())
+    try:
+        return _compute(job, pool, items)
+    finally:
+        with _LOCK:
+            _BUSY.discard(key)
+            doomed = _DOOMED.pop(key, None)
+        if doomed is not None:
+            doomed.close(kill=True)
 
 
 def _compute(job: _Job, pool: WorkerPool, items: list[Item]) -> _Answer:
