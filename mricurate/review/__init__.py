@@ -16,7 +16,8 @@ catalog's PHI access log.
 
 from __future__ import annotations
 
-from mricurate.review.app import ReviewSettings, create_app
+from mricurate.review.app import create_app
+from mricurate.review.context import ReviewSettings
 from mricurate.review.server import ReviewServer, serve
 
 __all__ = ["ReviewServer", "ReviewSettings", "create_app", "serve"]

@@ -11,59 +11,20 @@ rebinding, is refused), :class:`~mricurate.review.security.SessionGate`
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-from pathlib import Path
-
-import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from mricurate.review import pages
+from mricurate.review.context import HERE, ReviewContext, ReviewSettings, templates
 from mricurate.review.security import Guarded, SessionGate
 from pipeline.catalog import Catalog, ReviewSession
 from pipeline.workspace import Workspace
 
-HERE = Path(__file__).parent
 #: Host names the app answers to (the Host header of every request).
 ALLOWED_HOSTS = ("127.0.0.1", "localhost")
-
-
-@dataclass(frozen=True)
-class ReviewSettings:
-    """What one running review app is set to.
-
-    ``ruleset_version`` is the workspace's rule-set version when the app
-    started (:func:`pipeline.ingest.run.workspace_ruleset_version`): every
-    decision records it.
-    """
-
-    idle: dt.timedelta
-    ruleset_version: str
-
-
-@dataclass(frozen=True)
-class ReviewContext:
-    """What the pages share: the workspace, its open catalog, the settings, the templates."""
-
-    workspace: Workspace
-    catalog: Catalog
-    settings: ReviewSettings
-    templates: Jinja2Templates
-
-
-def templates() -> Jinja2Templates:
-    """The package's templates; every value is HTML-escaped (autoescape on for all of them)."""
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return Jinja2Templates(env=environment)
 
 
 def create_app(workspace: Workspace, catalog: Catalog, settings: ReviewSettings) -> Starlette:

@@ -34,7 +34,7 @@ from pipeline.catalog import (
 from pipeline.catalog.errors import short
 
 if TYPE_CHECKING:
-    from mricurate.review.app import ReviewContext
+    from mricurate.review.context import ReviewContext
 
 #: The two images of an item, as the frame URLs name them.
 VERSIONS = ("original", "cleaned")

@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 import uvicorn
 
-from mricurate.review.app import ReviewSettings, create_app
+from mricurate.review.app import create_app
+from mricurate.review.context import ReviewSettings
 from pipeline.catalog import Catalog
 from pipeline.workspace import Workspace
 
