@@ -912,22 +912,13 @@ class Catalog(AuditReads, ReviewAccess):
         The next processing of each blanks its boxes and sends it back to the
         queue (:attr:`~pipeline.catalog.states.ReviewReason.REDACTED`).
         """
-        latest = (
-            select(func.max(DecisionRow.decision_id).label("decision_id"))
-            .group_by(DecisionRow.sha256)
-            .subquery()
-        )
-        with self._read() as connection:
-            return set(
-                connection.execute(
-                    select(DecisionRow.sha256)
-                    .join(latest, latest.c.decision_id == DecisionRow.decision_id)
-                    .where(DecisionRow.decision == Decision.REDACT)
-                ).scalars()
-            )
+        return self._latest_decision_is(Decision.REDACT)
 
     def approved(self) -> set[str]:
         """The inputs whose latest decision is APPROVE."""
+        return self._latest_decision_is(Decision.APPROVE)
+
+    def _latest_decision_is(self, decision: Decision) -> set[str]:
         latest = (
             select(func.max(DecisionRow.decision_id).label("decision_id"))
             .group_by(DecisionRow.sha256)
@@ -938,7 +929,7 @@ class Catalog(AuditReads, ReviewAccess):
                 connection.execute(
                     select(DecisionRow.sha256)
                     .join(latest, latest.c.decision_id == DecisionRow.decision_id)
-                    .where(DecisionRow.decision == Decision.APPROVE)
+                    .where(DecisionRow.decision == decision)
                 ).scalars()
             )
 

@@ -18,11 +18,20 @@ ocr_engine = "tesseract"
 
 [ingest]
 quiet_seconds = {quiet}
-jobs = 2
+jobs = {jobs}
 
 [review]
 spot_check_share = {spot}
 """
+
+
+def config_text(
+    *, clean_pixels: bool = True, quiet: float = 0, spot: float = 0.0, jobs: int = 2
+) -> str:
+    """A workspace config tuned for tests (Tesseract only, no quiet time unless asked)."""
+    return FAST_CONFIG.format(
+        clean_pixels=str(clean_pixels).lower(), quiet=quiet, spot=spot, jobs=jobs
+    )
 
 
 def sample_workspace(
@@ -39,7 +48,7 @@ def sample_workspace(
     Returns the workspace, the subjects and every planted value (DICOM and raw).
     """
     workspace = init_workspace(root)
-    text = FAST_CONFIG.format(clean_pixels=str(clean_pixels).lower(), quiet=quiet, spot=spot)
+    text = config_text(clean_pixels=clean_pixels, quiet=quiet, spot=spot)
     if catalog_url:
         text += f'\n[catalog]\nurl = "{catalog_url}"\n'
     (workspace.root / "mricurate.toml").write_text(text)

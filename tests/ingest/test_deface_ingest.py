@@ -44,7 +44,7 @@ from pipeline.samples.head_volume import (
 )
 from pipeline.samples.subjects import make_subjects
 from pipeline.workspace import Workspace, init_workspace, open_workspace
-from tests.flows.sample import FAST_CONFIG
+from tests.flows.sample import config_text
 
 # One ingest run (two registrations) for the module: one xdist worker (make test: loadgroup).
 pytestmark = pytest.mark.xdist_group("deface-ingest")
@@ -65,7 +65,7 @@ class Ingested:
 
 def _workspace(root: Path, deface_rules: str = "") -> Workspace:
     workspace = init_workspace(root)
-    text = FAST_CONFIG.format(clean_pixels="false", quiet=0, spot=0.0)
+    text = config_text(clean_pixels=False)
     if deface_rules:  # a site's own defacing rules beside the config
         (workspace.root / "deface.yaml").write_text(deface_rules)
         text += '\n[deface]\nrules = "deface.yaml"\n'

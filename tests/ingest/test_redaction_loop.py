@@ -37,22 +37,9 @@ from pipeline.catalog import (
 from pipeline.ingest.once import ingest_once
 from pipeline.samples import make_subjects, mr_series, other_objects
 from pipeline.workspace import Workspace, init_workspace, open_workspace
+from tests.flows.sample import config_text
 
-CONFIG = """
-[deid]
-profile = "research"
-clean_pixels = true
-
-[pixels]
-ocr_engine = "tesseract"
-
-[ingest]
-quiet_seconds = 0
-jobs = 1
-
-[review]
-spot_check_share = 0.0
-"""
+CONFIG = config_text(jobs=1)
 # Drawn by the reviewer over the ultrasound's image (not over text OCR blanked).
 BOX = RedactionBox(None, 100, 100, 40, 30, BoxSource.DRAWN)
 Summary = dict[str, object]

@@ -43,22 +43,9 @@ from pipeline.review import (
 from pipeline.samples import Subject, make_subjects, other_objects
 from pipeline.samples.burned_text import printed_name
 from pipeline.workspace import Workspace, init_workspace, open_workspace
+from tests.flows.sample import config_text
 
-CONFIG = """
-[deid]
-profile = "research"
-clean_pixels = true
-
-[pixels]
-ocr_engine = "tesseract"
-
-[ingest]
-quiet_seconds = 0
-jobs = 1
-
-[review]
-spot_check_share = 0.0
-"""
+CONFIG = config_text(jobs=1)
 
 
 @dataclass(frozen=True)
