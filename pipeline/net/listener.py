@@ -32,6 +32,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pipeline.catalog import Catalog
+from pipeline.net import spool
 from pipeline.net.contexts import in_requestors_order, listener_contexts
 from pipeline.net.errors import NetworkError
 from pipeline.net.receive import LOG, Peer, Receiver
@@ -105,6 +106,7 @@ def prepare_receiving(workspace: Workspace) -> Path:
     # pynetdicom's NamedTemporaryFile() takes tempfile.gettempdir(); this process is the
     # listener's own (see the module's docstring), so setting it here is deliberate.
     tempfile.tempdir = str(folder)
+    spool.install()  # a write that fails there (disk full) answers failure, leaves nothing
     return folder
 
 

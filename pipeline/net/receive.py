@@ -49,6 +49,7 @@ from pydicom.uid import UID
 from pipeline.catalog import Catalog, Receipt
 from pipeline.catalog.errors import CatalogError, short
 from pipeline.errors import StorageError
+from pipeline.net.spool import describe, failure
 from pipeline.net.status import StoreStatus
 
 LOG = logging.getLogger("mricurate.listen")
@@ -110,6 +111,12 @@ class Receiver:
 
     def store(self, path: Path, announced_uid: str, peer: Peer) -> Received:
         """Make the dataset file at ``path`` durable in ``incoming/``, or say why not."""
+        unwritten = failure(path)
+        if unwritten is not None:  # our disk, not the sender's data (pipeline.net.spool)
+            LOG.error("could not write an instance from %s into %s: %s; answered 'out of "
+                      "resources', the sender will retry: free room on that disk",
+                      peer.ae_title, path.parent, describe(unwritten))  # fmt: skip
+            return Received(ReceiveOutcome.NOT_WRITTEN, StoreStatus.OUT_OF_RESOURCES, "")
         try:
             sha256, size = _hash_and_sync(path)
         except OSError as exc:
