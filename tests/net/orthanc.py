@@ -117,6 +117,16 @@ class Orthanc:
         assert len(found) == 1
         return str(found[0])
 
+    def files(self) -> list[bytes]:
+        """Every instance stored, as the DICOM file Orthanc keeps (REST /instances/{id}/file)."""
+        files = []
+        for ident in self.get("/instances"):
+            with urllib.request.urlopen(
+                self._url(f"/instances/{ident}/file"), timeout=10
+            ) as answer:
+                files.append(answer.read())
+        return files
+
     def sop_instance_uids(self) -> set[str]:
         uids = set()
         for ident in self.get("/instances"):
