@@ -3,9 +3,10 @@
 Two Orthancs for the module (tests/net/orthanc.py), each on free loopback
 ports: CLINICAL, loaded through its REST API with three studies of
 pydicom's real files carrying planted identifiers (names, IDs, accession
-numbers, dates, institution, and a free-text comment), and RESEARCH, empty.
-`mricurate pull` retrieves two of the studies into incoming/ (C-MOVE to our
-listener), the ingest stages run over them (:func:`~pipeline.ingest.once.
+numbers, dates, institution, a free-text comment, identifiers inside a
+sequence), and RESEARCH, empty.  `mricurate pull` retrieves two of the
+studies into incoming/ (C-MOVE to our listener), one of their instances an RT
+plan the release does not carry (quarantined), the ingest stages run over them (:func:`~pipeline.ingest.once.
 ingest_once`, what the flow calls: Prefect's start costs more than the test's
 budget and is proved by tests/flows), what the run held back for review is
 approved through the catalog's review API (:meth:`Catalog.decide`, what the
@@ -49,7 +50,7 @@ STUDIES = {
     "r1": ("PLANTACC01", "PLANTPID01", "Plantsurname^Janeplant", "20240105",
            ["MR_small.dcm", "CT_small.dcm"]),
     "r2": ("PLANTACC02", "PLANTPID02", "Plantother^Joeplant", "20230720",
-           ["MR_small_RLE.dcm", "JPEG2000.dcm"]),
+           ["MR_small_RLE.dcm", "JPEG2000.dcm", "rtplan.dcm"]),  # an RT plan: kept out
     "r3": ("PLANTACC03", "PLANTPID02", "Plantother^Joeplant", "20220101",
            ["SC_rgb_rle.dcm"]),  # not in the cohort: never pulled
 }  # fmt: skip
@@ -63,7 +64,7 @@ PLANTED = [
     *(value for study in STUDIES.values() for value in study[:3]),
     *(date for study in STUDIES.values() for date in [study[3]]),
     INSTITUTION, FREE_TEXT, "Plantsurname", "Janeplant", "Plantother", "Joeplant",
-    "Plantville", "Plantnote", "Plantdoctor", "05.01.2024", "4471123",
+    "Plantville", "Plantnote", "Plantdoctor", "05.01.2024", "4471123", "PLANTRPID7",
 ]  # fmt: skip
 
 
@@ -96,6 +97,9 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
                 ds.PatientBirthDate = "19610203"
                 ds.InstitutionName = INSTITUTION
                 ds.ImageComments = FREE_TEXT
+                ds.RequestAttributesSequence = [Dataset()]  # identifiers inside a sequence
+                ds.RequestAttributesSequence[0].AccessionNumber = accession
+                ds.RequestAttributesSequence[0].RequestedProcedureID = "PLANTRPID7"
                 ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
                 ds.SeriesNumber = number + 1
                 ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -193,11 +197,13 @@ def test_pull_ingest_push_stores_exactly_the_release_and_no_planted_value(
     listed = [line.split("  ", 1)[1] for line in (root / SUMS_NAME).read_text().splitlines()]
     released = {str(dcmread(root / p).SOPInstanceUID): dcmread(root / p)
                 for p in listed if p.startswith("dicom/")}  # fmt: skip
-    assert len(released) == pulled
+    assert len(released) == pulled - 1  # all but the RT plan, quarantined with its reason
+    account = (workspace.quarantine / "quarantined.csv").read_text().splitlines()
+    assert [line.split(",")[2] for line in account[1:]] == ["sop-class-not-allowed"]
 
     assert main(["push", "--workspace", str(workspace.root), "--to", "research"]) == 0
     out, err = capsys.readouterr()
-    assert f"{pulled} sent, 0 sent before, 0 failed (of {pulled} DICOM files)" in out
+    assert f"{pulled - 1} sent, 0 sent before, 0 failed (of {pulled - 1} DICOM files)" in out
 
     stored = stored_instances(peers.research)
     assert set(stored) == set(released)  # the release, all of it, nothing else
@@ -207,7 +213,8 @@ def test_pull_ingest_push_stores_exactly_the_release_and_no_planted_value(
     for path in workspace.private.iterdir():
         if path != workspace.staging:
             kept_out |= dicom_uids(path) if path.is_dir() else set()
-    assert len(kept_out & peers.original_uids) >= pulled  # the check reads those folders
+    # The check reads those folders: each pulled instance is there (the RT plan twice).
+    assert len(kept_out & peers.original_uids) == pulled
     assert not set(stored) & (kept_out | peers.original_uids)
     for uid, ds in stored.items():
         sent = released[uid]
