@@ -205,3 +205,24 @@ def test_a_full_disk_answers_failure_leaves_nothing_and_a_resend_stores_them(
     assert (code, responses) == (0, ["Success"] * (INSTANCES - FITS))
     check_incoming(disk, list(range(INSTANCES)), {str(ds.SOPInstanceUID): small})
     assert disk.process.poll() is None
+
+
+def test_a_temp_file_that_cannot_be_made_is_a_failure_not_an_exception(tmp_path: Path) -> None:
+    """The spool's other path: no file at all (here the folder is gone: a real ENOENT)."""
+    import tempfile
+
+    from pipeline.net import spool
+
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path / "gone")
+    try:
+        file = spool.SpoolFile(delete=False, mode="wb", suffix=".dcm")
+    finally:
+        tempfile.tempdir = saved
+    assert file.write(b"part of a dataset") == 17  # dropped, the association reads on
+    file.file.flush()
+    error = spool.failure(file.name)
+    assert error is not None and not Path(file.name).exists()
+    assert spool.describe(error) == "a write failed (No such file or directory)"
+    file.close()
+    assert spool.failure(file.name) is None
