@@ -43,7 +43,7 @@ SHARED = 3  # instances every sender sends (the same SOP Instance UID, at once)
 def instances(folder: Path, count: int) -> list[Path]:
     """``count`` small real-looking instances (pydicom's CT_small with new UIDs)."""
     folder.mkdir(parents=True, exist_ok=True)
-    template = dcmread(get_testdata_file("CT_small.dcm"))
+    template = dcmread(Path(str(get_testdata_file("CT_small.dcm"))))
     paths = []
     for number in range(count):
         template.SOPInstanceUID = template.file_meta.MediaStorageSOPInstanceUID = generate_uid()
