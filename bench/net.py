@@ -204,10 +204,28 @@ def rss_peak_mb(pid: int) -> float:
     return float("nan")
 
 
-class Listen:
-    """``mricurate listen`` over a fresh workspace on a free port."""
+# pynetdicom alone, as the listener configures it, with a handler that only answers
+# success: what one pynetdicom process costs before any work of ours.
+_BARE_SCP = """
+import sys
+from pynetdicom import AE, _config, evt
+from pipeline.net.contexts import listener_contexts
+_config.STORE_RECV_CHUNKED_DATASET = True
+ae = AE("MRICURATE")
+ae.supported_contexts = listener_contexts()
+ae.maximum_pdu_size = 256 * 1024
+ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=[(evt.EVT_C_STORE, lambda e: 0)])
+"""
 
-    def __init__(self, root: Path) -> None:
+
+class Listen:
+    """``mricurate listen`` over a fresh workspace on a free port.
+
+    ``repo``: that checkout's listener (its own ``.venv``), to compare before
+    and after in one run; ``bare``: pynetdicom alone (:data:`_BARE_SCP`).
+    """
+
+    def __init__(self, root: Path, repo: Path = REPO, *, bare: bool = False) -> None:
         from pipeline.workspace import init_workspace
 
         self.workspace = init_workspace(root)
@@ -216,9 +234,11 @@ class Listen:
             f"[listen]\nport = {self.port}\naddress = '127.0.0.1'\n"
             f"allowed_ae_titles = ['{SENDER}']\n"
         )
+        python = sys.executable if repo == REPO else str(repo / ".venv" / "bin" / "python")
+        command = ["-c", _BARE_SCP, str(self.port)] if bare else [
+            "-m", "mricurate", "listen", "--workspace", str(root)]  # fmt: skip
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mricurate", "listen", "--workspace", str(root)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [python, *command], cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for_port(self.port)
 
@@ -236,9 +256,10 @@ def _row(label: str, count: int, seconds: float, cpu: float, senders_cpu: float 
     return rate
 
 
-def _listen(root: Path, parts: list[list[Path]]) -> tuple[float, float, float]:
+def _listen(root: Path, parts: list[list[Path]], repo: Path = REPO, *,
+            bare: bool = False) -> tuple[float, float, float]:  # fmt: skip
     """(seconds, listener CPU s, senders' CPU s) for ``mricurate listen`` receiving ``parts``."""
-    listen = Listen(root)
+    listen = Listen(root, repo, bare=bare)
     try:
         cpu, theirs = cpu_seconds(listen.process.pid), children_cpu()
         seconds = senders(listen.port, parts, "MRICURATE")
@@ -247,7 +268,7 @@ def _listen(root: Path, parts: list[list[Path]]) -> tuple[float, float, float]:
     finally:
         listen.stop()
     count = sum(map(len, parts))
-    assert stored == count, (stored, count)
+    assert bare or stored == count, (stored, count)
     return seconds, cpu, theirs
 
 
@@ -274,6 +295,8 @@ def main() -> int:
     parser.add_argument("--slices", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4, help="associations at once")
     parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                        help="also run this checkout's listener (its .venv): before and after")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("storescu") is None or shutil.which("storescp") is None:
         print("needs dcmtk (Debian dcmtk)", file=sys.stderr)
@@ -297,6 +320,15 @@ def main() -> int:
         seconds, cpu, theirs = _listen(root / "w2", parts)
         ours_k = _row(f"mricurate listen, {k} associations", n, seconds, cpu, theirs,
                       "the same, group commit")  # fmt: skip
+        if args.compare is not None:
+            for label, many in (("1 association", [files]), (f"{k} associations", parts)):
+                seconds, cpu, theirs = _listen(root / f"before-{len(many)}", many, args.compare)
+                _row(f"before ({args.compare.name}), {label}", n, seconds, cpu, theirs,
+                     "the listener of that checkout")  # fmt: skip
+        for label, many in (("1 association", [files]), (f"{k} associations", parts)):
+            seconds, cpu, theirs = _listen(root / f"bare-{len(many)}", many, bare=True)
+            _row(f"pynetdicom alone, {label}", n, seconds, cpu, theirs,
+                 "handler answers success, stores nothing")  # fmt: skip
         seconds, cpu, theirs = _storescp(root / "storescp1", [files])
         theirs_1 = _row("dcmtk storescp, 1 association", n, seconds, cpu, theirs, "no fsync")
         seconds, cpu, theirs = _storescp(root / "storescp2", parts)

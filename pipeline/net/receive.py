@@ -7,9 +7,10 @@ re-encoded.  :meth:`Receiver.store` then, in the association's own thread,
 
 1. hashes the file and fsyncs it (its content hash is its name and its key);
 2. walks every top-level element to the end of the file once, taking the
-   SOP Instance and Class UIDs on the way (large values, and the fragments
-   of encapsulated pixel data, are seeked over, not read), so a stream cut
-   short or garbage is refused with a failure status;
+   SOP Instance and Class UIDs on the way (a file up to 8 MiB is read whole
+   for it; in a larger one, large values and the fragments of encapsulated
+   pixel data are seeked over, not read), so a stream cut short or garbage
+   is refused with a failure status;
 
 and hands it to the group commit, which, for every instance waiting at that
 moment (several associations send at once: a PACS, several scanners), in
@@ -47,7 +48,6 @@ import datetime as dt
 import enum
 import hashlib
 import logging
-import mmap
 import os
 import struct
 import threading
@@ -285,8 +285,8 @@ def read_whole(path: Path) -> tuple[str, str, str] | None:
     walk to find their end.  A deflated dataset (a zlib stream the walk
     cannot seek in) is read whole by pydicom instead.
 
-    The walk is first tried without pydicom (:func:`_quick_walk`, a tenth
-    of the CPU: the listener is CPU-bound); only its "whole" is taken, and
+    The walk is first tried without pydicom (:func:`_quick_walk`, files up
+    to 8 MiB: the listener is CPU-bound); only its "whole" is taken, and
     whatever it is unsure of or refuses is walked again by pydicom, whose
     verdict stands.
     """
@@ -400,6 +400,7 @@ _LONG_VRS = frozenset(
     [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"]
 )
 _ITEM_DELIMITER = 0xFFFEE00D
+_QUICK_MAX = 8 << 20  # bytes: a file larger than this is walked by pydicom (seeking)
 
 
 class _Unsure(Exception):
@@ -409,32 +410,35 @@ class _Unsure(Exception):
 def _quick_walk(fp: BinaryIO, start: int, size: int, syntax: UID) -> tuple[str, str] | None:
     """The walk of :func:`_walk` on the file's bytes, without pydicom; None: not sure it is whole.
 
-    The file is mapped, not read: only element and item headers are
-    touched (a 100 MB pixel value is jumped over).  Undefined-length
+    For files up to :data:`_QUICK_MAX` only, read whole (a slice is ~130 KB):
+    a larger one is walked by pydicom, which seeks over its values (mapping
+    the file instead would bring its pages into our memory: the kernel maps
+    large folios around each fragment header touched).  Undefined-length
     sequences and their items are followed to their delimiters; what this
     does not follow (a sequence in another encoding than its dataset, an
     undefined-length value that is neither a sequence nor pixel data, a VR
     that is not two capital letters) gives None.
     """
-    if size <= start:
+    if size <= start or size > _QUICK_MAX:
         return None
-    with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        if len(view) != size:
+    implicit = _implicit(fp, syntax.is_implicit_VR)
+    fp.seek(0)
+    data = fp.read()
+    if len(data) != size:
+        return None
+    walk = _Walk(data, size, implicit, "<" if syntax.is_little_endian else ">")
+    try:
+        if walk.dataset(start, top=True) != size:
             return None
-        implicit = _implicit(fp, syntax.is_implicit_VR)
-        walk = _Walk(view, size, implicit, "<" if syntax.is_little_endian else ">")
-        try:
-            if walk.dataset(start, top=True) != size:
-                return None
-        except (_Unsure, struct.error):
-            return None
-        return walk.sop_uid, walk.sop_class
+    except (_Unsure, struct.error):
+        return None
+    return walk.sop_uid, walk.sop_class
 
 
 class _Walk:
-    """A dataset's element headers, walked in a mapped file (see :func:`_quick_walk`)."""
+    """A dataset's element headers, walked in a file's bytes (see :func:`_quick_walk`)."""
 
-    def __init__(self, view: mmap.mmap, size: int, implicit: bool, endian: str) -> None:
+    def __init__(self, view: bytes, size: int, implicit: bool, endian: str) -> None:
         self.view, self.size, self.implicit = view, size, implicit
         self.tag_length = struct.Struct(f"{endian}HHL")
         self.short_length = struct.Struct(f"{endian}H")
