@@ -183,3 +183,35 @@ def test_four_storescu_associations_at_once(
     assert_each_once_and_recorded(
         workspace, [p for plan in plans for p in plan], workspace.catalog_url
     )
+
+
+def test_a_failed_rename_records_nothing_and_a_resend_is_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    workspace = init_workspace(tmp_path / "w")
+    workspace.receiving.mkdir(mode=0o700, exist_ok=True)
+    (path,) = instances(tmp_path / "sent", 1)
+    uid = uid_of(path)
+    url = sqlite_url(tmp_path / "catalog.sqlite")
+    with Catalog.open(url) as catalog:
+        receiver = Receiver(workspace.incoming, catalog)
+        temp = workspace.receiving / "0.dcm"
+        shutil.copyfile(path, temp)
+        workspace.incoming.rmdir()  # the rename into incoming/ fails (ENOENT): our failure
+        got = receiver.store(temp, uid, Peer(SCANNER, "127.0.0.1"))
+        assert (got.outcome, got.status) == (ReceiveOutcome.NOT_WRITTEN,
+                                             StoreStatus.OUT_OF_RESOURCES)  # fmt: skip
+        assert catalog.received(uid) is None  # rolled back: no record without its file
+        # The rename's own error, not blamed on the catalog (the transaction it ran in).
+        assert "No such file or directory" in caplog.text and "StorageError" not in caplog.text
+        workspace.incoming.mkdir()
+        again = receiver.store(temp, uid, Peer(SCANNER, "127.0.0.1"))  # the sender retries
+        assert again.outcome is ReceiveOutcome.STORED
+    assert_one_stored(workspace, uid, url)
+
+
+def assert_one_stored(workspace: Workspace, uid: str, url: str) -> None:
+    (stored,) = workspace.incoming.iterdir()
+    with Catalog.open(url) as catalog:
+        receipt = catalog.received(uid)
+    assert receipt is not None and stored.name == f"{receipt.sha256}.dcm"
