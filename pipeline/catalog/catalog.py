@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -1035,15 +1035,51 @@ class Catalog(AuditReads, ReviewAccess):
                 )
         return found
 
-    def record_received(self, receipt: Receipt) -> bool:
-        """Record an instance the listener stored; False when its UID was recorded already."""
-        check_sha256(receipt.sha256, "a received file's content hash")
-        values = {name: getattr(receipt, name) for name in Receipt.__dataclass_fields__}
-        with self._write() as connection:
-            done = connection.execute(
-                _insert(connection, ReceivedRow).values(**values).on_conflict_do_nothing()
-            )
-            return bool(done.rowcount)
+    def record_received(
+        self,
+        receipts: Sequence[Receipt],
+        make_durable: Callable[[Sequence[Receipt]], None] | None = None,
+    ) -> set[str]:
+        """Record the instances the listener stored; return the UIDs new to the catalog.
+
+        One transaction for the whole group (the listener's group commit:
+        the C-STOREs that arrived while the last commit ran).  A receipt whose
+        SOP Instance UID is recorded already, or comes later in ``receipts``
+        than another of that UID, is not recorded.  ``make_durable`` is
+        called with the new ones after their rows are written and before the
+        commit: the listener renames their files into ``incoming/`` and
+        fsyncs the folder there, so that a row is never committed before its
+        file is durable; what it raises rolls the rows back and is raised
+        as it is (an ``OSError`` of the caller's is not the catalog's).
+        """
+        for receipt in receipts:
+            check_sha256(receipt.sha256, "a received file's content hash")
+        first: dict[str, Receipt] = {}
+        for receipt in receipts:
+            first.setdefault(receipt.sop_instance_uid, receipt)
+        if not first:
+            return set()
+        caller_failed: BaseException | None = None
+        try:
+            with self._write() as connection:
+                new = set(
+                    connection.execute(
+                        _insert(connection, ReceivedRow)
+                        .on_conflict_do_nothing(index_elements=[ReceivedRow.sop_instance_uid])
+                        .returning(ReceivedRow.sop_instance_uid),
+                        [_receipt_values(receipt) for receipt in first.values()],
+                    ).scalars()
+                )
+                if make_durable is not None and new:
+                    try:
+                        make_durable([r for uid, r in first.items() if uid in new])
+                    except BaseException as exc:
+                        caller_failed = exc
+                        raise _CallerFailed from None
+        except _CallerFailed:
+            assert caller_failed is not None
+            raise caller_failed from None
+        return new
 
     def record_push(self, attempts: Sequence[PushAttempt]) -> None:
         """Append what a push did with each file (history: never updated)."""
@@ -1200,6 +1236,14 @@ def _decided(queue_id: Any) -> Any:
 
 def _path_digest(path: bytes) -> bytes:
     return hashlib.sha256(bytes(path)).digest()
+
+
+class _CallerFailed(Exception):
+    """Carries a caller's failure out of a transaction (rolled back) without rewrapping it."""
+
+
+def _receipt_values(receipt: Receipt) -> dict[str, Any]:
+    return {name: getattr(receipt, name) for name in Receipt.__dataclass_fields__}
 
 
 def _insert(connection: Connection, table: type[Any]) -> Any:
