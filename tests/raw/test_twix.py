@@ -583,3 +583,36 @@ def test_ismrmrd_recon_of_converted_gre_is_the_phantom_twixtools_data_gives(tmp_
     correlation = np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b)
     assert image.shape == (160, 160)
     assert correlation > 0.999
+
+
+_PARSE_ALONE = """
+import json, sys
+from pathlib import Path
+from pipeline.raw.protocol import ismrmrd_header, parse_protocol
+from pipeline.raw.twix import open_twix
+meas = open_twix(Path(sys.argv[1])).measurements[0]
+xml = ismrmrd_header(parse_protocol(meas.header_bytes), noise=meas.is_noise)
+print(json.dumps({"xml": xml, "loaded": sorted(m for m in sys.modules if m.split(".")[0] in
+    ("twixtools", "matplotlib", "scipy"))}))
+"""
+
+
+def test_protocol_parses_without_importing_twixtools(tmp_path: Path) -> None:
+    """The XProtocol parser is loaded alone: a worker does not pay for twixtools' imports
+    (scipy and matplotlib, seconds per process), and the header is the same as here."""
+    import json
+    import sys
+
+    from pipeline.raw.protocol import ismrmrd_header, parse_protocol
+
+    path = tmp_path / "meas.dat"
+    write_vd_twix(path, [SyntheticMeasurement(channels=2, samples=16, lines=4)])
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE_ALONE, str(path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    answer = json.loads(done.stdout)
+    assert answer["loaded"] == []
+    meas = open_twix(path).measurements[0]
+    assert answer["xml"] == ismrmrd_header(parse_protocol(meas.header_bytes), noise=meas.is_noise)
