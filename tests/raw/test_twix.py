@@ -616,3 +616,66 @@ def test_protocol_parses_without_importing_twixtools(tmp_path: Path) -> None:
     assert answer["loaded"] == []
     meas = open_twix(path).measurements[0]
     assert answer["xml"] == ismrmrd_header(parse_protocol(meas.header_bytes), noise=meas.is_noise)
+
+
+def _same_leaves(a: np.ndarray, b: np.ndarray, where: str) -> None:
+    """Field by field (padding between fields is never written, so never compared)."""
+    if a.dtype.names is None:
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), where
+        return
+    for name in a.dtype.names:
+        _same_leaves(
+            np.ascontiguousarray(a[name]), np.ascontiguousarray(b[name]), f"{where}.{name}"
+        )
+
+
+def _assert_same_blocks(path: Path, **options: int) -> tuple[int, int]:
+    """Runs of readouts decode to the blocks of one readout at a time.
+
+    Returns the acquisitions and waveforms they hold.
+    """
+    twix = open_twix(path)
+    counts = {AcquisitionBlock: 0, WaveformBlock: 0}
+    for meas in twix.measurements:
+        runs = list(measurement_blocks(twix, meas, **options))
+        single = list(measurement_blocks(twix, meas, max_run=1, **options))
+        assert [(type(b), len(b)) for b in runs] == [(type(b), len(b)) for b in single]
+        for k, (run, one) in enumerate(zip(runs, single, strict=True)):
+            _same_leaves(run.rows["head"], one.rows["head"], f"block {k} head")
+            for field in ("traj", "data") if isinstance(run, AcquisitionBlock) else ("data",):
+                for i, (x, y) in enumerate(zip(run.rows[field], one.rows[field], strict=True)):
+                    assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), (k, field, i)
+            counts[type(run)] += len(run)
+    assert counts[AcquisitionBlock] == sum(m.acquisitions for m in twix.measurements)
+    return counts[AcquisitionBlock], counts[WaveformBlock]
+
+
+_BLOCKINGS = [{}, {"block_rows": 7}, {"block_bytes": 10_000}]
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=reference_marks("twix", n)) for n in ("gre.dat", "epi.dat")]
+)
+def test_runs_of_readouts_decode_as_one_at_a_time_real(name: str) -> None:
+    for options in _BLOCKINGS:
+        assert _assert_same_blocks(REFERENCE / name, **options)[0] > 0
+
+
+def test_runs_of_readouts_decode_as_one_at_a_time_generated(tmp_path: Path) -> None:
+    """Shapes change (noise, then imaging), SYNCDATA and PMU packets cut runs, VB17 too."""
+    vd, vb = tmp_path / "vd.dat", tmp_path / "vb.dat"
+    write_vd_twix(
+        vd,
+        [
+            SyntheticMeasurement(noise=True, channels=3, samples=32, lines=4, slices=1),
+            SyntheticMeasurement(
+                channels=4, samples=64, lines=12, slices=3, ref_lines=4, contrasts=2,
+                syncdata_every=5, pmu_every=7,
+            ),
+        ],
+    )  # fmt: skip
+    write_vb17_twix(vb, SyntheticMeasurement(channels=3, samples=48, lines=10, syncdata_every=4))
+    for options in _BLOCKINGS:
+        acquisitions, waveforms = _assert_same_blocks(vd, **options)
+        assert acquisitions == 4 + 12 * 3 * 2 and waveforms > 0
+        assert _assert_same_blocks(vb, **options)[0] == 20
