@@ -151,6 +151,8 @@ class _Reader:
 
     def __init__(self, path: Path, chunk: int = READ_CHUNK) -> None:
         self._fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        if hasattr(os, "posix_fadvise"):  # one pass front to back: read ahead further
+            os.posix_fadvise(self._fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         self._chunk = chunk
         self._buf = bytearray(chunk)
         self._start = 0
