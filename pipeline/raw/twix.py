@@ -10,8 +10,9 @@ before each channel's samples).  A measurement ends with an ACQEND MDH.
 bytes per readout) so that a cut-off or malformed file is refused before any
 output exists, and so the runner knows which measurement is a noise
 adjustment.  :func:`measurement_blocks` then makes one sequential pass over a
-measurement with large buffered reads and yields acquisitions in blocks ready
-for one h5py write each; it never holds more than one block in memory, unlike
+measurement with large buffered reads, decodes consecutive readouts of one
+shape together (numpy over the read buffer, not Python per readout) and
+yields acquisitions in blocks ready for one h5py write each; it never holds more than one block in memory, unlike
 ``twixtools.read_twix`` which builds a Python object per readout for the whole
 file.
 
@@ -542,8 +543,8 @@ def measurement_blocks(
     samples, whichever comes first, which bounds memory whatever the file
     size.  ACQEND ends the stream and is not an acquisition; SYNCDATA packets
     become waveforms (see :data:`SYNCDATA_WAVEFORM_ID`).  Consecutive readouts
-    of one shape are decoded together, ``max_run`` at most (None: as many as
-    the read buffer holds; 1: one by one, the reference the tests compare with).
+    of one shape are decoded together, ``max_run`` at most (None: up to
+    :data:`RUN_BYTES` of samples; 1: one by one, what the tests compare with).
 
     Raises
     ------
@@ -718,7 +719,7 @@ def _decode_run(
     as_bytes = np.frombuffer(buffered, dtype=np.uint8, count=count * dtype.itemsize)
     headers = as_bytes.reshape(count, dtype.itemsize)[:, : layout.header_size].copy()
     data = np.empty((count, channels * 2 * samples), dtype=np.float32)
-    if samples:
+    if samples and channels:
         data.view(f"V{8 * samples}").reshape(count, channels)[...] = per_channel["d"]  # the copy
     return _Run(headers, data, per_channel["h"]["ChannelId"].astype(np.int64))
 
