@@ -18,7 +18,8 @@ outside the repository, which is deleted at the end.  Then, on that file:
 * ``open_twix``: our layout check (every MDH read, no samples).
 * ``measurement_blocks``: our streaming reader alone (samples read and mapped, nothing written).
 * ``mricurate convert``: ``open_twix`` + ``measurement_blocks`` + ``write_ismrmrd``,
-  the conversion of the samples, in this process (a minimal header).
+  the conversion of the samples, in this process (a minimal header); the writer
+  hashes its output (SHA-256, what the runner records) while the fsync waits.
 * ``file_sha256``: the runner's hash of the whole input (one extra read of it).
 * ``convert_tree``: what ``mricurate convert`` runs on a folder holding the file:
   the input hashed, the full header built from the generator's protocol, the
@@ -32,7 +33,10 @@ outside the repository, which is deleted at the end.  Then, on that file:
   readout, as a one-by-one converter does), timed on the first ``--prefix``
   acquisitions and extrapolated to the file by bytes (marked ``*``).
 
-MB/s are of the input file's size, 10^6 bytes.  The page cache cannot be
+MB/s are of the input file's size, 10^6 bytes; ``cpu s`` is this process's and its
+reaped children's user + system time (the runner's worker included), ``load`` the
+1-minute load average when the row started: on a shared machine read wall time
+next to both.  The page cache cannot be
 dropped here, so every figure is *warm*: the input is read once before any
 timing, and before each measurement pending writes are flushed (``os.sync``)
 and outputs of the previous one deleted.  Each measurement is repeated
@@ -75,7 +79,6 @@ from pipeline.raw.ismrmrd_out import write_ismrmrd  # noqa: E402
 from pipeline.raw.twix import measurement_blocks, open_twix  # noqa: E402
 from pipeline.read.content import file_sha256  # noqa: E402
 from pipeline.reasons import Outcome  # noqa: E402
-from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix  # noqa: E402
 from pipeline.steps.raw_file import convert_tree  # noqa: E402
 
 COILS, SAMPLES, LINES = 15, 640, 368
@@ -260,6 +263,10 @@ def main() -> None:
         incoming = work / "incoming"  # convert_tree converts a folder: the file alone in it
         incoming.mkdir()
         source = incoming / "meas_knee.dat"
+        # Imported here: the generator imports twixtools (scipy, matplotlib), which the
+        # subprocesses that import this module for ``whole_pipeline`` must not pay for.
+        from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
+
         t0 = time.perf_counter()
         write_vd_twix(
             source,
@@ -285,27 +292,31 @@ def main() -> None:
                 else:
                     path.unlink()
 
-        rows: list[tuple[str, float, float, str]] = []
+        rows: list[tuple[str, float, float, float, str]] = []
+        load_start = os.getloadavg()
 
-        def measure(name: str, run: Callable[[], object], note: str = "") -> float:
-            print(f"  {name} ... load {os.getloadavg()[0]:.2f}", flush=True)
+        def measure(name: str, run: Callable[[], object], note: str = "") -> tuple[float, float]:
+            load = os.getloadavg()[0]
+            print(f"  {name} ... load {load:.2f}", flush=True)
             wall, cpu = best_of(args.repeat, run, clean)
-            rows.append((name, wall, cpu, note))
-            return wall
+            rows.append((name, wall, cpu, load, note))
+            return wall, cpu
 
         if args.rss_only:
             peaks = rss_rows(source, work, target, skip, clean)
             report_rss(peaks)
             return
 
-        cp = measure("cp", lambda: subprocess.run(["cp", str(source), str(target)], check=True))
+        cp, cp_cpu = measure(
+            "cp", lambda: subprocess.run(["cp", str(source), str(target)], check=True)
+        )
 
         def cp_fsync() -> None:
             subprocess.run(["cp", str(source), str(target)], check=True)
             with open(target, "rb") as copied:
                 os.fsync(copied.fileno())
 
-        measure("cp + fsync", cp_fsync, "durable, as the conversion's output")
+        durable, _ = measure("cp + fsync", cp_fsync, "durable, as the conversion's output")
         measure(
             "dd bs=8M",
             lambda: subprocess.run(
@@ -321,12 +332,13 @@ def main() -> None:
             )
         measure("open_twix", lambda: open_twix(source), "every MDH, no samples")
         measure("measurement_blocks (no output)", lambda: stream_only(source))
-        ours = measure(
+        ours, ours_cpu = measure(
             "mricurate convert (open+blocks+write)",
             lambda: convert(source, target.with_suffix(".h5")),
+            "output hashed during its fsync",
         )
         measure("file_sha256", lambda: file_sha256(source), "the runner's input hash")
-        tree = measure(
+        tree, tree_cpu = measure(
             "convert_tree (whole pipeline: hash, header, allowlist, XSD, write)",
             lambda: whole_pipeline(source, work),
             "what mricurate convert runs",
@@ -355,27 +367,42 @@ def main() -> None:
                     "ismrmrd append_acquisition one by one",
                     append,
                     math.nan,
+                    os.getloadavg()[0],
                     f"* first {count:,} acquisitions, extrapolated",
                 )
             )
 
         peaks = rss_rows(source, work, target, skip, clean)
-        for name, (child_seconds, rss) in peaks.items():
-            rows.append((f"{name}, subprocess", child_seconds, math.nan, f"peak RSS {rss:.0f} MiB"))
+        for name, (child_seconds, rss, load) in peaks.items():
+            rows.append(
+                (f"{name}, subprocess", child_seconds, math.nan, load, f"peak RSS {rss:.0f} MiB")
+            )
 
         print()
         width = max(len(name) for name, *_ in rows)
-        print(f"| {'what':<{width}} | {'s':>7} | {'MB/s':>7} | {'x cp':>6} | {'cpu s':>6} | note")
-        print(f"| {'-' * width} | {'-' * 7} | {'-' * 7} | {'-' * 6} | {'-' * 6} | ---")
-        for name, wall, cpu, note in rows:
+        print(
+            f"| {'what':<{width}} | {'s':>7} | {'MB/s':>7} | {'x cp':>6} | {'cpu s':>6} "
+            f"| {'load':>5} | note"
+        )
+        print(f"| {'-' * width} | {'-' * 7} | {'-' * 7} | {'-' * 6} | {'-' * 6} | {'-' * 5} | ---")
+        for name, wall, cpu, load, note in rows:
             cpu_text = "" if math.isnan(cpu) else f"{cpu:.2f}"
             print(
                 f"| {name:<{width}} | {wall:7.2f} | {mb / wall:7.0f} | {wall / cp:6.2f} "
-                f"| {cpu_text:>6} | {note}"
+                f"| {cpu_text:>6} | {load:5.2f} | {note}"
             )
         print()
-        print(f"convert vs cp: {ours / cp:.2f}x the time (target <= 2)")
-        print(f"convert_tree vs cp: {tree / cp:.2f}x the time (the runner's overhead included)")
+        loads = ", ".join(f"{x:.2f}" for x in load_start)
+        print(f"load average at the start (1, 5, 15 min): {loads}; at the end: ", end="")
+        print(", ".join(f"{x:.2f}" for x in os.getloadavg()), f"({os.cpu_count()} cores)")
+        print(
+            f"convert vs cp: {ours / cp:.2f}x the time (target <= 3), "
+            f"{ours / durable:.2f}x cp + fsync; cpu {ours_cpu:.2f} s vs cp's {cp_cpu:.2f} s"
+        )
+        print(
+            f"convert_tree vs cp: {tree / cp:.2f}x the time (target <= 3), "
+            f"{tree / durable:.2f}x cp + fsync; cpu {tree_cpu:.2f} s (the runner's overhead included)"
+        )
         if not math.isnan(append):
             print(f"one-by-one appends vs convert: {append / ours:.1f}x slower (target >= 5)")
         report_rss(peaks)
@@ -385,9 +412,9 @@ def main() -> None:
 
 def rss_rows(
     source: Path, work: Path, target: Path, skip: set[str], clean: Callable[[], None]
-) -> dict[str, tuple[float, float]]:
-    """Wall seconds and peak RSS (MiB) of the conversions, each in a fresh subprocess."""
-    peaks: dict[str, tuple[float, float]] = {}
+) -> dict[str, tuple[float, float, float]]:
+    """Wall seconds, peak RSS (MiB) and load before, of each conversion in a fresh subprocess."""
+    peaks: dict[str, tuple[float, float, float]] = {}
     runs = [
         ("mricurate convert", _CONVERT, [str(source), str(target.with_suffix(".h5")), str(ROOT)]),
         ("convert_tree", _PIPELINE, [str(source), str(work), str(ROOT), "-"]),
@@ -399,14 +426,15 @@ def rss_rows(
     for name, script, args in runs:
         clean()
         os.sync()
-        print(f"  {name}, peak RSS ... load {os.getloadavg()[0]:.2f}", flush=True)
-        peaks[name] = child_peak_rss(*args, script=script)
+        load = os.getloadavg()[0]
+        print(f"  {name}, peak RSS ... load {load:.2f}", flush=True)
+        peaks[name] = (*child_peak_rss(*args, script=script), load)
     clean()
     return peaks
 
 
-def report_rss(peaks: dict[str, tuple[float, float]]) -> None:
-    for name, (seconds, rss) in peaks.items():
+def report_rss(peaks: dict[str, tuple[float, float, float]]) -> None:
+    for name, (seconds, rss, _load) in peaks.items():
         target = " (target < 250)" if "fastmri" in name else " (target < 200)"
         print(f"peak RSS of {name} in a subprocess: {rss:.0f} MiB{target}, {seconds:.2f} s")
 

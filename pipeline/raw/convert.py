@@ -52,6 +52,7 @@ class ConvertedMeasurement:
     acquisitions: int
     waveforms: int
     noise: bool
+    sha256: str  # of the ISMRMRD temp file, hashed by its writer as it was made durable
     fastmri_relpath: str | None = None
     fastmri_temp: Path | None = None
     fastmri_skipped: str = ""  # why an image measurement has no fastMRI file (PHI-free)
@@ -255,8 +256,8 @@ def _write_measurement(
         frame_of_reference_uid=identity.frame_of_reference_uid,
     )
     return ConvertedMeasurement(
-        relpath, temp, link, stats.acquisitions, stats.waveforms, noise, fastmri_relpath,
-        fastmri_temp, fastmri_skipped,
+        relpath, temp, link, stats.acquisitions, stats.waveforms, noise, stats.sha256,
+        fastmri_relpath, fastmri_temp, fastmri_skipped,
     )  # fmt: skip
 
 

@@ -15,12 +15,15 @@ never an output.  Nothing here logs or raises a header value.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UnreadableInput
@@ -754,13 +757,23 @@ def subject_hints(xml: str) -> SubjectHints:
     )
 
 
+@lru_cache(maxsize=1)
 def _parse_buffer() -> Callable[[str], dict[str, object]]:
-    """twixtools' XProtocol parser, imported on first use.
+    """twixtools' XProtocol parser, loaded on first use without the twixtools package.
 
-    Importing twixtools runs its package ``__init__``, which pulls in scipy
-    and matplotlib (1.2 s here): a ``convert`` rerun that finds every input
-    unchanged, and every other command, should not pay for it.
+    ``import twixtools.twixprot`` runs the package's ``__init__``, which pulls in
+    twixtools' reader, scipy and matplotlib: 1.2 s on an idle core, over 3 s on a
+    busy one, paid by every worker process that converts a twix file.  The parser's
+    own module (``twixprot.py``) needs only ``re``, ``struct`` and numpy, so it is
+    loaded alone from the installed package, found without importing it.
     """
-    from twixtools.twixprot import parse_buffer
-
-    return parse_buffer  # type: ignore[no-any-return]
+    spec = importlib.util.find_spec("twixtools")  # a top-level spec: __init__ is not run
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("twixtools is not installed: reinstall mricurate (make install)")
+    source = Path(next(iter(spec.submodule_search_locations))) / "twixprot.py"
+    module_spec = importlib.util.spec_from_file_location("_mricurate_twixprot", source)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"twixtools has no {source.name}: reinstall mricurate (make install)")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.parse_buffer  # type: ignore[no-any-return]

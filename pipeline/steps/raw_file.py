@@ -156,7 +156,7 @@ def _result(conversion: Conversion, sha: str) -> StepResult:
                 Area.RELEASE,
                 m.relpath,
                 os.fspath(m.temp_path),
-                _sha_of_file(m.temp_path),
+                m.sha256,  # hashed by the writer while the file was fsynced
                 durable=True,
             )
         )

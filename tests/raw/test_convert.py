@@ -132,6 +132,18 @@ def test_no_planted_or_real_phi_reaches_the_release(
         assert not leaks, f"{path.name}: {leaks}"
 
 
+def test_recorded_hashes_are_those_of_the_released_files(
+    converted: tuple[RunSummary, Path, PrivateStore],
+) -> None:
+    """The writer hashes its file while it fsyncs it: that hash is what the record holds."""
+    summary, output, private = converted
+    written = [str(r["sha256"]) for r in private.inputs_for(summary.run_id)]
+    recorded = {relpath: sha for _, _, relpath, sha in private.outputs_of_inputs(written)}
+    assert len(recorded) == 3
+    for relpath, sha in recorded.items():
+        assert file_sha256(output / relpath) == sha, relpath
+
+
 def test_outputs_are_laid_out_by_keyed_tokens(
     converted: tuple[RunSummary, Path, PrivateStore],
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def test_ismrmrd_dataset_reads_back_what_was_written(tmp_path: Path) -> None:
     assert (stats.acquisitions, stats.waveforms) == (606, 3)
     assert stats.bytes == out.stat().st_size
     assert stats.sample_bytes == 606 * 3 * 40 * 8
+    assert stats.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()  # hashed while fsynced
     assert out.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in out.parent.iterdir()] == ["out.h5"]
 

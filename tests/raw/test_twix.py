@@ -583,3 +583,99 @@ def test_ismrmrd_recon_of_converted_gre_is_the_phantom_twixtools_data_gives(tmp_
     correlation = np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b)
     assert image.shape == (160, 160)
     assert correlation > 0.999
+
+
+_PARSE_ALONE = """
+import json, sys
+from pathlib import Path
+from pipeline.raw.protocol import ismrmrd_header, parse_protocol
+from pipeline.raw.twix import open_twix
+meas = open_twix(Path(sys.argv[1])).measurements[0]
+xml = ismrmrd_header(parse_protocol(meas.header_bytes), noise=meas.is_noise)
+print(json.dumps({"xml": xml, "loaded": sorted(m for m in sys.modules if m.split(".")[0] in
+    ("twixtools", "matplotlib", "scipy"))}))
+"""
+
+
+def test_protocol_parses_without_importing_twixtools(tmp_path: Path) -> None:
+    """The XProtocol parser is loaded alone: a worker does not pay for twixtools' imports
+    (scipy and matplotlib, seconds per process), and the header is the same as here."""
+    import json
+    import sys
+
+    from pipeline.raw.protocol import ismrmrd_header, parse_protocol
+
+    path = tmp_path / "meas.dat"
+    write_vd_twix(path, [SyntheticMeasurement(channels=2, samples=16, lines=4)])
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE_ALONE, str(path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    answer = json.loads(done.stdout)
+    assert answer["loaded"] == []
+    meas = open_twix(path).measurements[0]
+    assert answer["xml"] == ismrmrd_header(parse_protocol(meas.header_bytes), noise=meas.is_noise)
+
+
+def _same_leaves(a: np.ndarray, b: np.ndarray, where: str) -> None:
+    """Field by field (padding between fields is never written, so never compared)."""
+    if a.dtype.names is None:
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), where
+        return
+    for name in a.dtype.names:
+        _same_leaves(
+            np.ascontiguousarray(a[name]), np.ascontiguousarray(b[name]), f"{where}.{name}"
+        )
+
+
+def _assert_same_blocks(path: Path, **options: int) -> tuple[int, int]:
+    """Runs of readouts decode to the blocks of one readout at a time.
+
+    Returns the acquisitions and waveforms they hold.
+    """
+    twix = open_twix(path)
+    counts = {AcquisitionBlock: 0, WaveformBlock: 0}
+    for meas in twix.measurements:
+        runs = list(measurement_blocks(twix, meas, **options))
+        single = list(measurement_blocks(twix, meas, max_run=1, **options))
+        assert [(type(b), len(b)) for b in runs] == [(type(b), len(b)) for b in single]
+        for k, (run, one) in enumerate(zip(runs, single, strict=True)):
+            _same_leaves(run.rows["head"], one.rows["head"], f"block {k} head")
+            for field in ("traj", "data") if isinstance(run, AcquisitionBlock) else ("data",):
+                for i, (x, y) in enumerate(zip(run.rows[field], one.rows[field], strict=True)):
+                    assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), (k, field, i)
+            counts[type(run)] += len(run)
+    assert counts[AcquisitionBlock] == sum(m.acquisitions for m in twix.measurements)
+    return counts[AcquisitionBlock], counts[WaveformBlock]
+
+
+_BLOCKINGS = [{}, {"block_rows": 7}, {"block_bytes": 10_000}]
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=reference_marks("twix", n)) for n in ("gre.dat", "epi.dat")]
+)
+def test_runs_of_readouts_decode_as_one_at_a_time_real(name: str) -> None:
+    for options in _BLOCKINGS:
+        assert _assert_same_blocks(REFERENCE / name, **options)[0] > 0
+
+
+def test_runs_of_readouts_decode_as_one_at_a_time_generated(tmp_path: Path) -> None:
+    """Shapes change (noise, then imaging), SYNCDATA and PMU packets cut runs, VB17 too."""
+    vd, vb = tmp_path / "vd.dat", tmp_path / "vb.dat"
+    write_vd_twix(
+        vd,
+        [
+            SyntheticMeasurement(noise=True, channels=3, samples=32, lines=4, slices=1),
+            SyntheticMeasurement(
+                channels=4, samples=64, lines=12, slices=3, ref_lines=4, contrasts=2,
+                syncdata_every=5, pmu_every=7,
+            ),
+        ],
+    )  # fmt: skip
+    write_vb17_twix(vb, SyntheticMeasurement(channels=3, samples=48, lines=10, syncdata_every=4))
+    for options in _BLOCKINGS:
+        acquisitions, waveforms = _assert_same_blocks(vd, **options)
+        assert acquisitions == 4 + 12 * 3 * 2 and waveforms > 0
+        assert _assert_same_blocks(vb, **options)[0] == 20
