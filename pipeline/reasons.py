@@ -86,6 +86,11 @@ class Reason(enum.Enum):
             )  # NO_FASTMRI_LAYOUT: released as ISMRMRD, without a training file
         return Outcome.QUARANTINED
 
+    @property
+    def review_fact(self) -> str:
+        """The run fact counting outputs written with this reason as a doubt (PHI-free)."""
+        return f"to be reviewed: {self.text}"
+
     def __str__(self) -> str:
         return self.value
 

@@ -168,7 +168,7 @@ class _Tally:
         for name, number in result.facts:
             self.facts[name] += number
         for doubt in result.doubts:
-            self.facts[f"to be reviewed: {doubt.text}"] += 1
+            self.facts[doubt.review_fact] += 1
 
     def summary(self, run_id: str, command: str, seen: int, **end: str) -> RunSummary:
         return RunSummary(

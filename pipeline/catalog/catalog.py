@@ -786,6 +786,14 @@ class Catalog(AuditReads, ReviewAccess):
             if sha256 is None:
                 raise CatalogError(f"there is no review {queue_id} in the queue")
             state = self._states(connection, [sha256], lock=True)[sha256]
+            if decision is Decision.APPROVE and not self._has_output(connection, sha256):
+                # An approval releases the output a person saw; without one the
+                # item would be RELEASED with no file in any release.
+                raise CatalogError(
+                    f"review {queue_id}: the input was held back without an output (its "
+                    "reason says why: a raw file whose subject is unknown, say), so there is "
+                    "nothing to approve: reject it, or remove the cause and ingest it again"
+                )
             decision_id: int = connection.execute(
                 insert(DecisionRow)
                 .values(
@@ -820,6 +828,13 @@ class Catalog(AuditReads, ReviewAccess):
             if target is not None:
                 self._apply(connection, [StateChange(sha256, target, decision.value)], None, now)
             return decision_id
+
+    @staticmethod
+    def _has_output(connection: Connection, sha256: str) -> bool:
+        found = connection.execute(
+            select(OutputRow.sha256).where(OutputRow.input_sha256 == sha256).limit(1)
+        ).first()
+        return found is not None
 
     def decisions(self, sha256: str) -> list[DecisionRecord]:
         """Every decision on the input, oldest first, each with its boxes."""

@@ -60,6 +60,10 @@ _DOUBT_REVIEW = {
     Reason.UNKNOWN_PRIVATE_CREATOR_KEPT: ReviewReason.UNKNOWN_PRIVATE_CREATOR,
 }
 assert set(_DOUBT_REVIEW) == DOUBTS, "every doubt needs its review reason"
+# The ingest writes what may carry burned-in text as it is (the step's
+# keep_burned_in): its reason comes back as a doubt, and a person sees the
+# file itself, which an approval then releases.
+_REVIEW_OF = {**_HELD_REVIEW, **_DOUBT_REVIEW}
 
 
 @dataclass(frozen=True)
@@ -154,9 +158,11 @@ def _step(
     redactions: Mapping[str, tuple[ManualBox, ...]],
 ) -> Step:
     if group is InputGroup.DICOM:
+        # keep_burned_in: the review queue is the person who looks (an
+        # approval must have a file to release, a redaction a file to blank).
         return DicomStep(
             processing.key, processing.profile, processing.area_folder("dicom"),
-            cleaning=processing.cleaning, redactions=dict(redactions),
+            keep_burned_in=True, cleaning=processing.cleaning, redactions=dict(redactions),
         )  # fmt: skip
     return RawStep(
         processing.key, processing.header_rules, processing.profile.date_shift_days,
@@ -219,7 +225,7 @@ def review_reasons_of(result: StepResult) -> list[ReviewReason]:
     facts = dict(result.facts)
     if facts.get(_PIXEL_FACT):
         found.append(ReviewReason.PIXEL_FINDINGS)
-    found += [_DOUBT_REVIEW[doubt] for doubt in result.doubts]
+    found += [_REVIEW_OF[doubt] for doubt in result.doubts]
     return list(dict.fromkeys(found))
 
 

@@ -74,8 +74,8 @@ def run_markdown(report: AuditReport) -> str:
         "",
         f"- elements changed: {rules.elements_changed} ({_line(rules.by_action)})",
         f"- decided by a VR default: {_line(rules.by_default)}",
-        f"- pixel scan: {_line(report.pixels.outcomes)}; held back: "
-        f"{_line(report.pixels.held_back)}",
+        f"- pixel scan: {_line(report.pixels.outcomes)}; kept for a person "
+        f"(text not blanked): {_line(report.pixels.held_back)}",
         f"- review queue: {report.review.queued} entries, {report.review.pending} waiting",
         "",
     ]

@@ -48,11 +48,13 @@ from pipeline.report.model import (
 )
 from pipeline.workspace import Workspace
 
-#: Why a file's pixels kept it from being written: text found that could not be blanked.
+#: Why a file's pixels kept it from release: text signalled or found that could not be blanked.
 PIXEL_REASONS = frozenset(
     r.value
     for r in (Reason.MAY_CARRY_BURNED_IN_TEXT, Reason.TEXT_NOT_LOCATED, Reason.TOO_MUCH_TEXT)
 )
+# The ingest writes such files as they are, for review: counted by their doubt's fact.
+_PIXEL_REVIEW_FACTS = {Reason(r).review_fact: r for r in PIXEL_REASONS}
 _PIXEL_FACT = "pixels "
 _STAGES = ("dicom", "raw")
 NOT_RECORDED = "not recorded"
@@ -287,6 +289,8 @@ def _pixels(
         for name, count in step_facts(summary):
             if name.startswith(_PIXEL_FACT):
                 outcomes[name[len(_PIXEL_FACT) :]] += count
+            elif name in _PIXEL_REVIEW_FACTS:
+                held[_PIXEL_REVIEW_FACTS[name]] += count
         for reason, number in _mapping(_mapping(summary.get("dicom")).get("reasons")).items():
             if reason in PIXEL_REASONS:
                 held[str(reason)] += _int(number)

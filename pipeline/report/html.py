@@ -149,7 +149,8 @@ def render_html(report: AuditReport) -> str:
     pixel_section = _section(
         "pixels", "Burned-in text (pixel findings)",
         "<h3>What the pixel scan did</h3>", _counts("outcome", pixels.outcomes),
-        "<h3>Held back: text found that could not be blanked</h3>",
+        "<h3>Kept from release for a person: text signalled or found that could not be "
+        "blanked</h3>",
         _counts("reason", pixels.held_back),
         f"<p>{pixels.queued} queued for review for pixel findings; {pixels.pending} "
         "still waiting.</p>",

@@ -125,7 +125,9 @@ class PixelAccount:
     """Burned-in text: what the pixel scan did, and what became of those files."""
 
     outcomes: tuple[Count, ...]  # "cleaned", "not cleaned (kept for review)", ...
-    held_back: tuple[Count, ...]  # by reason code (text that could not be blanked)
+    # By reason code: text signalled or found that could not be blanked (held
+    # back by a plain run; written as it is and queued for review by ingest).
+    held_back: tuple[Count, ...]
     queued: int  # queue entries for pixel findings
     decided: tuple[Count, ...]  # their latest decisions
     pending: int

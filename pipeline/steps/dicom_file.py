@@ -85,7 +85,12 @@ class DicomStep:
     output : Path
         The release folder.
     keep_burned_in : bool
-        Write files that may carry burned-in text instead of holding them back.
+        Write files that may carry burned-in text (by their header, or text
+        the scan could not locate or blank) as they are instead of holding
+        them back, each with its reason as a doubt
+        (:attr:`~pipeline.batch.step.StepResult.doubts`): ``deid`` counts
+        them, the ingest flow sends them to the review queue, where a person
+        approves, redacts or rejects the file itself.
     cleaning : PixelCleaning, optional
         ``--clean-pixels``: blank burned-in text (region rules and OCR).
     redactions : Mapping[str, tuple of ManualBox], optional
@@ -186,8 +191,16 @@ class DicomStep:
         if is_dicomdir(ds):
             return rejected(Outcome.NOT_COPIED, Reason.DICOMDIR, sha256=sha256)
         # A reviewer who redacted the file has looked at its burned-in text.
-        looked_at = self.keep_burned_in or cleaning is not None or bool(manual)
-        classify(ds, profile, keep_burned_in=looked_at)
+        looked_at = cleaning is not None or bool(manual)
+        # With keep_burned_in, what would be held back is written as it is and
+        # flagged as a doubt: a person sees it before it is released.
+        kept: set[Reason] = set()
+        try:
+            classify(ds, profile, keep_burned_in=looked_at)
+        except HeldBack as held:
+            if not self.keep_burned_in:
+                raise
+            kept.add(held.reason)
         plan: PixelPlan | None = None
         original: Dataset | None = None
         pixels = ""
@@ -205,6 +218,7 @@ class DicomStep:
                     raise HeldBack(plan.reason, plan.held)
                 # --keep-burned-in: written as it is, for a person to review.
                 pixels = "not cleaned (kept for review)"
+                kept.add(plan.held or Reason.MAY_CARRY_BURNED_IN_TEXT)
         ctx, link, relpath, vendor_facts = deidentify_dataset(ds, self.key, profile, uids)
         if plan is not None and original is not None:
             apply_pixel_plan(ds, original, plan, label)
@@ -231,7 +245,7 @@ class DicomStep:
             outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), sha256_of(written)),),
             links=(LinkRow(sha256, relpath, link),),
             facts=tuple(facts),
-            doubts=tuple(sorted(ctx.doubts, key=list(Reason).index)),
+            doubts=tuple(sorted(ctx.doubts | kept, key=list(Reason).index)),
         )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.catalog import Catalog, sqlite_url
+from pipeline.catalog import Catalog, OutputRecord, sqlite_url
 from pipeline.catalog.schema import VERSION_TABLE
 from tests.postgres import (  # noqa: F401
     empty_tables,
@@ -33,6 +33,17 @@ BACKENDS = ("sqlite", "postgresql")
 def sha(label: object) -> str:
     """A content hash for a test input (any label: a number, a name)."""
     return hashlib.sha256(str(label).encode()).hexdigest()
+
+
+def staged(catalog: Catalog, run: int, *items: str) -> None:
+    """Record one staged output per input, as a run does before an input is queued.
+
+    An approval releases an output: approving an input without one is refused.
+    """
+    catalog.record_outputs(
+        [OutputRecord(item, "dicom", f"{item[:8]}.dcm", sha(("out", item)), 10, "sub-1",
+                      "rules-1", "key-1", run) for item in items]
+    )  # fmt: skip
 
 
 @pytest.fixture(params=BACKENDS)

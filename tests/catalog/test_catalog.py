@@ -26,7 +26,7 @@ from pipeline.catalog import (
     UnknownItem,
 )
 from pipeline.reasons import Reason
-from tests.catalog.conftest import sha
+from tests.catalog.conftest import sha, staged
 
 S = ItemState
 
@@ -298,6 +298,7 @@ def test_outputs_need_a_known_area_and_input(catalog: Catalog, run: int) -> None
 
 def test_review_queue_approve(catalog: Catalog, run: int) -> None:
     a, b = registered(catalog, run, "a", "b")
+    staged(catalog, run, a, b)
     catalog.transition(
         [
             StateChange(a, S.PROCESSED),
@@ -339,6 +340,7 @@ def test_review_queue_approve(catalog: Catalog, run: int) -> None:
 
 def test_a_later_decision_supersedes_and_both_are_kept(catalog: Catalog, run: int) -> None:
     (a,) = registered(catalog, run, "a")
+    staged(catalog, run, a)
     catalog.transition([StateChange(a, S.PROCESSED), StateChange(a, S.NEEDS_REVIEW)], run)
     queue = catalog.enqueue_review(a, [ReviewReason.UNKNOWN_PRIVATE_CREATOR], run)
     catalog.decide(queue, Decision.APPROVE, reviewer="r1", reason="", ruleset_version="rules-1")
@@ -363,6 +365,22 @@ def test_a_later_decision_supersedes_and_both_are_kept(catalog: Catalog, run: in
         (Decision.APPROVE, "r1"), (Decision.REJECT, "r2"), (Decision.APPROVE, "r3"),
     ]  # fmt: skip
     assert [t.reason for t in catalog.history(a)][-3:] == ["approve", "reject", "approve"]
+
+
+def test_an_input_held_back_without_an_output_cannot_be_approved(
+    catalog: Catalog, run: int
+) -> None:
+    """Approved, it would be RELEASED with no file in any release: refused, rejecting works."""
+    (a,) = registered(catalog, run, "a", kind=InputKind.TWIX)
+    catalog.transition(
+        [StateChange(a, S.PROCESSED, "subject-unknown"), StateChange(a, S.NEEDS_REVIEW)], run
+    )
+    queue = catalog.enqueue_review(a, [ReviewReason.CLEANING_DOUBT], run)
+    with pytest.raises(CatalogError, match=r"without an output .* nothing to approve: reject it"):
+        catalog.decide(queue, Decision.APPROVE, reviewer="r", reason="", ruleset_version="rules-1")
+    assert catalog.decisions(a) == [] and catalog.state_of(a) is S.NEEDS_REVIEW
+    catalog.decide(queue, Decision.REJECT, reviewer="r", reason="no subject", ruleset_version="r1")
+    assert catalog.state_of(a) is S.QUARANTINED
 
 
 def test_reject_needs_a_reason_redact_quarantines(catalog: Catalog, run: int) -> None:

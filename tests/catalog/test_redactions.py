@@ -19,7 +19,7 @@ from pipeline.catalog import (
     migrate,
 )
 from pipeline.catalog.engine import create_catalog_engine
-from tests.catalog.conftest import sha
+from tests.catalog.conftest import sha, staged
 
 BANNER = RedactionBox(None, 0, 0, 256, 20, BoxSource.OCR)
 CORNER = RedactionBox(2, 200, 230, 50, 20, BoxSource.DRAWN)
@@ -29,6 +29,7 @@ REGION = RedactionBox(0, 10, 10, 30, 5, BoxSource.REGION)
 def queued(catalog: Catalog, run: int, label: str) -> tuple[str, int]:
     item = sha(label)
     catalog.register([(item, InputKind.DICOM, 10)], run)
+    staged(catalog, run, item)
     catalog.transition(
         [StateChange(item, ItemState.PROCESSED), StateChange(item, ItemState.NEEDS_REVIEW)], run
     )

@@ -12,7 +12,7 @@ from pipeline.catalog import (
     ReviewReason,
     Sighting,
 )
-from tests.catalog.conftest import sha
+from tests.catalog.conftest import sha, staged
 
 
 def test_an_entry_decided_or_not_and_the_paths_its_content_was_seen_at(
@@ -20,6 +20,7 @@ def test_an_entry_decided_or_not_and_the_paths_its_content_was_seen_at(
 ) -> None:
     item = sha("a")
     catalog.register([(item, InputKind.DICOM, 10)], run)
+    staged(catalog, run, item)
     catalog.record_sightings([(b"/in/DOE^JOHN/1.dcm", Sighting(10, 1, item))])
     catalog.record_sightings([(b"/in/copy/\xff.dcm", Sighting(10, 2, item))])
     queue = catalog.enqueue_review(

@@ -24,7 +24,7 @@ from pipeline.catalog import (
 )
 from pipeline.catalog.engine import create_catalog_engine
 from pipeline.catalog.reviewing import secret_hash
-from tests.catalog.conftest import sha
+from tests.catalog.conftest import sha, staged
 
 HOUR = dt.timedelta(hours=1)
 
@@ -139,6 +139,7 @@ def test_progress_and_decided_reviews(catalog: Catalog, run: int) -> None:
     queued = []
     for n in range(3):
         catalog.register([(sha(n), InputKind.DICOM, 10)], run)
+        staged(catalog, run, sha(n))
         catalog.transition(
             [
                 StateChange(sha(n), ItemState.PROCESSED),

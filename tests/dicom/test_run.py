@@ -14,6 +14,7 @@ from pipeline.dicom.profile import Profile
 from pipeline.errors import CurationError
 from pipeline.keys import SecretKey
 from pipeline.private_store import PrivateStore
+from pipeline.reasons import Reason
 from pipeline.samples import Subject, write_sample_tree
 from pipeline.steps.dicom_file import deidentify_tree
 from tests.release import released
@@ -125,6 +126,8 @@ def test_keep_burned_in_writes_them(
     outcomes = outcome_of(store, summary)
     assert outcomes["ultrasound.dcm"][0] == "written"
     assert outcomes["secondary_capture.dcm"][0] == "written"
+    # Each is counted as a doubt with the reason it would have been held back for.
+    assert summary.facts[Reason.MAY_CARRY_BURNED_IN_TEXT.review_fact] == 2
 
 
 def test_private_location_inside_output_is_refused(tmp_path: Path, research: Profile) -> None:

@@ -4,8 +4,8 @@ One small workspace (a plain MR slice, a screen capture whose text is too
 much to blank by rule, an RGB ultrasound with the name burned in), three
 ingest runs with the real Tesseract, reviewers' decisions in between:
 
-1. the MR is released; the capture is held back and the ultrasound cleaned,
-   both queued;
+1. the MR is released; the capture (too much text to blank) is written as
+   it is and the ultrasound cleaned, both queued;
 2. after the ultrasound is redacted (a drawn box) and the capture rejected:
    the ultrasound alone is processed again, its staged file and output record
    replaced, the box's pixels background and every other pixel as before,
@@ -35,6 +35,7 @@ from pipeline.catalog import (
     ReviewReason,
 )
 from pipeline.ingest.once import ingest_once
+from pipeline.reasons import Reason
 from pipeline.samples import make_subjects, mr_series, other_objects
 from pipeline.workspace import Workspace, init_workspace, open_workspace
 from tests.flows.sample import config_text
@@ -127,7 +128,10 @@ def read_pixels(workspace: Workspace, output: OutputRecord) -> npt.NDArray[np.ge
 
 def test_the_first_run_queues_both_doubtful_files(loop: Loop) -> None:
     first = loop.summaries[0]
-    assert first["dicom"]["outcomes"] == {"written": 2, "held back": 1}  # type: ignore[index]
+    assert first["dicom"]["outcomes"] == {"written": 3}  # type: ignore[index]
+    # The capture's text could not be blanked: written for the reviewer, never released alone.
+    facts = first["dicom"]["facts"]  # type: ignore[index]
+    assert facts[Reason.TOO_MUCH_TEXT.review_fact] == 1
     assert first["release"]["version"] == "v0001"  # type: ignore[index]
     assert first["dicom"]["redacted"] == 0  # type: ignore[index]
 

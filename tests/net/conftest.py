@@ -27,7 +27,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
+    """Wait for a started peer to listen (generous: a loaded 2-core machine starts slowly)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:

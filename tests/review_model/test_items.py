@@ -2,7 +2,8 @@
 
 One ingest run (real Tesseract) of an RGB ultrasound with the name burned in
 (cleaned, queued for its pixel findings) and a screen capture with too much
-text (held back: queued without an output).
+text to blank (written as it is and queued: the reviewer sees the file an
+approval would release).
 """
 
 from __future__ import annotations
@@ -108,9 +109,13 @@ def test_a_cleaned_item_names_its_files_pseudonyms_and_reasons(queue: Queue) -> 
     assert "exam" not in repr(item) and str(queue.workspace.root) not in repr(item)
 
 
-def test_a_held_item_without_output_still_has_its_pseudonyms(queue: Queue) -> None:
+def test_text_too_much_to_blank_is_written_as_it_is_for_the_reviewer(queue: Queue) -> None:
     capture, ultrasound = view(queue, queue.capture), view(queue, queue.ultrasound)
-    assert capture.staged is None and capture.relpath == "" and capture.area == ""
+    assert capture.staged is not None and capture.staged.is_file() and capture.area == "dicom"
+    assert capture.original is not None
+    staged, original = pydicom.dcmread(capture.staged), pydicom.dcmread(capture.original)
+    assert np.array_equal(staged.pixel_array, original.pixel_array)  # not cleaned
+    assert staged.PatientName != original.PatientName  # the header is de-identified
     # Derived from its header with the workspace key: the same subject and study.
     assert (capture.subject, capture.study) == (ultrasound.subject, ultrasound.study)
     assert capture.series.startswith("SE-") and capture.series != ultrasound.series
@@ -143,7 +148,7 @@ def test_an_original_that_left_incoming_is_said_so(queue: Queue) -> None:
     try:
         item = view(queue, queue.capture)
         assert item.original is None and item.original_gone
-        assert item.frames == 0  # nothing left to read it from: held back, no output
+        assert item.frames == 1  # read from its staged output
         with pytest.raises(ReviewError, match=rf"input {item.key}: the original is no longer"):
             header_changes(queue.workspace, item)
         with pytest.raises(ReviewError, match="no longer in incoming"):
