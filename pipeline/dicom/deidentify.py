@@ -34,6 +34,7 @@ from pipeline.identity.subjects import subject_day_offset, subject_key, subject_
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
+from pipeline.read.peek import peek_value
 from pipeline.reasons import Reason
 
 # Our own implementation class UID: 2.25 + a UUID derived from the project name.
@@ -90,7 +91,7 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
 
     A refusal says what the object is and why it stays out.
     """
-    sop_class = str(ds.SOPClassUID).strip("\0 ")
+    sop_class = str(peek_value(ds, "SOPClassUID")).strip("\0 ")
     policy = profile.sop
     allowed = sop_class in policy.allowed or any(
         sop_class in uids
@@ -141,11 +142,12 @@ def build_context(
     ds: Dataset, key: SecretKey, profile: Profile, uids: UidMapper, *, explain: bool = False
 ) -> tuple[FileContext, str]:
     """The per-file context and the subject's normalised identity."""
+    # Peeked, not decoded in place: what the rules keep is then copied as read.
     subject = subject_key(
-        str(ds.get("PatientID", "") or ""),
-        str(ds.get("IssuerOfPatientID", "") or ""),
-        str(ds.get("PatientName", "") or ""),
-        str(ds.get("StudyInstanceUID", "") or ""),
+        str(peek_value(ds, "PatientID", "") or ""),
+        str(peek_value(ds, "IssuerOfPatientID", "") or ""),
+        str(peek_value(ds, "PatientName", "") or ""),
+        str(peek_value(ds, "StudyInstanceUID", "") or ""),
     )
     ctx = FileContext(
         key=key,
@@ -226,8 +228,8 @@ def _transfer_syntax(ds: Dataset) -> UID:
 def rebuild_file_meta(ds: Dataset, syntax: UID) -> None:
     """Our own file meta: no source AE title, no original implementation identity."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.MediaStorageSOPClassUID = peek_value(ds, "SOPClassUID")
+    meta.MediaStorageSOPInstanceUID = peek_value(ds, "SOPInstanceUID")
     meta.TransferSyntaxUID = syntax
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
@@ -265,7 +267,7 @@ def deidentify_dataset(
         pre-steps' PHI-free facts for the run summary.
     """
     ctx, subject = build_context(ds, key, profile, uids, explain=explain)
-    original = {k: str(ds.get(k, "") or "").strip("\0 ") for k in (
+    original = {k: str(peek_value(ds, k, "") or "").strip("\0 ") for k in (
         "PatientID", "IssuerOfPatientID", "PatientName",
         "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
     )}  # fmt: skip
@@ -282,11 +284,11 @@ def deidentify_dataset(
         subject=ctx.subject,
         day_offset=ctx.days,
         study_uid=original["StudyInstanceUID"],
-        new_study_uid=str(ds.get("StudyInstanceUID", "")),
+        new_study_uid=str(peek_value(ds, "StudyInstanceUID", "")),
         series_uid=original["SeriesInstanceUID"],
-        new_series_uid=str(ds.get("SeriesInstanceUID", "")),
+        new_series_uid=str(peek_value(ds, "SeriesInstanceUID", "")),
         sop_uid=original["SOPInstanceUID"],
-        new_sop_uid=str(ds.get("SOPInstanceUID", "")),
+        new_sop_uid=str(peek_value(ds, "SOPInstanceUID", "")),
         frame_of_reference_uid=original["FrameOfReferenceUID"],
     )
     relpath = output_relpath(
