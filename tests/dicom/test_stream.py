@@ -326,7 +326,7 @@ def test_a_remembered_sequence_gives_what_the_rules_give(
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
             written = buffer.getvalue()
-        return (written, dict(ctx.edited), ctx.doubts, dict(ctx.by_default), link, relpath)
+        return (written, dict(ctx.edited), ctx.doubts, dict(ctx.by_default), link, relpath, facts)
 
     cold = []
     for data in files:
