@@ -44,6 +44,7 @@ from pydicom.dataset import Dataset
 from pipeline.dicom.engine import Change, find_rule, private_creators
 from pipeline.dicom.profile import Action, Profile
 from pipeline.errors import RuleError
+from pipeline.read.peek import elements_in_order
 from pipeline.rulefiles import Located, check_keys, load_yaml, rules_root
 
 CSA_CREATOR = "SIEMENS CSA HEADER"
@@ -441,10 +442,10 @@ def _rebuild_in(
         else:
             ds[tag] = DataElement(tag, "OB", rebuilt.data)
             counts[FACT_REBUILT] += 1
-    for element in list(ds.elements()):  # as read: nothing is decoded to look
+    for base_tag, element in elements_in_order(ds):  # as read: nothing is decoded to look
         if element.VR not in _MAYBE_SEQUENCE:
             continue  # a value with its own VR: not a sequence (most elements)
-        tag = int(element.tag)
+        tag = int(base_tag)
         for index, item in enumerate(_items_naming_the_creator(ds, tag)):
             where = f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})[{index}]."
             _rebuild_in(item, profile, allowlist, counts, changes, where, depth + 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
@@ -39,6 +39,7 @@ from pipeline.identity.dates import (
 from pipeline.identity.names import normalise_id, normalise_name
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
+from pipeline.read.peek import elements_in_order
 from pipeline.reasons import Reason
 
 PATIENT_BIRTH_DATE = 0x00100030
@@ -237,19 +238,20 @@ def private_creators(ds: Dataset, tags: list[int]) -> dict[int, str]:
 def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
     """De-identify ``ds`` in place according to ``ctx.profile``."""
     profile = ctx.profile
-    elements = list(ds.elements())  # raw elements stay raw: nothing is decoded here
-    tags = [int(e.tag) for e in elements]
+    ordered = elements_in_order(ds)  # raw elements stay raw: nothing is decoded here
+    tags = [int(tag) for tag, _ in ordered]
     creators = private_creators(ds, tags)
     creator_tags = {((c >> 8) << 16) | (c & 0xFF) for c in creators}
 
     drop_groups: set[int] = set()
-    for tag, element in zip(tags, elements, strict=True):
+    for base_tag, element in ordered:
+        tag = int(base_tag)
         if tag in creator_tags:
             continue
         vr = vr_of(tag, element)
         rule = find_rule(profile, tag, vr, creators)
         if rule.default:
-            ctx.by_default[f"{vr} {rule.action.value}"] += 1
+            ctx.by_default[_default_label(vr, rule.action)] += 1
         elif rule is _KEEP_UNNAMED:
             ctx.by_default[KEPT_UNNAMED] += 1
         if rule.whole_group:
@@ -258,7 +260,7 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
             creator = creators.get(((tag >> 16) << 8) | ((tag & 0xFFFF) >> 8))
             if creator is not None and creator not in profile.known_creators:
                 ctx.doubts.add(Reason.UNKNOWN_PRIVATE_CREATOR_KEPT)
-        _apply(ds, BaseTag(tag), vr, rule, ctx, path)
+        _apply(ds, base_tag, vr, rule, ctx, path)
 
     if drop_groups:
         for tag in [int(t) for t in ds.keys() if t >> 16 in drop_groups]:
@@ -274,6 +276,12 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
                 _record(ctx, ds, BaseTag(creator_tag), None, path, _CREATOR_REMOVED)
                 del ds[creator_tag]
                 _edited(ctx, creator_tag, _CREATOR_REMOVED)
+
+
+@lru_cache(maxsize=256)
+def _default_label(vr: str, action: Action) -> str:
+    """How a VR default's use is counted (one string per VR and action, not per element)."""
+    return f"{vr} {action.value}"
 
 
 def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:

@@ -66,7 +66,7 @@ def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
     pieces: list[bytes | memoryview] = [ds.preamble or b"\0" * 128, b"DICM", head]
     run_start = run_end = -1
     out = _Pieces(pieces, read.implicit)
-    for tag in sorted(elements):
+    for tag in sorted(elements, key=int):  # as integers: BaseTag's own __lt__ is Python
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are never written
         element = elements[tag]
@@ -159,7 +159,7 @@ class _Pieces:
                 continue
             item_encoding = item.get("SpecificCharacterSet", encodings)
             inner = _Pieces([], self.implicit)
-            for tag in sorted(item._dict):
+            for tag in sorted(item._dict, key=int):
                 if tag & 0xFFFF == 0 and tag >> 16 > 6:
                     continue
                 inner.element(item._dict[tag], item_encoding)
