@@ -374,6 +374,35 @@ def profile_step(
     return prof, elapsed
 
 
+def only_pass(what: str, files: list[Path], count: int, scratch: Path) -> None:
+    """The per-file work alone, for callgrind: one warm-up file, then ``count`` files.
+
+    The fixed cost (interpreter, imports, the warm-up) is the same for every
+    ``count``: the difference of two counts' instructions is the work of the
+    files between them.
+    """
+    from pipeline.batch.step import Area, Item, WorkerEnv
+    from pipeline.steps.dicom_file import DicomStep
+
+    out = scratch / "only"
+    temp = out / "tmp"
+    temp.mkdir(parents=True, exist_ok=True)
+    if what == "floor":
+        dcmread(files[-1]).save_as(temp / "warm.dcm", enforce_file_format=True)
+        for index, path in enumerate(files[:count]):
+            dcmread(path).save_as(temp / f"{index}.dcm", enforce_file_format=True)
+    else:
+        # A fixed key: the same derivations, so the same work, in every pass.
+        step = DicomStep(SecretKey(bytes(32)), load_profile("research"), out)
+        step.setup(WorkerEnv({Area.RELEASE: temp}, lambda: None, 512 << 20))
+        step.run(Item(files[-1], 0))
+        for index, path in enumerate(files[:count]):
+            result = step.run(Item(path, index))
+            if result.outcome is not Outcome.WRITTEN:
+                raise SystemExit(f"file {index}: {result.outcome}")
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--slices", type=int, default=2000, help="total files (default 2000)")
@@ -393,6 +422,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile-out", type=Path, help="also dump the cProfile stats here (for snakeviz, pstats)"
     )
     p.add_argument("--keep", action="store_true", help="keep the temp workdir")
+    p.add_argument(
+        "--only", choices=("step", "floor"),
+        help="no timing: run the deid step in this process (or dcmread + save_as) over the "
+        "first --files files and exit; run under valgrind --tool=callgrind with two --files "
+        "values and subtract, for instruction counts a busy machine cannot skew",
+    )  # fmt: skip
+    p.add_argument("--files", type=int, default=30, help="files for --only (default 30)")
     args = p.parse_args(argv)
     unknown = set(args.tools.split(",")) - set(TOOLS)
     if unknown:
@@ -427,6 +463,9 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
     files, gen_s, reused = generate_corpus(
         source, slices=args.slices, subjects=args.subjects, series=args.series, seed=args.seed
     )
+    if args.only:
+        only_pass(args.only, files, args.files, scratch)
+        return 0
     n = len(files)
     size = warm(files)  # the warm-up pass: every file read once before anything is timed
     how = "reused from a previous run" if reused else f"generated in {gen_s:.1f} s"
