@@ -137,10 +137,10 @@ def warm(files: list[Path]) -> int:
     return sum(len(p.read_bytes()) for p in files)
 
 
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and of its reaped children (workers, the CLI)."""
+def cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process, and of its reaped children (workers, the CLI)."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system, t.children_user + t.children_system
 
 
 def count_outputs(root: Path) -> int:
@@ -163,6 +163,9 @@ class Result:
     files: int
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    # Of each run's cpu: this process (the runner, committing; or the whole
+    # tool) and the worker processes it reaped.
+    own: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -307,25 +310,32 @@ def _gdcm_version() -> str:
 def table(results: list[Result], floor: Result | None) -> str:
     lines = [
         f"{'tool':<28} {'files':>6} {'seconds':>9} {'files/s':>9} {'× floor':>8} "
-        f"{'cpu s':>7}  runs (wall s)",
-        "-" * 92,
+        f"{'cpu s':>7} {'(own + workers)':>16}  runs (wall s)",
+        "-" * 110,
     ]
     for r in results:
         ratio = f"{r.best / floor.best:8.2f}" if floor and floor.times else f"{'-':>8}"
         runs = ", ".join(f"{t:.2f}" for t in r.times)
         lines.append(
             f"{r.label:<28} {r.files:>6} {r.best:>9.2f} {r.files / r.best:>9.1f} {ratio} "
-            f"{min(r.cpu):>7.2f}  [{runs}]"
+            f"{min(r.cpu):>7.2f} {_split_text(r):>16}  [{runs}]"
         )
     return "\n".join(lines)
 
 
-def print_profile(prof: cProfile.Profile, top: int) -> None:
+def _split_text(r: Result) -> str:
+    """The cpu of the run with the least cpu, as this process + its workers."""
+    best = min(range(len(r.cpu)), key=r.cpu.__getitem__)
+    own = r.own[best]
+    return f"({own:.2f} + {r.cpu[best] - own:.2f})"
+
+
+def print_profile(prof: cProfile.Profile, top: int, what: str) -> None:
     for order, title in (("cumulative", "cumulative time"), ("tottime", "total (own) time")):
         stream = io.StringIO()
         stats = pstats.Stats(prof, stream=stream)
         stats.strip_dirs().sort_stats(order).print_stats(top)
-        print(f"\n=== cProfile, mricurate jobs=1, top {top} by {title} ===")
+        print(f"\n=== cProfile, {what}, top {top} by {title} ===")
         text = stream.getvalue()
         # Drop pstats' preamble up to the column header line.
         start = text.find("   ncalls")
@@ -335,6 +345,62 @@ def print_profile(prof: cProfile.Profile, top: int) -> None:
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
+
+
+def profile_step(
+    files: list[Path], scratch: Path, key: SecretKey, profile: Profile
+) -> tuple[cProfile.Profile, float]:
+    """cProfile :class:`DicomStep` over every file in this process: what each worker runs.
+
+    The runner's workers are other processes, which the jobs=1 profile only
+    sees waiting; this pass shows the per-file work itself.
+    """
+    from pipeline.batch.step import Area, Item, WorkerEnv
+    from pipeline.steps.dicom_file import DicomStep
+
+    temp = scratch / "tmp"
+    temp.mkdir(parents=True, exist_ok=True)
+    step = DicomStep(key, profile, scratch)
+    step.setup(WorkerEnv({Area.RELEASE: temp}, lambda: None, 512 << 20))
+    items = [Item(path, index) for index, path in enumerate(files)]
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.enable()
+    for item in items:
+        step.run(item)
+    prof.disable()
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(scratch, ignore_errors=True)
+    return prof, elapsed
+
+
+def only_pass(what: str, files: list[Path], count: int, scratch: Path) -> None:
+    """The per-file work alone, for callgrind: one warm-up file, then ``count`` files.
+
+    The fixed cost (interpreter, imports, the warm-up) is the same for every
+    ``count``: the difference of two counts' instructions is the work of the
+    files between them.
+    """
+    from pipeline.batch.step import Area, Item, WorkerEnv
+    from pipeline.steps.dicom_file import DicomStep
+
+    out = scratch / "only"
+    temp = out / "tmp"
+    temp.mkdir(parents=True, exist_ok=True)
+    if what == "floor":
+        dcmread(files[-1]).save_as(temp / "warm.dcm", enforce_file_format=True)
+        for index, path in enumerate(files[:count]):
+            dcmread(path).save_as(temp / f"{index}.dcm", enforce_file_format=True)
+    else:
+        # A fixed key: the same derivations, so the same work, in every pass.
+        step = DicomStep(SecretKey(bytes(32)), load_profile("research"), out)
+        step.setup(WorkerEnv({Area.RELEASE: temp}, lambda: None, 512 << 20))
+        step.run(Item(files[-1], 0))
+        for index, path in enumerate(files[:count]):
+            result = step.run(Item(path, index))
+            if result.outcome is not Outcome.WRITTEN:
+                raise SystemExit(f"file {index}: {result.outcome}")
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -356,6 +422,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile-out", type=Path, help="also dump the cProfile stats here (for snakeviz, pstats)"
     )
     p.add_argument("--keep", action="store_true", help="keep the temp workdir")
+    p.add_argument(
+        "--only", choices=("step", "floor"),
+        help="no timing: run the deid step in this process (or dcmread + save_as) over the "
+        "first --files files and exit; run under valgrind --tool=callgrind with two --files "
+        "values and subtract, for instruction counts a busy machine cannot skew",
+    )  # fmt: skip
+    p.add_argument("--files", type=int, default=30, help="files for --only (default 30)")
     args = p.parse_args(argv)
     unknown = set(args.tools.split(",")) - set(TOOLS)
     if unknown:
@@ -390,6 +463,9 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
     files, gen_s, reused = generate_corpus(
         source, slices=args.slices, subjects=args.subjects, series=args.series, seed=args.seed
     )
+    if args.only:
+        only_pass(args.only, files, args.files, scratch)
+        return 0
     n = len(files)
     size = warm(files)  # the warm-up pass: every file read once before anything is timed
     how = "reused from a previous run" if reused else f"generated in {gen_s:.1f} s"
@@ -465,21 +541,25 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
             )
             warm(files)
             load = os.getloadavg()[0]
-            cpu0 = cpu_seconds()
+            own0, children0 = cpu_seconds()
             start = time.perf_counter()
             note = fn(out, priv)
             elapsed = time.perf_counter() - start
-            cpu = cpu_seconds() - cpu0
+            own1, children1 = cpu_seconds()
+            own = own1 - own0
+            cpu = own + children1 - children0
             written = count_outputs(out)
             result = results.setdefault(label, Result(label, n))
             result.times.append(elapsed)
             result.cpu.append(cpu)
+            result.own.append(own)
             if note and note not in result.notes:
                 result.notes.append(note)
             if written != n:
                 problems.append(f"{label}: {written} output files for {n} inputs")
             print(
-                f"  [{round_ + 1}/{args.repeat}] {label:<28} {elapsed:7.2f} s  cpu {cpu:6.2f} s  "
+                f"  [{round_ + 1}/{args.repeat}] {label:<28} {elapsed:7.2f} s  cpu {cpu:6.2f} s "
+                f"(own {own:5.2f})  "
                 f"load before {load:4.2f}  {note}",
                 flush=True,
             )
@@ -520,10 +600,17 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
             f"\ncProfile pass, mricurate jobs=1: {elapsed:.2f} s under the profiler, "
             f"outcomes {summary.outcomes}"
         )
-        print_profile(prof, args.top)
+        print_profile(prof, args.top, "mricurate jobs=1, this process (runner and commit)")
+        step_prof, step_s = profile_step(files, scratch / "step", key, profile)
+        print(f"\ncProfile pass, the deid step in this process: {step_s:.2f} s under the profiler")
+        print_profile(step_prof, args.top, "the deid step as a worker runs it")
         if args.profile_out:
             prof.dump_stats(args.profile_out)
-            print(f"\ncProfile stats written to {args.profile_out}")
+            step_prof.dump_stats(args.profile_out.with_suffix(".step.prof"))
+            print(
+                f"\ncProfile stats written to {args.profile_out} and "
+                f"{args.profile_out.with_suffix('.step.prof')}"
+            )
 
     if problems:
         print("\nPROBLEMS:")

@@ -10,12 +10,12 @@ what keeps a subject's raw and DICOM data linked in a release.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline.atomic import atomic_write_text
@@ -44,7 +44,7 @@ class SecretKey:
     def mac(self, domain: str, value: str) -> bytes:
         """HMAC-SHA256 of ``value`` in a named domain (so kinds never collide)."""
         message = domain.encode("utf-8") + b"\x00" + value.encode("utf-8")
-        return hmac.new(self.material, message, hashlib.sha256).digest()
+        return hmac.digest(self.material, message, "sha256")  # one C call (hmac.new is Python)
 
     def pseudonym(self, kind: str, value: str, *, length: int = 10, prefix: str = "") -> str:
         """A keyed, deterministic, opaque identifier such as ``SUBJ-4K9M2Q7XRT``.
@@ -52,12 +52,7 @@ class SecretKey:
         ``length`` base32 characters give 5 bits each: 10 characters are 50
         bits, enough that two subjects of one site never collide in practice.
         """
-        number = int.from_bytes(self.mac(kind, value), "big")
-        chars = []
-        for _ in range(length):
-            number, index = divmod(number, 32)
-            chars.append(_ALPHABET[index])
-        return prefix + "".join(chars)
+        return _pseudonym(self.material, kind, value, length, prefix)
 
     def uid(self, original: str) -> str:
         """A ``2.25.<integer>`` UID derived from ``original``.
@@ -77,6 +72,24 @@ class SecretKey:
             raise ValueError(f"date shift range is empty: [{low}, {high}]")
         span = high - low + 1
         return low + int.from_bytes(self.mac("date-shift", subject), "big") % span
+
+
+@lru_cache(maxsize=1 << 14)
+def _pseudonym(material: bytes, kind: str, value: str, length: int, prefix: str) -> str:
+    """:meth:`SecretKey.pseudonym`, cached: the slices of a series repeat their subject,
+    study and series, so most derivations of a run are repeats.
+
+    The cache lives in this process's memory only, where the key and the
+    values already are; it is keyed by the key material, so two keys never
+    share an entry.
+    """
+    message = kind.encode("utf-8") + b"\x00" + value.encode("utf-8")
+    number = int.from_bytes(hmac.digest(material, message, "sha256"), "big")
+    chars = []
+    for _ in range(length):
+        number, index = divmod(number, 32)
+        chars.append(_ALPHABET[index])
+    return prefix + "".join(chars)
 
 
 def generate_key() -> SecretKey:

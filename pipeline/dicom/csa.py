@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import struct
 from collections import Counter
@@ -43,6 +44,7 @@ from pydicom.dataset import Dataset
 from pipeline.dicom.engine import Change, find_rule, private_creators
 from pipeline.dicom.profile import Action, Profile
 from pipeline.errors import RuleError
+from pipeline.read.peek import elements_in_order
 from pipeline.rulefiles import Located, check_keys, load_yaml, rules_root
 
 CSA_CREATOR = "SIEMENS CSA HEADER"
@@ -62,6 +64,7 @@ _DECIMAL = re.compile(
 # The creator's name in a sequence's raw bytes, upper-cased as the engine compares
 # creators: only sequences that contain it are opened.
 _CREATOR_BYTES = CSA_CREATOR.encode("ascii")
+_MAYBE_SEQUENCE = frozenset({"SQ", "UN", None})  # VRs _items_naming_the_creator may look into
 
 FACT_REBUILT = "CSA image header rebuilt from rules/dicom/csa_image_header.yaml"
 FACT_DROPPED = "CSA image header fields dropped (not on the allowlist, or not of its form)"
@@ -103,7 +106,15 @@ def default_allowlist_path() -> Path:
 
 def load_csa_allowlist(path: Path | None = None) -> CsaAllowlist:
     """Load and validate the allowlist; raise :class:`RuleError` with file and line."""
-    return _load_cached((path or default_allowlist_path()).resolve())
+    if path is None:
+        # Every file with a kept CSA header asks for it: resolve the path once per rules folder.
+        return _load_default(os.environ.get("MRICURATE_RULES"))
+    return _load_cached(path.resolve())
+
+
+@lru_cache(maxsize=4)
+def _load_default(rules_override: str | None) -> CsaAllowlist:
+    return _load_cached(default_allowlist_path().resolve())
 
 
 @lru_cache(maxsize=8)
@@ -431,7 +442,10 @@ def _rebuild_in(
         else:
             ds[tag] = DataElement(tag, "OB", rebuilt.data)
             counts[FACT_REBUILT] += 1
-    for tag in tags:
+    for base_tag, element in elements_in_order(ds):  # as read: nothing is decoded to look
+        if element.VR not in _MAYBE_SEQUENCE:
+            continue  # a value with its own VR: not a sequence (most elements)
+        tag = int(base_tag)
         for index, item in enumerate(_items_naming_the_creator(ds, tag)):
             where = f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})[{index}]."
             _rebuild_in(item, profile, allowlist, counts, changes, where, depth + 1)

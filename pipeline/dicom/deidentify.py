@@ -11,8 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import (
@@ -34,6 +36,7 @@ from pipeline.identity.subjects import subject_day_offset, subject_key, subject_
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
+from pipeline.read.peek import peek_value
 from pipeline.reasons import Reason
 
 # Our own implementation class UID: 2.25 + a UUID derived from the project name.
@@ -53,6 +56,11 @@ _ID_KEYWORDS = (
 _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
 
+
+_PATIENT_IDENTITY_REMOVED = 0x00120062
+_DEIDENTIFICATION_METHOD = 0x00120063
+_METHOD_CODES = 0x00120064  # DeidentificationMethodCodeSequence
+_LONGITUDINAL = 0x00280303  # LongitudinalTemporalInformationModified
 
 # Siemens "CSA Non-Image Storage": spectroscopy, raw and protocol data of older syngo systems.
 SIEMENS_CSA_NON_IMAGE = "1.3.12.2.1107.5.9.1"
@@ -90,7 +98,7 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
 
     A refusal says what the object is and why it stays out.
     """
-    sop_class = str(ds.SOPClassUID).strip("\0 ")
+    sop_class = str(peek_value(ds, "SOPClassUID")).strip("\0 ")
     policy = profile.sop
     allowed = sop_class in policy.allowed or any(
         sop_class in uids
@@ -133,19 +141,25 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
 
 def _snapshot(ds: Dataset, keywords: tuple[str, ...]) -> Dataset:
     """The identifying elements as read, undecoded: cheap now, decoded only if needed."""
-    tags = [t for t in (tag_for_keyword(k) for k in keywords) if t is not None and t in ds]
-    return Dataset({BaseTag(t): ds.get_item(t) for t in tags})
+    present = ds._dict
+    return Dataset({t: ds.get_item(t) for t in _tags_of(keywords) if t in present})
+
+
+@lru_cache(maxsize=8)
+def _tags_of(keywords: tuple[str, ...]) -> tuple[BaseTag, ...]:
+    return tuple(BaseTag(t) for t in map(tag_for_keyword, keywords) if t is not None)
 
 
 def build_context(
     ds: Dataset, key: SecretKey, profile: Profile, uids: UidMapper, *, explain: bool = False
 ) -> tuple[FileContext, str]:
     """The per-file context and the subject's normalised identity."""
+    # Peeked, not decoded in place: what the rules keep is then copied as read.
     subject = subject_key(
-        str(ds.get("PatientID", "") or ""),
-        str(ds.get("IssuerOfPatientID", "") or ""),
-        str(ds.get("PatientName", "") or ""),
-        str(ds.get("StudyInstanceUID", "") or ""),
+        str(peek_value(ds, "PatientID", "") or ""),
+        str(peek_value(ds, "IssuerOfPatientID", "") or ""),
+        str(peek_value(ds, "PatientName", "") or ""),
+        str(peek_value(ds, "StudyInstanceUID", "") or ""),
     )
     ctx = FileContext(
         key=key,
@@ -165,16 +179,46 @@ def mark_deidentified(ds: Dataset, ctx: FileContext) -> None:
     codes = tuple(
         c for c in profile.codes if not c.only_when_applied or c.value in ctx.applied_options
     )
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = f"mricurate {__version__} profile {profile.name}"[:64]
-    ds.DeidentificationMethodCodeSequence = _code_sequence(codes)
+    method = f"mricurate {__version__} profile {profile.name}"[:64]
     options = profile.options
     if "retain_long_full_dates" in options:
-        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        longitudinal = "UNMODIFIED"
     elif "retain_long_modified_dates" in options:
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        longitudinal = "MODIFIED"
     else:
-        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        longitudinal = "REMOVED"
+    implicit, little = ds.original_encoding
+    if implicit is None or little is not True or not method.isascii():
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = method
+        ds.DeidentificationMethodCodeSequence = _code_sequence(codes)
+        ds.LongitudinalTemporalInformationModified = longitudinal
+        return
+    # A data set read from a file gets the marks as raw elements, encoded as
+    # pydicom's writer encodes them: both writers then copy their bytes.
+    for tag, vr, text in (
+        (_PATIENT_IDENTITY_REMOVED, "CS", "YES"),
+        (_DEIDENTIFICATION_METHOD, "LO", method),
+        (_LONGITUDINAL, "CS", longitudinal),
+    ):
+        data = text.encode("ascii")
+        data += b" " * (len(data) % 2)
+        ds[tag] = RawDataElement(BaseTag(tag), vr, len(data), data, 0, implicit, True)
+    ds[_METHOD_CODES] = _encoded_codes(codes, implicit)
+
+
+@lru_cache(maxsize=64)
+def _encoded_codes(codes: tuple[MethodCode, ...], implicit: bool) -> RawDataElement:
+    """DeidentificationMethodCodeSequence as the raw element pydicom's writer makes of it."""
+    encoder = DicomBytesIO()
+    encoder.is_little_endian = True
+    encoder.is_implicit_VR = implicit
+    write_data_element(encoder, DataElement(_METHOD_CODES, "SQ", _code_sequence(codes)))
+    data = encoder.getvalue()
+    value = data[8:] if implicit else data[12:]
+    return RawDataElement(
+        BaseTag(_METHOD_CODES), None if implicit else "SQ", len(value), value, 0, implicit, True
+    )
 
 
 def _code_sequence(codes: tuple[MethodCode, ...]) -> Sequence:
@@ -205,7 +249,12 @@ def _transfer_syntax(ds: Dataset) -> UID:
     implicit, little = ds.original_encoding
     # pydicom reports the encoding the meta promised; raw elements without a VR
     # show what it actually found.
-    first_raw = next((e for e in ds.elements() if isinstance(e, RawDataElement)), None)
+    first_raw = None
+    for tag in sorted(ds._dict, key=int):  # ds.elements(), without BaseTag's Python __lt__
+        element = ds.get_item(tag)
+        if isinstance(element, RawDataElement):
+            first_raw = element
+            break
     implicit = implicit or (first_raw is not None and first_raw.VR is None)
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("TransferSyntaxUID"):
@@ -226,8 +275,8 @@ def _transfer_syntax(ds: Dataset) -> UID:
 def rebuild_file_meta(ds: Dataset, syntax: UID) -> None:
     """Our own file meta: no source AE title, no original implementation identity."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.MediaStorageSOPClassUID = peek_value(ds, "SOPClassUID")
+    meta.MediaStorageSOPInstanceUID = peek_value(ds, "SOPInstanceUID")
     meta.TransferSyntaxUID = syntax
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
@@ -265,7 +314,7 @@ def deidentify_dataset(
         pre-steps' PHI-free facts for the run summary.
     """
     ctx, subject = build_context(ds, key, profile, uids, explain=explain)
-    original = {k: str(ds.get(k, "") or "").strip("\0 ") for k in (
+    original = {k: str(peek_value(ds, k, "") or "").strip("\0 ") for k in (
         "PatientID", "IssuerOfPatientID", "PatientName",
         "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
     )}  # fmt: skip
@@ -282,11 +331,11 @@ def deidentify_dataset(
         subject=ctx.subject,
         day_offset=ctx.days,
         study_uid=original["StudyInstanceUID"],
-        new_study_uid=str(ds.get("StudyInstanceUID", "")),
+        new_study_uid=str(peek_value(ds, "StudyInstanceUID", "")),
         series_uid=original["SeriesInstanceUID"],
-        new_series_uid=str(ds.get("SeriesInstanceUID", "")),
+        new_series_uid=str(peek_value(ds, "SeriesInstanceUID", "")),
         sop_uid=original["SOPInstanceUID"],
-        new_sop_uid=str(ds.get("SOPInstanceUID", "")),
+        new_sop_uid=str(peek_value(ds, "SOPInstanceUID", "")),
         frame_of_reference_uid=original["FrameOfReferenceUID"],
     )
     relpath = output_relpath(

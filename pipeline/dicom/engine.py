@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
@@ -37,9 +39,11 @@ from pipeline.identity.dates import (
 from pipeline.identity.names import normalise_id, normalise_name
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
+from pipeline.read.peek import elements_in_order
 from pipeline.reasons import Reason
 
 PATIENT_BIRTH_DATE = 0x00100030
+_UNDEFINED = 0xFFFFFFFF
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT", "UR"})
 # String VRs whose ASCII values can be read and written as bytes (see _value).
 _RAW_TEXT_VRS = TEXT_VRS | {"AS", "DA", "DT", "TM", "UI", "PN"}
@@ -115,17 +119,22 @@ class FileContext:
     doubts: set[Reason] = field(default_factory=set)
 
     @cached_property
+    def signature(self) -> tuple[tuple[int, object], ...]:
+        """The identifying elements' bytes as read: what the terms and ages are made of."""
+        return tuple(
+            (int(tag), raw.value if isinstance(raw, RawDataElement) else str(raw.value))
+            for tag in self.originals.keys()
+            if (raw := self.originals.get_item(tag)) is not None
+        )
+
+    @cached_property
     def terms(self) -> PhiTerms:
         """Built on first use, and once per distinct set of identifying values.
 
         The files of one series carry the same names and IDs, so the terms are
         cached by the identifying elements' bytes as read.
         """
-        signature = tuple(
-            (int(tag), raw.value if isinstance(raw, RawDataElement) else str(raw.value))
-            for tag in self.originals.keys()
-            if (raw := self.originals.get_item(tag)) is not None
-        )
+        signature = self.signature
         cached = _TERMS_CACHE.get(signature)
         if cached is None:
             cached = _TERMS_CACHE[signature] = self._build_terms()
@@ -229,19 +238,20 @@ def private_creators(ds: Dataset, tags: list[int]) -> dict[int, str]:
 def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
     """De-identify ``ds`` in place according to ``ctx.profile``."""
     profile = ctx.profile
-    elements = list(ds.elements())  # raw elements stay raw: nothing is decoded here
-    tags = [int(e.tag) for e in elements]
+    ordered = elements_in_order(ds)  # raw elements stay raw: nothing is decoded here
+    tags = [int(tag) for tag, _ in ordered]
     creators = private_creators(ds, tags)
     creator_tags = {((c >> 8) << 16) | (c & 0xFF) for c in creators}
 
     drop_groups: set[int] = set()
-    for tag, element in zip(tags, elements, strict=True):
+    for base_tag, element in ordered:
+        tag = int(base_tag)
         if tag in creator_tags:
             continue
         vr = vr_of(tag, element)
         rule = find_rule(profile, tag, vr, creators)
         if rule.default:
-            ctx.by_default[f"{vr} {rule.action.value}"] += 1
+            ctx.by_default[_default_label(vr, rule.action)] += 1
         elif rule is _KEEP_UNNAMED:
             ctx.by_default[KEPT_UNNAMED] += 1
         if rule.whole_group:
@@ -250,7 +260,7 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
             creator = creators.get(((tag >> 16) << 8) | ((tag & 0xFFFF) >> 8))
             if creator is not None and creator not in profile.known_creators:
                 ctx.doubts.add(Reason.UNKNOWN_PRIVATE_CREATOR_KEPT)
-        _apply(ds, BaseTag(tag), vr, rule, ctx, path)
+        _apply(ds, base_tag, vr, rule, ctx, path)
 
     if drop_groups:
         for tag in [int(t) for t in ds.keys() if t >> 16 in drop_groups]:
@@ -266,6 +276,12 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
                 _record(ctx, ds, BaseTag(creator_tag), None, path, _CREATOR_REMOVED)
                 del ds[creator_tag]
                 _edited(ctx, creator_tag, _CREATOR_REMOVED)
+
+
+@lru_cache(maxsize=256)
+def _default_label(vr: str, action: Action) -> str:
+    """How a VR default's use is counted (one string per VR and action, not per element)."""
+    return f"{vr} {action.value}"
 
 
 def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:
@@ -303,19 +319,126 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
 
 def _apply_sequence(ds: Dataset, tag: BaseTag, rule: Rule, ctx: FileContext, path: str) -> None:
     raw = ds.get_item(tag)
-    element = ds[tag]
     if rule.action is Action.EMPTY:
+        element = ds[tag]
         _record(ctx, ds, tag, "(empty sequence)", path, rule)
         element.value = []
         _edited(ctx, tag, rule)
         return
+    memo_key = _memo_key(ds, tag, raw, ctx, path)
+    if memo_key is not None:
+        memo = _SEQUENCE_MEMO.get(memo_key)
+        if memo is not None and memo.profile is ctx.profile:
+            memo.replay(ctx)
+            ds[tag] = memo.element or raw
+            return
+        before = (ctx.edits, Counter(ctx.edited), Counter(ctx.by_default), set(ctx.doubts))
     # keep, dummy, uid, shift, pseudonym, clean: keep the items, let the rules
     # decide every element inside them.
     edits = ctx.edits
-    for index, item in enumerate(element.value):
+    for index, item in enumerate(ds[tag].value):
         apply_profile(item, ctx, f"{path}{_tag_text(tag)}[{index}].")
-    if ctx.edits == edits and isinstance(raw, RawDataElement):
+    unchanged = ctx.edits == edits and isinstance(raw, RawDataElement)
+    if unchanged:
         ds[tag] = raw  # nothing inside changed: write the sequence back byte for byte
+    if memo_key is not None:
+        assert isinstance(raw, RawDataElement)
+        encoded = None if unchanged else _encoded_sequence(ds, tag, raw)
+        if encoded is not None:
+            ds[tag] = encoded
+        if unchanged or encoded is not None:
+            if len(_SEQUENCE_MEMO) >= _SEQUENCE_MEMO_MAX:
+                _SEQUENCE_MEMO.clear()
+            _SEQUENCE_MEMO[memo_key] = _SequenceMemo.since(ctx, before, encoded)
+
+
+# The top-level sequences of one series' slices (the referenced study, images
+# and request) are mostly the same bytes in every slice, and so is what the
+# rules make of them for one subject.  What they became is kept per process
+# (in its memory only, like the files' values themselves): the element as
+# written and what the rules counted, replayed for the next slice.  It is
+# keyed by the bytes read, the key, the subject's pseudonym and shift and the
+# identifying values that cleaning and ages read, so another subject, key or
+# profile never shares an entry.
+_SEQUENCE_MEMO: dict[tuple[object, ...], _SequenceMemo] = {}
+_SEQUENCE_MEMO_MAX = 256
+
+
+@dataclass(frozen=True)
+class _SequenceMemo:
+    profile: Profile
+    element: RawDataElement | None  # None: unchanged, the file's own element stays
+    edits: int
+    edited: EditCounts
+    by_default: Counter[str]
+    doubts: frozenset[Reason]
+
+    @classmethod
+    def since(
+        cls,
+        ctx: FileContext,
+        before: tuple[int, EditCounts, Counter[str], set[Reason]],
+        element: RawDataElement | None,
+    ) -> _SequenceMemo:
+        edits, edited, by_default, doubts = before
+        return cls(
+            ctx.profile, element, ctx.edits - edits, ctx.edited - edited,
+            ctx.by_default - by_default, frozenset(ctx.doubts - doubts),
+        )  # fmt: skip
+
+    def replay(self, ctx: FileContext) -> None:
+        ctx.edits += self.edits
+        ctx.edited.update(self.edited)
+        ctx.by_default.update(self.by_default)
+        ctx.doubts |= self.doubts
+
+
+def _memo_key(
+    ds: Dataset, tag: BaseTag, raw: RawDataElement | DataElement | None, ctx: FileContext, path: str
+) -> tuple[object, ...] | None:
+    """What decides a top-level sequence's outcome, or None where it is not memoised.
+
+    Not in the dry run (it records every element), not inside items, and only
+    for a sequence still as read, in the data set's own little-endian encoding.
+    """
+    if ctx.changes is not None or path or not isinstance(raw, RawDataElement):
+        return None
+    if tag >> 16 & 1:
+        return None  # pydicom decodes a private element as it is set: not worth it
+    if not isinstance(raw.value, bytes) or not raw.is_little_endian:
+        return None
+    if ds.original_encoding != (raw.is_implicit_VR, True):
+        return None
+    charset = ds.original_character_set
+    return (
+        int(tag), raw.VR, raw.length, raw.is_implicit_VR, raw.value,
+        charset if isinstance(charset, str) else tuple(charset),
+        ctx.key.material, ctx.subject, ctx.days, ctx.signature, id(ctx.profile),
+    )  # fmt: skip
+
+
+def _encoded_sequence(ds: Dataset, tag: BaseTag, raw: RawDataElement) -> RawDataElement | None:
+    """The de-identified sequence as the raw element pydicom's writer would write it.
+
+    Encoded once, by pydicom's own ``write_data_element``, so the memo's copy
+    and a freshly de-identified sequence are the same bytes.
+    """
+    element = ds[tag]
+    if element.VR != "SQ":
+        return None
+    encoder = DicomBytesIO()
+    encoder.is_little_endian = True
+    encoder.is_implicit_VR = raw.is_implicit_VR
+    write_data_element(encoder, element, ds.get("SpecificCharacterSet", "iso8859"))
+    data = encoder.getvalue()
+    header = 8 if raw.is_implicit_VR else 12
+    length = int.from_bytes(data[header - 4 : header], "little")
+    value = data[header : len(data) - 8] if length == _UNDEFINED else data[header:]
+    if length != _UNDEFINED and length != len(value):
+        return None
+    return RawDataElement(
+        tag, None if raw.is_implicit_VR else "SQ", length, value, 0, raw.is_implicit_VR, True
+    )
 
 
 def _empty(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, path: str) -> None:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import struct
 
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
+from pydicom.filewriter import write_data_element, write_sequence_item
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
 from pipeline.read.dicom_stream import StreamRead
 
@@ -34,6 +35,9 @@ _META_KEYS = frozenset(
 )  # what rebuild_file_meta writes; anything else goes through pydicom
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
+_ITEM_HEADER = struct.Struct("<HHI")
+_ITEM_DELIMITER = _ITEM_HEADER.pack(0xFFFE, 0xE00D, 0)
+_SEQUENCE_DELIMITER = _ITEM_HEADER.pack(0xFFFE, 0xE0DD, 0)
 
 
 def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
@@ -61,44 +65,137 @@ def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
     spans, originals = read.spans, read.originals
     pieces: list[bytes | memoryview] = [ds.preamble or b"\0" * 128, b"DICM", head]
     run_start = run_end = -1
-    encoder: DicomBytesIO | None = None
-    for tag in sorted(elements):
+    out = _Pieces(pieces, read.implicit)
+    for tag in sorted(elements, key=int):  # as integers: BaseTag's own __lt__ is Python
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are never written
         element = elements[tag]
         span = spans.get(tag)
         if span is not None and element is originals.get(tag):
-            if encoder is not None:
-                pieces.append(encoder.getvalue())
-                encoder = None
             if span[0] == run_end:
                 run_end = span[1]
             else:
                 if run_end >= 0:
-                    pieces.append(data[run_start:run_end])
+                    out.add(data[run_start:run_end])
                 run_start, run_end = span
             continue
         if run_end >= 0:
-            pieces.append(data[run_start:run_end])
+            out.add(data[run_start:run_end])
             run_start = run_end = -1
-        if isinstance(element, RawDataElement) and element.value is not None:
-            header = _raw_header(element, read.implicit)
-            if header is not None:
-                if encoder is not None:
-                    pieces.append(encoder.getvalue())
-                    encoder = None
-                pieces += (header, element.value)
-                continue
-        if encoder is None:
-            encoder = DicomBytesIO()
-            encoder.is_little_endian = True
-            encoder.is_implicit_VR = read.implicit
-        write_data_element(encoder, ds.get_item(tag), encoding)
+        out.element(element, encoding)
     if run_end >= 0:
-        pieces.append(data[run_start:run_end])
-    if encoder is not None:
-        pieces.append(encoder.getvalue())
-    return b"".join(pieces)
+        out.add(data[run_start:run_end])
+    return b"".join(out.close())
+
+
+class _Pieces:
+    """The output as a list of byte strings, with pydicom's writer for what must be encoded.
+
+    :meth:`element` writes one element as ``write_data_element`` would: a raw
+    element of defined length as its header and bytes, a sequence item by
+    item (the raw elements inside copied the same way), anything else by
+    ``write_data_element`` itself.  An item that pydicom would re-encode
+    whole (another encoding or character set than it was read in) is written
+    by pydicom's ``write_sequence_item``.
+    """
+
+    def __init__(self, pieces: list[bytes | memoryview], implicit: bool) -> None:
+        self.pieces = pieces
+        self.implicit = implicit
+        self._encoder: DicomBytesIO | None = None
+
+    def add(self, data: bytes | memoryview) -> None:
+        if self._encoder is not None:
+            self.pieces.append(self._encoder.getvalue())
+            self._encoder = None
+        self.pieces.append(data)
+
+    def encoder(self) -> DicomBytesIO:
+        if self._encoder is None:
+            self._encoder = DicomBytesIO()
+            self._encoder.is_little_endian = True
+            self._encoder.is_implicit_VR = self.implicit
+        return self._encoder
+
+    def close(self) -> list[bytes | memoryview]:
+        if self._encoder is not None:
+            self.pieces.append(self._encoder.getvalue())
+            self._encoder = None
+        return self.pieces
+
+    def element(self, element: RawDataElement | DataElement, encoding: object) -> None:
+        if isinstance(element, RawDataElement):
+            if element.value is not None:
+                header = _raw_header(element, self.implicit)
+                if header is not None:
+                    self.add(header)
+                    self.add(element.value)
+                    return
+        elif element.VR == "SQ" and not isinstance(element.value, bytes):
+            body = self._sequence_body(element, encoding)
+            if body is not None:
+                self.add(_sequence_header(int(element.tag), body, element, self.implicit))
+                self.pieces += body
+                if element.is_undefined_length:
+                    self.add(_SEQUENCE_DELIMITER)
+                return
+        write_data_element(self.encoder(), element, encoding)  # type: ignore[arg-type]
+
+    def _sequence_body(
+        self, element: DataElement, encoding: object
+    ) -> list[bytes | memoryview] | None:
+        """The items' bytes, or None where only pydicom may write the sequence."""
+        encodings = convert_encodings(encoding or [default_encoding])  # type: ignore[arg-type]
+        body = _Pieces([], self.implicit)
+        for item in element.value:
+            if not isinstance(item, Dataset):
+                return None
+            if (
+                (self.implicit, True) != item.original_encoding
+                or item.original_character_set != item._character_set
+            ) and not _decoded_plainly(item):
+                # pydicom re-encodes such an item whole (correcting ambiguous VRs too)
+                write_sequence_item(body.encoder(), item, encodings)
+                continue
+            item_encoding = item.get("SpecificCharacterSet", encodings)
+            inner = _Pieces([], self.implicit)
+            for tag in sorted(item._dict, key=int):
+                if tag & 0xFFFF == 0 and tag >> 16 > 6:
+                    continue
+                inner.element(item._dict[tag], item_encoding)
+            content = inner.close()
+            undefined = bool(getattr(item, "is_undefined_length_sequence_item", False))
+            size = _UNDEFINED if undefined else sum(len(p) for p in content)
+            body.add(_ITEM_HEADER.pack(0xFFFE, 0xE000, size))
+            body.pieces += content
+            if undefined:
+                body.add(_ITEM_DELIMITER)
+        return body.close()
+
+
+def _decoded_plainly(item: Dataset) -> bool:
+    """Whether re-encoding ``item`` whole writes what writing it element by element does.
+
+    True for an item made here (the method codes): no raw element to decode
+    and no ambiguous VR to correct, at any depth.
+    """
+    for element in item._dict.values():
+        if isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
+            return False
+        if element.VR == "SQ" and not all(
+            isinstance(inner, Dataset) and _decoded_plainly(inner) for inner in element.value
+        ):
+            return False
+    return True
+
+
+def _sequence_header(
+    tag: int, body: list[bytes | memoryview], element: DataElement, implicit: bool
+) -> bytes:
+    size = _UNDEFINED if element.is_undefined_length else sum(len(p) for p in body)
+    if implicit:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, size)
+    return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, b"SQ", 0, size)
 
 
 def _raw_header(element: RawDataElement, implicit: bool) -> bytes | None:

@@ -20,6 +20,7 @@ import warnings
 from pydicom.dataset import Dataset
 
 from pipeline.dicom.engine import private_creators
+from pipeline.read.peek import peek
 
 DIFFUSION_B_VALUE = 0x00189087
 DIFFUSION_GRADIENT_ORIENTATION = 0x00189089
@@ -34,7 +35,8 @@ def _private_value(
     for key, name in creators.items():
         if key >> 8 == group and name == creator:
             element = (group << 16) | ((key & 0xFF) << 8) | offset
-            return ds[element].value if element in ds else None
+            found = peek(ds, element)  # not decoded in place: a kept element stays as read
+            return None if found is None else found.value
     return None
 
 

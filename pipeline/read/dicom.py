@@ -23,6 +23,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from pipeline.errors import ImageWithoutPixels, TooLarge, UnreadableInput
 from pipeline.read.image_pixel import expected_native_length
+from pipeline.read.peek import peek_value
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -95,8 +96,8 @@ def check_dataset(ds: Dataset, label: str, *, values_whole: bool = False) -> Dat
                 f"{label}: truncated inside element {element.tag} "
                 f"({len(element.value)} of {element.length} bytes); copy it again from its source"
             )
-    sop_class = ds.get("SOPClassUID")
-    sop_instance = ds.get("SOPInstanceUID")
+    sop_class = peek_value(ds, "SOPClassUID")
+    sop_instance = peek_value(ds, "SOPInstanceUID")
     if sop_class is None or not _UID_TEXT.match(str(sop_class).strip("\0 ")):
         if is_dicomdir(ds):
             return ds
@@ -165,7 +166,7 @@ def _check_pixel_length(ds: Dataset, label: str) -> None:
     if "PixelData" not in ds:
         if any(tag in ds for tag in _FLOAT_PIXEL_DATA):
             return
-        sop_class = UID(str(ds.SOPClassUID).strip("\0 "))
+        sop_class = UID(str(peek_value(ds, "SOPClassUID")).strip("\0 "))
         if "Image Storage" not in sop_class.name:
             return
         raise ImageWithoutPixels(

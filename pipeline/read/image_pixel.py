@@ -10,12 +10,13 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from pipeline.errors import UnreadableInput
+from pipeline.read.peek import peek_value
 
 
 def number_of_frames(ds: Dataset) -> int:
     """NumberOfFrames, 1 when absent or unusable."""
     try:
-        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+        return max(1, int(peek_value(ds, "NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
         return 1
 
@@ -23,15 +24,16 @@ def number_of_frames(ds: Dataset) -> int:
 def expected_native_length(ds: Dataset, label: str) -> int:
     """Bytes of native pixel data that Rows, Columns, samples, bits and frames describe."""
     try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        bits = int(ds.BitsAllocated)
+        # peek: reading them leaves them raw, to be copied as they were read
+        rows, cols = int(peek_value(ds, "Rows")), int(peek_value(ds, "Columns"))
+        samples = int(peek_value(ds, "SamplesPerPixel", 1) or 1)
+        bits = int(peek_value(ds, "BitsAllocated"))
     except (AttributeError, TypeError, ValueError):
         raise UnreadableInput(
             f"{label}: pixel data without a usable Image Pixel module (Rows, Columns, "
             "BitsAllocated); export the file again"
         ) from None
     expected = (rows * cols * samples * bits * number_of_frames(ds) + 7) // 8
-    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "YBR_FULL_422":
+    if str(peek_value(ds, "PhotometricInterpretation", "")).strip().upper() == "YBR_FULL_422":
         expected = expected * 2 // 3  # two chroma samples share each pair of pixels
     return expected

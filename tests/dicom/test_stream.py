@@ -266,3 +266,81 @@ def test_file_meta_matches_pydicoms_writer() -> None:
     expected = io.BytesIO()
     ds.save_as(expected, enforce_file_format=True)
     assert write_stream(ds, found) == expected.getvalue()
+
+
+def _series_bytes() -> list[bytes]:
+    """Slices that share their top-level sequences, in both encodings and both lengths."""
+    from pipeline.samples import make_subjects, mr_series
+
+    files = []
+    for implicit, undefined in ((False, False), (True, True), (False, True)):
+        for index in range(3):
+            ds = tiny_mr()
+            ds.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+            )
+            ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{index}"
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            item = Dataset()
+            item.ReferencedSOPClassUID = MRImageStorage
+            item.ReferencedSOPInstanceUID = "1.2.3.4"
+            item.PatientName = "Müller^José"
+            ds.ReferencedImageSequence = Sequence([item, item])
+            ds.ReferencedImageSequence.is_undefined_length = undefined
+            kept = Dataset()
+            kept.CodeValue = "T-15780"  # nothing to change: written back as read
+            kept.CodingSchemeDesignator = "SRT"
+            ds.AnatomicRegionSequence = Sequence([kept])
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            files.append(buffer.getvalue())
+    for ds in mr_series(make_subjects(1, seed=3)[0], n_slices=3, rows=8, cols=8):
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        files.append(buffer.getvalue())
+    return files
+
+
+def test_a_remembered_sequence_gives_what_the_rules_give(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sequence memo (pipeline.dicom.engine) changes no byte and no count, on either path.
+
+    Each file is de-identified with the memo emptied first (every sequence
+    walked by the rules), then all of them again with the memo kept: the
+    later slices of a series then take their sequences from it.
+    """
+    from pipeline.dicom import engine
+
+    quiet_pydicom()
+    profile = load_profile("research")
+    files = _series_bytes()
+
+    def run(data: bytes, stream: bool) -> Outcome:
+        found = read_dicom_stream(data, "input")
+        assert isinstance(found, StreamRead)
+        ds = found.dataset if stream else read_dicom(data, "input")
+        ctx, link, relpath, facts = deidentify_dataset(ds, KEY, profile, UidMapper(KEY))
+        written = write_stream(ds, found) if stream else None
+        if written is None:
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            written = buffer.getvalue()
+        return (written, dict(ctx.edited), ctx.doubts, dict(ctx.by_default), link, relpath, facts)
+
+    cold = []
+    for data in files:
+        engine._SEQUENCE_MEMO.clear()
+        cold.append(run(data, stream=True))
+    walked = []
+    real = engine._encoded_sequence
+    monkeypatch.setattr(
+        engine,
+        "_encoded_sequence",
+        lambda *a: walked.append(1) or real(*a),  # type: ignore[func-returns-value]
+    )
+    engine._SEQUENCE_MEMO.clear()
+    for stream in (True, False):
+        assert [run(data, stream) for data in files] == cold
+    # Memoised: each distinct edited sequence is walked once, not once per slice and path.
+    assert 0 < len(walked) < len(files)
