@@ -244,6 +244,12 @@ class RemoteDispatch:
                 "restart that Dask worker or add one, raise [ingest] chunk_deadline_seconds "
                 "if the inputs are merely slow, and run again (finished inputs are kept)"
             ) from None
+        except Exception as exc:  # the cluster's text is not shown (see _ended)
+            raise RunFailure(
+                f"chunk {number} of {count} did not finish within {self.deadline_seconds:g} s "
+                f"and could not be sent to another worker ({type(exc).__name__}): check that "
+                "the Dask scheduler and workers still run, and run again (finished inputs are kept)"
+            ) from None
         finally:
             with contextlib.suppress(Exception):
                 future.cancel()
