@@ -308,6 +308,8 @@ def test_serve_with_a_dask_address_runs_its_schedule_on_the_cluster(
 ) -> None:
     """The CLI as a site runs it: its own local Prefect server, a schedule, the cluster's workers."""
     workspace, _, _ = sample_workspace(tmp_path / "ws", subjects=1, clean_pixels=False)
+    with (workspace.root / "mricurate.toml").open("a") as config:
+        config.write("\n[deface]\nenabled = false\n")  # it runs in the flow's process anyway
     workspace.prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)
     shutil.copy2(migrated_prefect_home / "prefect.db", workspace.prefect_home / "prefect.db")
     with Client(cluster) as client:  # type: ignore[no-untyped-call]
