@@ -301,18 +301,25 @@ def _first_run(workspace: Workspace) -> RunRecord | None:
 
 
 def test_serve_with_a_dask_address_runs_its_schedule_on_the_cluster(
-    tmp_path: Path,
-    migrated_prefect_home: Path,
-    start_child: StartChild,
-    cluster: LocalCluster,
+    tmp_path: Path, migrated_prefect_home: Path, start_child: StartChild
 ) -> None:
-    """The CLI as a site runs it: its own local Prefect server, a schedule, the cluster's workers."""
+    """The CLI as a site runs it: its own local Prefect server, a schedule, the cluster's workers.
+
+    A cluster of its own: a Dask worker's Prefect events client is made once per
+    process, for the first server it reported to, and the module's cluster has
+    reported to the session's server (a site's workers serve one server).
+    """
     workspace, _, _ = sample_workspace(tmp_path / "ws", subjects=1, clean_pixels=False)
     with (workspace.root / "mricurate.toml").open("a") as config:
         config.write("\n[deface]\nenabled = false\n")  # it runs in the flow's process anyway
     workspace.prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)
     shutil.copy2(migrated_prefect_home / "prefect.db", workspace.prefect_home / "prefect.db")
-    with Client(cluster) as client:  # type: ignore[no-untyped-call]
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
         before = sum(client.run(remote.chunks_run).values())
         serving = start_child(
             SERVE_CLI, "serve", "--workspace", str(workspace.root),
@@ -321,22 +328,26 @@ def test_serve_with_a_dask_address_runs_its_schedule_on_the_cluster(
         )  # fmt: skip
         run = wait_until(lambda: _first_run(workspace), timeout=300, what="a scheduled run ended")
         chunks = sum(client.run(remote.chunks_run).values()) - before
-    assert chunks >= 2, "the DICOM and the raw inputs were computed on the workers"
+        assert chunks >= 2, "the DICOM and the raw inputs were computed on the workers"
+        # The workers report their task runs to serve's own server (through its events: a lag).
+        names = wait_until(
+            lambda: _chunk_runs(workspace, chunks), timeout=60,
+            what="the chunks' task runs in serve's server",
+        )  # fmt: skip
+        # Stopping serve is start_child's (test_serve proves it stops cleanly): the next
+        # run, two seconds on, may be going, and its end is not this test's concern.
+        serving.terminate()
     summary = run.summary
     assert summary is not None and summary["release"]["files"] > 0  # type: ignore[index]
-
-    def chunk_runs() -> list[str]:
-        with read_database(workspace.prefect_home) as db:
-            rows = db.execute(
-                "SELECT task_run.name FROM task_run JOIN flow_run"
-                " ON flow_run.id = task_run.flow_run_id WHERE flow_run.deployment_id IS NOT NULL"
-                " AND task_run.task_key LIKE '%process_chunk%' AND task_run.state_type = 'COMPLETED'"
-            ).fetchall()  # fmt: skip
-        return [name for (name,) in rows] if len(rows) >= chunks else []
-
-    # The workers report their task runs to serve's own server (through its events: a lag).
-    names = wait_until(chunk_runs, timeout=60, what="the chunks' task runs in serve's server")
     assert all(name.startswith("chunk-") for name in names), "opaque names"
-    # Stopping serve is start_child's (test_serve proves it stops cleanly): the next
-    # run, two seconds on, may be going, and its end is not this test's concern.
-    serving.terminate()
+
+
+def _chunk_runs(workspace: Workspace, chunks: int) -> list[str]:
+    """The completed chunk task runs of served runs in serve's server, once there are ``chunks``."""
+    with read_database(workspace.prefect_home) as db:
+        rows = db.execute(
+            "SELECT task_run.name FROM task_run JOIN flow_run"
+            " ON flow_run.id = task_run.flow_run_id WHERE flow_run.deployment_id IS NOT NULL"
+            " AND task_run.task_key LIKE '%process_chunk%' AND task_run.state_type = 'COMPLETED'"
+        ).fetchall()  # fmt: skip
+    return [name for (name,) in rows] if len(rows) >= chunks else []
