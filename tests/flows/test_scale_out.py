@@ -305,9 +305,10 @@ def test_serve_with_a_dask_address_runs_its_schedule_on_the_cluster(
 ) -> None:
     """The CLI as a site runs it: its own local Prefect server, a schedule, the cluster's workers.
 
-    A cluster of its own: a Dask worker's Prefect events client is made once per
-    process, for the first server it reported to, and the module's cluster has
-    reported to the session's server (a site's workers serve one server).
+    A cluster of its own: on the module's cluster, which had reported to the
+    session's server, the chunks' task runs did not reach serve's server (most
+    likely a worker process keeps the events client of the first server it
+    reported to; not confirmed).  A site's workers serve one server.
     """
     workspace, _, _ = sample_workspace(tmp_path / "ws", subjects=1, clean_pixels=False)
     with (workspace.root / "mricurate.toml").open("a") as config:
