@@ -2,7 +2,9 @@
 
 Each task is a few lines over :mod:`pipeline.ingest` and works on a whole
 batch (a Prefect task costs tens of milliseconds; one per file would cost
-more than the work).  What crosses into Prefect's records is opaque: the
+more than the work), and takes the open run and the discovery as
+:func:`whole` values, which Prefect passes on without walking through
+them (walking them cost more than every task run together).  What crosses into Prefect's records is opaque: the
 flow's one parameter is the workspace folder (a site path, never a
 patient's), tasks return PHI-free counts, results are never persisted, and
 an exception is re-raised with its type and stage only (its full text goes
@@ -18,12 +20,13 @@ import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.utilities.annotations import quote
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from flows.recovery import mark_crashed
@@ -105,6 +108,21 @@ def _progress(stage: str) -> Callable[[int, int], None] | None:
 
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
+T = TypeVar("T")
+
+
+def whole(value: T) -> T:
+    """``value`` as a task argument Prefect passes on without walking through it.
+
+    Prefect visits every field of a task's arguments, recursively, twice per
+    task (to find futures to wait for and inputs to record); the open run and
+    the discovery hold every input, the rules and the key, which cost seconds
+    of CPU per task on a corpus of thousands of files (most of the flow's
+    overhead over the bare library run).  The task receives ``value`` itself;
+    nothing of it reaches Prefect's records either way.
+    """
+    return cast(T, quote(value))
+
 
 @task(name="discover", **_TASK)  # type: ignore[call-overload]
 @_opaque("discover")
@@ -184,7 +202,11 @@ def ingest(workspace: str, jobs: int = 0, dask_address: str = "") -> dict[str, o
     address = dask_address or opened.config.dask_address
     with (
         IngestRun.open(opened, jobs=jobs or None) as run,
-        scale_out(address, run.processing.staging) as cluster,
+        scale_out(
+            address,
+            run.processing.staging,
+            deadline_seconds=opened.config.chunk_deadline_seconds,
+        ) as cluster,  # fmt: skip
     ):
         # Holding the workspace lock, no other run of this workspace is alive:
         # what Prefect still shows running was killed (kill -9, a reboot).
@@ -195,17 +217,19 @@ def ingest(workspace: str, jobs: int = 0, dask_address: str = "") -> dict[str, o
             run.dispatch_to(cluster)
             logger.info("run %s: DICOM and raw inputs computed on the Dask cluster", run.run_id)
         clock = stages.Clock()
-        found = clock("discover", discover, run)
+        whole_run = whole(run)
+        found = clock("discover", discover, whole_run)
         logger.info("run %s: %s", run.run_id, found.counts())
-        dicom = clock("dicom", deidentify, run, found)
-        raw = clock("raw", convert, run, found)
-        defaced = clock("deface", deface, run)
-        leaks = clock("leak_check", verify, run, found)
-        routed = clock("route", route_items, run)
-        release = clock("release", publish, run)
+        whole_found = whole(found)
+        dicom = clock("dicom", deidentify, whole_run, whole_found)
+        raw = clock("raw", convert, whole_run, whole_found)
+        defaced = clock("deface", deface, whole_run)
+        leaks = clock("leak_check", verify, whole_run, whole_found)
+        routed = clock("route", route_items, whole_run)
+        release = clock("release", publish, whole_run)
         summary = stages.summary(run, found, dicom, raw, leaks, routed, release, clock, defaced)
         run.summary = summary
-        report(run, summary)
+        report(whole_run, summary)
         run.status = RunStatus.COMPLETED
         logger.info("run %s: %s", run.run_id, {k: v for k, v in summary.items() if k != "run"})
     return summary

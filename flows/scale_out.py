@@ -47,9 +47,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.settings import get_current_settings
 from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import PrefectDaskFuture
 
 from pipeline.atomic import atomic_write_bytes
 from pipeline.batch.remote import (
+    DEFAULT_DEADLINE_SECONDS,
+    NoOtherWorker,
     RemoteDispatch,
     UnknownBatch,
     forget_batch,
@@ -119,13 +122,34 @@ class DaskChunks:
             ) from None
 
     def submit(self, batch: str, chunk: int) -> _Future:
+        return self._submit(batch, chunk, workers=None)
+
+    def resubmit(self, batch: str, chunk: int, late: object) -> _Future:
+        """The chunk again, on any worker but the one that holds ``late`` (it hangs)."""
+        client = self._runner.client
+        key = late._future.wrapped_future.key if isinstance(late, _Future) else None
+        holders = {worker for worker, keys in client.processing().items() if key in keys}
+        others = sorted(set(client.nthreads()) - holders)
+        if not others:
+            raise NoOtherWorker(f"chunk {chunk}")
+        return self._submit(batch, chunk, workers=others)
+
+    def _submit(self, batch: str, chunk: int, workers: list[str] | None) -> _Future:
         # Prefect ships the submitting task run's context, its parameters
         # included, with every task it submits; the stage's parameter is the
         # open run (the key, the catalog).  The chunk is submitted as the flow's
         # own child instead, and carries only the flow run's context.
         outside = TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
         try:
-            future = self._runner.submit(process_chunk, {"batch": batch, "chunk": chunk})
+            parameters = {"batch": batch, "chunk": chunk}
+            if workers is None:
+                future = self._runner.submit(process_chunk, parameters)
+            else:  # DaskTaskRunner.submit has no worker restriction: its client has
+                wrapped = self._runner.client.submit(
+                    process_chunk, parameters=parameters, return_type="state",
+                    workers=workers, allow_other_workers=False,
+                )  # fmt: skip
+                future = PrefectDaskFuture(wrapped_future=wrapped, task_run_id=wrapped.task_run_id)
         finally:
             TaskRunContext.__var__.reset(outside)
         return _Future(future)
@@ -139,8 +163,8 @@ class _Future:
     def __init__(self, future: Any) -> None:
         self._future = future
 
-    def result(self) -> object:
-        return self._future.result()
+    def result(self, timeout: float | None = None) -> object:
+        return self._future.result(timeout=timeout)
 
     def cancel(self) -> None:
         self._future.wrapped_future.cancel()
@@ -151,8 +175,13 @@ def _name(batch: str) -> str:
 
 
 @contextlib.contextmanager
-def scale_out(address: str, staging: Path) -> Iterator[RemoteDispatch | None]:
+def scale_out(
+    address: str, staging: Path, *, deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+) -> Iterator[RemoteDispatch | None]:
     """The dispatch of the run's DICOM and raw stages: on the cluster at ``address``, or None.
+
+    A chunk later than ``deadline_seconds`` (``[ingest] chunk_deadline_seconds``)
+    is sent once more to another worker; a second late one fails the run.
 
     Raises
     ------
@@ -181,7 +210,7 @@ def scale_out(address: str, staging: Path) -> Iterator[RemoteDispatch | None]:
                 "it, or check --dask-address / [ingest] dask_address"
             ) from None
         check_workers(client, address, staging, str(api_url))
-        yield RemoteDispatch(DaskChunks(runner))
+        yield RemoteDispatch(DaskChunks(runner), deadline_seconds=deadline_seconds)
 
 
 def check_workers(client: Any, address: str, staging: Path, api_url: str) -> None:

@@ -8,6 +8,7 @@ variable: Prefect reads its settings once, at import.
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -110,7 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     names a Prefect server, a local one is started under ``private/prefect``.
     """
     workspace = open_workspace(Path(args.workspace))
-    cron = args.cron or workspace.config.cron
+    interval: float | None = args.interval
+    cron = None if interval else args.cron or workspace.config.cron
     address = _dask_address(args, workspace, served=True)
     api_url = workspace.config.prefect_api_url or None
     from flows.environment import configure
@@ -131,12 +133,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server.start()
         if workspace.config.listen.with_serve:
             listener = start_listener(workspace)
-        print(f"serving {FLOW_NAME} for {workspace.root} on '{cron}' (Prefect API {api_url}); "
+        when = f"every {interval:g} s" if interval else f"on '{cron}'"
+        print(f"serving {FLOW_NAME} for {workspace.root} {when} (Prefect API {api_url}); "
               "Ctrl-C or SIGTERM stops")  # fmt: skip
         serve_flow(
             ingest, name=f"ingest-{workspace_tag(workspace.root)}",
             parameters={"workspace": str(workspace.root), "dask_address": address}, cron=cron,
-            tags=[workspace_tag(workspace.root)],
+            interval=interval, tags=[workspace_tag(workspace.root)],
         )  # fmt: skip
     finally:
         if listener is not None:
@@ -251,6 +254,16 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interval(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, 1 or more")
+    return seconds
+
+
 def _dask_option(parser: argparse.ArgumentParser) -> None:
     from pipeline.workspace.config import dask_address
 
@@ -286,7 +299,12 @@ def register(sub: Any) -> None:
         help="run the ingest flow on a schedule (a local Prefect server unless one is configured)",
     )
     p.add_argument("--workspace", required=True)
-    p.add_argument("--cron", help='a cron schedule (default: the config\'s, "0 2 * * *")')
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--cron", help='a cron schedule (default: the config\'s, "0 2 * * *")')
+    when.add_argument(
+        "--interval", type=_interval, metavar="SECONDS",
+        help="run every SECONDS instead of on a cron schedule (a drop folder polled often)",
+    )  # fmt: skip
     _dask_option(p)
     p.set_defaults(func=cmd_serve)
 

@@ -30,6 +30,15 @@ blamed exactly as before.  What a chunk cannot survive is the death of the
 worker that runs it (the pool's parent): the cluster may retry the chunk
 (its temps are fresh names, its answer replaces the earlier one), or it
 fails, which is a run failure here, blaming no input.
+
+Nor can a chunk survive a worker that hangs (a stuck file system, a call
+that blocks in a library, a machine that stopped answering without
+dying): the stall watchdog lives in that worker.  So every chunk has a
+deadline here (``[ingest] chunk_deadline_seconds``), counted from the time
+the dispatch waits for it (the chunks before it are in): past it, the chunk
+is sent once more, to another worker; if that one is late too, the run
+fails as a run failure, and no input is blamed (an input that hangs its
+process is the stall watchdog's, and is blamed there, well before).
 """
 
 from __future__ import annotations
@@ -64,6 +73,10 @@ MIN_CHUNK = 16
 """Inputs per chunk at least, where there are that many: a chunk costs a Prefect task
 run (a few API calls) and two files, which a few inputs' work would not repay."""
 
+DEFAULT_DEADLINE_SECONDS = 3600.0
+"""A chunk's deadline unless configured: well beyond a chunk's normal time and the
+stall limit of one input, so that only a worker that hangs meets it."""
+
 CHUNKS_PER_SLOT = 4
 """Chunks per worker thread a large batch is cut into: the last chunks even out the workers."""
 
@@ -74,8 +87,11 @@ _MARKER = "visible"
 class ChunkFuture(Protocol):
     """One submitted chunk."""
 
-    def result(self) -> object:
-        """Wait for it; raise if it failed (the cluster's exception, which is never shown)."""
+    def result(self, timeout: float | None = None) -> object:
+        """Wait for it; raise if it failed (the cluster's exception, which is never shown).
+
+        Raises :class:`TimeoutError` if it has not ended within ``timeout`` seconds.
+        """
         ...
 
     def cancel(self) -> None:
@@ -99,9 +115,20 @@ class ChunkCluster(Protocol):
         """Run ``run_chunk(batch, chunk)`` on a worker."""
         ...
 
+    def resubmit(self, batch: str, chunk: int, late: ChunkFuture) -> ChunkFuture:
+        """Run the chunk again on a worker other than the one that holds ``late``.
+
+        Raises :class:`NoOtherWorker` if there is none.
+        """
+        ...
+
     def close(self, batch: str) -> None:
         """Forget ``batch`` on every worker (:func:`forget_batch`: its processes stop)."""
         ...
+
+
+class NoOtherWorker(RuntimeError):
+    """A late chunk cannot be sent elsewhere: the cluster has no other worker."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +154,15 @@ class RemoteDispatch:
     cluster : ChunkCluster
     chunk_size : int
         Inputs per chunk; 0: :func:`chunk_size_for` the batch and the cluster.
+    deadline_seconds : float
+        How long a chunk may take, counted from the time the dispatch waits
+        for it; a late chunk is sent once more to another worker, and a
+        second late answer fails the run.
     """
 
     cluster: ChunkCluster
     chunk_size: int = 0
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
 
     def __call__(
         self, step: Step, items: Sequence[Item], settings: PoolSettings, stop: Callable[[], bool]
@@ -183,7 +215,8 @@ class RemoteDispatch:
                 if not pending:
                     return  # stopped before anything more was sent
                 number, future = pending.popleft()
-                answer = _answer_of(future, folder, number, len(chunks))
+                self._wait(batch, number, future, len(chunks))
+                answer = _answer_of(folder, number, len(chunks))
                 if len(answer.results) != len(chunks[number]):
                     raise RunFailure(
                         f"chunk {number} came back with {len(answer.results)} results for "
@@ -197,17 +230,47 @@ class RemoteDispatch:
                 with contextlib.suppress(Exception):
                     future.cancel()
 
+    def _wait(self, batch: str, number: int, future: ChunkFuture, count: int) -> None:
+        """Wait for chunk ``number``; past its deadline, once more elsewhere; then a run failure."""
+        if _ended(future, self.deadline_seconds, number, count):
+            return
+        try:
+            again = self.cluster.resubmit(batch, number, future)
+        except NoOtherWorker:
+            raise RunFailure(
+                f"chunk {number} of {count} did not finish within {self.deadline_seconds:g} s "
+                "and the cluster has no other worker to send it to: its worker hangs (a stuck "
+                "file system, a blocked call) or the chunk needs longer. No input is blamed; "
+                "restart that Dask worker or add one, raise [ingest] chunk_deadline_seconds "
+                "if the inputs are merely slow, and run again (finished inputs are kept)"
+            ) from None
+        except Exception as exc:  # the cluster's text is not shown (see _ended)
+            raise RunFailure(
+                f"chunk {number} of {count} did not finish within {self.deadline_seconds:g} s "
+                f"and could not be sent to another worker ({type(exc).__name__}): check that "
+                "the Dask scheduler and workers still run, and run again (finished inputs are kept)"
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                future.cancel()
+        if not _ended(again, self.deadline_seconds, number, count):
+            with contextlib.suppress(Exception):
+                again.cancel()
+            raise RunFailure(
+                f"chunk {number} of {count} did not finish within {self.deadline_seconds:g} s, "
+                "twice, on two workers: the workers hang (a stuck file system, a blocked call) "
+                "or the chunk needs longer. No input is blamed; check the Dask workers' logs, "
+                "restart those that hang, raise [ingest] chunk_deadline_seconds if the inputs "
+                "are merely slow, and run again (finished inputs are kept)"
+            )
 
-def chunk_size_for(inputs: int, capacity: int) -> int:
-    """Inputs per chunk: equal chunks, :data:`CHUNKS_PER_SLOT` per worker thread where each
-    then holds :data:`MIN_CHUNK` inputs, fewer otherwise, never more than :data:`MAX_CHUNK`."""
-    chunks = min(CHUNKS_PER_SLOT * max(1, capacity), math.ceil(inputs / MIN_CHUNK))
-    return max(1, min(MAX_CHUNK, math.ceil(inputs / max(1, chunks))))
 
-
-def _answer_of(future: ChunkFuture, folder: Path, number: int, count: int) -> _Answer:
+def _ended(future: ChunkFuture, deadline: float, number: int, count: int) -> bool:
+    """Whether ``future`` ended within ``deadline`` seconds (False: late); raise if it failed."""
     try:
-        future.result()
+        future.result(timeout=deadline)
+    except TimeoutError:
+        return False
     except Exception as exc:
         # The cluster's exception is not shown: ours carry no PHI, but a
         # library's (pickling, a comm error quoting a frame) might.
@@ -216,6 +279,18 @@ def _answer_of(future: ChunkFuture, folder: Path, number: int, count: int) -> _A
             "died, the cluster went away, or a worker cannot see the workspace. No input is "
             "blamed; check the workers' logs and run again (finished inputs are kept)"
         ) from None
+    return True
+
+
+def chunk_size_for(inputs: int, capacity: int) -> int:
+    """Inputs per chunk: equal chunks, :data:`CHUNKS_PER_SLOT` per worker thread where each
+    then holds :data:`MIN_CHUNK` inputs, fewer otherwise, never more than :data:`MAX_CHUNK`."""
+    chunks = min(CHUNKS_PER_SLOT * max(1, capacity), math.ceil(inputs / MIN_CHUNK))
+    return max(1, min(MAX_CHUNK, math.ceil(inputs / max(1, chunks))))
+
+
+def _answer_of(folder: Path, number: int, count: int) -> _Answer:
+    """The answer chunk ``number`` left in ``folder`` (it ended)."""
     try:
         answer = _read(folder / _answer_name(number))
     except (OSError, pickle.UnpicklingError, EOFError) as exc:

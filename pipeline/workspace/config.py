@@ -81,6 +81,7 @@ class WorkspaceConfig:
     quiet_seconds: float = 60.0
     jobs: int = 0
     dask_address: str = ""
+    chunk_deadline_seconds: float = 3600.0
     spot_check_share: float = 0.02
     session_idle_seconds: float = 900.0
     login_token_seconds: float = 600.0
@@ -207,6 +208,17 @@ def dask_address(value: object) -> str:
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
     return address
+
+
+def _deadline(value: object) -> float:
+    """A chunk's deadline on a Dask cluster: more than 0 seconds (a hung worker must end)."""
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(
+            f"must be more than 0 seconds, not {number:g}: a chunk later than this is sent to "
+            "another worker, then fails the run (give hours, e.g. 3600, not 0 for 'never')"
+        )
+    return number
 
 
 def _api_url(value: object) -> str:
@@ -363,6 +375,7 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[object], object]]]] = {
         "quiet_seconds": ("quiet_seconds", _seconds),
         "jobs": ("jobs", _jobs),
         "dask_address": ("dask_address", dask_address),
+        "chunk_deadline_seconds": ("chunk_deadline_seconds", _deadline),
     },
     "review": {
         "spot_check_share": ("spot_check_share", _share),

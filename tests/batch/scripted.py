@@ -8,6 +8,7 @@ input paid for it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -36,6 +37,10 @@ class ScriptedStep:
     Names: ``kill-*`` SIGKILL itself, ``segv-*`` dereference NULL, ``stall-*``
     sleep a minute, ``memory-*`` allocate 8 GiB, ``exit-*`` exit 5,
     ``disk-*`` report a full disk, ``slow-*`` take half a second.
+
+    With ``hang_in`` (a folder), every input hangs in the processes of one
+    Dask worker, or of all (see :func:`hang_if_asked`): a hung worker, not a
+    bad input.
     """
 
     output: Path
@@ -43,6 +48,7 @@ class ScriptedStep:
     incremental: bool = True
     key_fingerprint: str = "0123456789abcdef"
     version: str = "1"
+    hang_in: str = ""
     _env: WorkerEnv | None = field(default=None, repr=False)
 
     @property
@@ -59,6 +65,8 @@ class ScriptedStep:
         env = self._env
         assert env is not None
         name = item.path.name
+        if self.hang_in:
+            hang_if_asked(Path(self.hang_in))
         if name.startswith("kill-"):
             os.kill(os.getpid(), signal.SIGKILL)
         if name.startswith("segv-"):
@@ -88,6 +96,21 @@ class ScriptedStep:
             links=(LinkRow(sha, relpath, link(name)),),
             facts=(("scripted", 1),),
         )
+
+
+def hang_if_asked(folder: Path) -> None:
+    """Block (really: sleep) while ``folder`` says this worker hangs; a test ends it by deleting.
+
+    ``folder/all``: every worker hangs.  ``folder/one``: the first worker
+    process to get here claims it (a rename: exactly one wins) for the Dask
+    worker that started it, its parent; every later input of that Dask
+    worker hangs too, those of the others do not.
+    """
+    mine = folder / f"hung-{os.getppid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(folder / "one", mine)
+    while mine.exists() or (folder / "all").exists():
+        time.sleep(0.05)
 
 
 def inputs(folder: Path, names: list[str]) -> Path:

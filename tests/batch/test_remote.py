@@ -56,6 +56,9 @@ class ThreadChunks:
             return lost
         return self._pool.submit(remote.run_chunk, batch, chunk)
 
+    def resubmit(self, batch: str, chunk: int, late: object) -> Future[int]:
+        return self.submit(batch, chunk)
+
     def close(self, batch: str) -> None:
         remote.forget_batch(batch)
 

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from distributed import Client, LocalCluster
@@ -30,11 +31,23 @@ from flows.ingest import ingest
 from flows.scale_out import ScaleOutError, _worker_problem, scale_out
 from flows.server import LocalServer
 from pipeline.batch import remote
+from pipeline.batch.runner import RunOptions, RunSummary, run_batch
 from pipeline.catalog import Catalog
+from pipeline.catalog.errors import CatalogError
+from pipeline.catalog.records import RunRecord
+from pipeline.catalog.states import RunStatus
+from pipeline.errors import RunFailure
 from pipeline.ingest.once import ingest_once
+from pipeline.private_store import PrivateStore
+from pipeline.reasons import Outcome
 from pipeline.workspace import Workspace, open_workspace
+from tests.batch.scripted import ScriptedStep, inputs
 from tests.flows.prefect_records import phi_in_prefect, read_database, run_counts, wait_until
 from tests.flows.sample import sample_workspace
+from tests.release import released
+
+if TYPE_CHECKING:
+    from tests.flows.conftest import StartChild
 
 STAGE_TASKS = 8  # the flow's own tasks (test_ingest counts them too)
 # The sample's bad inputs and their reasons: no worker-died or stalled among them.
@@ -205,3 +218,137 @@ def test_a_worker_that_cannot_see_the_workspace_says_so(tmp_path: Path) -> None:
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "visible").write_bytes(b"another")
     assert "another copy" in _worker_problem("0123", str(tmp_path / "copy"), "")
+
+
+# -- A worker that hangs: the chunk's deadline ---------------------------------------
+
+NAMES_HUNG = ["a0", "a1"]  # one chunk: its first try hangs, its second must end in time
+
+
+def _run_hanging(
+    tmp_path: Path, cluster: LocalCluster, hang: str, deadline: float
+) -> tuple[RunSummary, dict[str, int], Path]:
+    """A batch of one chunk on the cluster, its inputs hanging in one worker or all.
+
+    Returns the summary, the chunks each worker answered meanwhile, and the output folder.
+    """
+    source = inputs(tmp_path / "in", NAMES_HUNG)
+    hang_folder = tmp_path / "hang"
+    hang_folder.mkdir()
+    (hang_folder / hang).touch()
+    store = PrivateStore(tmp_path / "private")
+    out = tmp_path / "out"
+    step = ScriptedStep(out, hang_in=str(hang_folder))
+    with Client(cluster) as client:  # type: ignore[no-untyped-call]
+        before = client.run(remote.chunks_run)
+        try:
+            with scale_out(cluster.scheduler_address, tmp_path / "staging",
+                           deadline_seconds=deadline) as dispatch:  # fmt: skip
+                assert dispatch is not None
+                options = RunOptions(jobs=1, dispatch=dispatch)
+                summary = run_batch(step, source, store, options)
+            answered = {w: n - before.get(w, 0) for w, n in client.run(remote.chunks_run).items()}
+            return summary, answered, out
+        finally:
+            shutil.rmtree(hang_folder)  # the hung tries go on, and find their batch gone
+            wait_until(lambda: not any(client.processing().values()), timeout=30,
+                       what="the hung workers are free again")  # fmt: skip
+
+
+def test_a_chunk_whose_worker_hangs_is_sent_once_more_elsewhere(
+    tmp_path: Path, prefect_server: LocalServer, cluster: LocalCluster
+) -> None:
+    """The deadline is a real wait: the first worker really sleeps in the step, unmocked."""
+    summary, answered, out = _run_hanging(tmp_path, cluster, "one", deadline=4.0)
+    assert summary.outcomes == {Outcome.WRITTEN: 2}, "every input done, none blamed"
+    assert not summary.reasons
+    assert sorted(answered.values()) == [0, 1], "answered by the other worker, once"
+    assert {p.name for p in released(out)} == {f"{n}.out" for n in NAMES_HUNG}
+
+
+def test_a_chunk_late_twice_fails_the_run_and_blames_no_input(
+    tmp_path: Path, prefect_server: LocalServer, cluster: LocalCluster
+) -> None:
+    with pytest.raises(
+        RunFailure, match=r"chunk 0 of 1 did not finish within 1 s, twice"
+    ) as caught:
+        _run_hanging(tmp_path, cluster, "all", deadline=1.0)
+    message = str(caught.value)
+    assert "No input is blamed" in message and "chunk_deadline_seconds" in message
+    summary = caught.value.summary
+    assert isinstance(summary, RunSummary) and not summary.reasons
+    assert not released(tmp_path / "out"), "nothing of the chunk was committed"
+
+
+# -- `mricurate serve --dask-address`, end to end ------------------------------------
+
+SERVE_CLI = "import sys\nfrom mricurate.cli import main\nraise SystemExit(main(sys.argv[1:]))\n"
+SCHEDULER_EVERY_SECOND = {
+    "PYTHONUNBUFFERED": "1",  # its log, as it goes
+    "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
+}
+
+
+def _first_run(workspace: Workspace) -> RunRecord | None:
+    with Catalog.open(workspace.catalog_url) as catalog:
+        try:
+            run = catalog.run(1)
+        except CatalogError:
+            return None
+    return run if run.status is RunStatus.COMPLETED else None
+
+
+def test_serve_with_a_dask_address_runs_its_schedule_on_the_cluster(
+    tmp_path: Path, migrated_prefect_home: Path, start_child: StartChild
+) -> None:
+    """The CLI as a site runs it: its own local Prefect server, a schedule, the cluster's workers.
+
+    A cluster of its own: on the module's cluster, which had reported to the
+    session's server, the chunks' task runs did not reach serve's server (most
+    likely a worker process keeps the events client of the first server it
+    reported to; not confirmed).  A site's workers serve one server.
+    """
+    workspace, _, _ = sample_workspace(tmp_path / "ws", subjects=1, clean_pixels=False)
+    with (workspace.root / "mricurate.toml").open("a") as config:
+        config.write("\n[deface]\nenabled = false\n")  # it runs in the flow's process anyway
+    workspace.prefect_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copy2(migrated_prefect_home / "prefect.db", workspace.prefect_home / "prefect.db")
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        before = sum(client.run(remote.chunks_run).values())
+        serving = start_child(
+            SERVE_CLI, "serve", "--workspace", str(workspace.root),
+            "--dask-address", cluster.scheduler_address, "--interval", "2",
+            **SCHEDULER_EVERY_SECOND,
+        )  # fmt: skip
+        run = wait_until(lambda: _first_run(workspace), timeout=300, what="a scheduled run ended")
+        chunks = sum(client.run(remote.chunks_run).values()) - before
+        assert chunks >= 2, "the DICOM and the raw inputs were computed on the workers"
+        # The workers report their task runs to serve's own server (through its events: a lag).
+        names = wait_until(
+            lambda: _chunk_runs(workspace, chunks), timeout=60,
+            what="the chunks' task runs in serve's server",
+        )  # fmt: skip
+        # Stopping serve is start_child's (test_serve proves it stops cleanly): the next
+        # run, two seconds on, may be going, and its end is not this test's concern.
+        serving.terminate()
+    summary = run.summary
+    assert summary is not None and summary["release"]["files"] > 0  # type: ignore[index]
+    assert all(name.startswith("chunk-") for name in names), "opaque names"
+
+
+def _chunk_runs(workspace: Workspace, chunks: int) -> list[str]:
+    """The completed chunk task runs of served runs in serve's server, once there are ``chunks``."""
+    with read_database(workspace.prefect_home) as db:
+        rows = db.execute(
+            "SELECT task_run.name FROM task_run JOIN flow_run"
+            " ON flow_run.id = task_run.flow_run_id WHERE flow_run.deployment_id IS NOT NULL"
+            " AND task_run.task_key LIKE '%process_chunk%' AND task_run.state_type = 'COMPLETED'"
+        ).fetchall()  # fmt: skip
+    return [name for (name,) in rows] if len(rows) >= chunks else []
