@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 
 from pipeline.catalog import (
@@ -179,7 +180,12 @@ def test_the_catalog_holds_what_the_reviewer_did(
         assert redacted.decision is Decision.REDACT
         (box,) = redacted.boxes
         assert box.source is BoxSource.DRAWN and box.frame == 0
-        assert box.width > 10 and box.height > 10
+        # The mouse went from 10% to 40% across and from 10% to 30% down the image.
+        (output,) = catalog.outputs_of([third.sha256])
+        staged = queued_workspace.staging / output.area / output.relpath
+        ds = pydicom.dcmread(staged, stop_before_pixels=True)
+        assert abs(box.width - 0.3 * ds.Columns) <= 0.05 * ds.Columns + 2
+        assert abs(box.height - 0.2 * ds.Rows) <= 0.05 * ds.Rows + 2
         assert catalog.redaction_boxes(third.sha256) == (box,)
         assert catalog.state_of(third.sha256) is ItemState.QUARANTINED
 
