@@ -81,14 +81,17 @@ def phi_in_prefect(prefect_home: Path, values: list[str]) -> list[str]:
     """Which of ``values`` (planted PHI, input paths) Prefect keeps anywhere, case-blind.
 
     Values shorter than 5 characters are left out (they would match anything);
-    a number counts where it stands alone: 31066 inside a timestamp is not a serial.
+    a number counts where it stands alone: 31066 inside a timestamp is not a
+    serial, nor is 41710 after a colon or a hyphen, where Prefect records this
+    machine's ports and process IDs (``127.0.0.1:41710``, ``host:pid``,
+    ``host-pid`` consumer names: five digits, like the sample's serials).
     """
     recorded = prefect_text(prefect_home).upper()
     needles = {v.upper().encode() for v in values if len(v) >= 5}
     return sorted(
         n.decode()
         for n in needles
-        if (re.search(rb"(?<![0-9])" + re.escape(n) + rb"(?![0-9])", recorded) if n.isdigit()
+        if (re.search(rb"(?<![0-9:-])" + re.escape(n) + rb"(?![0-9])", recorded) if n.isdigit()
             else n in recorded)
     )  # fmt: skip
 
