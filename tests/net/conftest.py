@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom import Dataset
+from pydicom.uid import generate_uid
 
 from pipeline.workspace import Workspace, init_workspace, open_workspace
 
@@ -89,3 +91,12 @@ def dataset_bytes(path: Path) -> bytes:
     meta = read_file_meta_info(path)
     end = 132 + 12 + int(meta.FileMetaInformationGroupLength)
     return data[end:]
+
+
+def saved_in_study(ds: Dataset, study_uid: str, number: int, path: Path) -> Path:
+    """``ds`` as the ``number``-th series of the study (new series and instance UIDs), saved."""
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+    ds.SeriesNumber = number + 1
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -24,7 +24,7 @@ from pydicom.uid import generate_uid
 from mricurate.cli import main
 from pipeline.catalog import Catalog, PullOutcome
 from pipeline.workspace import Workspace, init_workspace
-from tests.net.conftest import free_port, wait_for_port, write_config
+from tests.net.conftest import free_port, saved_in_study, wait_for_port, write_config
 from tests.net.orthanc import Orthanc, needs_orthanc
 
 # One Orthanc for the module: its tests on one xdist worker.
@@ -65,11 +65,7 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pacs]:
                 ds = dcmread(get_testdata_file(name))
                 ds.PatientID, ds.PatientName = patient, f"Sample^Jane{patient[-1]}"
                 ds.AccessionNumber, ds.StudyDate = accession, date
-                ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
-                ds.SeriesNumber = number + 1
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-                path = folder / f"{study}-{number}.dcm"
-                ds.save_as(path, enforce_file_format=True)
+                path = saved_in_study(ds, study_uid, number, folder / f"{study}-{number}.dcm")
                 orthanc.upload(path.read_bytes())
                 uids.setdefault(study, set()).add(str(ds.SOPInstanceUID))
                 sent[str(ds.SOPInstanceUID)] = path

@@ -39,7 +39,7 @@ from pipeline.release.versions import latest_version
 from pipeline.workspace import Workspace, init_workspace
 from pipeline.workspace.ruleset import workspace_ruleset_version
 from tests.flows.sample import config_text
-from tests.net.conftest import free_port, write_config
+from tests.net.conftest import free_port, saved_in_study, write_config
 from tests.net.orthanc import Orthanc, needs_orthanc
 
 pytestmark = [needs_orthanc, pytest.mark.xdist_group("orthanc-round-trip")]
@@ -100,11 +100,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
                 ds.RequestAttributesSequence = [Dataset()]  # identifiers inside a sequence
                 ds.RequestAttributesSequence[0].AccessionNumber = accession
                 ds.RequestAttributesSequence[0].RequestedProcedureID = "PLANTRPID7"
-                ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
-                ds.SeriesNumber = number + 1
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-                path = folder / f"{study}-{number}.dcm"
-                ds.save_as(path, enforce_file_format=True)
+                path = saved_in_study(ds, study_uid, number, folder / f"{study}-{number}.dcm")
                 clinical.upload(path.read_bytes())
                 original |= {str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
                              str(ds.SOPInstanceUID)}  # fmt: skip
