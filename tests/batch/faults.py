@@ -126,11 +126,7 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return _state(pid) not in ("", "Z")
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -143,6 +139,30 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def kill(process: subprocess.Popen[str], number: signal.Signals) -> None:
     os.kill(process.pid, number)
+
+
+def freeze(process: subprocess.Popen[str]) -> None:
+    """Stop the run's main process where it is (SIGSTOP), so the signal a test sends next
+    lands mid-run even when the rest of the run would take less time than the test's
+    next look: on a quiet machine 600 small files take well under a second.
+
+    Its workers go on with what they hold and then wait for it.  A SIGKILL kills a
+    stopped process; any other signal stays pending until :func:`thaw`.
+    """
+    assert process.poll() is None, "the run ended before the test could stop it"
+    os.kill(process.pid, signal.SIGSTOP)
+    wait_for(lambda: _state(process.pid) in ("T", "t"), 10, "the run to stop")
+
+
+def thaw(process: subprocess.Popen[str]) -> None:
+    os.kill(process.pid, signal.SIGCONT)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
 
 
 def temps(output: Path) -> list[Path]:

@@ -23,10 +23,12 @@ from tests.batch.faults import (
     cli,
     corpus,
     descendants,
+    freeze,
     key_file,
     kill,
     start,
     temps,
+    thaw,
     wait_for,
 )
 from tests.release import released
@@ -100,8 +102,10 @@ def test_sigint_and_sigterm_stop_the_run_cleanly(
     process = start(args, TMPDIR=str(tmp_path / "system-tmp"))
     (tmp_path / "system-tmp").mkdir()
     wait_for(lambda: _started(process.pid, out, kind), 60, "the run to get going")
+    freeze(process)
     workers = descendants(process.pid)
-    kill(process, number)
+    kill(process, number)  # pending until the run goes on
+    thaw(process)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + number, stderr
     assert "Traceback" not in stderr
@@ -133,6 +137,7 @@ def test_after_sigkill_no_process_is_left_and_the_next_run_finishes(
     (tmp_path / "system-tmp").mkdir()
     process = start(args, TMPDIR=str(tmp_path / "system-tmp"))
     wait_for(lambda: _started(process.pid, out, kind), 60, "the run to get going")
+    freeze(process)
     everyone = descendants(process.pid)
     assert len(everyone) >= 2
     kill(process, signal.SIGKILL)
