@@ -28,6 +28,7 @@ from pipeline.deface.register import RegistrationFailed
 from pipeline.deface.rules import DefaceRules
 from pipeline.deface.volume import AssemblyError, Volume, assemble
 from pipeline.deface.write import is_marked_defaced, write_back
+from pipeline.errors import UnreadableInput
 
 
 class SeriesOutcome(enum.Enum):
@@ -86,7 +87,10 @@ def deface_series(paths: Sequence[Path], rules: DefaceRules) -> SeriesResult:
             defaced.quality.describe(), defaced.quality, seconds=seconds, volume=volume,
             defaced=defaced,
         )  # fmt: skip
-    write_back(datasets, volume, defaced.voxels)
+    try:
+        write_back(datasets, volume, defaced.voxels)
+    except UnreadableInput as exc:  # BitsAllocated that the decoded values do not match
+        return SeriesResult(SeriesOutcome.FAILED, decision.verdict, "unreadable", str(exc))
     for ds, path in zip(datasets, paths, strict=True):
         replace_file(path, ds)
     return SeriesResult(

@@ -3,9 +3,9 @@
 Every element stays as it was (geometry, UIDs, dates, private data) except:
 the Pixel Data (the same stored values wherever defacing changed nothing;
 native, in the file's own transfer syntax, or Explicit VR Little Endian when
-the file was compressed, as :func:`pipeline.pixels.encode.output_syntax`
-decides for cleaned pixels), ``RecognizableVisualFeatures`` NO (PS3.15
-E.3.2: the Clean Recognizable Visual Features Option), and that option's
+the file was compressed, stored by :func:`pipeline.pixels.encode.store_native`
+as cleaned pixels are, a lossy source still saying so),
+``RecognizableVisualFeatures`` NO (PS3.15 E.3.2: the Clean Recognizable Visual Features Option), and that option's
 code added to the De-identification Method Code Sequence.  Nothing else is
 claimed.
 """
@@ -22,12 +22,11 @@ from pydicom.uid import UID
 from pipeline.deface.volume import Volume
 from pipeline.dicom.deidentify import add_method_code
 from pipeline.dicom.profile import MethodCode
-from pipeline.pixels.encode import output_syntax
+from pipeline.pixels.encode import store_native
 
 CLEAN_RECOGNIZABLE_VISUAL_FEATURES = MethodCode(
     "113102", "Clean Recognizable Visual Features Option"
 )
-_ENCAPSULATION_ONLY = (0x7FE00001, 0x7FE00002)  # ExtendedOffsetTable(Lengths)
 
 
 def write_back(
@@ -58,23 +57,6 @@ def is_marked_defaced(ds: Dataset) -> bool:
 
 def _store(ds: Dataset, array: npt.NDArray[np.generic]) -> None:
     source = UID(ds.file_meta.TransferSyntaxUID)
-    target = output_syntax(source)
-    allocated = int(ds.BitsAllocated)
-    if allocated not in (8, 16, 32) or array.dtype.itemsize * 8 != allocated:
-        # pydicom decodes to the allocated width; anything else is not ours to guess.
-        raise ValueError(f"BitsAllocated {allocated} with decoded {array.dtype}")
-    little = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
-    data = little.tobytes()
-    if len(data) % 2:
-        data += b"\0"
-    for tag in _ENCAPSULATION_ONLY:
-        if tag in ds:
-            del ds[tag]
-    ds.PixelData = data
-    element = ds["PixelData"]
-    element.VR = "OW" if allocated > 8 else "OB"
-    element.is_undefined_length = False
+    target = store_native(ds, array, source)
     if target != source:
-        ds.file_meta.TransferSyntaxUID = (
-            target  # a lossy source already says LossyImageCompression 01
-        )
+        ds.file_meta.TransferSyntaxUID = target

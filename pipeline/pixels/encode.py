@@ -38,7 +38,7 @@ from pydicom.uid import (
 from pipeline.errors import UnreadableInput
 from pipeline.pixels.blank import CleanedPixels
 
-__all__ = ["LOSSY_SYNTAXES", "output_syntax", "store_pixels"]
+__all__ = ["LOSSY_SYNTAXES", "output_syntax", "store_native", "store_pixels"]
 
 # Syntaxes whose pixel data may have lost information when it was compressed.
 LOSSY_SYNTAXES = frozenset(
@@ -95,6 +95,22 @@ def store_pixels(ds: Dataset, cleaned: CleanedPixels, source: UID) -> UID:
         ds.PhotometricInterpretation = cleaned.photometric
         if "PlanarConfiguration" in ds:
             del ds.PlanarConfiguration
+    return store_native(ds, frames, source)
+
+
+def store_native(ds: Dataset, frames: np.ndarray, source: UID) -> UID:
+    """Put decoded ``frames`` into ``ds`` as native Pixel Data; return the syntax to write in.
+
+    The one place pixels go back into a data set, for cleaned pixels and for
+    defaced voxels alike: the values are stored exactly as given (little
+    endian, single bits packed again), elements that only describe
+    encapsulated data go, and a lossy source keeps saying so.
+
+    Raises
+    ------
+    UnreadableInput
+        ``BitsAllocated`` does not match the decoded values' width.
+    """
     allocated = int(ds.BitsAllocated)
     if allocated not in (1, frames.dtype.itemsize * 8):
         raise UnreadableInput(

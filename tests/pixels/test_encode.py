@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     ExplicitVRBigEndian,
@@ -15,8 +16,14 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from pipeline.errors import UnreadableInput
 from pipeline.pixels.blank import PixelAction, PixelPlan, blank_pixels
-from pipeline.pixels.encode import output_syntax, remove_overlays_and_icons, store_pixels
+from pipeline.pixels.encode import (
+    output_syntax,
+    remove_overlays_and_icons,
+    store_native,
+    store_pixels,
+)
 from pipeline.samples import make_subjects, mr_series
 from tests.reference import needs_reference
 
@@ -100,3 +107,26 @@ def test_jpeg_lossless_with_high_bit_overlays_loses_only_the_overlay_bits() -> N
     assert values.dtype == np.uint16 and int(values.max()) < 256  # BitsStored 8: nothing above
     assert np.array_equal(values, raw & 0xFF)
     assert "LossyImageCompression" not in out or out.LossyImageCompression != "01"
+
+
+def test_values_that_do_not_fit_bits_allocated_are_the_input_s_fault() -> None:
+    ds = mr_series(make_subjects(1, seed=5)[0], n_slices=1, rows=8, cols=8)[0]
+    with pytest.raises(UnreadableInput, match="BitsAllocated 16"):
+        store_native(ds, np.zeros((8, 8), np.uint8), ExplicitVRLittleEndian)
+
+
+def test_defaced_voxels_of_a_lossy_source_still_say_it_was_lossy() -> None:
+    """Defacing writes through the same call: a JPEG Baseline head keeps its lossy marks."""
+    ds = mr_series(make_subjects(1, seed=5)[0], n_slices=1, rows=32, cols=48)[0]
+    ds.ExtendedOffsetTable = b"\0" * 8
+    voxels = np.arange(32 * 48, dtype=np.uint16).reshape(32, 48)
+    source = pydicom.uid.UID(JPEGBaseline8Bit)
+    ds.file_meta.TransferSyntaxUID = source
+    ds.PixelData = b"\0" * 16  # what the compressed data was does not matter here
+    syntax = store_native(ds, voxels, source)
+    assert syntax == ExplicitVRLittleEndian
+    assert ds.LossyImageCompression == "01"
+    assert ds.LossyImageCompressionMethod == "ISO_10918_1"
+    assert "ExtendedOffsetTable" not in ds
+    out = _round_trip(ds, syntax)
+    assert np.array_equal(out.pixel_array, voxels)
