@@ -38,6 +38,7 @@ from pipeline.samples.headers import (
     sample_uid,
     sequence,
 )
+from pipeline.samples.mr_groups import coils, fov_geometry, imaging_modifiers, modifiers, timing
 from pipeline.samples.phantom import contrast_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
@@ -254,73 +255,19 @@ def enhanced_instance(
                 AcquisitionContrast=protocol.contrast,
             )
         ),
-        MRTimingAndRelatedParametersSequence=sequence(
-            item(
-                RepetitionTime=format_ds(protocol.repetition_time),
-                FlipAngle=format_ds(protocol.flip_angle),
-                EchoTrainLength=str(protocol.echo_train_length),
-                RFEchoTrainLength=protocol.echo_train_length,
-                GradientEchoTrainLength=0,
-                SpecificAbsorptionRateSequence=sequence(
-                    item(
-                        SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
-                        SpecificAbsorptionRateValue=0.42,
-                    )
-                ),
-                GradientOutputType="DB_DT",
-                GradientOutput=12.5,
-                OperatingModeSequence=sequence(
-                    item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL"),
-                    item(OperatingModeType="RF", OperatingMode="IEC_NORMAL"),
-                    item(OperatingModeType="GRADIENT", OperatingMode="IEC_NORMAL"),
-                ),
-            )
+        MRTimingAndRelatedParametersSequence=timing(
+            format_ds(protocol.repetition_time),
+            format_ds(protocol.flip_angle),
+            echo_train=protocol.echo_train_length,
+            gradient_echo_train=0,
+            sar=0.42,
+            gradient_output=12.5,
         ),
-        MRFOVGeometrySequence=sequence(
-            item(
-                InPlanePhaseEncodingDirection="ROW",
-                MRAcquisitionFrequencyEncodingSteps=cols,
-                MRAcquisitionPhaseEncodingStepsInPlane=rows,
-                PercentSampling="100",
-                PercentPhaseFieldOfView="100",
-            )
-        ),
+        MRFOVGeometrySequence=fov_geometry("ROW", rows, cols),
         MREchoSequence=sequence(item(EffectiveEchoTime=protocol.echo_time)),
-        MRModifierSequence=sequence(
-            item(
-                InversionRecovery="NO",
-                FlowCompensation="NONE",
-                T2Preparation="NO",
-                SpectrallySelectedExcitation="NONE",
-                SpatialPresaturation="NONE",
-                PartialFourier="NO",
-                ParallelAcquisition="NO",
-            )
-        ),
-        MRImagingModifierSequence=sequence(
-            item(
-                MagnetizationTransfer="NONE",
-                BloodSignalNulling="NO",
-                Tagging="NONE",
-                TransmitterFrequency=SIEMENS.frequency,
-                PixelBandwidth="200",
-            )
-        ),
-        MRReceiveCoilSequence=sequence(
-            item(
-                ReceiveCoilName=SIEMENS.coil,
-                ReceiveCoilManufacturerName="SIEMENS",
-                ReceiveCoilType="VOLUME",
-                QuadratureReceiveCoil="NO",
-            )
-        ),
-        MRTransmitCoilSequence=sequence(
-            item(
-                TransmitCoilName="Body",
-                TransmitCoilManufacturerName="SIEMENS",
-                TransmitCoilType="BODY",
-            )
-        ),
+        MRModifierSequence=modifiers(),
+        MRImagingModifierSequence=imaging_modifiers(SIEMENS.frequency, "200"),
+        **coils("SIEMENS", SIEMENS.coil),
         MRDiffusionSequence=sequence(item(DiffusionBValue=0.0, DiffusionDirectionality="NONE")),
         MRAveragesSequence=sequence(item(NumberOfAverages="1")),
     )

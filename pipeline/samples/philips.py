@@ -40,6 +40,7 @@ from pipeline.samples.headers import (
     sample_uid,
     sequence,
 )
+from pipeline.samples.mr_groups import coils, fov_geometry, imaging_modifiers, modifiers, timing
 from pipeline.samples.phantom import diffusion_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
@@ -343,73 +344,19 @@ def _shared(spacing: float, step: float, rows: int, cols: int) -> Dataset:
                 AcquisitionContrast="DIFFUSION",
             )
         ),
-        MRTimingAndRelatedParametersSequence=sequence(
-            item(
-                RepetitionTime=format_ds(DIFFUSION.repetition_time),
-                FlipAngle=format_ds(DIFFUSION.flip_angle),
-                EchoTrainLength="1",
-                RFEchoTrainLength=1,
-                GradientEchoTrainLength=35,
-                SpecificAbsorptionRateSequence=sequence(
-                    item(
-                        SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
-                        SpecificAbsorptionRateValue=0.3,
-                    )
-                ),
-                GradientOutputType="DB_DT",
-                GradientOutput=20.0,
-                OperatingModeSequence=sequence(
-                    item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL"),
-                    item(OperatingModeType="RF", OperatingMode="IEC_NORMAL"),
-                    item(OperatingModeType="GRADIENT", OperatingMode="IEC_NORMAL"),
-                ),
-            )
+        MRTimingAndRelatedParametersSequence=timing(
+            format_ds(DIFFUSION.repetition_time),
+            format_ds(DIFFUSION.flip_angle),
+            echo_train=1,
+            gradient_echo_train=35,
+            sar=0.3,
+            gradient_output=20.0,
         ),
-        MRFOVGeometrySequence=sequence(
-            item(
-                InPlanePhaseEncodingDirection="COLUMN",
-                MRAcquisitionFrequencyEncodingSteps=cols,
-                MRAcquisitionPhaseEncodingStepsInPlane=rows,
-                PercentSampling="100",
-                PercentPhaseFieldOfView="100",
-            )
-        ),
+        MRFOVGeometrySequence=fov_geometry("COLUMN", rows, cols),
         MREchoSequence=sequence(item(EffectiveEchoTime=DIFFUSION.echo_time)),
-        MRModifierSequence=sequence(
-            item(
-                InversionRecovery="NO",
-                FlowCompensation="NONE",
-                T2Preparation="NO",
-                SpectrallySelectedExcitation="NONE",
-                SpatialPresaturation="NONE",
-                PartialFourier="NO",
-                ParallelAcquisition="NO",
-            )
-        ),
-        MRImagingModifierSequence=sequence(
-            item(
-                MagnetizationTransfer="NONE",
-                BloodSignalNulling="NO",
-                Tagging="NONE",
-                TransmitterFrequency=PHILIPS.frequency,
-                PixelBandwidth="2000",
-            )
-        ),
-        MRReceiveCoilSequence=sequence(
-            item(
-                ReceiveCoilName=PHILIPS.coil,
-                ReceiveCoilManufacturerName="Philips",
-                ReceiveCoilType="VOLUME",
-                QuadratureReceiveCoil="NO",
-            )
-        ),
-        MRTransmitCoilSequence=sequence(
-            item(
-                TransmitCoilName="Body",
-                TransmitCoilManufacturerName="Philips",
-                TransmitCoilType="BODY",
-            )
-        ),
+        MRModifierSequence=modifiers(),
+        MRImagingModifierSequence=imaging_modifiers(PHILIPS.frequency, "2000"),
+        **coils("Philips", PHILIPS.coil),
         MRAveragesSequence=sequence(item(NumberOfAverages="1")),
     )
 

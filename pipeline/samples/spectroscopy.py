@@ -38,6 +38,7 @@ from pipeline.samples.headers import (
     sample_uid,
     sequence,
 )
+from pipeline.samples.mr_groups import coils, modifiers, timing
 from pipeline.samples.other_objects import PRIVATE_SOP_CLASS
 from pipeline.samples.philips import PHILIPS
 from pipeline.samples.subjects import Subject
@@ -231,55 +232,12 @@ def _shared() -> Dataset:
                 PercentPhaseFieldOfView="100",
             )
         ),
-        MRTimingAndRelatedParametersSequence=sequence(
-            item(
-                RepetitionTime="2000",
-                FlipAngle="90",
-                EchoTrainLength="1",
-                RFEchoTrainLength=1,
-                GradientEchoTrainLength=0,
-                SpecificAbsorptionRateSequence=sequence(
-                    item(
-                        SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
-                        SpecificAbsorptionRateValue=0.6,
-                    )
-                ),
-                GradientOutputType="DB_DT",
-                GradientOutput=10.0,
-                OperatingModeSequence=sequence(
-                    item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL"),
-                    item(OperatingModeType="RF", OperatingMode="IEC_NORMAL"),
-                    item(OperatingModeType="GRADIENT", OperatingMode="IEC_NORMAL"),
-                ),
-            )
+        MRTimingAndRelatedParametersSequence=timing(
+            "2000", "90", echo_train=1, gradient_echo_train=0, sar=0.6, gradient_output=10.0
         ),
         MREchoSequence=sequence(item(EffectiveEchoTime=35.0)),
-        MRModifierSequence=sequence(
-            item(
-                InversionRecovery="NO",
-                FlowCompensation="NONE",
-                T2Preparation="NO",
-                SpectrallySelectedExcitation="NONE",
-                SpatialPresaturation="NONE",
-                PartialFourier="NO",
-                ParallelAcquisition="NO",
-            )
-        ),
-        MRReceiveCoilSequence=sequence(
-            item(
-                ReceiveCoilName=PHILIPS.coil,
-                ReceiveCoilManufacturerName="Philips",
-                ReceiveCoilType="VOLUME",
-                QuadratureReceiveCoil="NO",
-            )
-        ),
-        MRTransmitCoilSequence=sequence(
-            item(
-                TransmitCoilName="Body",
-                TransmitCoilManufacturerName="Philips",
-                TransmitCoilType="BODY",
-            )
-        ),
+        MRModifierSequence=modifiers(),
+        **coils("Philips", PHILIPS.coil),
         MRAveragesSequence=sequence(item(NumberOfAverages="128")),
     )
 
