@@ -231,5 +231,6 @@ def ingest(workspace: str, jobs: int = 0, dask_address: str = "") -> dict[str, o
         run.summary = summary
         report(whole_run, summary)
         run.status = RunStatus.COMPLETED
-        logger.info("run %s: %s", run.run_id, {k: v for k, v in summary.items() if k != "run"})
+        for stage, line in stages.summary_lines(summary, facts=False):
+            logger.info("run %s, %s: %s", run.run_id, stage, line)
     return summary

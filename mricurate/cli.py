@@ -15,7 +15,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -264,11 +263,9 @@ def _cmd_export_fastmri(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from mricurate.demo_command import cmd_demo
 
-    root = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="mricurate-demo-"))
-    run_demo(root, subjects=args.subjects, jobs=args.jobs)
-    return 0
+    return cmd_demo(args)
 
 
 def _size(text: str) -> int:
@@ -451,8 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     net_commands.register(sub)
 
-    p = sub.add_parser("demo", help="run the pipeline on a generated sample")
+    p = sub.add_parser(
+        "demo", help="a new workspace, a generated sample in incoming/, one ingest run"
+    )
     p.add_argument("folder", nargs="?", help="where to write (default: a new temp folder)")
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="each library stage on its own instead (deid, deface, convert, scan), no workspace",
+    )
     p.add_argument("--subjects", type=int, default=3)
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.set_defaults(func=_cmd_demo)

@@ -173,20 +173,21 @@ def stop_listener(child: subprocess.Popen[bytes]) -> None:
 
 
 def print_ingest_summary(summary: dict[str, object]) -> None:
-    """One table: what each stage did (PHI-free counts)."""
+    """One table a person reads: what each stage did, in PHI-free counts and reason codes.
+
+    The per-rule edit counts are added up per action here (hundreds of them);
+    the audit report (``mricurate report``) lists them one by one.
+    """
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"ingest run {summary.get('run')}", show_lines=False)
     table.add_column("stage")
     table.add_column("result")
-    for stage in ("discovered", "dicom", "raw", "leak_check", "route", "release"):
-        value = summary.get(stage)
-        if isinstance(value, dict):
-            shown = ", ".join(
-                f"{k}: {v}" for k, v in value.items() if v not in ({}, "", 0) or k == "failed"
-            )
-            table.add_row(stage.replace("_", " "), shown or "nothing to do")
+    from pipeline.ingest.stages import summary_lines
+
+    for stage, line in summary_lines(summary):
+        table.add_row(stage, line)
     Console().print(table)
     release = summary.get("release")
     if isinstance(release, dict) and release.get("latest"):

@@ -1,12 +1,13 @@
-"""``mricurate demo``: the whole pipeline, as far as it exists, on a generated sample.
+"""The generated sample of ``mricurate demo``, and its stage-by-stage walk-through.
 
-It writes a messy PACS-like export with PHI planted in headers, paths and
-private elements (a head series with a face among them), and Siemens raw
-data (twix) of the same subjects with PHI planted in the protocol;
-de-identifies the DICOM, defaces the head volumes, converts the raw data to
-anonymized ISMRMRD and fastMRI-layout files, scans the pixels for burned-in
-text, checks that no planted value reached the release and says where to
-look.  It grows as the pipeline does.
+The sample is a messy PACS-like export with PHI planted in headers, paths
+and private elements (a head series with a face among them), and Siemens
+raw data (twix) of the same subjects with PHI planted in the protocol.
+``mricurate demo`` drops it into a new workspace and runs the product on it
+(the ingest flow, :mod:`mricurate.demo_command`); ``mricurate demo
+--stages`` runs :func:`run_demo` instead: each library stage on its own,
+with its full account (de-identification, defacing, raw conversion, the
+pixel scan), then checks that no planted value reached the output.
 """
 
 from __future__ import annotations
@@ -144,6 +145,17 @@ def write_raw_sample(root: Path, subjects: list[Subject], *, head: bool = False)
         )
         extra += [serial, str(image.patient_loid), str(image.study_loid)]
     return extra
+
+
+def write_workspace_sample(incoming: Path, *, subjects: int = 3, head: bool = True) -> list[str]:
+    """A PACS export (``pacs/``) and the scanner's raw data (``raw/``) of the same subjects,
+    dropped into a workspace's ``incoming/``, with a head series with a face; return every
+    planted value (DICOM and raw)."""
+    people = write_sample_tree(incoming / "pacs", n_subjects=subjects)
+    if head:
+        write_head_sample(incoming / "pacs", people)
+    raw_planted = write_raw_sample(incoming / "raw", people)
+    return [v for person in people for v in person.phi.values()] + raw_planted
 
 
 def write_head_sample(root: Path, subjects: list[Subject]) -> int:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from pipeline.dicom.tally import for_people
 from pipeline.ingest.deface import DefaceReport, deface_processed
 from pipeline.ingest.discovery import Discovery, discover_incoming
 from pipeline.ingest.leakcheck import LeakReport, check_processed
@@ -101,3 +102,72 @@ def summary(
         },
         "seconds": clock.seconds,
     }
+
+
+def summary_lines(summary: dict[str, object], *, facts: bool = True) -> list[tuple[str, str]]:
+    """``(stage, what it did)`` for each stage of a :func:`summary`, for a person to read.
+
+    ``facts``: the DICOM and raw stages' facts too, one per line (the per-rule edit
+    counts added up per action; the audit report lists them one by one).
+    """
+
+    def part(name: str) -> dict[str, Any]:
+        value = summary.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def counts(mapping: object) -> str:
+        items = mapping.items() if isinstance(mapping, dict) else ()
+        return ", ".join(f"{n} {k}" for k, n in sorted(items, key=lambda kv: (-kv[1], kv[0])))
+
+    lines: list[tuple[str, str]] = []
+    found = part("discovered")
+    lines.append(("discovered", counts({k: v for k, v in found.items() if v}) or "nothing"))
+    for stage in ("dicom", "raw"):
+        report = part(stage)
+        if not report.get("inputs"):
+            lines.append((stage, "nothing to do"))
+            continue
+        text = f"{report['inputs']} inputs: {counts(report.get('outcomes'))}"
+        if report.get("reasons"):
+            text += f"; reasons: {counts(report['reasons'])}"
+        if report.get("review"):
+            text += f"; {report['review']} to review"
+        if report.get("failure"):
+            text += f"; stopped: {report['failure']}"
+        found_facts = report.get("facts")
+        if facts and isinstance(found_facts, dict) and found_facts:
+            shown = for_people(found_facts)
+            text += "\n" + "\n".join(f"  {name}: {n}" for name, n in shown)
+        lines.append((stage, text))
+    deface = part("deface")
+    if deface.get("enabled"):
+        lines.append((
+            "deface",
+            f"{deface.get('series', 0)} series, {deface.get('head_volumes', 0)} head volumes: "
+            f"{deface.get('defaced', 0)} defaced, {deface.get('already_defaced', 0)} already, "
+            f"{deface.get('to_review', 0)} to review; head k-space held "
+            f"{deface.get('head_kspace_held', 0)}",
+        ))  # fmt: skip
+    leaks = part("leak_check")
+    lines.append((
+        "leak check",
+        f"{leaks.get('outputs', 0)} outputs read, {leaks.get('failed', 0)} failed"
+        + (f" ({counts(leaks['hits'])})" if leaks.get("hits") else "")
+        + (f", {leaks['unverifiable']} unverifiable" if leaks.get("unverifiable") else ""),
+    ))  # fmt: skip
+    route = part("route")
+    lines.append((
+        "route",
+        f"{route.get('verified', 0)} verified, {route.get('to_review', 0)} to review"
+        + (f" ({route['spot_checks']} spot checks)" if route.get("spot_checks") else ""),
+    ))  # fmt: skip
+    release = part("release")
+    if release.get("version"):
+        changed = {k: release.get(k, 0) for k in ("added", "changed", "removed")}
+        text = f"{release['version']}: {release.get('files', 0)} files ({counts(changed)})"
+        if release.get("withdrawn_subjects"):
+            text += f", {release['withdrawn_subjects']} subject(s) withdrawn"
+    else:
+        text = f"nothing new to publish (latest: {release.get('latest') or 'none'})"
+    lines.append(("release", text))
+    return lines
