@@ -22,13 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar, cast
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.utilities.annotations import quote
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from flows.engine import plain_flow, quick_heartbeat_exit
 from flows.recovery import mark_crashed
 from flows.scale_out import scale_out
 from pipeline.atomic import atomic_write_text
@@ -189,7 +190,10 @@ def report(run: IngestRun, summary: dict[str, object]) -> bool:
     return True
 
 
-@flow(name=FLOW_NAME, persist_result=False, log_prints=False)
+quick_heartbeat_exit()
+
+
+@plain_flow(name=FLOW_NAME, persist_result=False, log_prints=False)
 def ingest(workspace: str, jobs: int = 0, dask_address: str = "") -> dict[str, object]:
     """Discover, de-identify, convert, deface, verify, route, publish and report: one run over ``incoming/``.
 

@@ -124,13 +124,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = LocalServer(workspace.prefect_home)
         api_url = server.api_url
     configure(workspace.prefect_home, api_url=api_url)
-    from flows.ingest import FLOW_NAME, ingest, workspace_tag
-    from flows.serve import serve_flow
-
     listener = None
     try:
         if server is not None:
-            server.start()
+            # The server boots (seconds of imports and migrations) while this
+            # process imports Prefect for the flow: neither waits for the other.
+            server.start(wait=False)
+        from flows.ingest import FLOW_NAME, ingest, workspace_tag
+        from flows.serve import serve_flow
+
+        if server is not None:
+            server.wait_until_ready()
         if workspace.config.listen.with_serve:
             listener = start_listener(workspace)
         when = f"every {interval:g} s" if interval else f"on '{cron}'"

@@ -62,12 +62,16 @@ _TEMPLATE = SESSION / "template"
 _SERVER = LocalServer(PREFECT_HOME, environment=SERVER_SETTINGS)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
     """Start the server as soon as a selected test needs it; it boots while others run.
 
     Under pytest-xdist every worker collects every test: the tests of this
     folder run in one worker (the ``prefect`` group), which starts the one
     server when its first test asks for it.
+    ``tryfirst``: xdist's worker reads the group marks in its own hook of
+    this name, which otherwise runs first and finds none (every flows test
+    then ran on either worker, and each worker started a server).
     """
     here = Path(__file__).parent
     for item in items:
