@@ -22,23 +22,27 @@ from pipeline.samples.exams import SIEMENS, slice_geometry, subject_region
 from pipeline.samples.headers import (
     Series,
     add_acme_block,
-    add_equipment,
-    add_patient,
     add_pixel_module,
-    add_series,
-    add_study,
     code_item,
-    format_da,
     format_ds,
     format_dt,
-    format_tm,
     item,
     new_dataset,
     new_series,
     sample_uid,
     sequence,
 )
-from pipeline.samples.mr_groups import coils, fov_geometry, imaging_modifiers, modifiers, timing
+from pipeline.samples.mr_groups import (
+    add_enhanced_instance,
+    add_enhanced_series,
+    add_monochrome_image,
+    add_pulse_sequence,
+    coils,
+    fov_geometry,
+    imaging_modifiers,
+    modifiers,
+    timing,
+)
 from pipeline.samples.phantom import contrast_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
@@ -128,51 +132,21 @@ def enhanced_instance(
     ds = new_dataset(ENHANCED_MR_STORAGE, sop_uid, created)
     frame_type = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
     ds.ImageType = frame_type
-    add_patient(ds, subject, series.patient_name)
-    add_study(ds, series)
-    add_series(ds, series, "MR")
-    # Laterality goes into FrameLaterality; dciodvfy rejects the series-level one here.
-    if "Laterality" in ds:
-        del ds.Laterality
-    ds.ProtocolName = protocol.name
-    ds.PatientPosition = region.patient_position
-    add_equipment(ds, subject, SIEMENS)
-    ds.FrameOfReferenceUID = series.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
+    add_enhanced_series(
+        ds, series, SIEMENS, protocol_name=protocol.name, patient_position=region.patient_position
+    )
 
     # Multi-frame Functional Groups, Enhanced MR Image, MR Image and Spectroscopy Instance
-    ds.InstanceNumber = "1"
-    ds.ContentDate = format_da(created)
-    ds.ContentTime = format_tm(created)
-    ds.NumberOfFrames = str(n_frames)
-    ds.AcquisitionNumber = "1"
-    ds.AcquisitionDateTime = format_dt(acquired)
-    ds.AcquisitionDuration = round(duration_ms * n_frames / 1000.0, 3)
-    ds.ContentQualification = "PRODUCT"
-    ds.ResonantNucleus = "1H"
-    ds.KSpaceFiltering = "NONE"
-    ds.MagneticFieldStrength = format_ds(SIEMENS.field_strength)
-    ds.ApplicableSafetyStandardAgency = "IEC"
-    ds.ImageComments = f"Pat. {subject.phi.patient_id}: enhanced export"
-    ds.PixelPresentation = "MONOCHROME"
-    ds.VolumetricProperties = "VOLUME"
-    ds.VolumeBasedCalculationTechnique = "NONE"
-    ds.ComplexImageComponent = "MAGNITUDE"
-    ds.AcquisitionContrast = protocol.contrast
-    ds.BurnedInAnnotation = "NO"
-    ds.LossyImageCompression = "00"
-    ds.PresentationLUTShape = "IDENTITY"
-    ds.AcquisitionContextSequence = DicomSequence([])
+    add_enhanced_instance(
+        ds, SIEMENS, created=created, acquired=acquired, frames=n_frames,
+        duration=round(duration_ms * n_frames / 1000.0, 3),
+        comments=f"Pat. {subject.phi.patient_id}: enhanced export",
+        component="MAGNITUDE", contrast=protocol.contrast,
+    )  # fmt: skip
+    add_monochrome_image(ds)
 
     # MR Pulse Sequence
-    ds.PulseSequenceName = protocol.sequence_name.lstrip("*")
-    ds.MRAcquisitionType = protocol.acquisition_type
-    ds.EchoPulseSequence = "SPIN"
-    ds.MultipleSpinEcho = "NO"
-    ds.MultiPlanarExcitation = "NO"
-    ds.PhaseContrast = "NO"
-    ds.TimeOfFlightContrast = "NO"
-    ds.SteadyStatePulseSequence = "NONE"
+    add_pulse_sequence(ds, protocol.sequence_name.lstrip("*"), protocol.acquisition_type)
     ds.EchoPlanarPulseSequence = "NO"
     ds.SaturationRecovery = "NO"
     ds.SpectrallySelectedSuppression = "FAT" if "FS" in protocol.scan_options else "NONE"

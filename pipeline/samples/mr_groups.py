@@ -1,17 +1,117 @@
-"""Functional-group items every generated enhanced MR object shares: image, DTI, spectroscopy.
+"""What every generated enhanced MR object shares: image, DTI, spectroscopy.
 
-PS3.3 C.8.13 and C.8.14 give enhanced MR images and spectra the same MR
-timing, modifier and coil macros; the generators differ only in their
-values, so the items are made here once.
+PS3.3 C.8.13 and C.8.14 give enhanced MR images and spectra the same
+modules (patient to frame of reference, the multi-frame instance, the MR
+pulse sequence) and the same MR timing, modifier and coil macros; the
+generators differ only in their values, so they are made here once.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from pipeline.samples.headers import item, sequence
+from pipeline.samples.exams import Vendor
+from pipeline.samples.headers import (
+    Series,
+    add_equipment,
+    add_patient,
+    add_series,
+    add_study,
+    format_da,
+    format_ds,
+    format_dt,
+    format_tm,
+    item,
+    sequence,
+)
 
-__all__ = ["coils", "fov_geometry", "imaging_modifiers", "modifiers", "timing"]
+__all__ = [
+    "add_enhanced_instance",
+    "add_enhanced_series",
+    "add_monochrome_image",
+    "add_pulse_sequence",
+    "coils",
+    "fov_geometry",
+    "imaging_modifiers",
+    "modifiers",
+    "timing",
+]
+
+
+def add_enhanced_series(
+    ds: Dataset, series: Series, vendor: Vendor, *, protocol_name: str, patient_position: str
+) -> None:
+    """Patient, study, MR series, equipment and frame of reference of an enhanced object.
+
+    The series-level Laterality is left out: an enhanced object carries it
+    per frame (FrameLaterality), and dciodvfy rejects it at the series level.
+    """
+    add_patient(ds, series.subject, series.patient_name)
+    add_study(ds, series)
+    add_series(ds, series, "MR")
+    if "Laterality" in ds:
+        del ds.Laterality
+    ds.ProtocolName = protocol_name
+    ds.PatientPosition = patient_position
+    add_equipment(ds, series.subject, vendor)
+    ds.FrameOfReferenceUID = series.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+
+
+def add_enhanced_instance(
+    ds: Dataset,
+    vendor: Vendor,
+    *,
+    created: datetime,
+    acquired: datetime,
+    frames: int,
+    duration: float,
+    comments: str,
+    component: str,
+    contrast: str,
+) -> None:
+    """The multi-frame instance of an enhanced MR image or spectrum (one acquisition, 1H, IEC)."""
+    ds.InstanceNumber = "1"
+    ds.ContentDate = format_da(created)
+    ds.ContentTime = format_tm(created)
+    ds.NumberOfFrames = str(frames)
+    ds.AcquisitionNumber = "1"
+    ds.AcquisitionDateTime = format_dt(acquired)
+    ds.AcquisitionDuration = duration
+    ds.ContentQualification = "PRODUCT"
+    ds.ResonantNucleus = "1H"
+    ds.KSpaceFiltering = "NONE"
+    ds.MagneticFieldStrength = format_ds(vendor.field_strength)
+    ds.ApplicableSafetyStandardAgency = "IEC"
+    ds.ImageComments = comments
+    ds.VolumetricProperties = "VOLUME"
+    ds.VolumeBasedCalculationTechnique = "NONE"
+    ds.ComplexImageComponent = component
+    ds.AcquisitionContrast = contrast
+
+
+def add_monochrome_image(ds: Dataset) -> None:
+    """An enhanced MR image's presentation: monochrome, identity LUT, no annotation, not lossy."""
+    ds.PixelPresentation = "MONOCHROME"
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.AcquisitionContextSequence = DicomSequence([])
+
+
+def add_pulse_sequence(ds: Dataset, name: str, acquisition_type: str) -> None:
+    """MR Pulse Sequence of a spin-echo acquisition; the caller adds what its sequence has more."""
+    ds.PulseSequenceName = name
+    ds.MRAcquisitionType = acquisition_type
+    ds.EchoPulseSequence = "SPIN"
+    ds.MultipleSpinEcho = "NO"
+    ds.MultiPlanarExcitation = "NO"
+    ds.PhaseContrast = "NO"
+    ds.TimeOfFlightContrast = "NO"
+    ds.SteadyStatePulseSequence = "NONE"
 
 
 def timing(

@@ -24,23 +24,27 @@ from pipeline.samples.exams import BRAIN, DIFFUSION, Vendor, slice_geometry
 from pipeline.samples.headers import (
     Series,
     add_acme_block,
-    add_equipment,
-    add_patient,
     add_pixel_module,
     add_private,
-    add_series,
-    add_study,
-    format_da,
     format_ds,
     format_dt,
-    format_tm,
     item,
     new_dataset,
     new_series,
     sample_uid,
     sequence,
 )
-from pipeline.samples.mr_groups import coils, fov_geometry, imaging_modifiers, modifiers, timing
+from pipeline.samples.mr_groups import (
+    add_enhanced_instance,
+    add_enhanced_series,
+    add_monochrome_image,
+    add_pulse_sequence,
+    coils,
+    fov_geometry,
+    imaging_modifiers,
+    modifiers,
+    timing,
+)
 from pipeline.samples.phantom import diffusion_frame, head_phantom
 from pipeline.samples.subjects import Subject
 
@@ -230,46 +234,17 @@ def philips_enhanced_dti(
     sop_uid = sample_uid("image", series.series_uid, 0)
     ds = new_dataset(ENHANCED_MR_STORAGE, sop_uid, created)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]
-    add_patient(ds, subject, series.patient_name)
-    add_study(ds, series)
-    add_series(ds, series, "MR")
-    if "Laterality" in ds:
-        del ds.Laterality
-    ds.ProtocolName = series.description
-    ds.PatientPosition = BRAIN.patient_position
-    add_equipment(ds, subject, PHILIPS)
-    ds.FrameOfReferenceUID = series.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    ds.InstanceNumber = "1"
-    ds.ContentDate = format_da(created)
-    ds.ContentTime = format_tm(created)
-    ds.NumberOfFrames = str(len(encodings) * n_slices)
-    ds.AcquisitionNumber = "1"
-    ds.AcquisitionDateTime = format_dt(acquired)
-    ds.AcquisitionDuration = 60.0
-    ds.ContentQualification = "PRODUCT"
-    ds.ResonantNucleus = "1H"
-    ds.KSpaceFiltering = "NONE"
-    ds.MagneticFieldStrength = format_ds(PHILIPS.field_strength)
-    ds.ApplicableSafetyStandardAgency = "IEC"
-    ds.ImageComments = f"Pat. {subject.phi.patient_id}: DTI for tractography"
-    ds.PixelPresentation = "MONOCHROME"
-    ds.VolumetricProperties = "VOLUME"
-    ds.VolumeBasedCalculationTechnique = "NONE"
-    ds.ComplexImageComponent = "MAGNITUDE"
-    ds.AcquisitionContrast = "DIFFUSION"
-    ds.BurnedInAnnotation = "NO"
-    ds.LossyImageCompression = "00"
-    ds.PresentationLUTShape = "IDENTITY"
-    ds.AcquisitionContextSequence = DicomSequence([])
-    ds.PulseSequenceName = "DwiSE"
-    ds.MRAcquisitionType = "2D"
-    ds.EchoPulseSequence = "SPIN"
-    ds.MultipleSpinEcho = "NO"
-    ds.MultiPlanarExcitation = "NO"
-    ds.PhaseContrast = "NO"
-    ds.TimeOfFlightContrast = "NO"
-    ds.SteadyStatePulseSequence = "NONE"
+    add_enhanced_series(
+        ds, series, PHILIPS, protocol_name=series.description,
+        patient_position=BRAIN.patient_position,
+    )  # fmt: skip
+    add_enhanced_instance(
+        ds, PHILIPS, created=created, acquired=acquired, frames=len(encodings) * n_slices,
+        duration=60.0, comments=f"Pat. {subject.phi.patient_id}: DTI for tractography",
+        component="MAGNITUDE", contrast="DIFFUSION",
+    )  # fmt: skip
+    add_monochrome_image(ds)
+    add_pulse_sequence(ds, "DwiSE", "2D")
     ds.EchoPlanarPulseSequence = "YES"
     ds.SaturationRecovery = "NO"
     ds.SpectrallySelectedSuppression = "FAT"

@@ -22,7 +22,6 @@ from pipeline.samples.csa import encode_csa
 from pipeline.samples.exams import BRAIN, DIFFUSION, slice_geometry
 from pipeline.samples.headers import (
     add_acme_block,
-    add_equipment,
     add_patient,
     add_private,
     add_series,
@@ -38,7 +37,13 @@ from pipeline.samples.headers import (
     sample_uid,
     sequence,
 )
-from pipeline.samples.mr_groups import coils, modifiers, timing
+from pipeline.samples.mr_groups import (
+    add_enhanced_instance,
+    add_enhanced_series,
+    coils,
+    modifiers,
+    timing,
+)
 from pipeline.samples.other_objects import PRIVATE_SOP_CLASS
 from pipeline.samples.philips import PHILIPS
 from pipeline.samples.subjects import Subject
@@ -90,36 +95,18 @@ def mr_spectroscopy(subject: Subject, *, seed: int = 0, study_uid: str | None = 
     created = acquired + timedelta(seconds=140)
     sop_uid = sample_uid("spectroscopy", series.series_uid, 0)
     ds = new_dataset(MR_SPECTROSCOPY_STORAGE, sop_uid, created)
-    add_patient(ds, subject, series.patient_name)
-    add_study(ds, series)
-    add_series(ds, series, "MR")
-    if "Laterality" in ds:
-        del ds.Laterality
-    ds.ProtocolName = series.description
-    ds.PatientPosition = BRAIN.patient_position
-    add_equipment(ds, subject, PHILIPS)
-    ds.FrameOfReferenceUID = series.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
+    add_enhanced_series(
+        ds, series, PHILIPS, protocol_name=series.description,
+        patient_position=BRAIN.patient_position,
+    )  # fmt: skip
 
     # MR Spectroscopy
     ds.ImageType = ["ORIGINAL", "PRIMARY", "SPECTROSCOPY", "NONE"]
-    ds.InstanceNumber = "1"
-    ds.ContentDate = format_da(created)
-    ds.ContentTime = format_tm(created)
-    ds.NumberOfFrames = "1"
-    ds.AcquisitionNumber = "1"
-    ds.AcquisitionDateTime = format_dt(acquired)
-    ds.AcquisitionDuration = 136.0
-    ds.ContentQualification = "PRODUCT"
-    ds.ResonantNucleus = "1H"
-    ds.KSpaceFiltering = "NONE"
-    ds.MagneticFieldStrength = format_ds(PHILIPS.field_strength)
-    ds.ApplicableSafetyStandardAgency = "IEC"
-    ds.ImageComments = f"Pat. {subject.phi.patient_id}: voxel in left basal ganglia"
-    ds.VolumetricProperties = "VOLUME"
-    ds.VolumeBasedCalculationTechnique = "NONE"
-    ds.ComplexImageComponent = "COMPLEX"
-    ds.AcquisitionContrast = "UNKNOWN"
+    add_enhanced_instance(
+        ds, PHILIPS, created=created, acquired=acquired, frames=1, duration=136.0,
+        comments=f"Pat. {subject.phi.patient_id}: voxel in left basal ganglia",
+        component="COMPLEX", contrast="UNKNOWN",
+    )  # fmt: skip
     ds.TransmitterFrequency = [_FREQUENCY]
     ds.SpectralWidth = [_SPECTRAL_WIDTH]
     ds.ChemicalShiftReference = [4.7]
