@@ -29,6 +29,7 @@ from pipeline.keys import SecretKey
 from pipeline.raw.blocks import AcquisitionBlock, WaveformBlock
 from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
 from pipeline.raw.header_rules import HeaderContext, HeaderRules, anonymize_header
+from pipeline.raw.input_hash import InputHash
 from pipeline.raw.ismrmrd_in import is_ismrmrd_file, ismrmrd_blocks, ismrmrd_groups, noise_only
 from pipeline.raw.ismrmrd_out import write_ismrmrd
 from pipeline.raw.protocol import ismrmrd_header, parse_protocol, subject_hints
@@ -129,11 +130,13 @@ def _identity(header: str) -> RawIdentity:
     )
 
 
-def convert_input(path: Path, sha: Callable[[], str], converter: Converter) -> Conversion:
+def convert_input(path: Path, digest: InputHash, converter: Converter) -> Conversion:
     """Convert every measurement of ``path`` into temp files.
 
-    ``sha`` gives the input's SHA-256 (computed meanwhile on another thread);
-    it seeds the output names and the ``--subjects`` lookup.
+    ``digest`` is the input's SHA-256, taken on another thread from the
+    bytes the twix reader reads (an ISMRMRD input, read by h5py, is hashed
+    meanwhile on that thread); it seeds the output names and the
+    ``--subjects`` lookup.
 
     Raises
     ------
@@ -141,9 +144,11 @@ def convert_input(path: Path, sha: Callable[[], str], converter: Converter) -> C
         Bad input; no temp file is left behind.
     """
     written: list[ConvertedMeasurement] = []
+    sha = digest.hexdigest
     try:
         if is_ismrmrd_file(path):
             kind = "ismrmrd"
+            digest.in_background()
             # One plan per dataset group: a converter may write each measurement
             # (its noise scan too) as a group of its own.
             plans = [
@@ -162,7 +167,7 @@ def convert_input(path: Path, sha: Callable[[], str], converter: Converter) -> C
                         waveforms=meas.syncdata > 0,
                     ),
                     meas.is_noise,
-                    partial(measurement_blocks, twix, meas),
+                    partial(measurement_blocks, twix, meas, digest=digest),
                 )
                 for meas in twix.measurements
             ]
