@@ -82,6 +82,7 @@ from pipeline.raw.ismrmrd_in import (
     acquisition_headers,
     open_ismrmrd,
 )
+from pipeline.raw.ismrmrd_out import new_hdf5
 from pipeline.reasons import Reason
 from pipeline.storage import hidden_write_error
 
@@ -684,11 +685,9 @@ def _atomic_hdf5(path: Path) -> Iterator[h5py.File]:
     :func:`pipeline.atomic.remove_stale_temps` cleans up after a crash.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".h5", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp, created = new_hdf5(path.parent)  # created, not truncated: see new_hdf5
     try:
-        with h5py.File(tmp, "w") as handle:
+        with created as handle:
             yield handle
         with tmp.open("rb+") as raw:
             os.fsync(raw.fileno())

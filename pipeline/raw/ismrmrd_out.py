@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,12 +74,10 @@ def write_ismrmrd(
         Permission bits of the finished file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".h5", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp, handle = new_hdf5(path.parent)
     try:
         acquisitions = waveforms = sample_bytes = 0
-        with h5py.File(tmp, "w") as handle:
+        with handle:
             group = handle.create_group(GROUP)
             xml = group.create_dataset("xml", shape=(1,), dtype=h5py.special_dtype(vlen=bytes))
             xml[0] = xml_header.encode("utf-8")
@@ -126,6 +124,25 @@ def write_ismrmrd(
         sample_bytes=sample_bytes,
         sha256=sha256,
     )
+
+
+def new_hdf5(folder: Path) -> tuple[Path, h5py.File]:
+    """A new HDF5 file under a temporary name in ``folder``, open for writing.
+
+    Created, never truncated (h5py's mode ``"x"``, ``O_EXCL``): ext4 starts
+    writing back a file truncated to nothing when it is closed
+    (``auto_da_alloc``), which a ``mkstemp`` name opened with ``"w"`` is, and
+    that costs the writer's CPU time before the fsync, which would write it anyway.
+    """
+    while True:
+        tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}.h5"
+        try:
+            return tmp, h5py.File(tmp, "x")
+        except FileExistsError:
+            continue
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # libhdf5 may fail after it made the file
+            raise
 
 
 def _sample_bytes(rows: np.ndarray) -> int:
