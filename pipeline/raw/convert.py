@@ -57,6 +57,7 @@ class ConvertedMeasurement:
     fastmri_relpath: str | None = None
     fastmri_temp: Path | None = None
     fastmri_skipped: str = ""  # why an image measurement has no fastMRI file (PHI-free)
+    fastmri_sha256: str = ""  # of the fastMRI temp file, hashed as it was made durable
 
     def discard(self) -> None:
         self.temp_path.unlink(missing_ok=True)
@@ -221,11 +222,11 @@ def _write_measurement(
     fastmri_temp = None
     try:
         stats = write_ismrmrd(temp, anonymous, _progressing(plan.blocks(), converter.progress))
-        fastmri_skipped = ""
+        fastmri_skipped = fastmri_sha256 = ""
         if converter.fastmri is not None and not noise:
             fastmri_temp = _temp(converter.fastmri)
             try:
-                export_fastmri(temp, fastmri_temp)
+                fastmri_sha256 = export_fastmri(temp, fastmri_temp).sha256
             except FastmriUnsupported as exc:
                 # A valid measurement (undersampled, non-Cartesian, ...) is still
                 # released as ISMRMRD; it only has no training file.
@@ -262,7 +263,7 @@ def _write_measurement(
     )
     return ConvertedMeasurement(
         relpath, temp, link, stats.acquisitions, stats.waveforms, noise, stats.sha256,
-        fastmri_relpath, fastmri_temp, fastmri_skipped,
+        fastmri_relpath, fastmri_temp, fastmri_skipped, fastmri_sha256,
     )  # fmt: skip
 
 

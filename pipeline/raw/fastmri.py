@@ -82,7 +82,7 @@ from pipeline.raw.ismrmrd_in import (
     acquisition_headers,
     open_ismrmrd,
 )
-from pipeline.raw.ismrmrd_out import new_hdf5
+from pipeline.raw.ismrmrd_out import durable_sha256, new_hdf5
 from pipeline.reasons import Reason
 from pipeline.storage import hidden_write_error
 
@@ -145,6 +145,7 @@ class FastmriExport:
     readouts_used: int
     readouts_left_out: Mapping[str, int]  # reason -> count
     three_d: bool = False  # slices are z positions of a 3D slab (see the module)
+    sha256: str = ""  # of the written file, hashed while it was fsynced
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,7 @@ def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExpor
     rx, ry = geometry.recon[0], geometry.recon[1]
     label = geometry.protocol_name or (acquisition or "")
     peak, squares = 0.0, 0.0
-    with _atomic_hdf5(output) as handle, AcquisitionReader(src) as reader:
+    with _atomic_hdf5(output) as (handle, durable), AcquisitionReader(src) as reader:
         # Slice by slice: memory holds one slice's lines (and a few rows being
         # read), whatever the size of the measurement.  Every element is
         # written, so no chunk is filled first: a coil's part of a chunk then
@@ -357,6 +358,7 @@ def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExpor
         readouts_used=int(plan.selected.sum()),
         readouts_left_out=dict(plan.left_out),
         three_d=geometry.three_d,
+        sha256=durable.sha256,
     )
 
 
@@ -676,21 +678,29 @@ def _place(row: np.void, line: np.ndarray, coils: int, offset: int) -> None:
     line[:, offset : offset + data.shape[1]] += data
 
 
+@dataclass
+class _Durable:
+    """What :func:`_atomic_hdf5` made durable: the file's SHA-256, once renamed."""
+
+    sha256: str = ""
+
+
 @contextlib.contextmanager
-def _atomic_hdf5(path: Path) -> Iterator[h5py.File]:
+def _atomic_hdf5(path: Path) -> Iterator[tuple[h5py.File, _Durable]]:
     """An HDF5 file under a temporary name beside ``path``, renamed on success.
 
     HDF5 writes by file name, so :func:`pipeline.atomic.atomic_open`'s file
     object does not fit; the temporary name has the same prefix, so
-    :func:`pipeline.atomic.remove_stale_temps` cleans up after a crash.
+    :func:`pipeline.atomic.remove_stale_temps` cleans up after a crash.  The
+    file is hashed while it is fsynced (what the runner records).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, created = new_hdf5(path.parent)  # created, not truncated: see new_hdf5
+    durable = _Durable()
     try:
         with created as handle:
-            yield handle
-        with tmp.open("rb+") as raw:
-            os.fsync(raw.fileno())
+            yield handle, durable
+        durable.sha256 = durable_sha256(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException as exc:

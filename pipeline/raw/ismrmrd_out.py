@@ -17,10 +17,11 @@ waits for the disk, so the hash adds no pass of its own to the wall time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,6 @@ from pipeline.raw.blocks import (
     AcquisitionBlock,
     WaveformBlock,
 )
-from pipeline.read.content import file_sha256
 from pipeline.storage import hidden_write_error
 
 GROUP = "dataset"
@@ -101,11 +101,7 @@ def write_ismrmrd(
                     waveforms += n
                 # Let the block go before the reader builds the next one: one block in memory.
                 del block
-        with ThreadPoolExecutor(1) as hasher:
-            digest = hasher.submit(file_sha256, tmp)  # hashlib and read() release the GIL
-            with open(tmp, "rb") as done:
-                os.fsync(done.fileno())
-            sha256 = digest.result()
+        sha256 = durable_sha256(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
@@ -124,6 +120,42 @@ def write_ismrmrd(
         sample_bytes=sample_bytes,
         sha256=sha256,
     )
+
+
+HASH_BUFFER = 4 << 20  # bytes per read of a file hashed while it is fsynced (two such buffers)
+
+
+def durable_sha256(path: Path) -> str:
+    """fsync ``path`` and return its SHA-256, hashed from the page cache while the fsync waits.
+
+    The fsync runs on a thread of its own; this one reads into two buffers in
+    turn while a third thread hashes the other (read() and hashlib release the
+    GIL), so the copy out of the page cache and the hash overlap too.
+    """
+    sha = hashlib.sha256()
+    buffers = (bytearray(HASH_BUFFER), bytearray(HASH_BUFFER))
+    hashing: list[Future[None] | None] = [None, None]
+    with (
+        open(path, "rb", buffering=0) as fh,
+        ThreadPoolExecutor(1) as syncer,
+        ThreadPoolExecutor(1) as hasher,
+    ):
+        synced = syncer.submit(os.fsync, fh.fileno())
+        turn = 0
+        while True:
+            pending = hashing[turn]
+            if pending is not None:
+                pending.result()  # its buffer is free again
+            n = fh.readinto(buffers[turn])
+            if not n:
+                break
+            hashing[turn] = hasher.submit(sha.update, memoryview(buffers[turn])[:n])
+            turn ^= 1
+        for pending in hashing:
+            if pending is not None:
+                pending.result()
+        synced.result()
+    return sha.hexdigest()
 
 
 def new_hdf5(folder: Path) -> tuple[Path, h5py.File]:

@@ -33,7 +33,7 @@ from pipeline.raw.convert import Conversion, Converter, convert_input
 from pipeline.raw.header_rules import HeaderRules
 from pipeline.raw.input_hash import InputHash
 from pipeline.raw.subject_lookup import IdentityIndex, SubjectLookup
-from pipeline.read.content import file_sha256, sha256_of
+from pipeline.read.content import sha256_of
 from pipeline.reasons import Outcome, Reason
 from pipeline.storage import OWN_ERRNOS
 
@@ -164,7 +164,7 @@ def _result(conversion: Conversion, sha: str) -> StepResult:
                     Area.FASTMRI,
                     m.fastmri_relpath,
                     os.fspath(m.fastmri_temp),
-                    _sha_of_file(m.fastmri_temp),
+                    m.fastmri_sha256,  # hashed by the export while the file was fsynced
                     durable=True,
                 )
             )
@@ -185,10 +185,6 @@ def _result(conversion: Conversion, sha: str) -> StepResult:
         Phi("; ".join(skipped)) if skipped else NO_DETAIL,
         outputs=tuple(outputs), links=tuple(links), facts=tuple(facts.items()),
     )  # fmt: skip
-
-
-def _sha_of_file(path: Path) -> str:
-    return file_sha256(path)
 
 
 def convert_tree(

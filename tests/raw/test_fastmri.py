@@ -26,6 +26,7 @@ import pytest
 from pipeline.atomic import TEMP_PREFIX
 from pipeline.errors import UnreadableInput
 from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
+from pipeline.read.content import file_sha256
 from pipeline.samples.ismrmrd import IsmrmrdTruth
 
 Sample = Callable[..., tuple[Path, IsmrmrdTruth]]
@@ -171,6 +172,7 @@ def test_export_matches_the_truth_multi_slice(sample: Sample, tmp_path: Path) ->
     assert attrs["max"] == pytest.approx(float(rss.max())) == result.max
     assert attrs["norm"] == pytest.approx(float(np.linalg.norm(rss))) == result.norm
     assert attrs["acquisition"] == "CORPD_FBK" and attrs["patient_id"] == "SUBJ-0001"
+    assert result.sha256 == file_sha256(out)  # hashed while it was fsynced
     assert result.readouts_used == 3 * 24 * 2
     assert dict(result.readouts_left_out) == {
         "noise": 1,
