@@ -334,8 +334,10 @@ def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExpor
                 rss[n] = image
                 peak = max(peak, float(image.max()))
                 # float64 sums of float32 squares: the whole volume's norm, slice by slice.
+                # numpy's pairwise sum, not np.dot: OpenBLAS splits a dot product over
+                # its threads, so its rounding (and the file's bytes) followed the core count.
                 flat = image.ravel().astype(np.float64)
-                squares += float(np.dot(flat, flat))
+                squares += float(np.sum(np.square(flat, out=flat)))
                 n += 1
         handle.create_dataset(
             "ismrmrd_header", data=src.xml.encode("utf-8"), dtype=h5py.string_dtype("utf-8")
