@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,7 @@ from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
 from pipeline.raw.header_rules import HeaderContext, HeaderRules, anonymize_header
 from pipeline.raw.input_hash import InputHash
 from pipeline.raw.ismrmrd_in import is_ismrmrd_file, ismrmrd_blocks, ismrmrd_groups, noise_only
-from pipeline.raw.ismrmrd_out import write_ismrmrd
+from pipeline.raw.ismrmrd_out import durable_sha256, write_ismrmrd_temp
 from pipeline.raw.protocol import ismrmrd_header, parse_protocol, subject_hints
 from pipeline.raw.subject_lookup import RawIdentity, SubjectLookup, SubjectMatch, SubjectSource
 from pipeline.raw.twix import measurement_blocks, open_twix
@@ -218,20 +219,27 @@ def _write_measurement(
     days = subject_day_offset(key, match.subject, converter.span)
     anonymous = anonymize_header(header, converter.rules, HeaderContext(key, pseudonym, days, uids))
     validate_header(anonymous)
-    temp = _temp(converter.output)
+    # Written under a temp name the runner renames: made durable (and hashed) on
+    # another thread while the fastMRI export reads it.
+    written = write_ismrmrd_temp(
+        converter.output, anonymous, _progressing(plan.blocks(), converter.progress)
+    )
+    temp = written.path
     fastmri_temp = None
     try:
-        stats = write_ismrmrd(temp, anonymous, _progressing(plan.blocks(), converter.progress))
-        fastmri_skipped = fastmri_sha256 = ""
-        if converter.fastmri is not None and not noise:
-            fastmri_temp = _temp(converter.fastmri)
-            try:
-                fastmri_sha256 = export_fastmri(temp, fastmri_temp).sha256
-            except FastmriUnsupported as exc:
-                # A valid measurement (undersampled, non-Cartesian, ...) is still
-                # released as ISMRMRD; it only has no training file.
-                fastmri_temp = None
-                fastmri_skipped = exc.detail
+        with ThreadPoolExecutor(1) as syncing:
+            durable = syncing.submit(durable_sha256, temp)
+            fastmri_skipped = fastmri_sha256 = ""
+            if converter.fastmri is not None and not noise:
+                fastmri_temp = _temp(converter.fastmri)
+                try:
+                    fastmri_sha256 = export_fastmri(temp, fastmri_temp).sha256
+                except FastmriUnsupported as exc:
+                    # A valid measurement (undersampled, non-Cartesian, ...) is still
+                    # released as ISMRMRD; it only has no training file.
+                    fastmri_temp = None
+                    fastmri_skipped = exc.detail
+            ismrmrd_sha256 = durable.result()
         # Names come last: they need the input's hash, computed meanwhile.
         sha = digest()
     except BaseException:
@@ -262,7 +270,7 @@ def _write_measurement(
         frame_of_reference_uid=identity.frame_of_reference_uid,
     )
     return ConvertedMeasurement(
-        relpath, temp, link, stats.acquisitions, stats.waveforms, noise, stats.sha256,
+        relpath, temp, link, written.acquisitions, written.waveforms, noise, ismrmrd_sha256,
         fastmri_relpath, fastmri_temp, fastmri_skipped, fastmri_sha256,
     )  # fmt: skip
 

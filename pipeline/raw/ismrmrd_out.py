@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +74,45 @@ def write_ismrmrd(
         Permission bits of the finished file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, handle = new_hdf5(path.parent)
-    try:
+    written = write_ismrmrd_temp(path.parent, xml_header, blocks, mode=mode)
+    with removed_on_error(written.path):
+        sha256 = durable_sha256(written.path)
+        os.replace(written.path, path)
+    return IsmrmrdWriteStats(
+        acquisitions=written.acquisitions,
+        waveforms=written.waveforms,
+        bytes=path.stat().st_size,
+        sample_bytes=written.sample_bytes,
+        sha256=sha256,
+    )
+
+
+@dataclass(frozen=True)
+class IsmrmrdTemp:
+    """What :func:`write_ismrmrd_temp` wrote: a whole file, not yet durable."""
+
+    path: Path
+    acquisitions: int
+    waveforms: int
+    sample_bytes: int
+
+
+def write_ismrmrd_temp(
+    folder: Path,
+    xml_header: str,
+    blocks: Iterable[AcquisitionBlock | WaveformBlock],
+    *,
+    mode: int = 0o644,
+) -> IsmrmrdTemp:
+    """Write an ISMRMRD/HDF5 file under a new temporary name in ``folder``, not yet fsynced.
+
+    For a caller that renames it itself (the runner commits its temp files),
+    and that can read it meanwhile: it must make it durable
+    (:func:`durable_sha256`) before it is renamed, and remove it if it is not.
+    On an error nothing is left behind.
+    """
+    tmp, handle = new_hdf5(folder)
+    with removed_on_error(tmp):
         acquisitions = waveforms = sample_bytes = 0
         with handle:
             group = handle.create_group(GROUP)
@@ -101,9 +138,15 @@ def write_ismrmrd(
                     waveforms += n
                 # Let the block go before the reader builds the next one: one block in memory.
                 del block
-        sha256 = durable_sha256(tmp)
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+    return IsmrmrdTemp(tmp, acquisitions, waveforms, sample_bytes)
+
+
+@contextlib.contextmanager
+def removed_on_error(tmp: Path) -> Iterator[None]:
+    """Remove ``tmp`` if the block fails; a full disk libhdf5 reported in words says so."""
+    try:
+        yield
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -113,13 +156,6 @@ def write_ismrmrd(
             # write failed are freed, so they must outlive the report of our failure.
             raise ours from exc
         raise
-    return IsmrmrdWriteStats(
-        acquisitions=acquisitions,
-        waveforms=waveforms,
-        bytes=path.stat().st_size,
-        sample_bytes=sample_bytes,
-        sha256=sha256,
-    )
 
 
 HASH_BUFFER = 4 << 20  # bytes per read of a file hashed while it is fsynced (two such buffers)
