@@ -28,6 +28,7 @@ from pipeline.identity.subjects import subject_day_offset, subject_pseudonym
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.raw.blocks import AcquisitionBlock, WaveformBlock
+from pipeline.raw.fastmri import HEADER_FIELDS as FASTMRI_HEADER_FIELDS
 from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
 from pipeline.raw.header_rules import HeaderContext, HeaderRules, anonymize_header
 from pipeline.raw.input_hash import InputHash
@@ -221,19 +222,23 @@ def _write_measurement(
     validate_header(anonymous)
     # Written under a temp name the runner renames: made durable (and hashed) on
     # another thread while the fastMRI export reads it.
+    fastmri = converter.fastmri is not None and not noise
     written = write_ismrmrd_temp(
-        converter.output, anonymous, _progressing(plan.blocks(), converter.progress)
-    )
+        converter.output, anonymous, _progressing(plan.blocks(), converter.progress),
+        keep_headers=FASTMRI_HEADER_FIELDS if fastmri else (),  # the export's plan: no read-back
+    )  # fmt: skip
     temp = written.path
     fastmri_temp = None
     try:
         with ThreadPoolExecutor(1) as syncing:
             durable = syncing.submit(durable_sha256, temp)
             fastmri_skipped = fastmri_sha256 = ""
-            if converter.fastmri is not None and not noise:
+            if fastmri and converter.fastmri is not None:
                 fastmri_temp = _temp(converter.fastmri)
                 try:
-                    fastmri_sha256 = export_fastmri(temp, fastmri_temp).sha256
+                    fastmri_sha256 = export_fastmri(
+                        temp, fastmri_temp, headers=written.headers
+                    ).sha256
                 except FastmriUnsupported as exc:
                     # A valid measurement (undersampled, non-Cartesian, ...) is still
                     # released as ISMRMRD; it only has no training file.

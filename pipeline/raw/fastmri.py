@@ -122,8 +122,8 @@ _CALIBRATION = _bit(20)
 _CALIBRATION_AND_IMAGING = _bit(21)
 _REVERSE = _bit(22)
 _FIRST_ONLY = ("contrast", "phase", "repetition", "set")
-# The header fields the plan reads (54 of a header's 340 bytes a readout).
-_PLANNED = (
+#: The header fields the plan reads (54 of a header's 340 bytes a readout).
+HEADER_FIELDS = (
     "flags", "idx", "encoding_space_ref", "number_of_samples", "active_channels",
     "discard_pre", "discard_post", "center_sample",
 )  # fmt: skip
@@ -244,7 +244,13 @@ def header_geometry(xml: str) -> Geometry:
     )
 
 
-def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None) -> FastmriExport:
+def export_fastmri(
+    source: Path,
+    output: Path,
+    *,
+    acquisition: str | None = None,
+    headers: np.ndarray | None = None,
+) -> FastmriExport:
     """Write the fastMRI-layout file of one (already anonymized) ISMRMRD file.
 
     Parameters
@@ -258,6 +264,10 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
         The ``acquisition`` attribute (e.g. ``CORPD_FBK``) when the header has
         no protocol name; a protocol name that survived anonymization wins,
         because it is what the scan was.
+    headers : ndarray, optional
+        The :data:`HEADER_FIELDS` of every acquisition of ``source``, as its
+        writer wrote them (:func:`~pipeline.raw.ismrmrd_out.write_ismrmrd_temp`);
+        without them they are read from the file, which reads every row.
 
     Returns
     -------
@@ -278,7 +288,7 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
     Neither error's detail names a path (``source`` is a temporary file in a run).
     """
     with _unnamed(source):
-        return _export(source, output, acquisition)
+        return _export(source, output, acquisition, headers)
 
 
 @contextlib.contextmanager
@@ -299,11 +309,17 @@ def _unnamed(source: Path) -> Iterator[None]:
         raise type(exc)(detail, exc.reason) from None
 
 
-def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExport:
+def _export(
+    source: Path, output: Path, acquisition: str | None, headers: np.ndarray | None
+) -> FastmriExport:
     src = open_ismrmrd(source)
     geometry = header_geometry(src.xml)
     _check_supported(geometry)
-    plan = _plan_lines(acquisition_headers(src, fields=_PLANNED), geometry)
+    if headers is None:
+        headers = acquisition_headers(src, fields=HEADER_FIELDS)
+    elif len(headers) != src.acquisitions:
+        raise ValueError(f"{len(headers)} headers given for {src.acquisitions} acquisitions")
+    plan = _plan_lines(headers, geometry)
     c, x, y = plan.coils, geometry.encoded[0], geometry.encoded[1]
     s = geometry.recon[2] if geometry.three_d else plan.slices
     rx, ry = geometry.recon[0], geometry.recon[1]

@@ -27,10 +27,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from numpy.lib.recfunctions import assign_fields_by_name
 
 from pipeline.atomic import TEMP_PREFIX
 from pipeline.raw.blocks import (
     ACQUISITION_DTYPE,
+    ACQUISITION_HEADER_DTYPE,
     WAVEFORM_DTYPE,
     AcquisitionBlock,
     WaveformBlock,
@@ -95,6 +97,7 @@ class IsmrmrdTemp:
     acquisitions: int
     waveforms: int
     sample_bytes: int
+    headers: np.ndarray | None = None  # the fields asked for of every acquisition header
 
 
 def write_ismrmrd_temp(
@@ -103,15 +106,20 @@ def write_ismrmrd_temp(
     blocks: Iterable[AcquisitionBlock | WaveformBlock],
     *,
     mode: int = 0o644,
+    keep_headers: tuple[str, ...] = (),
 ) -> IsmrmrdTemp:
     """Write an ISMRMRD/HDF5 file under a new temporary name in ``folder``, not yet fsynced.
 
     For a caller that renames it itself (the runner commits its temp files),
     and that can read it meanwhile: it must make it durable
     (:func:`durable_sha256`) before it is renamed, and remove it if it is not.
-    On an error nothing is left behind.
+    On an error nothing is left behind.  ``keep_headers`` names acquisition
+    header fields to return for every acquisition, as written (a reader of
+    the new file then need not read every row back for them).
     """
     tmp, handle = new_hdf5(folder)
+    kept: list[np.ndarray] = []
+    kept_dtype = np.dtype([(name, ACQUISITION_HEADER_DTYPE[name]) for name in keep_headers])
     with removed_on_error(tmp):
         acquisitions = waveforms = sample_bytes = 0
         with handle:
@@ -130,6 +138,10 @@ def write_ismrmrd_temp(
                     data[acquisitions : acquisitions + n] = block.rows
                     acquisitions += n
                     sample_bytes += _sample_bytes(block.rows)
+                    if keep_headers:
+                        part = np.empty(n, dtype=kept_dtype)
+                        assign_fields_by_name(part, block.rows["head"])
+                        kept.append(part)
                 else:
                     if waveform_set is None:
                         waveform_set = _table(group, "waveforms", WAVEFORM_DTYPE)
@@ -139,7 +151,10 @@ def write_ismrmrd_temp(
                 # Let the block go before the reader builds the next one: one block in memory.
                 del block
         os.chmod(tmp, mode)
-    return IsmrmrdTemp(tmp, acquisitions, waveforms, sample_bytes)
+    headers = None
+    if keep_headers:
+        headers = np.concatenate(kept) if kept else np.empty(0, dtype=kept_dtype)
+    return IsmrmrdTemp(tmp, acquisitions, waveforms, sample_bytes, headers)
 
 
 @contextlib.contextmanager

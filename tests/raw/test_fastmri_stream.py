@@ -26,8 +26,9 @@ from pipeline.raw import fastmri, ismrmrd_out
 from pipeline.raw.blocks import AcquisitionBlock
 from pipeline.raw.fastmri import export_fastmri, header_geometry
 from pipeline.raw.ismrmrd_in import acquisition_headers, ismrmrd_blocks, open_ismrmrd
-from pipeline.raw.ismrmrd_out import write_ismrmrd
+from pipeline.raw.ismrmrd_out import write_ismrmrd, write_ismrmrd_temp
 from pipeline.raw.twix import measurement_blocks, open_twix
+from pipeline.read.content import file_sha256
 from pipeline.samples.ismrmrd import IsmrmrdTruth
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
 
@@ -226,3 +227,20 @@ def test_a_3d_slab_leaves_no_scratch_file_and_a_damaged_one_nothing(
         export_fastmri(path, folder / "f.h5")
     assert not list(folder.iterdir())
     assert not list(tmp_path.glob(f"**/{TEMP_PREFIX}*"))
+
+
+def test_headers_kept_by_the_writer_give_the_same_file(sample: Sample, tmp_path: Path) -> None:
+    """What ``convert`` does: the plan from the headers written, not read back; same bytes."""
+    path, _ = sample(slices=3, coils=4, calibration_lines=2, averages=2, reverse_odd_lines=True)
+    source = open_ismrmrd(path)
+    written = write_ismrmrd_temp(
+        tmp_path, source.xml, ismrmrd_blocks(source), keep_headers=fastmri.HEADER_FIELDS
+    )
+    assert written.headers is not None
+    read_back = acquisition_headers(open_ismrmrd(written.path), fields=fastmri.HEADER_FIELDS)
+    assert written.headers.tobytes() == read_back.tobytes()
+    given = export_fastmri(written.path, tmp_path / "given.h5", headers=written.headers)
+    read = export_fastmri(written.path, tmp_path / "read.h5")
+    assert given.sha256 == read.sha256 == file_sha256(tmp_path / "given.h5")
+    with pytest.raises(ValueError, match="headers given"):
+        export_fastmri(written.path, tmp_path / "short.h5", headers=written.headers[:-1])
