@@ -20,7 +20,8 @@ outside the repository, which is deleted at the end.  Then, on that file:
 * ``mricurate convert``: ``open_twix`` + ``measurement_blocks`` + ``write_ismrmrd``,
   the conversion of the samples, in this process (a minimal header); the writer
   hashes its output (SHA-256, what the runner records) while the fsync waits.
-* ``file_sha256``: the runner's hash of the whole input (one extra read of it).
+* ``file_sha256``: the input's SHA-256 in a pass of its own, what it would cost if the
+  runner did not take it from the reader's bytes (``pipeline.raw.input_hash``).
 * ``convert_tree``: what ``mricurate convert`` runs on a folder holding the file:
   the input hashed, the full header built from the generator's protocol, the
   subject found, the header anonymized by the allowlist and checked against the
@@ -337,7 +338,7 @@ def main() -> None:
             lambda: convert(source, target.with_suffix(".h5")),
             "output hashed during its fsync",
         )
-        measure("file_sha256", lambda: file_sha256(source), "the runner's input hash")
+        measure("file_sha256", lambda: file_sha256(source), "the input hash as a pass of its own")
         tree, tree_cpu = measure(
             "convert_tree (whole pipeline: hash, header, allowlist, XSD, write)",
             lambda: whole_pipeline(source, work),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,10 +28,12 @@ from pipeline.identity.subjects import subject_day_offset, subject_pseudonym
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.raw.blocks import AcquisitionBlock, WaveformBlock
+from pipeline.raw.fastmri import HEADER_FIELDS as FASTMRI_HEADER_FIELDS
 from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
 from pipeline.raw.header_rules import HeaderContext, HeaderRules, anonymize_header
+from pipeline.raw.input_hash import InputHash
 from pipeline.raw.ismrmrd_in import is_ismrmrd_file, ismrmrd_blocks, ismrmrd_groups, noise_only
-from pipeline.raw.ismrmrd_out import write_ismrmrd
+from pipeline.raw.ismrmrd_out import durable_sha256, write_ismrmrd_temp
 from pipeline.raw.protocol import ismrmrd_header, parse_protocol, subject_hints
 from pipeline.raw.subject_lookup import RawIdentity, SubjectLookup, SubjectMatch, SubjectSource
 from pipeline.raw.twix import measurement_blocks, open_twix
@@ -56,6 +59,7 @@ class ConvertedMeasurement:
     fastmri_relpath: str | None = None
     fastmri_temp: Path | None = None
     fastmri_skipped: str = ""  # why an image measurement has no fastMRI file (PHI-free)
+    fastmri_sha256: str = ""  # of the fastMRI temp file, hashed as it was made durable
 
     def discard(self) -> None:
         self.temp_path.unlink(missing_ok=True)
@@ -129,11 +133,13 @@ def _identity(header: str) -> RawIdentity:
     )
 
 
-def convert_input(path: Path, sha: Callable[[], str], converter: Converter) -> Conversion:
+def convert_input(path: Path, digest: InputHash, converter: Converter) -> Conversion:
     """Convert every measurement of ``path`` into temp files.
 
-    ``sha`` gives the input's SHA-256 (computed meanwhile on another thread);
-    it seeds the output names and the ``--subjects`` lookup.
+    ``digest`` is the input's SHA-256, taken on another thread from the
+    bytes the twix reader reads (an ISMRMRD input, read by h5py, is hashed
+    meanwhile on that thread); it seeds the output names and the
+    ``--subjects`` lookup.
 
     Raises
     ------
@@ -141,9 +147,11 @@ def convert_input(path: Path, sha: Callable[[], str], converter: Converter) -> C
         Bad input; no temp file is left behind.
     """
     written: list[ConvertedMeasurement] = []
+    sha = digest.hexdigest
     try:
         if is_ismrmrd_file(path):
             kind = "ismrmrd"
+            digest.in_background()
             # One plan per dataset group: a converter may write each measurement
             # (its noise scan too) as a group of its own.
             plans = [
@@ -162,7 +170,7 @@ def convert_input(path: Path, sha: Callable[[], str], converter: Converter) -> C
                         waveforms=meas.syncdata > 0,
                     ),
                     meas.is_noise,
-                    partial(measurement_blocks, twix, meas),
+                    partial(measurement_blocks, twix, meas, digest=digest),
                 )
                 for meas in twix.measurements
             ]
@@ -212,20 +220,31 @@ def _write_measurement(
     days = subject_day_offset(key, match.subject, converter.span)
     anonymous = anonymize_header(header, converter.rules, HeaderContext(key, pseudonym, days, uids))
     validate_header(anonymous)
-    temp = _temp(converter.output)
+    # Written under a temp name the runner renames: made durable (and hashed) on
+    # another thread while the fastMRI export reads it.
+    fastmri = converter.fastmri is not None and not noise
+    written = write_ismrmrd_temp(
+        converter.output, anonymous, _progressing(plan.blocks(), converter.progress),
+        keep_headers=FASTMRI_HEADER_FIELDS if fastmri else (),  # the export's plan: no read-back
+    )  # fmt: skip
+    temp = written.path
     fastmri_temp = None
     try:
-        stats = write_ismrmrd(temp, anonymous, _progressing(plan.blocks(), converter.progress))
-        fastmri_skipped = ""
-        if converter.fastmri is not None and not noise:
-            fastmri_temp = _temp(converter.fastmri)
-            try:
-                export_fastmri(temp, fastmri_temp)
-            except FastmriUnsupported as exc:
-                # A valid measurement (undersampled, non-Cartesian, ...) is still
-                # released as ISMRMRD; it only has no training file.
-                fastmri_temp = None
-                fastmri_skipped = exc.detail
+        with ThreadPoolExecutor(1) as syncing:
+            durable = syncing.submit(durable_sha256, temp)
+            fastmri_skipped = fastmri_sha256 = ""
+            if fastmri and converter.fastmri is not None:
+                fastmri_temp = _temp(converter.fastmri)
+                try:
+                    fastmri_sha256 = export_fastmri(
+                        temp, fastmri_temp, headers=written.headers
+                    ).sha256
+                except FastmriUnsupported as exc:
+                    # A valid measurement (undersampled, non-Cartesian, ...) is still
+                    # released as ISMRMRD; it only has no training file.
+                    fastmri_temp = None
+                    fastmri_skipped = exc.detail
+            ismrmrd_sha256 = durable.result()
         # Names come last: they need the input's hash, computed meanwhile.
         sha = digest()
     except BaseException:
@@ -256,8 +275,8 @@ def _write_measurement(
         frame_of_reference_uid=identity.frame_of_reference_uid,
     )
     return ConvertedMeasurement(
-        relpath, temp, link, stats.acquisitions, stats.waveforms, noise, stats.sha256,
-        fastmri_relpath, fastmri_temp, fastmri_skipped,
+        relpath, temp, link, written.acquisitions, written.waveforms, noise, ismrmrd_sha256,
+        fastmri_relpath, fastmri_temp, fastmri_skipped, fastmri_sha256,
     )  # fmt: skip
 
 

@@ -82,6 +82,7 @@ from pipeline.raw.ismrmrd_in import (
     acquisition_headers,
     open_ismrmrd,
 )
+from pipeline.raw.ismrmrd_out import durable_sha256, new_hdf5
 from pipeline.reasons import Reason
 from pipeline.storage import hidden_write_error
 
@@ -121,8 +122,8 @@ _CALIBRATION = _bit(20)
 _CALIBRATION_AND_IMAGING = _bit(21)
 _REVERSE = _bit(22)
 _FIRST_ONLY = ("contrast", "phase", "repetition", "set")
-# The header fields the plan reads (54 of a header's 340 bytes a readout).
-_PLANNED = (
+#: The header fields the plan reads (54 of a header's 340 bytes a readout).
+HEADER_FIELDS = (
     "flags", "idx", "encoding_space_ref", "number_of_samples", "active_channels",
     "discard_pre", "discard_post", "center_sample",
 )  # fmt: skip
@@ -144,6 +145,7 @@ class FastmriExport:
     readouts_used: int
     readouts_left_out: Mapping[str, int]  # reason -> count
     three_d: bool = False  # slices are z positions of a 3D slab (see the module)
+    sha256: str = ""  # of the written file, hashed while it was fsynced
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,13 @@ def header_geometry(xml: str) -> Geometry:
     )
 
 
-def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None) -> FastmriExport:
+def export_fastmri(
+    source: Path,
+    output: Path,
+    *,
+    acquisition: str | None = None,
+    headers: np.ndarray | None = None,
+) -> FastmriExport:
     """Write the fastMRI-layout file of one (already anonymized) ISMRMRD file.
 
     Parameters
@@ -256,6 +264,10 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
         The ``acquisition`` attribute (e.g. ``CORPD_FBK``) when the header has
         no protocol name; a protocol name that survived anonymization wins,
         because it is what the scan was.
+    headers : ndarray, optional
+        The :data:`HEADER_FIELDS` of every acquisition of ``source``, as its
+        writer wrote them (:func:`~pipeline.raw.ismrmrd_out.write_ismrmrd_temp`);
+        without them they are read from the file, which reads every row.
 
     Returns
     -------
@@ -276,7 +288,7 @@ def export_fastmri(source: Path, output: Path, *, acquisition: str | None = None
     Neither error's detail names a path (``source`` is a temporary file in a run).
     """
     with _unnamed(source):
-        return _export(source, output, acquisition)
+        return _export(source, output, acquisition, headers)
 
 
 @contextlib.contextmanager
@@ -297,17 +309,23 @@ def _unnamed(source: Path) -> Iterator[None]:
         raise type(exc)(detail, exc.reason) from None
 
 
-def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExport:
+def _export(
+    source: Path, output: Path, acquisition: str | None, headers: np.ndarray | None
+) -> FastmriExport:
     src = open_ismrmrd(source)
     geometry = header_geometry(src.xml)
     _check_supported(geometry)
-    plan = _plan_lines(acquisition_headers(src, fields=_PLANNED), geometry)
+    if headers is None:
+        headers = acquisition_headers(src, fields=HEADER_FIELDS)
+    elif len(headers) != src.acquisitions:
+        raise ValueError(f"{len(headers)} headers given for {src.acquisitions} acquisitions")
+    plan = _plan_lines(headers, geometry)
     c, x, y = plan.coils, geometry.encoded[0], geometry.encoded[1]
     s = geometry.recon[2] if geometry.three_d else plan.slices
     rx, ry = geometry.recon[0], geometry.recon[1]
     label = geometry.protocol_name or (acquisition or "")
     peak, squares = 0.0, 0.0
-    with _atomic_hdf5(output) as handle, AcquisitionReader(src) as reader:
+    with _atomic_hdf5(output) as (handle, durable), AcquisitionReader(src) as reader:
         # Slice by slice: memory holds one slice's lines (and a few rows being
         # read), whatever the size of the measurement.  Every element is
         # written, so no chunk is filled first: a coil's part of a chunk then
@@ -332,8 +350,10 @@ def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExpor
                 rss[n] = image
                 peak = max(peak, float(image.max()))
                 # float64 sums of float32 squares: the whole volume's norm, slice by slice.
+                # numpy's pairwise sum, not np.dot: OpenBLAS splits a dot product over
+                # its threads, so its rounding (and the file's bytes) followed the core count.
                 flat = image.ravel().astype(np.float64)
-                squares += float(np.dot(flat, flat))
+                squares += float(np.sum(np.square(flat, out=flat)))
                 n += 1
         handle.create_dataset(
             "ismrmrd_header", data=src.xml.encode("utf-8"), dtype=h5py.string_dtype("utf-8")
@@ -356,6 +376,7 @@ def _export(source: Path, output: Path, acquisition: str | None) -> FastmriExpor
         readouts_used=int(plan.selected.sum()),
         readouts_left_out=dict(plan.left_out),
         three_d=geometry.three_d,
+        sha256=durable.sha256,
     )
 
 
@@ -675,23 +696,29 @@ def _place(row: np.void, line: np.ndarray, coils: int, offset: int) -> None:
     line[:, offset : offset + data.shape[1]] += data
 
 
+@dataclass
+class _Durable:
+    """What :func:`_atomic_hdf5` made durable: the file's SHA-256, once renamed."""
+
+    sha256: str = ""
+
+
 @contextlib.contextmanager
-def _atomic_hdf5(path: Path) -> Iterator[h5py.File]:
+def _atomic_hdf5(path: Path) -> Iterator[tuple[h5py.File, _Durable]]:
     """An HDF5 file under a temporary name beside ``path``, renamed on success.
 
     HDF5 writes by file name, so :func:`pipeline.atomic.atomic_open`'s file
     object does not fit; the temporary name has the same prefix, so
-    :func:`pipeline.atomic.remove_stale_temps` cleans up after a crash.
+    :func:`pipeline.atomic.remove_stale_temps` cleans up after a crash.  The
+    file is hashed while it is fsynced (what the runner records).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".h5", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp, created = new_hdf5(path.parent)  # created, not truncated: see new_hdf5
+    durable = _Durable()
     try:
-        with h5py.File(tmp, "w") as handle:
-            yield handle
-        with tmp.open("rb+") as raw:
-            os.fsync(raw.fileno())
+        with created as handle:
+            yield handle, durable
+        durable.sha256 = durable_sha256(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException as exc:

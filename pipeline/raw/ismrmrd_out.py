@@ -17,24 +17,26 @@ waits for the disk, so the hash adds no pass of its own to the wall time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import tempfile
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import secrets
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+from numpy.lib.recfunctions import assign_fields_by_name
 
 from pipeline.atomic import TEMP_PREFIX
 from pipeline.raw.blocks import (
     ACQUISITION_DTYPE,
+    ACQUISITION_HEADER_DTYPE,
     WAVEFORM_DTYPE,
     AcquisitionBlock,
     WaveformBlock,
 )
-from pipeline.read.content import file_sha256
 from pipeline.storage import hidden_write_error
 
 GROUP = "dataset"
@@ -74,12 +76,53 @@ def write_ismrmrd(
         Permission bits of the finished file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".h5", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    written = write_ismrmrd_temp(path.parent, xml_header, blocks, mode=mode)
+    with removed_on_error(written.path):
+        sha256 = durable_sha256(written.path)
+        os.replace(written.path, path)
+    return IsmrmrdWriteStats(
+        acquisitions=written.acquisitions,
+        waveforms=written.waveforms,
+        bytes=path.stat().st_size,
+        sample_bytes=written.sample_bytes,
+        sha256=sha256,
+    )
+
+
+@dataclass(frozen=True)
+class IsmrmrdTemp:
+    """What :func:`write_ismrmrd_temp` wrote: a whole file, not yet durable."""
+
+    path: Path
+    acquisitions: int
+    waveforms: int
+    sample_bytes: int
+    headers: np.ndarray | None = None  # the fields asked for of every acquisition header
+
+
+def write_ismrmrd_temp(
+    folder: Path,
+    xml_header: str,
+    blocks: Iterable[AcquisitionBlock | WaveformBlock],
+    *,
+    mode: int = 0o644,
+    keep_headers: tuple[str, ...] = (),
+) -> IsmrmrdTemp:
+    """Write an ISMRMRD/HDF5 file under a new temporary name in ``folder``, not yet fsynced.
+
+    For a caller that renames it itself (the runner commits its temp files),
+    and that can read it meanwhile: it must make it durable
+    (:func:`durable_sha256`) before it is renamed, and remove it if it is not.
+    On an error nothing is left behind.  ``keep_headers`` names acquisition
+    header fields to return for every acquisition, as written (a reader of
+    the new file then need not read every row back for them).
+    """
+    tmp, handle = new_hdf5(folder)
+    kept: list[np.ndarray] = []
+    kept_dtype = np.dtype([(name, ACQUISITION_HEADER_DTYPE[name]) for name in keep_headers])
+    with removed_on_error(tmp):
         acquisitions = waveforms = sample_bytes = 0
-        with h5py.File(tmp, "w") as handle:
+        with handle:
             group = handle.create_group(GROUP)
             xml = group.create_dataset("xml", shape=(1,), dtype=h5py.special_dtype(vlen=bytes))
             xml[0] = xml_header.encode("utf-8")
@@ -95,6 +138,10 @@ def write_ismrmrd(
                     data[acquisitions : acquisitions + n] = block.rows
                     acquisitions += n
                     sample_bytes += _sample_bytes(block.rows)
+                    if keep_headers:
+                        part = np.empty(n, dtype=kept_dtype)
+                        assign_fields_by_name(part, block.rows["head"])
+                        kept.append(part)
                 else:
                     if waveform_set is None:
                         waveform_set = _table(group, "waveforms", WAVEFORM_DTYPE)
@@ -103,13 +150,18 @@ def write_ismrmrd(
                     waveforms += n
                 # Let the block go before the reader builds the next one: one block in memory.
                 del block
-        with ThreadPoolExecutor(1) as hasher:
-            digest = hasher.submit(file_sha256, tmp)  # hashlib and read() release the GIL
-            with open(tmp, "rb") as done:
-                os.fsync(done.fileno())
-            sha256 = digest.result()
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+    headers = None
+    if keep_headers:
+        headers = np.concatenate(kept) if kept else np.empty(0, dtype=kept_dtype)
+    return IsmrmrdTemp(tmp, acquisitions, waveforms, sample_bytes, headers)
+
+
+@contextlib.contextmanager
+def removed_on_error(tmp: Path) -> Iterator[None]:
+    """Remove ``tmp`` if the block fails; a full disk libhdf5 reported in words says so."""
+    try:
+        yield
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -119,13 +171,61 @@ def write_ismrmrd(
             # write failed are freed, so they must outlive the report of our failure.
             raise ours from exc
         raise
-    return IsmrmrdWriteStats(
-        acquisitions=acquisitions,
-        waveforms=waveforms,
-        bytes=path.stat().st_size,
-        sample_bytes=sample_bytes,
-        sha256=sha256,
-    )
+
+
+HASH_BUFFER = 4 << 20  # bytes per read of a file hashed while it is fsynced (two such buffers)
+
+
+def durable_sha256(path: Path) -> str:
+    """fsync ``path`` and return its SHA-256, hashed from the page cache while the fsync waits.
+
+    The fsync runs on a thread of its own; this one reads into two buffers in
+    turn while a third thread hashes the other (read() and hashlib release the
+    GIL), so the copy out of the page cache and the hash overlap too.
+    """
+    sha = hashlib.sha256()
+    buffers = (bytearray(HASH_BUFFER), bytearray(HASH_BUFFER))
+    hashing: list[Future[None] | None] = [None, None]
+    with (
+        open(path, "rb", buffering=0) as fh,
+        ThreadPoolExecutor(1) as syncer,
+        ThreadPoolExecutor(1) as hasher,
+    ):
+        synced = syncer.submit(os.fsync, fh.fileno())
+        turn = 0
+        while True:
+            pending = hashing[turn]
+            if pending is not None:
+                pending.result()  # its buffer is free again
+            n = fh.readinto(buffers[turn])
+            if not n:
+                break
+            hashing[turn] = hasher.submit(sha.update, memoryview(buffers[turn])[:n])
+            turn ^= 1
+        for pending in hashing:
+            if pending is not None:
+                pending.result()
+        synced.result()
+    return sha.hexdigest()
+
+
+def new_hdf5(folder: Path) -> tuple[Path, h5py.File]:
+    """A new HDF5 file under a temporary name in ``folder``, open for writing.
+
+    Created, never truncated (h5py's mode ``"x"``, ``O_EXCL``): ext4 starts
+    writing back a file truncated to nothing when it is closed
+    (``auto_da_alloc``), which a ``mkstemp`` name opened with ``"w"`` is, and
+    that costs the writer's CPU time before the fsync, which would write it anyway.
+    """
+    while True:
+        tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}.h5"
+        try:
+            return tmp, h5py.File(tmp, "x")
+        except FileExistsError:
+            continue
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # libhdf5 may fail after it made the file
+            raise
 
 
 def _sample_bytes(rows: np.ndarray) -> int:

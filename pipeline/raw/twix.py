@@ -26,6 +26,7 @@ import enum
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from pipeline.raw.blocks import (
     AcquisitionBlock,
     WaveformBlock,
 )
+from pipeline.raw.input_hash import InputHash
 from pipeline.raw.mdh import (
     CHANNEL_HEADER_DTYPE,
     DMA_LENGTH_MASK,
@@ -148,14 +150,24 @@ class _Reader:
     """Sequential reads through a file in large chunks, with views into the buffer.
 
     A view stays valid until the next call; callers copy what they keep.
+    With an :class:`~pipeline.raw.input_hash.InputHash`, every chunk read is
+    also hashed, on the hash's thread: two buffers take turns, so the next
+    chunk is read while the last one is being hashed.
     """
 
-    def __init__(self, path: Path, chunk: int = READ_CHUNK) -> None:
+    def __init__(
+        self, path: Path, chunk: int = READ_CHUNK, digest: InputHash | None = None
+    ) -> None:
         self._fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         if hasattr(os, "posix_fadvise"):  # one pass front to back: read ahead further
             os.posix_fadvise(self._fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         self._chunk = chunk
+        self._digest = digest
         self._buf = bytearray(chunk)
+        # The other buffer, and the hash of each still reading it (the current one last).
+        self._spare = bytearray(chunk if digest is not None else 0)
+        self._hashing: Future[None] | None = None
+        self._spare_hashing: Future[None] | None = None
         self._start = 0
         self._len = 0
 
@@ -172,6 +184,12 @@ class _Reader:
         if offset >= 0 and offset + n <= self._len:
             return memoryview(self._buf)[offset : offset + n]
         size = max(self._chunk, n)
+        if self._digest is not None:
+            # Read into the other buffer once its hash is done with it.
+            if self._spare_hashing is not None:
+                self._spare_hashing.result()
+            self._buf, self._spare = self._spare, self._buf
+            self._spare_hashing, self._hashing = self._hashing, None
         if len(self._buf) < size:
             self._buf = bytearray(size)
         self._fh.seek(pos)
@@ -183,6 +201,8 @@ class _Reader:
                 break
             got += k
         self._start, self._len = pos, got
+        if self._digest is not None:
+            self._hashing = self._digest.feed(pos, memoryview(self._buf)[:got])
         if got < n:
             return None
         return memoryview(self._buf)[:n]
@@ -535,6 +555,7 @@ def measurement_blocks(
     block_rows: int = 512,
     block_bytes: int = 16 * 2**20,
     max_run: int | None = None,
+    digest: InputHash | None = None,
 ) -> Iterator[AcquisitionBlock | WaveformBlock]:
     """Stream one measurement as ISMRMRD acquisition (and waveform) blocks.
 
@@ -545,6 +566,7 @@ def measurement_blocks(
     become waveforms (see :data:`SYNCDATA_WAVEFORM_ID`).  Consecutive readouts
     of one shape are decoded together, ``max_run`` at most (None: up to
     :data:`RUN_BYTES` of samples; 1: one by one, what the tests compare with).
+    ``digest`` is fed every chunk read: the input's hash without a read of its own.
 
     Raises
     ------
@@ -555,7 +577,7 @@ def measurement_blocks(
     """
     layout = _VB_LAYOUT if twix.version == VB else _VD_LAYOUT
     protocol = _protocol(meas.header_bytes)
-    reader = _Reader(twix.path)
+    reader = _Reader(twix.path, digest=digest)
     try:
         yield from _stream(reader, meas, layout, protocol, block_rows, block_bytes, max_run)
     finally:

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-_HASH_BLOCK = 1 << 20
+HASH_BLOCK = 1 << 20  # bytes per read of a file being hashed
 
 
 def sha256_of(data: bytes) -> str:
@@ -17,7 +17,7 @@ def file_sha256(path: Path) -> str:
     """SHA-256 of a file read in 1 MiB blocks (raw files do not fit in memory)."""
     digest = hashlib.sha256()
     with path.open("rb", buffering=0) as handle:
-        while block := handle.read(_HASH_BLOCK):
+        while block := handle.read(HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
 

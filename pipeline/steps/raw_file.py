@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,8 +31,9 @@ from pipeline.keys import SecretKey
 from pipeline.phi import NO_DETAIL, Phi
 from pipeline.raw.convert import Conversion, Converter, convert_input
 from pipeline.raw.header_rules import HeaderRules
+from pipeline.raw.input_hash import InputHash
 from pipeline.raw.subject_lookup import IdentityIndex, SubjectLookup
-from pipeline.read.content import file_sha256, sha256_of
+from pipeline.read.content import sha256_of
 from pipeline.reasons import Outcome, Reason
 from pipeline.storage import OWN_ERRNOS
 
@@ -108,12 +108,10 @@ class RawStep:
         converter = self._converter
         assert converter is not None, "setup() runs before the first input"
         # The input's SHA-256 (its opaque key, the seed of its output names) is
-        # computed on the other core while this one converts: a raw file is read
-        # twice either way, but the hash no longer adds to the wall time.
-        with ThreadPoolExecutor(1) as hasher:
-            digest = hasher.submit(file_sha256, item.path)
+        # taken from the bytes the reader reads, on the other core: the file is read once.
+        with InputHash(item.path) as digest:
             try:
-                conversion = convert_input(item.path, digest.result, converter)
+                conversion = convert_input(item.path, digest, converter)
             except OSError as exc:
                 if _is_ours(exc):
                     return result_of_error(exc, "", "input")  # raises StorageError
@@ -123,17 +121,17 @@ class RawStep:
                 return _with_sha(unreadable, digest)
             except Exception as exc:
                 return _with_sha(result_of_error(exc, "", "input"), digest)
-            return _result(conversion, digest.result())
+            return _result(conversion, digest.hexdigest())
 
 
 def _is_ours(exc: OSError) -> bool:
     return exc.errno in OWN_ERRNOS
 
 
-def _with_sha(result: StepResult, digest: Future[str]) -> StepResult:
+def _with_sha(result: StepResult, digest: InputHash) -> StepResult:
     """A rejected input is named (and its quarantined copy keyed) by its hash."""
     try:
-        return replace(result, sha256=digest.result())
+        return replace(result, sha256=digest.hexdigest())
     except OSError as exc:
         return rejected(Outcome.QUARANTINED, Reason.INPUT_IO_ERROR, type(exc).__name__)
 
@@ -166,7 +164,7 @@ def _result(conversion: Conversion, sha: str) -> StepResult:
                     Area.FASTMRI,
                     m.fastmri_relpath,
                     os.fspath(m.fastmri_temp),
-                    _sha_of_file(m.fastmri_temp),
+                    m.fastmri_sha256,  # hashed by the export while the file was fsynced
                     durable=True,
                 )
             )
@@ -187,10 +185,6 @@ def _result(conversion: Conversion, sha: str) -> StepResult:
         Phi("; ".join(skipped)) if skipped else NO_DETAIL,
         outputs=tuple(outputs), links=tuple(links), facts=tuple(facts.items()),
     )  # fmt: skip
-
-
-def _sha_of_file(path: Path) -> str:
-    return file_sha256(path)
 
 
 def convert_tree(

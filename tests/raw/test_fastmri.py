@@ -13,8 +13,10 @@ Scaling conventions, stated once:
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as etree
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,9 +25,11 @@ import h5py
 import numpy as np
 import pytest
 
+import pipeline
 from pipeline.atomic import TEMP_PREFIX
 from pipeline.errors import UnreadableInput
 from pipeline.raw.fastmri import FastmriUnsupported, export_fastmri
+from pipeline.read.content import file_sha256
 from pipeline.samples.ismrmrd import IsmrmrdTruth
 
 Sample = Callable[..., tuple[Path, IsmrmrdTruth]]
@@ -171,6 +175,7 @@ def test_export_matches_the_truth_multi_slice(sample: Sample, tmp_path: Path) ->
     assert attrs["max"] == pytest.approx(float(rss.max())) == result.max
     assert attrs["norm"] == pytest.approx(float(np.linalg.norm(rss))) == result.norm
     assert attrs["acquisition"] == "CORPD_FBK" and attrs["patient_id"] == "SUBJ-0001"
+    assert result.sha256 == file_sha256(out)  # hashed while it was fsynced
     assert result.readouts_used == 3 * 24 * 2
     assert dict(result.readouts_left_out) == {
         "noise": 1,
@@ -464,3 +469,35 @@ def test_round_trip_through_our_writer(sample: Sample, tmp_path: Path) -> None:
     export_fastmri(ours, tmp_path / "fastmri.h5")
     with h5py.File(tmp_path / "fastmri.h5", "r") as hf:
         assert np.allclose(hf["kspace"][()], truth.kspace, atol=1e-5)
+
+
+_EXPORT_IN_A_SUBPROCESS = """
+import sys
+from pathlib import Path
+from pipeline.raw.fastmri import export_fastmri
+from pipeline.read.content import file_sha256
+out = Path(sys.argv[2])
+result = export_fastmri(Path(sys.argv[1]), out)
+print(repr(result.norm), file_sha256(out))
+"""
+
+
+def test_the_file_does_not_depend_on_the_blas_thread_count(sample: Sample, tmp_path: Path) -> None:
+    """The norm, hence the file's bytes, are the same with 1 and 2 OpenBLAS threads.
+
+    A slice of 256 x 192 pixels: long enough that OpenBLAS splits a dot product
+    over its threads (np.dot's sum of squares then rounded by the core count).
+    """
+    path, _ = sample(slices=1, coils=1, recon=(256, 192))
+    printed = set()
+    for threads in ("1", "2"):
+        env = {
+            **os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
+            "PYTHONPATH": str(Path(pipeline.__file__).resolve().parents[1]),
+        }  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", _EXPORT_IN_A_SUBPROCESS, str(path), str(tmp_path / f"{threads}.h5")],
+            env=env, check=True, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        printed.add(done.stdout)
+    assert len(printed) == 1, printed

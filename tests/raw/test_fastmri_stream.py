@@ -22,12 +22,13 @@ import pytest
 
 from pipeline.atomic import TEMP_PREFIX
 from pipeline.errors import UnreadableInput
-from pipeline.raw import fastmri
+from pipeline.raw import fastmri, ismrmrd_out
 from pipeline.raw.blocks import AcquisitionBlock
 from pipeline.raw.fastmri import export_fastmri, header_geometry
 from pipeline.raw.ismrmrd_in import acquisition_headers, ismrmrd_blocks, open_ismrmrd
-from pipeline.raw.ismrmrd_out import write_ismrmrd
+from pipeline.raw.ismrmrd_out import write_ismrmrd, write_ismrmrd_temp
 from pipeline.raw.twix import measurement_blocks, open_twix
+from pipeline.read.content import file_sha256
 from pipeline.samples.ismrmrd import IsmrmrdTruth
 from pipeline.samples.twix import SyntheticMeasurement, write_vd_twix
 
@@ -164,6 +165,8 @@ def test_memory_holds_about_one_slice_not_the_measurement(
     """numpy's allocations, traced: one slice's lines and a few small copies, not 8 slices."""
     monkeypatch.setattr(fastmri, "_READ_BYTES", 64 << 10)  # 8 readouts per read
     monkeypatch.setattr(fastmri, "_SLAB_GROUP_BYTES", 128 << 10)  # 2 lines of the slab
+    # The two buffers of the hash taken during the fsync: fixed, whatever the file.
+    monkeypatch.setattr(ismrmrd_out, "HASH_BUFFER", 64 << 10)
     path, truth = sample(**spec)
     slice_bytes = truth.kspace[0].nbytes  # 8 coils x 128 x 56 complex64: 448 KiB
     peak = _traced_peak(lambda: export_fastmri(path, tmp_path / "f.h5"))
@@ -224,3 +227,20 @@ def test_a_3d_slab_leaves_no_scratch_file_and_a_damaged_one_nothing(
         export_fastmri(path, folder / "f.h5")
     assert not list(folder.iterdir())
     assert not list(tmp_path.glob(f"**/{TEMP_PREFIX}*"))
+
+
+def test_headers_kept_by_the_writer_give_the_same_file(sample: Sample, tmp_path: Path) -> None:
+    """What ``convert`` does: the plan from the headers written, not read back; same bytes."""
+    path, _ = sample(slices=3, coils=4, calibration_lines=2, averages=2, reverse_odd_lines=True)
+    source = open_ismrmrd(path)
+    written = write_ismrmrd_temp(
+        tmp_path, source.xml, ismrmrd_blocks(source), keep_headers=fastmri.HEADER_FIELDS
+    )
+    assert written.headers is not None
+    read_back = acquisition_headers(open_ismrmrd(written.path), fields=fastmri.HEADER_FIELDS)
+    assert written.headers.tobytes() == read_back.tobytes()
+    given = export_fastmri(written.path, tmp_path / "given.h5", headers=written.headers)
+    read = export_fastmri(written.path, tmp_path / "read.h5")
+    assert given.sha256 == read.sha256 == file_sha256(tmp_path / "given.h5")
+    with pytest.raises(ValueError, match="headers given"):
+        export_fastmri(written.path, tmp_path / "short.h5", headers=written.headers[:-1])

@@ -20,7 +20,7 @@ from pipeline.raw.blocks import (
     AcquisitionBlock,
     WaveformBlock,
 )
-from pipeline.raw.ismrmrd_out import write_ismrmrd
+from pipeline.raw.ismrmrd_out import HASH_BUFFER, durable_sha256, write_ismrmrd
 
 XML = '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"></ismrmrdHeader>'
 
@@ -140,3 +140,11 @@ def test_an_error_keeps_an_existing_output_untouched(tmp_path: Path) -> None:
         write_ismrmrd(out, XML, _failing(4))
     assert out.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMP_PREFIX)]
+
+
+@pytest.mark.parametrize("size", [0, 1, HASH_BUFFER, 2 * HASH_BUFFER + 12_345])
+def test_durable_sha256_is_the_files_sha256(tmp_path: Path, size: int) -> None:
+    """Two buffers in turn: every block hashed once, in order, whatever the size."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(np.random.default_rng(size).bytes(size))
+    assert durable_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
