@@ -216,16 +216,25 @@ def new_hdf5(folder: Path) -> tuple[Path, h5py.File]:
     writing back a file truncated to nothing when it is closed
     (``auto_da_alloc``), which a ``mkstemp`` name opened with ``"w"`` is, and
     that costs the writer's CPU time before the fsync, which would write it anyway.
+    Owner-only (0600, as ``mkstemp`` made it) before anything but HDF5's
+    superblock is in it: a candidate is not yet leak-checked.
     """
     while True:
         tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}.h5"
         try:
-            return tmp, h5py.File(tmp, "x")
+            created = h5py.File(tmp, "x")
         except FileExistsError:
             continue
         except BaseException:
             tmp.unlink(missing_ok=True)  # libhdf5 may fail after it made the file
             raise
+        try:
+            os.chmod(tmp, 0o600)
+        except BaseException:
+            created.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, created
 
 
 def _sample_bytes(rows: np.ndarray) -> int:

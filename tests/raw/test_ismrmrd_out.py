@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from pipeline.raw.blocks import (
     AcquisitionBlock,
     WaveformBlock,
 )
-from pipeline.raw.ismrmrd_out import HASH_BUFFER, durable_sha256, write_ismrmrd
+from pipeline.raw.ismrmrd_out import HASH_BUFFER, durable_sha256, new_hdf5, write_ismrmrd
 
 XML = '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"></ismrmrdHeader>'
 
@@ -148,3 +150,16 @@ def test_durable_sha256_is_the_files_sha256(tmp_path: Path, size: int) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(np.random.default_rng(size).bytes(size))
     assert durable_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_new_temp_file_is_the_owners_alone_and_never_an_existing_one(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        first, handle = new_hdf5(tmp_path)
+        handle.close()
+        second, other = new_hdf5(tmp_path)
+        other.close()
+    finally:
+        os.umask(old_umask)
+    assert first != second and first.name.startswith(TEMP_PREFIX)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (first, second)} == {0o600}
