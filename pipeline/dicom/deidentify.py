@@ -57,6 +57,11 @@ _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
 
 
+_MEDIA_SOP_CLASS = BaseTag(0x00020002)
+_MEDIA_SOP_INSTANCE = BaseTag(0x00020003)
+_TRANSFER_SYNTAX = BaseTag(0x00020010)
+_IMPLEMENTATION_CLASS = BaseTag(0x00020012)
+_IMPLEMENTATION_VERSION = BaseTag(0x00020013)
 _PATIENT_IDENTITY_REMOVED = 0x00120062
 _DEIDENTIFICATION_METHOD = 0x00120063
 _METHOD_CODES = 0x00120064  # DeidentificationMethodCodeSequence
@@ -275,11 +280,17 @@ def _transfer_syntax(ds: Dataset) -> UID:
 def rebuild_file_meta(ds: Dataset, syntax: UID) -> None:
     """Our own file meta: no source AE title, no original implementation identity."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = peek_value(ds, "SOPClassUID")
-    meta.MediaStorageSOPInstanceUID = peek_value(ds, "SOPInstanceUID")
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    # The elements ``meta.MediaStorageSOPClassUID = ...`` and the rest would
+    # set, made directly (group 0002, their dictionary VRs, in tag order).
+    elements = meta._dict
+    for tag, vr, value in (
+        (_MEDIA_SOP_CLASS, "UI", peek_value(ds, "SOPClassUID")),
+        (_MEDIA_SOP_INSTANCE, "UI", peek_value(ds, "SOPInstanceUID")),
+        (_TRANSFER_SYNTAX, "UI", syntax),
+        (_IMPLEMENTATION_CLASS, "UI", IMPLEMENTATION_CLASS_UID),
+        (_IMPLEMENTATION_VERSION, "SH", IMPLEMENTATION_VERSION),
+    ):
+        elements[tag] = DataElement(tag, vr, value)
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
 
