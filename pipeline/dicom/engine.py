@@ -128,6 +128,23 @@ class FileContext:
         )
 
     @cached_property
+    def edit_memo(self) -> dict[tuple[object, ...], _Edit] | None:
+        """This file's share of the edit memo (see ``_EDIT_MEMO``); None in the dry run."""
+        if self.changes is not None:
+            return None
+        base = (
+            id(self.profile), id(self.uids), self.key.material, self.subject, self.days,
+            self.signature,
+        )  # fmt: skip
+        found = _EDIT_MEMO.get(base)
+        if found is None or found[0] is not self.profile or found[1] is not self.uids:
+            if len(_EDIT_MEMO) >= _EDIT_MEMO_BASES:
+                _EDIT_MEMO.pop(next(iter(_EDIT_MEMO)))
+            # The profile and mapper are held by the entry: their ids stay theirs.
+            found = _EDIT_MEMO[base] = (self.profile, self.uids, {})
+        return found[2]
+
+    @cached_property
     def terms(self) -> PhiTerms:
         """Built on first use, and once per distinct set of identifying values.
 
@@ -314,7 +331,86 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
             _record(ctx, ds, tag, _show(ds[tag].value), path, rule, edited=False)
         return
     handler = _HANDLERS[action]
-    handler(ds, tag, vr, rule, ctx, path)
+    memo = ctx.edit_memo
+    raw = ds._dict.get(tag) if memo is not None and action is not Action.MEANING else None
+    if raw is None or raw.__class__ is not RawDataElement:
+        handler(ds, tag, vr, rule, ctx, path)
+        return
+    value = raw.value
+    if value.__class__ is not bytes or not value.isascii() or b"\x1b" in value:
+        handler(ds, tag, vr, rule, ctx, path)  # its meaning depends on the character set
+        return
+    assert memo is not None
+    key = (tag, vr, id(rule), value, raw.is_implicit_VR, raw.is_little_endian)
+    edit = memo.get(key)
+    if edit is None:
+        edit = _learn_edit(ds, tag, vr, rule, ctx, path, handler, raw)
+        if edit is None:
+            return  # done, but not the kind of outcome kept (see _learn_edit)
+        if len(memo) >= _EDIT_MEMO_MAX:
+            memo.clear()
+        memo[key] = edit
+        return
+    element, counted, doubts = edit
+    if element is None:
+        del ds[tag]
+    elif element is not _UNCHANGED:
+        ds._dict[tag] = element  # the same raw element ds[tag] = element stores
+    for counts in counted:
+        ctx.edits += 1
+        ctx.edited[counts] += 1
+    if doubts:
+        ctx.doubts |= doubts
+
+
+# What the rules made of one element's value is the same for every slice of a
+# series that repeats it (dates, descriptions, names, study and series UIDs),
+# for one key, subject, profile and set of identifying values.  Kept per
+# process (in its memory only, like the files' values themselves), per
+# FileContext.memo_base: the raw element written (or its removal), what was
+# counted and the doubts raised, replayed for the next slice.  Only plain
+# outcomes are kept: an ASCII value read as raw bytes, and a raw element, a
+# removal or no change as the result; the dry run never uses it.
+_EDIT_MEMO: dict[
+    tuple[object, ...], tuple[Profile, UidMapper, dict[tuple[object, ...], _Edit]]
+] = {}
+_EDIT_MEMO_BASES = 64
+_EDIT_MEMO_MAX = 4096
+_UNCHANGED = RawDataElement(BaseTag(0), None, 0, None, 0, True, True)  # a marker, never written
+_Edit = tuple[RawDataElement | None, tuple[tuple[str, int, str], ...], frozenset[Reason]]
+
+
+def _learn_edit(
+    ds: Dataset,
+    tag: BaseTag,
+    vr: str,
+    rule: Rule,
+    ctx: FileContext,
+    path: str,
+    handler: Callable[[Dataset, BaseTag, str, Rule, FileContext, str], None],
+    raw: RawDataElement,
+) -> _Edit | None:
+    """Apply the rule, and return what it did when it can be replayed, else None."""
+    edited, doubts, edits = ctx.edited, ctx.doubts, ctx.edits
+    ctx.edited, ctx.doubts = Counter(), set()  # what this one element adds, whatever was there
+    try:
+        handler(ds, tag, vr, rule, ctx, path)
+        added, raised, count = ctx.edited, ctx.doubts, ctx.edits - edits
+    finally:
+        edited.update(ctx.edited)
+        doubts |= ctx.doubts
+        ctx.edited, ctx.doubts = edited, doubts
+    after = ds._dict.get(tag)
+    if after is raw:
+        element: RawDataElement | None = _UNCHANGED
+    elif after is None or after.__class__ is RawDataElement:
+        element = after
+    else:
+        return None  # a decoded element (mutable, not shared between data sets)
+    counted = tuple(k for k, n in added.items() for _ in range(n))
+    if len(counted) != count:
+        return None
+    return element, counted, frozenset(raised)
 
 
 def _apply_sequence(ds: Dataset, tag: BaseTag, rule: Rule, ctx: FileContext, path: str) -> None:
