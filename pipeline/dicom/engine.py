@@ -17,14 +17,13 @@ from functools import cached_property, lru_cache
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from pipeline.dicom.codes import standard_meaning
 from pipeline.dicom.profile import Action, DateMode, Profile, Rule
 from pipeline.dicom.selectors import TagSelector, normalise_creator
+from pipeline.dicom.stream_write import encode_element
 from pipeline.dicom.tally import KEPT_UNNAMED, EditCounts
 from pipeline.identity.clean import PhiTerms, clean_text
 from pipeline.identity.dates import (
@@ -516,17 +515,14 @@ def _memo_key(
 def _encoded_sequence(ds: Dataset, tag: BaseTag, raw: RawDataElement) -> RawDataElement | None:
     """The de-identified sequence as the raw element pydicom's writer would write it.
 
-    Encoded once, by pydicom's own ``write_data_element``, so the memo's copy
-    and a freshly de-identified sequence are the same bytes.
+    Encoded once, as ``write_data_element`` encodes it (the items' raw
+    elements copied: :func:`pipeline.dicom.stream_write.encode_element`), so
+    the memo's copy and a freshly de-identified sequence are the same bytes.
     """
     element = ds[tag]
     if element.VR != "SQ":
         return None
-    encoder = DicomBytesIO()
-    encoder.is_little_endian = True
-    encoder.is_implicit_VR = raw.is_implicit_VR
-    write_data_element(encoder, element, ds.get("SpecificCharacterSet", "iso8859"))
-    data = encoder.getvalue()
+    data = encode_element(element, raw.is_implicit_VR, ds.get("SpecificCharacterSet", "iso8859"))
     header = 8 if raw.is_implicit_VR else 12
     length = int.from_bytes(data[header - 4 : header], "little")
     value = data[header : len(data) - 8] if length == _UNDEFINED else data[header:]

@@ -28,7 +28,7 @@ from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 from pipeline.read.dicom_stream import StreamRead
 from pipeline.read.peek import peek_value, tag_object
 
-__all__ = ["write_stream"]
+__all__ = ["encode_element", "write_stream"]
 
 _PIXEL_DATA = tag_object(0x7FE00010)
 _SOP_UIDS = ((0x00020002, tag_object(0x00080016), "SOPClassUID"),
@@ -88,6 +88,15 @@ def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
         out.element(element, encoding)
     if run_end >= 0:
         out.add(data[run_start:run_end])
+    return b"".join(out.close())
+
+
+def encode_element(
+    element: RawDataElement | DataElement, implicit: bool, encoding: object
+) -> bytes:
+    """One element as ``write_data_element`` writes it, little endian (see :class:`_Pieces`)."""
+    out = _Pieces([], implicit)
+    out.element(element, encoding)
     return b"".join(out.close())
 
 

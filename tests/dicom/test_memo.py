@@ -170,3 +170,28 @@ def test_each_part_of_the_key_decides(tmp_path: Path) -> None:
     warm = [_deidentify(data, key, uids, profile) for data, key in cases]
     assert warm == cold
     assert len({c[0] for c in cold}) == 3
+
+
+def test_a_remembered_csa_rebuild_is_the_allowlists_own(tmp_path: Path) -> None:
+    """The CSA rebuild memo: cold and warm alike, and another allowlist takes no entry."""
+    from pipeline.dicom import csa
+    from pipeline.samples import encode_csa
+
+    header = encode_csa(
+        {"B_value": ["1000"], "NumberOfImagesInMosaic": ["48"], "PatientName": ["SMITH"]},
+        vrs={"B_value": ("IS", 6)},
+    )
+    full = csa.load_csa_allowlist()
+    lines = full.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "name: B_value" in line)
+    end = next(i for i in range(start + 1, len(lines)) if "- name:" in lines[i])
+    shorter_path = tmp_path / "csa_image_header.yaml"
+    shorter_path.write_text("".join(lines[:start] + lines[end:]), encoding="utf-8")
+    shorter = csa.load_csa_allowlist(shorter_path)
+    csa._REBUILT.clear()
+    cold = {a.path: csa.rebuild_image_header(header, a) for a in (full, shorter)}
+    assert cold[full.path] != cold[shorter.path]  # the allowlist decides
+    for allowlist in (full, shorter, full, shorter):
+        assert csa._rebuilt(header, allowlist) == cold[allowlist.path]
+    assert len(csa._REBUILT) == 2
+    assert csa._rebuilt(b"not a CSA2 header", full) == csa.Rebuilt(None, (), 0)
