@@ -259,24 +259,30 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
     creators = private_creators(ds, tags)
     creator_tags = {((c >> 8) << 16) | (c & 0xFF) for c in creators}
 
-    drop_groups: set[int] = set()
-    for base_tag, element in ordered:
-        tag = int(base_tag)
-        if tag in creator_tags:
-            continue
-        vr = vr_of(tag, element)
-        rule = find_rule(profile, tag, vr, creators)
-        if rule.default:
-            ctx.by_default[_default_label(vr, rule.action)] += 1
-        elif rule is _KEEP_UNNAMED:
-            ctx.by_default[KEPT_UNNAMED] += 1
-        if rule.whole_group:
-            drop_groups.add(tag >> 16)
-        if tag >> 16 & 1 and rule.action is not Action.REMOVE:
-            creator = creators.get(((tag >> 16) << 8) | ((tag & 0xFFFF) >> 8))
-            if creator is not None and creator not in profile.known_creators:
+    drop_groups: set[int] | frozenset[int]
+    if ctx.changes is None:
+        drop_groups = _walk_planned(ds, ctx, path, ordered, tags, creators, creator_tags)
+    else:  # the dry run records every element, kept ones too
+        drop_groups = set()
+        for base_tag, element in ordered:
+            tag = int(base_tag)
+            if tag in creator_tags:
+                continue
+            vr = vr_of(tag, element)
+            rule = find_rule(profile, tag, vr, creators)
+            if rule.default:
+                ctx.by_default[_default_label(vr, rule.action)] += 1
+            elif rule is _KEEP_UNNAMED:
+                ctx.by_default[KEPT_UNNAMED] += 1
+            if rule.whole_group:
+                drop_groups.add(tag >> 16)
+            if (
+                tag >> 16 & 1
+                and rule.action is not Action.REMOVE
+                and _unknown_creator(profile, tag, creators)
+            ):
                 ctx.doubts.add(Reason.UNKNOWN_PRIVATE_CREATOR_KEPT)
-        _apply(ds, base_tag, vr, rule, ctx, path)
+            _apply(ds, base_tag, vr, rule, ctx, path)
 
     if drop_groups:
         for tag in [int(t) for t in ds.keys() if t >> 16 in drop_groups]:
@@ -292,6 +298,102 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
                 _record(ctx, ds, BaseTag(creator_tag), None, path, _CREATOR_REMOVED)
                 del ds[creator_tag]
                 _edited(ctx, creator_tag, _CREATOR_REMOVED)
+
+
+def _unknown_creator(profile: Profile, tag: int, creators: dict[int, str]) -> bool:
+    creator = creators.get(((tag >> 16) << 8) | ((tag & 0xFFFF) >> 8))
+    return creator is not None and creator not in profile.known_creators
+
+
+# Which rule decides which element depends only on the profile, the elements'
+# tags and VRs and the private creators, and a series repeats them slice
+# after slice: the walk is planned once per distinct set (per process), and
+# then only the elements a rule changes (or looks into) are visited.  A plan
+# is what the element-by-element walk does, in its order: the VR defaults'
+# counts (as chunks between the sequences, which count their own items'),
+# the rule of every element that is not simply kept, the doubt of a kept
+# unknown private creator and the groups removed whole.
+_Step = tuple[int, str, Rule]  # (index in tag order, VR, rule)
+_Plan = tuple[Profile, tuple["Counter[str] | _Step", ...], frozenset[Reason], frozenset[int]]
+_PLANS: dict[tuple[object, ...], _Plan] = {}
+_PLANS_MAX = 256
+
+
+def _walk_planned(
+    ds: Dataset,
+    ctx: FileContext,
+    path: str,
+    ordered: list[tuple[BaseTag, RawDataElement | DataElement]],
+    tags: list[int],
+    creators: dict[int, str],
+    creator_tags: set[int],
+) -> frozenset[int]:
+    """The walk of :func:`apply_profile` outside the dry run, by its plan; the groups to drop."""
+    profile = ctx.profile
+    key = (id(profile), tuple(tags), tuple([e.VR for _, e in ordered]), tuple(creators.items()))
+    plan = _PLANS.get(key)
+    if plan is None or plan[0] is not profile:
+        plan = _plan(profile, ordered, tags, creators, creator_tags)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan  # holds the profile: its id stays its own
+    _, events, doubts, drop_groups = plan
+    by_default = ctx.by_default
+    for event in events:
+        if isinstance(event, Counter):
+            by_default.update(event)
+        else:
+            index, vr, rule = event
+            _apply(ds, ordered[index][0], vr, rule, ctx, path)
+    if doubts:
+        ctx.doubts |= doubts
+    return drop_groups
+
+
+def _plan(
+    profile: Profile,
+    ordered: list[tuple[BaseTag, RawDataElement | DataElement]],
+    tags: list[int],
+    creators: dict[int, str],
+    creator_tags: set[int],
+) -> _Plan:
+    events: list[Counter[str] | _Step] = []
+    counts: Counter[str] = Counter()
+    doubts: set[Reason] = set()
+    drop_groups: set[int] = set()
+    dates = ("DA", "DT", "TM")
+    for index, (tag, (_, element)) in enumerate(zip(tags, ordered, strict=True)):
+        if tag in creator_tags:
+            continue
+        vr = vr_of(tag, element)
+        rule = find_rule(profile, tag, vr, creators)
+        if rule.default:
+            counts[_default_label(vr, rule.action)] += 1
+        elif rule is _KEEP_UNNAMED:
+            counts[KEPT_UNNAMED] += 1
+        if rule.whole_group:
+            drop_groups.add(tag >> 16)
+        private = tag >> 16 & 1
+        if (
+            private
+            and rule.action is not Action.REMOVE
+            and _unknown_creator(profile, tag, creators)
+        ):
+            doubts.add(Reason.UNKNOWN_PRIVATE_CREATOR_KEPT)
+        if (
+            rule.action is Action.KEEP
+            and vr != "SQ"
+            and not (private and vr in dates and vr in profile.defaults)
+            and not (vr == "AS" and profile.age_limit is not None)
+        ):
+            continue  # kept as it is: _apply would do nothing outside the dry run
+        if vr == "SQ" and counts:  # its items count their own defaults: keep the order
+            events.append(counts)
+            counts = Counter()
+        events.append((index, vr, rule))
+    if counts:
+        events.append(counts)
+    return profile, tuple(events), frozenset(doubts), frozenset(drop_groups)
 
 
 @lru_cache(maxsize=256)

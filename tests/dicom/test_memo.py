@@ -1,7 +1,9 @@
 """The per-process memos of the deid step change no byte, no count and no record.
 
 The step keeps, per worker process, what the rules made of a value
-(``pipeline.dicom.engine``: the edit memo).  A series repeats its values
+(``pipeline.dicom.engine``: the edit memo), which rule decides which element
+of a given set of tags (the walk's plan) and what the CSA allowlist keeps of
+a header (``pipeline.dicom.csa``).  A series repeats its values
 slice after slice, so the later slices replay them.  Each memo is keyed by
 everything that decides its output: a file de-identified with the memos
 warm gives exactly what it gives with them cold, and another key, subject
@@ -14,6 +16,7 @@ import io
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 
 from pipeline.batch.step import Area, Item, StepResult, WorkerEnv
 from pipeline.dicom import engine
@@ -26,7 +29,7 @@ from pipeline.read.dicom import quiet_pydicom
 from pipeline.read.dicom_stream import StreamRead, read_dicom_stream
 from pipeline.samples import make_subjects, mr_series
 from pipeline.steps.dicom_file import DicomStep
-from tests.dicom.conftest import KEY
+from tests.dicom.conftest import KEY, tiny_mr
 
 OTHER_KEY = SecretKey(bytes(range(1, 33)))
 
@@ -34,6 +37,7 @@ OTHER_KEY = SecretKey(bytes(range(1, 33)))
 def _clear() -> None:
     engine._EDIT_MEMO.clear()
     engine._SEQUENCE_MEMO.clear()
+    engine._PLANS.clear()
 
 
 def _series(tmp: Path, seed: int = 0, n: int = 4) -> list[Path]:
@@ -195,3 +199,34 @@ def test_a_remembered_csa_rebuild_is_the_allowlists_own(tmp_path: Path) -> None:
         assert csa._rebuilt(header, allowlist) == cold[allowlist.path]
     assert len(csa._REBUILT) == 2
     assert csa._rebuilt(b"not a CSA2 header", full) == csa.Rebuilt(None, (), 0)
+
+
+def test_the_planned_walk_does_what_the_element_by_element_walk_does(tmp_path: Path) -> None:
+    """The dry run walks element by element: the same bytes, counts (in order) and doubts."""
+    quiet_pydicom()
+    from tests.dicom.test_stream import _series_bytes  # kept sequences holding PHI, both encodings
+
+    profile, uids = load_profile("research"), UidMapper(KEY)
+    files = [path.read_bytes() for path in _series(tmp_path, n=2)] + _series_bytes()
+    ds = tiny_mr()
+    item = Dataset()
+    item.PatientName = "Smith^Anna"  # PHI in a sequence no rule names: the rules look inside
+    item.CodeValue = "en"
+    ds.LanguageCodeSequence = [item]
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    files.append(buffer.getvalue())
+    _clear()
+    for data in files * 2:  # the second time with the plans (and memos) warm
+        outcomes = []
+        for explain in (True, False):
+            found = read_dicom_stream(data, "input")
+            assert isinstance(found, StreamRead)
+            ctx, link, relpath, facts = deidentify_dataset(
+                found.dataset, KEY, profile, uids, explain=explain
+            )
+            written = write_stream(found.dataset, found)
+            outcomes.append((written, list(ctx.edited.items()), list(ctx.by_default.items()),
+                             ctx.doubts, link, relpath, facts))  # fmt: skip
+        assert outcomes[0] == outcomes[1]
+    assert engine._PLANS  # the step's walk was planned
