@@ -38,7 +38,7 @@ from pipeline.identity.dates import (
 from pipeline.identity.names import normalise_id, normalise_name
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
-from pipeline.read.peek import elements_in_order
+from pipeline.read.peek import elements_in_order, peek
 from pipeline.reasons import Reason
 
 PATIENT_BIRTH_DATE = 0x00100030
@@ -438,11 +438,19 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         handler(ds, tag, vr, rule, ctx, path)
         return
     value = raw.value
-    if value.__class__ is not bytes or not value.isascii() or b"\x1b" in value:
-        handler(ds, tag, vr, rule, ctx, path)  # its meaning depends on the character set
+    if value.__class__ is not bytes:
+        handler(ds, tag, vr, rule, ctx, path)
         return
+    charset: object = None  # ASCII means the same in every character set
+    if not value.isascii() or b"\x1b" in value:
+        charset = ds.original_character_set  # what the value's text depends on
+        if not charset:
+            handler(ds, tag, vr, rule, ctx, path)
+            return
+        if not isinstance(charset, str):
+            charset = tuple(charset)
     assert memo is not None
-    key = (tag, vr, id(rule), value, raw.is_implicit_VR, raw.is_little_endian)
+    key = (tag, vr, id(rule), value, raw.is_implicit_VR, raw.is_little_endian, charset)
     edit = memo.get(key)
     if edit is None:
         edit = _learn_edit(ds, tag, vr, rule, ctx, path, handler, raw)
@@ -468,7 +476,7 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
 # series that repeats it (dates, descriptions, names, study and series UIDs),
 # for one key, subject, profile and set of identifying values.  Kept per
 # process (in its memory only, like the files' values themselves), per
-# FileContext.memo_base: the raw element written (or its removal), what was
+# FileContext.edit_memo: the raw element written (or its removal), what was
 # counted and the doubts raised, replayed for the next slice.  Only plain
 # outcomes are kept: an ASCII value read as raw bytes, and a raw element, a
 # removal or no change as the result; the dry run never uses it.
@@ -799,7 +807,10 @@ def _value(ds: Dataset, tag: BaseTag, vr: str) -> object:
             if vr in _SINGLE_VALUED:
                 return text
             return [v.strip("\0 ") for v in text.split("\\")]
-    return ds[tag].value
+    # Peeked, not decoded in place: an element the rules then replace by ASCII
+    # text is written as a raw element (see _replace), as every other one is.
+    element = peek(ds, tag)
+    return None if element is None else element.value
 
 
 def _replace(
