@@ -36,7 +36,7 @@ from pipeline.identity.subjects import subject_day_offset, subject_key, subject_
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
-from pipeline.read.peek import peek_value
+from pipeline.read.peek import peek_value, tag_object
 from pipeline.reasons import Reason
 
 # Our own implementation class UID: 2.25 + a UUID derived from the project name.
@@ -147,12 +147,20 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
 def _snapshot(ds: Dataset, keywords: tuple[str, ...]) -> Dataset:
     """The identifying elements as read, undecoded: cheap now, decoded only if needed."""
     present = ds._dict
-    return Dataset({t: ds.get_item(t) for t in _tags_of(keywords) if t in present})
+    found: dict[BaseTag, RawDataElement | DataElement] = {}
+    for tag in _tags_of(keywords):
+        element = present.get(tag)
+        if element is not None:
+            if isinstance(element, RawDataElement) and element.value is None:
+                element = ds.get_item(tag)  # what get_item does with a deferred value
+            found[tag] = element
+    return Dataset(found)
 
 
 @lru_cache(maxsize=8)
 def _tags_of(keywords: tuple[str, ...]) -> tuple[BaseTag, ...]:
-    return tuple(BaseTag(t) for t in map(tag_for_keyword, keywords) if t is not None)
+    # The shared tag objects: the stream reader's data sets are keyed by them.
+    return tuple(tag_object(t) for t in map(tag_for_keyword, keywords) if t is not None)
 
 
 def build_context(
