@@ -438,8 +438,8 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
         handler(ds, tag, vr, rule, ctx, path)
         return
     value = raw.value
-    if value.__class__ is not bytes:
-        handler(ds, tag, vr, rule, ctx, path)
+    if value.__class__ is not bytes or len(value) > _EDIT_MEMO_VALUE:
+        handler(ds, tag, vr, rule, ctx, path)  # (a long text: not worth keeping)
         return
     charset: object = None  # ASCII means the same in every character set
     if not value.isascii() or b"\x1b" in value:
@@ -483,8 +483,9 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
 _EDIT_MEMO: dict[
     tuple[object, ...], tuple[Profile, UidMapper, dict[tuple[object, ...], _Edit]]
 ] = {}
-_EDIT_MEMO_BASES = 64
-_EDIT_MEMO_MAX = 4096
+_EDIT_MEMO_BASES = 32
+_EDIT_MEMO_MAX = 2048
+_EDIT_MEMO_VALUE = 1024  # bytes: with the bounds above, at most 64 MiB of values per process
 _UNCHANGED = RawDataElement(BaseTag(0), None, 0, None, 0, True, True)  # a marker, never written
 _Edit = tuple[RawDataElement | None, tuple[tuple[str, int, str], ...], frozenset[Reason]]
 

@@ -230,3 +230,18 @@ def test_the_planned_walk_does_what_the_element_by_element_walk_does(tmp_path: P
                              ctx.doubts, link, relpath, facts))  # fmt: skip
         assert outcomes[0] == outcomes[1]
     assert engine._PLANS  # the step's walk was planned
+
+
+def test_a_long_value_is_not_kept(tmp_path: Path) -> None:
+    """The memo's bounds hold: values over 1 KiB are worked out each time, never kept."""
+    quiet_pydicom()
+    ds = tiny_mr()
+    ds.ImageComments = "scan repeated " * 100  # 1,400 characters, cleaned by a rule
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    _clear()
+    _deidentify(buffer.getvalue(), KEY, UidMapper(KEY), load_profile("research"))
+    kept = [key for _, _, inner in engine._EDIT_MEMO.values() for key in inner]
+    assert kept  # the short values were kept
+    assert all(len(key[3]) <= engine._EDIT_MEMO_VALUE for key in kept)  # type: ignore[arg-type]
+    assert not any(b"scan repeated" in key[3] for key in kept)  # type: ignore[operator]
