@@ -70,8 +70,14 @@ class SecretKey:
         """A whole number of days in ``[low, high]``, fixed for one subject."""
         if low > high:
             raise ValueError(f"date shift range is empty: [{low}, {high}]")
-        span = high - low + 1
-        return low + int.from_bytes(self.mac("date-shift", subject), "big") % span
+        return _day_offset(self.material, subject, low, high)
+
+
+@lru_cache(maxsize=1 << 12)
+def _day_offset(material: bytes, subject: str, low: int, high: int) -> int:
+    """:meth:`SecretKey.day_offset`, cached like :func:`_pseudonym` (keyed by the key material)."""
+    message = b"date-shift\x00" + subject.encode("utf-8")
+    return low + int.from_bytes(hmac.digest(material, message, "sha256"), "big") % (high - low + 1)
 
 
 @lru_cache(maxsize=1 << 14)

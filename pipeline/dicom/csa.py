@@ -44,7 +44,6 @@ from pydicom.dataset import Dataset
 from pipeline.dicom.engine import Change, find_rule, private_creators
 from pipeline.dicom.profile import Action, Profile
 from pipeline.errors import RuleError
-from pipeline.read.peek import elements_in_order
 from pipeline.rulefiles import Located, check_keys, load_yaml, rules_root
 
 CSA_CREATOR = "SIEMENS CSA HEADER"
@@ -405,8 +404,8 @@ def _rebuild_in(
 ) -> None:
     if depth > _MAX_DEPTH:
         return
-    tags = [int(t) for t in ds.keys()]
-    creators = private_creators(ds, [t for t in tags if t >> 16 == 0x0029])
+    elements = ds._dict
+    creators = private_creators(ds, [t for t in elements if t >> 16 == 0x0029])
     for block, name in creators.items():
         if name != CSA_CREATOR:
             continue
@@ -417,12 +416,7 @@ def _rebuild_in(
             continue  # the profile removes it: nothing of it reaches the output
         allowlist = allowlist or load_csa_allowlist()
         value = ds.get_item(tag).value
-        try:
-            if not isinstance(value, bytes):
-                raise CsaFormatError("not binary")
-            rebuilt = rebuild_image_header(value, allowlist)
-        except CsaFormatError:
-            rebuilt = Rebuilt(None, (), 0)
+        rebuilt = _rebuilt(value, allowlist)
         counts[FACT_DROPPED] += rebuilt.dropped
         if changes is not None:
             after = f"<{len(rebuilt.kept)} fields: {', '.join(rebuilt.kept)}>"
@@ -442,13 +436,40 @@ def _rebuild_in(
         else:
             ds[tag] = DataElement(tag, "OB", rebuilt.data)
             counts[FACT_REBUILT] += 1
-    for base_tag, element in elements_in_order(ds):  # as read: nothing is decoded to look
-        if element.VR not in _MAYBE_SEQUENCE:
-            continue  # a value with its own VR: not a sequence (most elements)
+    # As read: nothing is decoded to look.  A value with its own VR is not a
+    # sequence (most elements); the rest are looked into in tag order.
+    maybe = [t for t, element in elements.items() if element.VR in _MAYBE_SEQUENCE]
+    for base_tag in sorted(maybe, key=int):
         tag = int(base_tag)
         for index, item in enumerate(_items_naming_the_creator(ds, tag)):
             where = f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})[{index}]."
             _rebuild_in(item, profile, allowlist, counts, changes, where, depth + 1)
+
+
+# The slices of a series often carry the same CSA image header bytes, and what
+# the allowlist keeps of them is the same: kept per process (in its memory
+# only, like the files' values), keyed by the bytes and the allowlist object,
+# which the entry holds (so its id stays its own).
+_REBUILT: dict[tuple[bytes, int], tuple[CsaAllowlist, Rebuilt]] = {}
+_REBUILT_MAX = 64
+
+
+def _rebuilt(value: object, allowlist: CsaAllowlist) -> Rebuilt:
+    """:func:`rebuild_image_header` of ``value``, or nothing kept where it is not CSA2."""
+    if not isinstance(value, bytes):
+        return Rebuilt(None, (), 0)
+    key = (value, id(allowlist))
+    found = _REBUILT.get(key)
+    if found is not None and found[0] is allowlist:
+        return found[1]
+    try:
+        rebuilt = rebuild_image_header(value, allowlist)
+    except CsaFormatError:
+        rebuilt = Rebuilt(None, (), 0)
+    if len(_REBUILT) >= _REBUILT_MAX:
+        _REBUILT.clear()
+    _REBUILT[key] = (allowlist, rebuilt)
+    return rebuilt
 
 
 def _dictionary_vr(tag: int) -> str:

@@ -36,7 +36,7 @@ from pipeline.identity.subjects import subject_day_offset, subject_key, subject_
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.read.dicom import read_dicom
-from pipeline.read.peek import peek_value
+from pipeline.read.peek import peek_value, tag_object
 from pipeline.reasons import Reason
 
 # Our own implementation class UID: 2.25 + a UUID derived from the project name.
@@ -57,6 +57,11 @@ _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate")
 _SNAPSHOT_KEYWORDS = ("SpecificCharacterSet", *_NAME_KEYWORDS, *_ID_KEYWORDS, *_DATE_KEYWORDS)
 
 
+_MEDIA_SOP_CLASS = BaseTag(0x00020002)
+_MEDIA_SOP_INSTANCE = BaseTag(0x00020003)
+_TRANSFER_SYNTAX = BaseTag(0x00020010)
+_IMPLEMENTATION_CLASS = BaseTag(0x00020012)
+_IMPLEMENTATION_VERSION = BaseTag(0x00020013)
 _PATIENT_IDENTITY_REMOVED = 0x00120062
 _DEIDENTIFICATION_METHOD = 0x00120063
 _METHOD_CODES = 0x00120064  # DeidentificationMethodCodeSequence
@@ -142,12 +147,20 @@ def classify(ds: Dataset, profile: Profile, *, keep_burned_in: bool) -> None:
 def _snapshot(ds: Dataset, keywords: tuple[str, ...]) -> Dataset:
     """The identifying elements as read, undecoded: cheap now, decoded only if needed."""
     present = ds._dict
-    return Dataset({t: ds.get_item(t) for t in _tags_of(keywords) if t in present})
+    found: dict[BaseTag, RawDataElement | DataElement] = {}
+    for tag in _tags_of(keywords):
+        element = present.get(tag)
+        if element is not None:
+            if isinstance(element, RawDataElement) and element.value is None:
+                element = ds.get_item(tag)  # what get_item does with a deferred value
+            found[tag] = element
+    return Dataset(found)
 
 
 @lru_cache(maxsize=8)
 def _tags_of(keywords: tuple[str, ...]) -> tuple[BaseTag, ...]:
-    return tuple(BaseTag(t) for t in map(tag_for_keyword, keywords) if t is not None)
+    # The shared tag objects: the stream reader's data sets are keyed by them.
+    return tuple(tag_object(t) for t in map(tag_for_keyword, keywords) if t is not None)
 
 
 def build_context(
@@ -275,11 +288,17 @@ def _transfer_syntax(ds: Dataset) -> UID:
 def rebuild_file_meta(ds: Dataset, syntax: UID) -> None:
     """Our own file meta: no source AE title, no original implementation identity."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = peek_value(ds, "SOPClassUID")
-    meta.MediaStorageSOPInstanceUID = peek_value(ds, "SOPInstanceUID")
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    # The elements ``meta.MediaStorageSOPClassUID = ...`` and the rest would
+    # set, made directly (group 0002, their dictionary VRs, in tag order).
+    elements = meta._dict
+    for tag, vr, value in (
+        (_MEDIA_SOP_CLASS, "UI", peek_value(ds, "SOPClassUID")),
+        (_MEDIA_SOP_INSTANCE, "UI", peek_value(ds, "SOPInstanceUID")),
+        (_TRANSFER_SYNTAX, "UI", syntax),
+        (_IMPLEMENTATION_CLASS, "UI", IMPLEMENTATION_CLASS_UID),
+        (_IMPLEMENTATION_VERSION, "SH", IMPLEMENTATION_VERSION),
+    ):
+        elements[tag] = DataElement(tag, vr, value)
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
 

@@ -17,14 +17,13 @@ from functools import cached_property, lru_cache
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from pipeline.dicom.codes import standard_meaning
 from pipeline.dicom.profile import Action, DateMode, Profile, Rule
 from pipeline.dicom.selectors import TagSelector, normalise_creator
+from pipeline.dicom.stream_write import encode_element
 from pipeline.dicom.tally import KEPT_UNNAMED, EditCounts
 from pipeline.identity.clean import PhiTerms, clean_text
 from pipeline.identity.dates import (
@@ -39,7 +38,7 @@ from pipeline.identity.dates import (
 from pipeline.identity.names import normalise_id, normalise_name
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
-from pipeline.read.peek import elements_in_order
+from pipeline.read.peek import elements_in_order, peek
 from pipeline.reasons import Reason
 
 PATIENT_BIRTH_DATE = 0x00100030
@@ -126,6 +125,23 @@ class FileContext:
             for tag in self.originals.keys()
             if (raw := self.originals.get_item(tag)) is not None
         )
+
+    @cached_property
+    def edit_memo(self) -> dict[tuple[object, ...], _Edit] | None:
+        """This file's share of the edit memo (see ``_EDIT_MEMO``); None in the dry run."""
+        if self.changes is not None:
+            return None
+        base = (
+            id(self.profile), id(self.uids), self.key.material, self.subject, self.days,
+            self.signature,
+        )  # fmt: skip
+        found = _EDIT_MEMO.get(base)
+        if found is None or found[0] is not self.profile or found[1] is not self.uids:
+            if len(_EDIT_MEMO) >= _EDIT_MEMO_BASES:
+                _EDIT_MEMO.pop(next(iter(_EDIT_MEMO)))
+            # The profile and mapper are held by the entry: their ids stay theirs.
+            found = _EDIT_MEMO[base] = (self.profile, self.uids, {})
+        return found[2]
 
     @cached_property
     def terms(self) -> PhiTerms:
@@ -243,24 +259,30 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
     creators = private_creators(ds, tags)
     creator_tags = {((c >> 8) << 16) | (c & 0xFF) for c in creators}
 
-    drop_groups: set[int] = set()
-    for base_tag, element in ordered:
-        tag = int(base_tag)
-        if tag in creator_tags:
-            continue
-        vr = vr_of(tag, element)
-        rule = find_rule(profile, tag, vr, creators)
-        if rule.default:
-            ctx.by_default[_default_label(vr, rule.action)] += 1
-        elif rule is _KEEP_UNNAMED:
-            ctx.by_default[KEPT_UNNAMED] += 1
-        if rule.whole_group:
-            drop_groups.add(tag >> 16)
-        if tag >> 16 & 1 and rule.action is not Action.REMOVE:
-            creator = creators.get(((tag >> 16) << 8) | ((tag & 0xFFFF) >> 8))
-            if creator is not None and creator not in profile.known_creators:
+    drop_groups: set[int] | frozenset[int]
+    if ctx.changes is None:
+        drop_groups = _walk_planned(ds, ctx, path, ordered, tags, creators, creator_tags)
+    else:  # the dry run records every element, kept ones too
+        drop_groups = set()
+        for base_tag, element in ordered:
+            tag = int(base_tag)
+            if tag in creator_tags:
+                continue
+            vr = vr_of(tag, element)
+            rule = find_rule(profile, tag, vr, creators)
+            if rule.default:
+                ctx.by_default[_default_label(vr, rule.action)] += 1
+            elif rule is _KEEP_UNNAMED:
+                ctx.by_default[KEPT_UNNAMED] += 1
+            if rule.whole_group:
+                drop_groups.add(tag >> 16)
+            if (
+                tag >> 16 & 1
+                and rule.action is not Action.REMOVE
+                and _unknown_creator(profile, tag, creators)
+            ):
                 ctx.doubts.add(Reason.UNKNOWN_PRIVATE_CREATOR_KEPT)
-        _apply(ds, base_tag, vr, rule, ctx, path)
+            _apply(ds, base_tag, vr, rule, ctx, path)
 
     if drop_groups:
         for tag in [int(t) for t in ds.keys() if t >> 16 in drop_groups]:
@@ -276,6 +298,102 @@ def apply_profile(ds: Dataset, ctx: FileContext, path: str = "") -> None:
                 _record(ctx, ds, BaseTag(creator_tag), None, path, _CREATOR_REMOVED)
                 del ds[creator_tag]
                 _edited(ctx, creator_tag, _CREATOR_REMOVED)
+
+
+def _unknown_creator(profile: Profile, tag: int, creators: dict[int, str]) -> bool:
+    creator = creators.get(((tag >> 16) << 8) | ((tag & 0xFFFF) >> 8))
+    return creator is not None and creator not in profile.known_creators
+
+
+# Which rule decides which element depends only on the profile, the elements'
+# tags and VRs and the private creators, and a series repeats them slice
+# after slice: the walk is planned once per distinct set (per process), and
+# then only the elements a rule changes (or looks into) are visited.  A plan
+# is what the element-by-element walk does, in its order: the VR defaults'
+# counts (as chunks between the sequences, which count their own items'),
+# the rule of every element that is not simply kept, the doubt of a kept
+# unknown private creator and the groups removed whole.
+_Step = tuple[int, str, Rule]  # (index in tag order, VR, rule)
+_Plan = tuple[Profile, tuple["Counter[str] | _Step", ...], frozenset[Reason], frozenset[int]]
+_PLANS: dict[tuple[object, ...], _Plan] = {}
+_PLANS_MAX = 256
+
+
+def _walk_planned(
+    ds: Dataset,
+    ctx: FileContext,
+    path: str,
+    ordered: list[tuple[BaseTag, RawDataElement | DataElement]],
+    tags: list[int],
+    creators: dict[int, str],
+    creator_tags: set[int],
+) -> frozenset[int]:
+    """The walk of :func:`apply_profile` outside the dry run, by its plan; the groups to drop."""
+    profile = ctx.profile
+    key = (id(profile), tuple(tags), tuple([e.VR for _, e in ordered]), tuple(creators.items()))
+    plan = _PLANS.get(key)
+    if plan is None or plan[0] is not profile:
+        plan = _plan(profile, ordered, tags, creators, creator_tags)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan  # holds the profile: its id stays its own
+    _, events, doubts, drop_groups = plan
+    by_default = ctx.by_default
+    for event in events:
+        if isinstance(event, Counter):
+            by_default.update(event)
+        else:
+            index, vr, rule = event
+            _apply(ds, ordered[index][0], vr, rule, ctx, path)
+    if doubts:
+        ctx.doubts |= doubts
+    return drop_groups
+
+
+def _plan(
+    profile: Profile,
+    ordered: list[tuple[BaseTag, RawDataElement | DataElement]],
+    tags: list[int],
+    creators: dict[int, str],
+    creator_tags: set[int],
+) -> _Plan:
+    events: list[Counter[str] | _Step] = []
+    counts: Counter[str] = Counter()
+    doubts: set[Reason] = set()
+    drop_groups: set[int] = set()
+    dates = ("DA", "DT", "TM")
+    for index, (tag, (_, element)) in enumerate(zip(tags, ordered, strict=True)):
+        if tag in creator_tags:
+            continue
+        vr = vr_of(tag, element)
+        rule = find_rule(profile, tag, vr, creators)
+        if rule.default:
+            counts[_default_label(vr, rule.action)] += 1
+        elif rule is _KEEP_UNNAMED:
+            counts[KEPT_UNNAMED] += 1
+        if rule.whole_group:
+            drop_groups.add(tag >> 16)
+        private = tag >> 16 & 1
+        if (
+            private
+            and rule.action is not Action.REMOVE
+            and _unknown_creator(profile, tag, creators)
+        ):
+            doubts.add(Reason.UNKNOWN_PRIVATE_CREATOR_KEPT)
+        if (
+            rule.action is Action.KEEP
+            and vr != "SQ"
+            and not (private and vr in dates and vr in profile.defaults)
+            and not (vr == "AS" and profile.age_limit is not None)
+        ):
+            continue  # kept as it is: _apply would do nothing outside the dry run
+        if vr == "SQ" and counts:  # its items count their own defaults: keep the order
+            events.append(counts)
+            counts = Counter()
+        events.append((index, vr, rule))
+    if counts:
+        events.append(counts)
+    return profile, tuple(events), frozenset(doubts), frozenset(drop_groups)
 
 
 @lru_cache(maxsize=256)
@@ -314,7 +432,95 @@ def _apply(ds: Dataset, tag: BaseTag, vr: str, rule: Rule, ctx: FileContext, pat
             _record(ctx, ds, tag, _show(ds[tag].value), path, rule, edited=False)
         return
     handler = _HANDLERS[action]
-    handler(ds, tag, vr, rule, ctx, path)
+    memo = ctx.edit_memo
+    raw = ds._dict.get(tag) if memo is not None and action is not Action.MEANING else None
+    if raw is None or raw.__class__ is not RawDataElement:
+        handler(ds, tag, vr, rule, ctx, path)
+        return
+    value = raw.value
+    if value.__class__ is not bytes or len(value) > _EDIT_MEMO_VALUE:
+        handler(ds, tag, vr, rule, ctx, path)  # (a long text: not worth keeping)
+        return
+    charset: object = None  # ASCII means the same in every character set
+    if not value.isascii() or b"\x1b" in value:
+        charset = ds.original_character_set  # what the value's text depends on
+        if not charset:
+            handler(ds, tag, vr, rule, ctx, path)
+            return
+        if not isinstance(charset, str):
+            charset = tuple(charset)
+    assert memo is not None
+    key = (tag, vr, id(rule), value, raw.is_implicit_VR, raw.is_little_endian, charset)
+    edit = memo.get(key)
+    if edit is None:
+        edit = _learn_edit(ds, tag, vr, rule, ctx, path, handler, raw)
+        if edit is None:
+            return  # done, but not the kind of outcome kept (see _learn_edit)
+        if len(memo) >= _EDIT_MEMO_MAX:
+            memo.clear()
+        memo[key] = edit
+        return
+    element, counted, doubts = edit
+    if element is None:
+        del ds[tag]
+    elif element is not _UNCHANGED:
+        ds._dict[tag] = element  # the same raw element ds[tag] = element stores
+    for counts in counted:
+        ctx.edits += 1
+        ctx.edited[counts] += 1
+    if doubts:
+        ctx.doubts |= doubts
+
+
+# What the rules made of one element's value is the same for every slice of a
+# series that repeats it (dates, descriptions, names, study and series UIDs),
+# for one key, subject, profile and set of identifying values.  Kept per
+# process (in its memory only, like the files' values themselves), per
+# FileContext.edit_memo: the raw element written (or its removal), what was
+# counted and the doubts raised, replayed for the next slice.  Only plain
+# outcomes are kept: an ASCII value read as raw bytes, and a raw element, a
+# removal or no change as the result; the dry run never uses it.
+_EDIT_MEMO: dict[
+    tuple[object, ...], tuple[Profile, UidMapper, dict[tuple[object, ...], _Edit]]
+] = {}
+_EDIT_MEMO_BASES = 32
+_EDIT_MEMO_MAX = 2048
+_EDIT_MEMO_VALUE = 1024  # bytes: with the bounds above, at most 64 MiB of values per process
+_UNCHANGED = RawDataElement(BaseTag(0), None, 0, None, 0, True, True)  # a marker, never written
+_Edit = tuple[RawDataElement | None, tuple[tuple[str, int, str], ...], frozenset[Reason]]
+
+
+def _learn_edit(
+    ds: Dataset,
+    tag: BaseTag,
+    vr: str,
+    rule: Rule,
+    ctx: FileContext,
+    path: str,
+    handler: Callable[[Dataset, BaseTag, str, Rule, FileContext, str], None],
+    raw: RawDataElement,
+) -> _Edit | None:
+    """Apply the rule, and return what it did when it can be replayed, else None."""
+    edited, doubts, edits = ctx.edited, ctx.doubts, ctx.edits
+    ctx.edited, ctx.doubts = Counter(), set()  # what this one element adds, whatever was there
+    try:
+        handler(ds, tag, vr, rule, ctx, path)
+        added, raised, count = ctx.edited, ctx.doubts, ctx.edits - edits
+    finally:
+        edited.update(ctx.edited)
+        doubts |= ctx.doubts
+        ctx.edited, ctx.doubts = edited, doubts
+    after = ds._dict.get(tag)
+    if after is raw:
+        element: RawDataElement | None = _UNCHANGED
+    elif after is None or after.__class__ is RawDataElement:
+        element = after
+    else:
+        return None  # a decoded element (mutable, not shared between data sets)
+    counted = tuple(k for k, n in added.items() for _ in range(n))
+    if len(counted) != count:
+        return None
+    return element, counted, frozenset(raised)
 
 
 def _apply_sequence(ds: Dataset, tag: BaseTag, rule: Rule, ctx: FileContext, path: str) -> None:
@@ -420,17 +626,14 @@ def _memo_key(
 def _encoded_sequence(ds: Dataset, tag: BaseTag, raw: RawDataElement) -> RawDataElement | None:
     """The de-identified sequence as the raw element pydicom's writer would write it.
 
-    Encoded once, by pydicom's own ``write_data_element``, so the memo's copy
-    and a freshly de-identified sequence are the same bytes.
+    Encoded once, as ``write_data_element`` encodes it (the items' raw
+    elements copied: :func:`pipeline.dicom.stream_write.encode_element`), so
+    the memo's copy and a freshly de-identified sequence are the same bytes.
     """
     element = ds[tag]
     if element.VR != "SQ":
         return None
-    encoder = DicomBytesIO()
-    encoder.is_little_endian = True
-    encoder.is_implicit_VR = raw.is_implicit_VR
-    write_data_element(encoder, element, ds.get("SpecificCharacterSet", "iso8859"))
-    data = encoder.getvalue()
+    data = encode_element(element, raw.is_implicit_VR, ds.get("SpecificCharacterSet", "iso8859"))
     header = 8 if raw.is_implicit_VR else 12
     length = int.from_bytes(data[header - 4 : header], "little")
     value = data[header : len(data) - 8] if length == _UNDEFINED else data[header:]
@@ -605,7 +808,10 @@ def _value(ds: Dataset, tag: BaseTag, vr: str) -> object:
             if vr in _SINGLE_VALUED:
                 return text
             return [v.strip("\0 ") for v in text.split("\\")]
-    return ds[tag].value
+    # Peeked, not decoded in place: an element the rules then replace by ASCII
+    # text is written as a raw element (see _replace), as every other one is.
+    element = peek(ds, tag)
+    return None if element is None else element.value
 
 
 def _replace(

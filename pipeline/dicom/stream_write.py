@@ -26,10 +26,13 @@ from pydicom.uid import UID
 from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
 from pipeline.read.dicom_stream import StreamRead
+from pipeline.read.peek import peek_value, tag_object
 
-__all__ = ["write_stream"]
+__all__ = ["encode_element", "write_stream"]
 
-_PIXEL_DATA = 0x7FE00010
+_PIXEL_DATA = tag_object(0x7FE00010)
+_SOP_UIDS = ((0x00020002, tag_object(0x00080016), "SOPClassUID"),
+             (0x00020003, tag_object(0x00080018), "SOPInstanceUID"))  # fmt: skip
 _META_KEYS = frozenset(
     {0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013}
 )  # what rebuild_file_meta writes; anything else goes through pydicom
@@ -53,7 +56,7 @@ def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
         return None  # save_as refuses these; let it say so
     # save_as marks the pixel data's length (decoding it); mirror that only
     # where the bytes read cannot be written back as they are.
-    pixels = elements.get(BaseTag(_PIXEL_DATA))
+    pixels = elements.get(_PIXEL_DATA)
     if pixels is not None and not _pixels_copyable(pixels, read, syntax.is_compressed):
         ds["PixelData"].is_undefined_length = syntax.is_compressed
     # write_dataset reads the character set before writing (decoding it).
@@ -85,6 +88,15 @@ def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
         out.element(element, encoding)
     if run_end >= 0:
         out.add(data[run_start:run_end])
+    return b"".join(out.close())
+
+
+def encode_element(
+    element: RawDataElement | DataElement, implicit: bool, encoding: object
+) -> bytes:
+    """One element as ``write_data_element`` writes it, little endian (see :class:`_Pieces`)."""
+    out = _Pieces([], implicit)
+    out.element(element, encoding)
     return b"".join(out.close())
 
 
@@ -239,15 +251,34 @@ def _meta_bytes(ds: Dataset, meta: Dataset) -> bytes:
     """The file meta group as ``write_file_meta_info(enforce_standard=True)`` writes it."""
     values = {tag: str(meta._dict[BaseTag(tag)].value) for tag in _META_KEYS}
     # dcmwrite takes the SOP class and instance from the data set where they differ.
-    for meta_tag, keyword in ((0x00020002, "SOPClassUID"), (0x00020003, "SOPInstanceUID")):
-        own = ds.get(keyword)
+    for meta_tag, sop_tag, keyword in _SOP_UIDS:
+        own = peek_value(ds, keyword)
         if own and str(own) != values[meta_tag]:
             values[meta_tag] = str(own)
+        _as_dcmwrite_leaves(ds, sop_tag)
     body = _element(0x00020001, b"OB", b"\0\1")
     for tag in (0x00020002, 0x00020003, 0x00020010, 0x00020012):
         body += _element(tag, b"UI", _padded(values[tag], b"\0"))
     body += _element(0x00020013, b"SH", _padded(values[0x00020013], b" "))
     return _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def _as_dcmwrite_leaves(ds: Dataset, tag: BaseTag) -> None:
+    """Decode a UID in place where dcmwrite's reading it would change the bytes written.
+
+    dcmwrite decodes the SOP class and instance UIDs (it compares them with
+    the file meta), and writes them encoded again: a raw value already in that
+    form (no trailing space, NUL-padded to even length) is copied as it is.
+    """
+    raw = ds._dict.get(tag)
+    if raw is None or raw.__class__ is not RawDataElement:
+        return
+    data = raw.value
+    if raw.VR in ("UI", None) and isinstance(data, bytes) and data.isascii() and b"\\" not in data:
+        text = data.rstrip(b" \0")
+        if text and text + b"\0" * (len(text) % 2) == data:
+            return
+    ds[tag]
 
 
 def _padded(text: str, pad: bytes) -> bytes:

@@ -23,7 +23,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from pipeline.errors import ImageWithoutPixels, TooLarge, UnreadableInput
 from pipeline.read.image_pixel import expected_native_length
-from pipeline.read.peek import peek_value
+from pipeline.read.peek import peek_value, tag_object
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -146,11 +146,14 @@ def quiet_pydicom() -> None:
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 
+_DIRECTORY_RECORDS = tag_object(0x00041220)
+
+
 def is_dicomdir(ds: Dataset) -> bool:
     meta = getattr(ds, "file_meta", None)
-    if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
+    if meta is not None and peek_value(meta, "MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
         return True
-    return "DirectoryRecordSequence" in ds
+    return _DIRECTORY_RECORDS in ds._dict  # "DirectoryRecordSequence" in ds, by the shared tag
 
 
 def _check_pixel_length(ds: Dataset, label: str) -> None:

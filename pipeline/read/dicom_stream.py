@@ -37,13 +37,14 @@ from pydicom.dataelem import (
     convert_raw_data_element,
     empty_value_for_VR,
 )
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filereader import _read_file_meta_info, read_sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 from pydicom.values import convert_string
 
 from pipeline.read.dicom import check_dataset
+from pipeline.read.peek import TAGS_MAX, shared_tags, tag_object
 
 __all__ = ["Decline", "StreamRead", "read_dicom_stream"]
 
@@ -64,6 +65,10 @@ _SEQUENCE_END = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _DEFAULT_ENCODING = "iso8859"
+# The data set is keyed by the shared tag objects of pipeline.read.peek.tag_object.
+# (is_raw, is_buffered): what the named tuple's __new__ fills in
+_RAW: tuple[bool, bool] = RawDataElement.__new__.__defaults__  # type: ignore[assignment]
+_new_raw = tuple.__new__
 
 
 class Decline(enum.Enum):
@@ -137,18 +142,22 @@ def _read(data: bytes, label: str) -> StreamRead:
     stream.seek(132)
     if data[132:134] != b"\x02\x00":
         raise _Declined(Decline.NO_META)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a meta pydicom only warns about is not ours to read
-        try:
-            meta = _read_file_meta_info(stream)
-        except Exception:
-            raise _Declined(Decline.NO_META) from None
+    plain = _plain_meta(data)
+    if plain is not None:
+        meta, pos = plain
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a meta pydicom only warns about is not ours to read
+            try:
+                meta = _read_file_meta_info(stream)
+            except Exception:
+                raise _Declined(Decline.NO_META) from None
+        pos = stream.tell()
     syntax = str(meta.get("TransferSyntaxUID", "") or "")
     why = stream_syntax(syntax)
     if why is not None:
         raise _Declined(why)
     implicit = syntax == IMPLICIT_LE
-    pos = stream.tell()
     if pos + 8 > len(data):
         raise _Declined(Decline.EMPTY)
     first_vr = data[pos + 4 : pos + 6]
@@ -157,10 +166,11 @@ def _read(data: bytes, label: str) -> StreamRead:
         raise _Declined(Decline.ENCODING_MISMATCH)  # pydicom would switch, with a warning
     elements, spans = _walk(data, pos, implicit, stream)
     # The objects as read, before anything decodes an element in place.
-    originals: dict[int, RawDataElement | DataElement] = {int(t): e for t, e in elements.items()}
+    # (Keyed by the data set's own tag objects: see tag_object.)
+    originals: dict[int, RawDataElement | DataElement] = dict(elements)  # type: ignore[arg-type]
     # What pydicom's read_dataset and read_partial do with what they read.
     dataset = Dataset(elements, parent_encoding=_DEFAULT_ENCODING)
-    charset = elements.get(BaseTag(_SPECIFIC_CHARACTER_SET))
+    charset = elements.get(tag_object(_SPECIFIC_CHARACTER_SET))
     encodings: str | list[str] = _DEFAULT_ENCODING
     if isinstance(charset, RawDataElement):
         encodings = convert_encodings(convert_raw_data_element(charset).value)
@@ -169,6 +179,45 @@ def _read(data: bytes, label: str) -> StreamRead:
     ds.set_original_encoding(implicit, True, dataset._character_set)
     check_dataset(ds, label, values_whole=True)  # _walk refused every value cut short
     return StreamRead(ds, data, implicit, syntax, spans, originals)
+
+
+def _plain_meta(data: bytes) -> tuple[FileMetaDataset, int] | None:
+    """The file meta group read as pydicom reads a plain one, and where the data set starts.
+
+    Explicit VR little endian elements of group 0002, in ascending order, of
+    defined length, none a sequence nor UN: the same raw elements pydicom's
+    ``_read_file_meta_info`` makes (of which the step reads the transfer
+    syntax and the SOP class, and then writes a meta of its own).  None for
+    anything else, which pydicom's reader then reads.
+    """
+    elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    pos, end, last = 132, len(data), -1
+    unpack_explicit, unpack_u32, new_raw = _EXPLICIT.unpack_from, _U32.unpack_from, _new_raw
+    while pos + 8 <= end:
+        group, number, raw_vr, length = unpack_explicit(data, pos)
+        if group != 0x0002:
+            break
+        vr = _VRS.get(raw_vr)
+        if vr is None or vr in ("SQ", "UN") or number <= last:
+            return None
+        last = number
+        at = pos + 8
+        if vr in _LONG:
+            if at + 4 > end:
+                return None
+            length = unpack_u32(data, at)[0]
+            at += 4
+        if length == _UNDEFINED or at + length > end:
+            return None
+        tag = tag_object(0x00020000 | number)
+        value = data[at : at + length] if length else _empty(vr)
+        elements[tag] = new_raw(RawDataElement, (tag, vr, length, value, at, False, True, *_RAW))
+        pos = at + length
+    if not elements:
+        return None
+    meta = FileMetaDataset(elements)
+    meta.set_original_encoding(False, True, _DEFAULT_ENCODING)
+    return meta, pos
 
 
 def _walk(
@@ -183,6 +232,9 @@ def _walk(
         _HEADER.unpack_from, _EXPLICIT.unpack_from, _U32.unpack_from,
     )  # fmt: skip
     encoding: str | list[str] = _DEFAULT_ENCODING  # for the items of undefined-length sequences
+    tags, new_raw, raw_type = shared_tags(), _new_raw, RawDataElement
+    if len(tags) >= TAGS_MAX:
+        tags.clear()
     last = -1
     while pos < end:
         start = pos
@@ -211,6 +263,9 @@ def _walk(
         if group in (0x0000, 0x0002) or tag <= last or group == 0xFFFE:
             raise _Declined(Decline.COMMAND_GROUP)
         last = tag
+        key = tags.get(tag)
+        if key is None:
+            key = tags[tag] = BaseTag(tag)
         value_tell = pos
         if length != _UNDEFINED:
             value_end = pos + length
@@ -220,14 +275,9 @@ def _walk(
             pos = value_end
             if tag == _SPECIFIC_CHARACTER_SET:
                 encoding = convert_encodings(convert_string(value or b"", True))
-            elements[BaseTag(tag)] = RawDataElement(
-                BaseTag(tag),
-                vr,
-                length,
-                value,
-                value_tell,
-                implicit,
-                True,
+            # RawDataElement(...) without its Python-level __new__: the same tuple.
+            elements[key] = new_raw(
+                raw_type, (key, vr, length, value, value_tell, implicit, True, *_RAW)
             )
         else:
             if vr == "UN":
@@ -239,23 +289,15 @@ def _walk(
                     if pos + 4 <= end and _HEADER.unpack_from(data, pos)[:2] == (0xFFFE, 0xE000):
                         vr = "SQ"
             if vr == "SQ":
-                pos, element = _undefined_sequence(stream, pos, tag, implicit, encoding)
-                elements[BaseTag(tag)] = element
+                pos, element = _undefined_sequence(stream, pos, key, implicit, encoding)
+                elements[key] = element
                 copyable = False  # pydicom writes it from the parsed items
             else:
                 pos, value, delimiter_zero = _undefined_value(data, pos)
                 copyable = copyable and delimiter_zero
-                elements[BaseTag(tag)] = RawDataElement(
-                    BaseTag(tag),
-                    vr,
-                    length,
-                    value,
-                    value_tell,
-                    implicit,
-                    True,
-                )
+                elements[key] = RawDataElement(key, vr, length, value, value_tell, implicit, True)
         if copyable:
-            spans[tag] = (start, pos)
+            spans[key] = (start, pos)
     if not elements:
         raise _Declined(Decline.EMPTY)
     return elements, spans
@@ -280,7 +322,7 @@ def _undefined_sequence(
             raise _Declined(Decline.CUT_SHORT) from None
     if not sequence.is_undefined_length:
         raise _Declined(Decline.CUT_SHORT)
-    element = DataElement(BaseTag(tag), "SQ", sequence, pos, is_undefined_length=True)
+    element = DataElement(tag_object(tag), "SQ", sequence, pos, is_undefined_length=True)
     return stream.tell(), element
 
 
