@@ -67,15 +67,17 @@ def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.It
     """Start the server as soon as a selected test needs it; it boots while others run.
 
     Under pytest-xdist every worker collects every test: the tests of this
-    folder run in one worker (the ``prefect`` group), which starts the one
-    server when its first test asks for it.
+    folder that use the server run in one worker (the ``prefect`` group),
+    which starts the one server when its first test asks for it; the others
+    (settings, a patch, a subprocess of their own) go to either worker.
     ``tryfirst``: xdist's worker reads the group marks in its own hook of
     this name, which otherwise runs first and finds none (every flows test
     then ran on either worker, and each worker started a server).
     """
     here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
+        uses_server = "prefect_server" in getattr(item, "fixturenames", ())
+        if uses_server and Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.xdist_group("prefect"))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
