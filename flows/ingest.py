@@ -190,6 +190,8 @@ def report(run: IngestRun, summary: dict[str, object]) -> bool:
     return True
 
 
+# Every flow run of a process that imports this module ends without waiting for
+# its heartbeat thread's nap (flows.engine); heartbeats themselves stay on.
 quick_heartbeat_exit()
 
 
