@@ -93,10 +93,10 @@ class IngestRun:
             raise
         # What exists now (imports: Prefect's alone are a few hundred thousand
         # objects; the rules, the key) lives as long as the run: kept out of
-        # the collector's full passes, which walked it all again several times
-        # a run (0.6 s of CPU in a 600-file library run, twice that in the
-        # flow's process).  Unfrozen when the run ends, so that a served
-        # flow's next run does not pin this one's leftovers.
+        # the collector's full passes, which walked it all again (on 600
+        # files, one full pass took 0.13 s in the library's process and 0.25 s
+        # in the flow's; 0.004 s frozen).  Unfrozen when the run ends, so that
+        # a served flow's next run does not pin this one's leftovers.
         gc.freeze()
         return cls(
             workspace, catalog, store, processing, run_id, tuple(crashed), lock,
