@@ -7,7 +7,7 @@ costs per run were Prefect's own, not the work's, and are cut here:
 - **Parameter serialisation.**  To record a flow run's parameters Prefect
   passes each one through FastAPI's ``jsonable_encoder``, whose first use
   imports FastAPI and Starlette into the flow's process (0.15 s of CPU on a
-  quiet machine, about a second under load).  The ingest flow's parameters
+  quiet machine; about a second in a profile at load 3-6, bench/README.md).  The ingest flow's parameters
   are a folder, a number and an address: :class:`PlainFlow` records plain
   JSON values as they are and leaves everything else to Prefect.
 - **The heartbeat thread's nap.**  At the end of a run Prefect's sync engine
