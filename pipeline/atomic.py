@@ -11,7 +11,7 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -53,8 +53,11 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
 _COUNTER = itertools.count()
 
 
-def write_temp(folder: Path, data: bytes) -> Path:
-    """Write ``data`` to a new temporary file in ``folder`` and return its path.
+def write_temp(folder: Path, data: bytes | Sequence[bytes | memoryview]) -> Path:
+    """Write ``data`` (bytes, or pieces written in turn) to a new temporary file in ``folder``.
+
+    Returns the file's path.  Pieces spare the caller joining them, a copy
+    of everything (pixel data included) made only to be written.
 
     Cheaper than :func:`tempfile.mkstemp` on a hot path: the name is the
     process ID and a counter, created exclusively.  The caller makes it
@@ -69,7 +72,11 @@ def write_temp(folder: Path, data: bytes) -> Path:
         break
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                handle.write(data)
+            else:
+                for piece in data:  # small ones are buffered, large ones written through
+                    handle.write(piece)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

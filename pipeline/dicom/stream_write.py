@@ -28,7 +28,12 @@ from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 from pipeline.read.dicom_stream import StreamRead
 from pipeline.read.peek import peek_value, tag_object
 
-__all__ = ["encode_element", "write_stream"]
+__all__ = ["Pieces", "encode_element", "write_stream", "write_stream_pieces"]
+
+#: A file's bytes as the pieces to write one after the other: the runs of
+#: input bytes copied (views of the file read, never copied in memory) and
+#: the elements encoded anew.
+Pieces = list[bytes | memoryview]
 
 _PIXEL_DATA = tag_object(0x7FE00010)
 _SOP_UIDS = ((0x00020002, tag_object(0x00080016), "SOPClassUID"),
@@ -45,6 +50,16 @@ _SEQUENCE_DELIMITER = _ITEM_HEADER.pack(0xFFFE, 0xE0DD, 0)
 
 def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
     """The bytes of ``ds`` as a DICOM file, or None where only ``save_as`` may write it."""
+    pieces = write_stream_pieces(ds, read)
+    return None if pieces is None else b"".join(pieces)
+
+
+def write_stream_pieces(ds: Dataset, read: StreamRead) -> Pieces | None:
+    """:func:`write_stream`'s bytes as pieces, for a writer and a hash that take them in turn.
+
+    Joining them would copy the pixel data once more (a 6 MB radiograph:
+    a few milliseconds, as much as pydicom's whole read of it).
+    """
     meta = getattr(ds, "file_meta", None)
     if meta is None or set(meta._dict) != _META_KEYS:
         return None
@@ -66,7 +81,7 @@ def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
     head = _meta_bytes(ds, meta)
     data = memoryview(read.data)
     spans, originals = read.spans, read.originals
-    pieces: list[bytes | memoryview] = [ds.preamble or b"\0" * 128, b"DICM", head]
+    pieces: Pieces = [ds.preamble or b"\0" * 128, b"DICM", head]
     run_start = run_end = -1
     out = _Pieces(pieces, read.implicit)
     for tag in sorted(elements, key=int):  # as integers: BaseTag's own __lt__ is Python
@@ -88,7 +103,7 @@ def write_stream(ds: Dataset, read: StreamRead) -> bytes | None:
         out.element(element, encoding)
     if run_end >= 0:
         out.add(data[run_start:run_end])
-    return b"".join(out.close())
+    return out.close()
 
 
 def encode_element(
@@ -111,7 +126,7 @@ class _Pieces:
     by pydicom's ``write_sequence_item``.
     """
 
-    def __init__(self, pieces: list[bytes | memoryview], implicit: bool) -> None:
+    def __init__(self, pieces: Pieces, implicit: bool) -> None:
         self.pieces = pieces
         self.implicit = implicit
         self._encoder: DicomBytesIO | None = None
@@ -129,7 +144,7 @@ class _Pieces:
             self._encoder.is_implicit_VR = self.implicit
         return self._encoder
 
-    def close(self) -> list[bytes | memoryview]:
+    def close(self) -> Pieces:
         if self._encoder is not None:
             self.pieces.append(self._encoder.getvalue())
             self._encoder = None

@@ -43,7 +43,7 @@ from pipeline.dicom.deidentify import (
 )
 from pipeline.dicom.dicomdir import write_fileset
 from pipeline.dicom.profile import MethodCode, Profile
-from pipeline.dicom.stream_write import write_stream
+from pipeline.dicom.stream_write import Pieces, write_stream_pieces
 from pipeline.dicom.tally import default_facts, edit_facts
 from pipeline.errors import HeldBack, LocationError
 from pipeline.identity.uids import UidMapper
@@ -61,7 +61,7 @@ from pipeline.pixels.blank import (
 from pipeline.pixels.encode import remove_overlays_and_icons, store_pixels
 from pipeline.pixels.scan import header_signals, scan_dataset
 from pipeline.private_store import PrivateStore
-from pipeline.read.content import sha256_of
+from pipeline.read.content import sha256_of, sha256_of_pieces
 from pipeline.read.dicom import is_dicomdir, quiet_pydicom, read_dicom
 from pipeline.read.dicom_stream import Decline, StreamRead, read_dicom_stream
 from pipeline.reasons import Outcome, Reason
@@ -222,13 +222,13 @@ class DicomStep:
         ctx, link, relpath, vendor_facts = deidentify_dataset(ds, self.key, profile, uids)
         if plan is not None and original is not None:
             apply_pixel_plan(ds, original, plan, label)
-        written = write_stream(ds, stream) if stream is not None else None
+        written: Pieces | None = write_stream_pieces(ds, stream) if stream is not None else None
         if written is None:
             if stream is not None:
                 why = "written by pydicom (another syntax or character set)"
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
-            written = buffer.getvalue()
+            written = [buffer.getbuffer()]
         folder = env.temp_dirs[Area.RELEASE]
         with writing("OUTPUT", folder):
             temp = write_temp(folder, written)
@@ -242,7 +242,7 @@ class DicomStep:
             Outcome.WRITTEN,
             sha256,
             detail=Phi(pixel_account(plan)),
-            outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), sha256_of(written)),),
+            outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), sha256_of_pieces(written)),),
             links=(LinkRow(sha256, relpath, link),),
             facts=tuple(facts),
             doubts=tuple(sorted(ctx.doubts | kept, key=list(Reason).index)),
