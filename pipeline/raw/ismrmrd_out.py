@@ -7,6 +7,13 @@ compound dtype) is written with one h5py slice assignment into a chunked,
 resizable dataset, with the same layout (``/dataset/xml``, ``/dataset/data``,
 ``/dataset/waveforms``) that the C++ and Python ISMRMRD readers expect.
 
+Acquisition rows are written by libhdf5's ``H5Dwrite`` called directly
+(:class:`_AcquisitionTable`), its variable-length members pointing at the
+blocks' own sample arrays: h5py's path copies every sample once more into
+memory of its own first, and holds the GIL for the whole write.  Called this
+way the GIL is released, so the reader decodes the next block on another
+thread meanwhile (:func:`_read_ahead`).  The bytes written are the same.
+
 The file is built under a temporary name in the target folder and renamed
 into place only when complete: an error in the blocks (a twix file that
 turns out to be cut short) leaves nothing at the output path.  Its SHA-256
@@ -17,16 +24,23 @@ waits for the disk, so the hash adds no pass of its own to the wall time.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5s, h5t
+from h5py._objects import phil
 from numpy.lib.recfunctions import assign_fields_by_name
 
 from pipeline.atomic import TEMP_PREFIX
@@ -126,16 +140,16 @@ def write_ismrmrd_temp(
             group = handle.create_group(GROUP)
             xml = group.create_dataset("xml", shape=(1,), dtype=h5py.special_dtype(vlen=bytes))
             xml[0] = xml_header.encode("utf-8")
-            data = waveform_set = None
-            for block in blocks:
+            data: _AcquisitionTable | None = None
+            waveform_set = None
+            for block in _read_ahead(blocks):
                 n = len(block)
                 if n == 0:
                     continue
                 if isinstance(block, AcquisitionBlock):
                     if data is None:
-                        data = _table(group, "data", ACQUISITION_DTYPE)
-                    data.resize((acquisitions + n,))
-                    data[acquisitions : acquisitions + n] = block.rows
+                        data = _AcquisitionTable(_table(group, "data", ACQUISITION_DTYPE))
+                    data.append(block.rows)
                     acquisitions += n
                     sample_bytes += _sample_bytes(block.rows)
                     if keep_headers:
@@ -235,6 +249,174 @@ def new_hdf5(folder: Path) -> tuple[Path, h5py.File]:
             tmp.unlink(missing_ok=True)
             raise
         return tmp, created
+
+
+def _read_ahead(
+    blocks: Iterable[AcquisitionBlock | WaveformBlock],
+) -> Iterator[AcquisitionBlock | WaveformBlock]:
+    """``blocks``, read one block ahead on a thread of its own while the caller writes.
+
+    The caller's writes release the GIL (:class:`_AcquisitionTable`), so the
+    next block is read and decoded meanwhile on the other core.  At most one
+    block waits, besides the one being written and the one being made: memory
+    stays bounded by the block size.  An exception of ``blocks`` is raised
+    here, where the block would have come; when the caller stops early (its
+    write failed) the thread is stopped and ``blocks`` closed.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        items = iter(blocks)
+        try:
+            for block in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(("block", block), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                del block  # not held here while the next one is made
+                if stop.is_set():
+                    return
+            handoff.put(("end", None))
+        except BaseException as exc:  # raised to the caller, in its thread
+            handoff.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=produce, name="ismrmrd-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+            del value
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            handoff.get_nowait()  # frees a producer waiting to put
+        reader.join()
+
+
+#: Acquisition rows in memory as libhdf5 reads them for the direct write: the header as
+#: stored, then ``traj`` and ``data`` as ``hvl_t`` (size_t length, pointer) pairs.
+_HVL = np.dtype([("len", np.uintp), ("p", np.uintp)])
+_DIRECT_DTYPE = np.dtype([("head", ACQUISITION_HEADER_DTYPE), ("traj", _HVL), ("data", _HVL)])
+_H5P_DEFAULT = 0
+
+
+@functools.cache
+def _h5dwrite() -> Any:
+    """libhdf5's ``H5Dwrite``, from the very library h5py loaded (None: not found)."""
+    if h5py.version.hdf5_version_tuple < (1, 10) or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return None  # hid_t is 64 bits from 1.10 on
+    try:
+        with open("/proc/self/maps") as maps:
+            mapped = [line.split(None, 5) for line in maps]
+        paths = {fields[5].strip() for fields in mapped if len(fields) == 6}
+    except OSError:
+        return None
+    loaded = sorted(
+        p for p in paths if os.path.basename(p).startswith("libhdf5") and "_hl" not in p
+    )
+    for path in loaded:
+        try:
+            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)  # the copy already loaded
+        except OSError:
+            continue
+        versions = [ctypes.c_uint() for _ in range(3)]
+        get_version = getattr(library, "H5get_libversion", None)
+        write = getattr(library, "H5Dwrite", None)
+        if get_version is None or write is None:
+            continue
+        get_version(*[ctypes.byref(v) for v in versions])
+        if tuple(v.value for v in versions) != h5py.version.hdf5_version_tuple[:3]:
+            continue
+        write.argtypes = [ctypes.c_int64] * 5 + [ctypes.c_void_p]
+        write.restype = ctypes.c_int
+        return write
+    return None
+
+
+class _AcquisitionTable:
+    """``/dataset/data``, appended to block by block.
+
+    Rows whose ``traj`` and ``data`` are C-contiguous float32 arrays (what
+    the readers make) are written by ``H5Dwrite`` itself: a memory type
+    whose variable-length members are ``hvl_t`` pairs pointing at those
+    arrays, so libhdf5 copies each sample straight into its heap, where
+    h5py would first copy it into memory of its own; the call releases the
+    GIL (ctypes does, and h5py's lock is held meanwhile, so no other h5py
+    call can enter libhdf5).  Any other rows, or a failed direct write (its
+    error is then h5py's, with the errno it reports), go through h5py.
+    """
+
+    def __init__(self, dataset: h5py.Dataset, *, direct: bool = True) -> None:
+        self.dataset = dataset
+        self.rows = 0
+        self.direct_rows = 0  # of them, written by the direct call
+        self._write: Any = _h5dwrite() if direct else None
+        self._memory_type: Any = None
+        if self._write is not None:
+            stored = dataset.id.get_type()
+            memory = h5t.create(h5t.COMPOUND, _DIRECT_DTYPE.itemsize)
+            fields = _DIRECT_DTYPE.fields
+            assert fields is not None
+            memory.insert(b"head", fields["head"][1], stored.get_member_type(0))
+            for name in ("traj", "data"):
+                memory.insert(name.encode(), fields[name][1], h5t.vlen_create(h5t.NATIVE_FLOAT))
+            self._memory_type = memory
+
+    def append(self, rows: np.ndarray) -> None:
+        start, n = self.rows, len(rows)
+        self.dataset.resize((start + n,))
+        table = self._direct_rows(rows) if self._write is not None else None
+        if table is not None and self._write_direct(table, start, n):
+            self.direct_rows += n
+        else:
+            self.dataset[start : start + n] = rows
+        self.rows = start + n
+
+    @staticmethod
+    def _direct_rows(rows: np.ndarray) -> np.ndarray | None:
+        """The rows as ``H5Dwrite`` reads them (None: a member is not a float32 array)."""
+        table = np.empty(len(rows), dtype=_DIRECT_DTYPE)
+        table["head"] = rows["head"]
+        for name in ("traj", "data"):
+            column = table[name]
+            lengths, pointers = column["len"], column["p"]
+            for i, values in enumerate(rows[name]):
+                if (
+                    type(values) is not np.ndarray
+                    or values.dtype != np.float32
+                    or not values.flags.c_contiguous
+                ):
+                    return None
+                lengths[i] = values.size
+                pointers[i] = values.__array_interface__["data"][0] if values.size else 0
+        return table
+
+    def _write_direct(self, table: np.ndarray, start: int, n: int) -> bool:
+        file_space = self.dataset.id.get_space()
+        file_space.select_hyperslab((start,), (n,))
+        memory_space = h5s.create_simple((n,))
+        with phil:  # no other thread's h5py call inside libhdf5 meanwhile
+            status = self._write(
+                self.dataset.id.id,
+                self._memory_type.id,
+                memory_space.id,
+                file_space.id,
+                _H5P_DEFAULT,
+                table.ctypes.data,
+            )
+        return bool(status >= 0)
 
 
 def _sample_bytes(rows: np.ndarray) -> int:
