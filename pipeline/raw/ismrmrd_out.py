@@ -366,31 +366,36 @@ def _read_ahead(
     """``blocks``, read one block ahead on a thread of its own while the caller writes.
 
     The caller's writes release the GIL (:class:`_AcquisitionTable`), so the
-    next block is read and decoded meanwhile on the other core.  At most one
-    block waits, besides the one being written and the one being made: memory
-    stays bounded by the block size.  An exception of ``blocks`` is raised
-    here, where the block would have come; when the caller stops early (its
-    write failed) the thread is stopped and ``blocks`` closed.
+    next block is read and decoded meanwhile on the other core.  The thread
+    hands a block over and waits until the caller has taken it before it
+    makes the next: two blocks at most are in memory (the one being written,
+    the next one), as when h5py copied the block being written.  An
+    exception of ``blocks`` is raised here, where the block would have come;
+    when the caller stops early (its write failed) the thread is stopped and
+    ``blocks`` closed.
     """
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    handoff: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    taken = threading.Semaphore(0)
     stop = threading.Event()
+
+    def hand(item: tuple[str, Any]) -> bool:
+        """Hand ``item`` over; wait until it is taken (False: the caller stopped)."""
+        handoff.put(item)
+        while not taken.acquire(timeout=0.1):
+            if stop.is_set():
+                return False
+        return True
 
     def produce() -> None:
         items = iter(blocks)
         try:
             for block in items:
-                while not stop.is_set():
-                    try:
-                        handoff.put(("block", block), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                del block  # not held here while the next one is made
-                if stop.is_set():
+                if not hand(("block", block)):
                     return
-            handoff.put(("end", None))
+                del block  # not held here while the next one is made
+            hand(("end", None))
         except BaseException as exc:  # raised to the caller, in its thread
-            handoff.put(("error", exc))
+            hand(("error", exc))
         finally:
             close = getattr(items, "close", None)
             if close is not None:
@@ -401,6 +406,7 @@ def _read_ahead(
     try:
         while True:
             kind, value = handoff.get()
+            taken.release()
             if kind == "end":
                 return
             if kind == "error":
@@ -409,8 +415,6 @@ def _read_ahead(
             del value
     finally:
         stop.set()
-        with contextlib.suppress(queue.Empty):
-            handoff.get_nowait()  # frees a producer waiting to put
         reader.join()
 
 
