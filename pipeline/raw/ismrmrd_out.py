@@ -431,11 +431,12 @@ def _h5dwrite() -> Any:
     if h5py.version.hdf5_version_tuple < (1, 10) or ctypes.sizeof(ctypes.c_void_p) != 8:
         return None  # hid_t is 64 bits from 1.10 on
     try:
-        with open("/proc/self/maps") as maps:
+        # Bytes: any mapped file may have a name that is not UTF-8 (SQLite maps its -shm file).
+        with open("/proc/self/maps", "rb") as maps:
             mapped = [line.split(None, 5) for line in maps]
-        paths = {fields[5].strip() for fields in mapped if len(fields) == 6}
     except OSError:
         return None
+    paths = {os.fsdecode(fields[5].strip()) for fields in mapped if len(fields) == 6}
     loaded = sorted(
         p for p in paths if os.path.basename(p).startswith("libhdf5") and "_hl" not in p
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import mmap
 import os
 import stat
 import subprocess
@@ -31,6 +32,7 @@ from pipeline.raw.ismrmrd_out import (
     HASH_BUFFER,
     _AcquisitionTable,
     _EarlyWriteback,
+    _h5dwrite,
     _read_ahead,
     _table,
     durable_sha256,
@@ -395,3 +397,16 @@ def test_early_writeback_has_the_disk_write_the_file_while_it_is_written(tmp_pat
         assert dirty < cached // 2, (cached, dirty)
     finally:
         os.close(fd)
+
+
+def test_libhdf5_is_found_beside_mapped_files_whose_names_are_not_utf8(tmp_path: Path) -> None:
+    """SQLite maps the catalog's -shm file: a Latin-1 private folder must not hide libhdf5."""
+    named = os.path.join(os.fsencode(tmp_path), b"privat_\xe9.db-shm")
+    with open(named, "wb") as handle:
+        handle.write(b"\0" * 4096)
+    with open(named, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ):
+        _h5dwrite.cache_clear()
+        try:
+            assert _h5dwrite() is not None
+        finally:
+            _h5dwrite.cache_clear()
