@@ -3,11 +3,11 @@
 ISMRMRD's own Python ``Dataset.append_acquisition`` resizes the dataset and
 writes one row per call; with tens of thousands of readouts that is most of
 the conversion time.  Here each block (hundreds of rows already in ISMRMRD's
-compound dtype) is written with one h5py slice assignment into a chunked,
-resizable dataset, with the same layout (``/dataset/xml``, ``/dataset/data``,
+compound dtype) is written with one call into a chunked, resizable
+dataset, with the same layout (``/dataset/xml``, ``/dataset/data``,
 ``/dataset/waveforms``) that the C++ and Python ISMRMRD readers expect.
 
-Acquisition rows are written by libhdf5's ``H5Dwrite`` called directly
+That call is libhdf5's ``H5Dwrite`` itself for acquisition rows
 (:class:`_AcquisitionTable`), its variable-length members pointing at the
 blocks' own sample arrays: h5py's path copies every sample once more into
 memory of its own first, and holds the GIL for the whole write.  Called this
@@ -19,9 +19,9 @@ into place only when complete: an error in the blocks (a twix file that
 turns out to be cut short) leaves nothing at the output path.  While it is
 written, the disk is asked to start writing what is already there
 (:class:`_EarlyWriteback`), so the fsync that makes it durable finds most of
-it written.  Its SHA-256
-(what the runner records) is computed from the page cache while the fsync
-waits for the disk, so the hash adds no pass of its own to the wall time.
+it written.  Its SHA-256 (what the runner records) is computed from the page
+cache while the fsync waits for the disk, so the hash adds no pass of its
+own to the wall time.
 """
 
 from __future__ import annotations
@@ -115,7 +115,6 @@ class IsmrmrdTemp:
     waveforms: int
     sample_bytes: int
     headers: np.ndarray | None = None  # the fields asked for of every acquisition header
-    writebacks: int = 0  # times the disk was asked to start writing the file meanwhile
 
 
 def write_ismrmrd_temp(
@@ -175,7 +174,7 @@ def write_ismrmrd_temp(
     headers = None
     if keep_headers:
         headers = np.concatenate(kept) if kept else np.empty(0, dtype=kept_dtype)
-    return IsmrmrdTemp(tmp, acquisitions, waveforms, sample_bytes, headers, writeback.started)
+    return IsmrmrdTemp(tmp, acquisitions, waveforms, sample_bytes, headers)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
