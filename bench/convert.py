@@ -12,6 +12,14 @@ outside the repository, which is deleted at the end.  Then, on that file:
   output (fsync before the rename) so that a crash never leaves a file that looks whole.
 * ``dd bs=8M``: a copy through user space with large reads and writes, what any
   converter at least has to do.
+* ``floor: cp + fsync + sha256 in, out``: what any durable, hashed conversion must at
+  least do, one step after the other: the copy, its fsync, the SHA-256 of the input
+  (the runner names inputs by it) and of the output (the manifests record it), each
+  hash a pass of its own (:func:`~pipeline.read.content.file_sha256`).
+* ``floor: the same, hashes on two threads``: the same work overlapped as far as two
+  cores allow: the input hashed on a thread while ``cp`` copies, then the output hashed
+  on a thread while another fsyncs it (the copy must exist before it is hashed).  A
+  converter at this row's time would lose nothing to its format.
 * ``twixtools.read_twix``: the reference reader alone; it parses every MDH into
   Python objects but reads samples only when asked, so ``+ every mdb.data`` reads
   them too (no output written).
@@ -62,6 +70,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +142,33 @@ def whole_pipeline(source: Path, work: Path, fastmri: bool = False) -> int:
     if fastmri and summary.facts["fastMRI files"] != 1:
         raise SystemExit(f"convert_tree wrote no fastMRI file: {summary.facts}")
     return summary.facts["acquisitions"]
+
+
+def floor_sequential(source: Path, target: Path) -> tuple[str, str]:
+    """cp, fsync of the copy, SHA-256 of the input, then of the output: one after the other."""
+    subprocess.run(["cp", str(source), str(target)], check=True)
+    with open(target, "rb") as copied:
+        os.fsync(copied.fileno())
+    return file_sha256(source), file_sha256(target)
+
+
+def floor_threads(source: Path, target: Path) -> tuple[str, str]:
+    """The floor's work on two threads: input hash || cp, then output hash || fsync."""
+    hashes: dict[str, str] = {}
+
+    def hash_of(name: str, path: Path) -> threading.Thread:
+        thread = threading.Thread(target=lambda: hashes.__setitem__(name, file_sha256(path)))
+        thread.start()
+        return thread
+
+    hashing_input = hash_of("input", source)
+    subprocess.run(["cp", str(source), str(target)], check=True)
+    hashing_output = hash_of("output", target)
+    with open(target, "rb") as copied:
+        os.fsync(copied.fileno())
+    hashing_input.join()
+    hashing_output.join()
+    return hashes["input"], hashes["output"]
 
 
 def stream_only(source: Path) -> int:
@@ -324,6 +360,16 @@ def main() -> None:
                 ["dd", f"if={source}", f"of={target}", "bs=8M", "status=none"], check=True
             ),
         )
+        floor, floor_cpu = measure(
+            "floor: cp + fsync + sha256 in, out",
+            lambda: floor_sequential(source, target),
+            "one after the other",
+        )
+        floor2, floor2_cpu = measure(
+            "floor: the same, hashes on two threads",
+            lambda: floor_threads(source, target),
+            "in hash || cp, then out hash || fsync",
+        )
         if "twixtools" not in skip:
             measure(
                 "twixtools.read_twix", lambda: twixtools_read(source, data=False), "no samples read"
@@ -404,6 +450,14 @@ def main() -> None:
             f"convert_tree vs cp: {tree / cp:.2f}x the time (target <= 3), "
             f"{tree / durable:.2f}x cp + fsync; cpu {tree_cpu:.2f} s (the runner's overhead included)"
         )
+        for name, wall, cpu in (
+            ("sequential", floor, floor_cpu),
+            ("two threads", floor2, floor2_cpu),
+        ):
+            print(
+                f"vs the floor ({name}: {wall:.2f} s, cpu {cpu:.2f} s): convert {ours / wall:.2f}x, "
+                f"convert_tree {tree / wall:.2f}x"
+            )
         if not math.isnan(append):
             print(f"one-by-one appends vs convert: {append / ours:.1f}x slower (target >= 5)")
         report_rss(peaks)

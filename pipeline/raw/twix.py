@@ -12,7 +12,7 @@ output exists, and so the runner knows which measurement is a noise
 adjustment.  :func:`measurement_blocks` then makes one sequential pass over a
 measurement with large buffered reads, decodes consecutive readouts of one
 shape together (numpy over the read buffer, not Python per readout) and
-yields acquisitions in blocks ready for one h5py write each; it never holds more than one block in memory, unlike
+yields acquisitions in blocks ready for one write each; it never holds more than one block in memory, unlike
 ``twixtools.read_twix`` which builds a Python object per readout for the whole
 file.
 
