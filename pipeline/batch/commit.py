@@ -33,10 +33,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import TracebackType
 
 from pipeline.batch.step import Area, Candidate, Item, StepResult
 from pipeline.errors import LocationError
@@ -105,16 +108,33 @@ class Committer:
         self._this_run: dict[tuple[bytes, str], tuple[str, str]] = {}  # -> (input, output sha)
         self._made_dirs: set[Path] = set()
         self._last_flush = time.monotonic()
+        self._taken = 0  # batches taken to commit
         self._unsynced: int | None = None  # a batch renamed, not yet synced nor marked done
 
     def add(self, item: Item, result: StepResult, stat: os.stat_result | None) -> None:
         self._pending.append(_Pending(item, result, stat))
 
     @property
+    def waiting(self) -> int:
+        """Results added since the last :meth:`take`."""
+        return len(self._pending)
+
+    @property
     def full(self) -> bool:
         if len(self._pending) >= COMMIT_BATCH:
             return True
         return bool(self._pending) and time.monotonic() - self._last_flush > COMMIT_SECONDS
+
+    def due(self, remaining: int) -> bool:
+        """Whether to commit now, with ``remaining`` results still to come.
+
+        A full batch; or, in a run of more than one batch, among its last
+        quarter batch, whatever is there: the commit thread then takes the last
+        results as they come, and little is left to commit after the last one.
+        """
+        if self.full:
+            return True
+        return bool(self._pending) and self._taken > 0 and remaining < COMMIT_BATCH // 4
 
     def close(self) -> None:
         """Make the last batch's renames durable and mark it done."""
@@ -135,8 +155,20 @@ class Committer:
 
     def flush(self) -> list[tuple[Item, StepResult]]:
         """Commit everything added so far; return the final results in input order."""
+        return self.commit(self.take())
+
+    def take(self) -> list[_Pending]:
+        """What was added since the last take, for :meth:`commit` (perhaps on another thread)."""
         batch, self._pending = self._pending, []
         self._last_flush = time.monotonic()
+        self._taken += bool(batch)
+        return batch
+
+    def commit(self, batch: list[_Pending]) -> list[tuple[Item, StepResult]]:
+        """Commit a batch from :meth:`take`; return its final results in input order.
+
+        Batches are committed one at a time, in the order they were taken.
+        """
         if not batch:
             return []
         recorded = self.store.recorded_outputs(
@@ -336,6 +368,91 @@ class Committer:
                 )
             )  # fmt: skip
         return states
+
+
+class CommitThread:
+    """Commits a :class:`Committer`'s batches on a thread of its own while the run goes on.
+
+    A commit mostly waits: for the file system's sync, SQLite's fsync, the
+    renames.  Done where the results are collected, it stopped the run from
+    handing out inputs meanwhile, and a worker idled once the inputs it held
+    were done.  Here the run keeps collecting and dispatching while one batch
+    is committed; batches are still committed one at a time, in input order,
+    each exactly as :meth:`Committer.commit` does it (durable, recorded, then
+    renamed).  Only this thread uses the committer's store while it runs.
+
+    Parameters
+    ----------
+    committer : Committer
+    fork_lock : threading.Lock
+        Held while a batch is committed; the pool forks a worker only while
+        it is free (:data:`pipeline.batch.pool.FORK_LOCK`): a child forked
+        while this thread is inside SQLite or OpenSSL would inherit their
+        locks held, and wait for them forever.
+    """
+
+    def __init__(self, committer: Committer, fork_lock: threading.Lock) -> None:
+        self._committer = committer
+        self._fork_lock = fork_lock
+        self._todo: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[list[tuple[Item, StepResult]] | BaseException] = (
+            queue.SimpleQueue()
+        )
+        self._busy = False  # a batch handed over whose results were not taken back
+        self._thread: threading.Thread | None = None
+
+    @property
+    def idle(self) -> bool:
+        """No batch is being committed (a finished one's results may wait for :meth:`wait`)."""
+        return not self._busy or not self._done.empty()
+
+    def submit(self, batch: list[_Pending]) -> list[tuple[Item, StepResult]]:
+        """Hand ``batch`` over; first wait for the batch before it, and return its results."""
+        finals = self.wait()
+        if batch:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="commit", daemon=True)
+                self._thread.start()
+            self._todo.put(batch)
+            self._busy = True
+        return finals
+
+    def ready(self) -> list[tuple[Item, StepResult]]:
+        """The results of a batch committed meanwhile, if any (never waits)."""
+        return self.wait() if self._busy and not self._done.empty() else []
+
+    def wait(self) -> list[tuple[Item, StepResult]]:
+        """The results of the batch being committed, once it is; raise what its commit raised."""
+        if not self._busy:
+            return []
+        done = self._done.get()
+        self._busy = False
+        if isinstance(done, BaseException):
+            raise done
+        return done
+
+    def __enter__(self) -> CommitThread:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Let a batch being committed finish (never leave it half-renamed), then end the thread."""
+        if self._thread is None:
+            return
+        self._todo.put(None)
+        self._thread.join()
+        self._thread = None
+
+    def _loop(self) -> None:
+        while (batch := self._todo.get()) is not None:
+            try:
+                with self._fork_lock:
+                    finals = self._committer.commit(batch)
+            except BaseException as exc:  # raised again where the run waits for it
+                self._done.put(exc)
+            else:
+                self._done.put(finals)
 
 
 def can_skip(state: SourceState | None, stat: os.stat_result, digest: str, key: str) -> bool:
