@@ -27,7 +27,7 @@ from pipeline.reasons import Outcome
 from tests.batch.scripted import ScriptedStep, inputs
 from tests.release import released
 
-SYNC_SECONDS = 0.4
+SYNC_SECONDS = 1.2  # longer than two inputs take: a result must arrive meanwhile
 
 
 def test_results_keep_coming_while_a_batch_is_committed(
@@ -64,7 +64,7 @@ def test_results_keep_coming_while_a_batch_is_committed(
     assert summary.outcomes == {Outcome.WRITTEN: len(names)}
     assert len(released(tmp_path / "out")) == len(names)
     during = [t for t in arrived if any(start < t < end for start, end in syncs)]
-    assert during, "no result was taken while a batch was being synced"
+    assert during, ("no result was taken while a batch was being synced", syncs, arrived)
 
 
 def test_no_worker_is_forked_while_the_commit_thread_works(tmp_path: Path) -> None:
