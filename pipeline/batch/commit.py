@@ -101,12 +101,13 @@ class Committer:
         self.command = command
         self.areas = dict(areas)
         self.roots = {area: os.fsencode(path) for area, path in self.areas.items()}
+        self.roots_text = {area: os.fspath(path) for area, path in self.areas.items()}
         self.config_digest = config_digest
         self.key_fingerprint = key_fingerprint
         self.incremental = incremental
         self._pending: list[_Pending] = []
         self._this_run: dict[tuple[bytes, str], tuple[str, str]] = {}  # -> (input, output sha)
-        self._made_dirs: set[Path] = set()
+        self._made_dirs: set[str] = set()
         self._last_flush = time.monotonic()
         self._taken = 0  # batches taken to commit
         self._unsynced: int | None = None  # a batch renamed, not yet synced nor marked done
@@ -198,8 +199,7 @@ class Committer:
             [(self.command, s) for s in self._source_states(finals)],
             finishing=self._unsynced,
         )
-        for candidate in renamed:
-            self._rename(candidate)
+        self._rename_all(renamed)
         # The renames are made durable by the next batch's sync (or close()),
         # which also marks this batch done: one sync per batch, not one per folder.
         self._unsynced = commit if renamed else None
@@ -267,13 +267,13 @@ class Committer:
             # Two inputs of this run (two copies, or one instance exported twice).
             _, previous_output = self._this_run[key]
             return _Decision.DUPLICATE if previous_output == c.sha256 else _Decision.CONFLICT
-        final = self.areas[c.area] / c.relpath
+        final = os.path.join(self.roots_text[c.area], c.relpath)
         row = recorded.get(key)
         if not os.path.lexists(final):
             return _Decision.WRITE
         if row is None:
             # A file with no record (written before records were kept): same bytes stay.
-            return _Decision.UNCHANGED if _file_sha256(final) == c.sha256 else _Decision.WRITE
+            return _Decision.UNCHANGED if _file_sha256(Path(final)) == c.sha256 else _Decision.WRITE
         if row.output_sha256 == c.sha256:
             return _Decision.UNCHANGED if row.input_sha256 == input_sha else _Decision.DUPLICATE
         if row.input_sha256 == input_sha:
@@ -309,21 +309,28 @@ class Committer:
                         result.detail.reveal(),
                     )
 
-    def _rename(self, candidate: Candidate) -> None:
-        root = self.areas[candidate.area]
-        final = root / candidate.relpath
-        folder = final.parent
-        with writing(self._area_name(root), root):
-            if folder not in self._made_dirs:
-                folder.mkdir(parents=True, exist_ok=True)
-                if not folder.resolve().is_relative_to(root):
-                    raise LocationError(
-                        f"a folder inside {self._area_name(root)} {root} is a link that leads "
-                        "out of it; remove the link, then run again"
-                    )
-                self._made_dirs.add(folder)
-            os.chmod(candidate.temp, 0o644)
-            os.replace(candidate.temp, final)
+    def _rename_all(self, candidates: list[Candidate]) -> None:
+        """Rename a batch's temp files onto their final names, in order."""
+        # Paths as strings: a Path per file cost more than the rename itself.
+        names = {area: self._area_name(root) for area, root in self.areas.items()}
+        for candidate in candidates:
+            root = self.areas[candidate.area]
+            with writing(names[candidate.area], root):
+                final = os.path.join(self.roots_text[candidate.area], candidate.relpath)
+                folder = os.path.dirname(final)
+                if folder not in self._made_dirs:
+                    self._make_folder(root, Path(folder))
+                    self._made_dirs.add(folder)
+                os.chmod(candidate.temp, 0o644)
+                os.replace(candidate.temp, final)
+
+    def _make_folder(self, root: Path, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.resolve().is_relative_to(root):
+            raise LocationError(
+                f"a folder inside {self._area_name(root)} {root} is a link that leads "
+                "out of it; remove the link, then run again"
+            )
 
     def _area_name(self, folder: Path) -> str:
         for area, root in self.areas.items():
