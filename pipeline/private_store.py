@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,6 +148,9 @@ class PrivateStore:
     def __init__(self, root: Path, *, create: bool = True) -> None:
         self._db: sqlite3.Connection | None = None
         self._pid = 0
+        # The run commits on a thread of its own (pipeline.batch.commit.CommitThread):
+        # one transaction at a time on the one connection, whichever thread asks.
+        self._lock = threading.RLock()
         with writing(_AREA, root):
             self.root = ensure_private_dir(root) if create else root
             self.db_path = self.root / "links.sqlite"
@@ -181,11 +185,12 @@ class PrivateStore:
         One connection for the life of the store: opening and closing one per
         batch made SQLite checkpoint its write-ahead log every time.  A
         connection is never used across a fork (SQLite forbids it): a worker
-        process opens its own.
+        process opens its own.  It may be used from any thread of this
+        process, one transaction at a time (the lock).
         """
-        with writing(_AREA, self.root):
+        with writing(_AREA, self.root), self._lock:
             if self._db is None or self._pid != os.getpid():
-                self._db = sqlite3.connect(self.db_path, timeout=60)
+                self._db = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False)
                 self._pid = os.getpid()
                 self.db_path.chmod(0o600)
             with self._db:
@@ -483,13 +488,20 @@ class PrivateStore:
         self.begin_commit(run_id, [], links, [], [])
 
     def close(self) -> None:
-        if self._db is not None and self._pid == os.getpid():
-            self._db.close()
-        self._db = None
+        with self._lock:
+            if self._db is not None and self._pid == os.getpid():
+                self._db.close()
+            self._db = None
 
     def __getstate__(self) -> dict[str, object]:
         # A store sent to another process opens its own connection there.
-        return {**self.__dict__, "_db": None, "_pid": 0}
+        state = {**self.__dict__, "_db": None, "_pid": 0}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def links_for(self, run_id: str) -> list[dict[str, object]]:
         with self._connect() as db:

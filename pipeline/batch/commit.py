@@ -33,10 +33,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import TracebackType
 
 from pipeline.batch.step import Area, Candidate, Item, StepResult
 from pipeline.errors import LocationError
@@ -98,23 +101,41 @@ class Committer:
         self.command = command
         self.areas = dict(areas)
         self.roots = {area: os.fsencode(path) for area, path in self.areas.items()}
+        self.roots_text = {area: os.fspath(path) for area, path in self.areas.items()}
         self.config_digest = config_digest
         self.key_fingerprint = key_fingerprint
         self.incremental = incremental
         self._pending: list[_Pending] = []
         self._this_run: dict[tuple[bytes, str], tuple[str, str]] = {}  # -> (input, output sha)
-        self._made_dirs: set[Path] = set()
+        self._made_dirs: set[str] = set()
         self._last_flush = time.monotonic()
+        self._taken = 0  # batches taken to commit
         self._unsynced: int | None = None  # a batch renamed, not yet synced nor marked done
 
     def add(self, item: Item, result: StepResult, stat: os.stat_result | None) -> None:
         self._pending.append(_Pending(item, result, stat))
 
     @property
+    def waiting(self) -> int:
+        """Results added since the last :meth:`take`."""
+        return len(self._pending)
+
+    @property
     def full(self) -> bool:
         if len(self._pending) >= COMMIT_BATCH:
             return True
         return bool(self._pending) and time.monotonic() - self._last_flush > COMMIT_SECONDS
+
+    def due(self, remaining: int) -> bool:
+        """Whether to commit now, with ``remaining`` results still to come.
+
+        A full batch; or, in a run of more than one batch, among its last
+        quarter batch, whatever is there: the commit thread then takes the last
+        results as they come, and little is left to commit after the last one.
+        """
+        if self.full:
+            return True
+        return bool(self._pending) and self._taken > 0 and remaining < COMMIT_BATCH // 4
 
     def close(self) -> None:
         """Make the last batch's renames durable and mark it done."""
@@ -135,8 +156,20 @@ class Committer:
 
     def flush(self) -> list[tuple[Item, StepResult]]:
         """Commit everything added so far; return the final results in input order."""
+        return self.commit(self.take())
+
+    def take(self) -> list[_Pending]:
+        """What was added since the last take, for :meth:`commit` (perhaps on another thread)."""
         batch, self._pending = self._pending, []
         self._last_flush = time.monotonic()
+        self._taken += bool(batch)
+        return batch
+
+    def commit(self, batch: list[_Pending]) -> list[tuple[Item, StepResult]]:
+        """Commit a batch from :meth:`take`; return its final results in input order.
+
+        Batches are committed one at a time, in the order they were taken.
+        """
         if not batch:
             return []
         recorded = self.store.recorded_outputs(
@@ -166,8 +199,7 @@ class Committer:
             [(self.command, s) for s in self._source_states(finals)],
             finishing=self._unsynced,
         )
-        for candidate in renamed:
-            self._rename(candidate)
+        self._rename_all(renamed)
         # The renames are made durable by the next batch's sync (or close()),
         # which also marks this batch done: one sync per batch, not one per folder.
         self._unsynced = commit if renamed else None
@@ -235,13 +267,13 @@ class Committer:
             # Two inputs of this run (two copies, or one instance exported twice).
             _, previous_output = self._this_run[key]
             return _Decision.DUPLICATE if previous_output == c.sha256 else _Decision.CONFLICT
-        final = self.areas[c.area] / c.relpath
+        final = os.path.join(self.roots_text[c.area], c.relpath)
         row = recorded.get(key)
         if not os.path.lexists(final):
             return _Decision.WRITE
         if row is None:
             # A file with no record (written before records were kept): same bytes stay.
-            return _Decision.UNCHANGED if _file_sha256(final) == c.sha256 else _Decision.WRITE
+            return _Decision.UNCHANGED if _file_sha256(Path(final)) == c.sha256 else _Decision.WRITE
         if row.output_sha256 == c.sha256:
             return _Decision.UNCHANGED if row.input_sha256 == input_sha else _Decision.DUPLICATE
         if row.input_sha256 == input_sha:
@@ -277,21 +309,28 @@ class Committer:
                         result.detail.reveal(),
                     )
 
-    def _rename(self, candidate: Candidate) -> None:
-        root = self.areas[candidate.area]
-        final = root / candidate.relpath
-        folder = final.parent
-        with writing(self._area_name(root), root):
-            if folder not in self._made_dirs:
-                folder.mkdir(parents=True, exist_ok=True)
-                if not folder.resolve().is_relative_to(root):
-                    raise LocationError(
-                        f"a folder inside {self._area_name(root)} {root} is a link that leads "
-                        "out of it; remove the link, then run again"
-                    )
-                self._made_dirs.add(folder)
-            os.chmod(candidate.temp, 0o644)
-            os.replace(candidate.temp, final)
+    def _rename_all(self, candidates: list[Candidate]) -> None:
+        """Rename a batch's temp files onto their final names, in order."""
+        # Paths as strings: a Path per file cost more than the rename itself.
+        names = {area: self._area_name(root) for area, root in self.areas.items()}
+        for candidate in candidates:
+            root = self.areas[candidate.area]
+            with writing(names[candidate.area], root):
+                final = os.path.join(self.roots_text[candidate.area], candidate.relpath)
+                folder = os.path.dirname(final)
+                if folder not in self._made_dirs:
+                    self._make_folder(root, Path(folder))
+                    self._made_dirs.add(folder)
+                os.chmod(candidate.temp, 0o644)
+                os.replace(candidate.temp, final)
+
+    def _make_folder(self, root: Path, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.resolve().is_relative_to(root):
+            raise LocationError(
+                f"a folder inside {self._area_name(root)} {root} is a link that leads "
+                "out of it; remove the link, then run again"
+            )
 
     def _area_name(self, folder: Path) -> str:
         for area, root in self.areas.items():
@@ -336,6 +375,91 @@ class Committer:
                 )
             )  # fmt: skip
         return states
+
+
+class CommitThread:
+    """Commits a :class:`Committer`'s batches on a thread of its own while the run goes on.
+
+    A commit mostly waits: for the file system's sync, SQLite's fsync, the
+    renames.  Done where the results are collected, it stopped the run from
+    handing out inputs meanwhile, and a worker idled once the inputs it held
+    were done.  Here the run keeps collecting and dispatching while one batch
+    is committed; batches are still committed one at a time, in input order,
+    each exactly as :meth:`Committer.commit` does it (durable, recorded, then
+    renamed).  Only this thread uses the committer's store while it runs.
+
+    Parameters
+    ----------
+    committer : Committer
+    fork_lock : threading.Lock
+        Held while a batch is committed; the pool forks a worker only while
+        it is free (:data:`pipeline.batch.pool.FORK_LOCK`): a child forked
+        while this thread is inside SQLite or OpenSSL would inherit their
+        locks held, and wait for them forever.
+    """
+
+    def __init__(self, committer: Committer, fork_lock: threading.Lock) -> None:
+        self._committer = committer
+        self._fork_lock = fork_lock
+        self._todo: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[list[tuple[Item, StepResult]] | BaseException] = (
+            queue.SimpleQueue()
+        )
+        self._busy = False  # a batch handed over whose results were not taken back
+        self._thread: threading.Thread | None = None
+
+    @property
+    def idle(self) -> bool:
+        """No batch is being committed (a finished one's results may wait for :meth:`wait`)."""
+        return not self._busy or not self._done.empty()
+
+    def submit(self, batch: list[_Pending]) -> list[tuple[Item, StepResult]]:
+        """Hand ``batch`` over; first wait for the batch before it, and return its results."""
+        finals = self.wait()
+        if batch:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="commit", daemon=True)
+                self._thread.start()
+            self._todo.put(batch)
+            self._busy = True
+        return finals
+
+    def ready(self) -> list[tuple[Item, StepResult]]:
+        """The results of a batch committed meanwhile, if any (never waits)."""
+        return self.wait() if self._busy and not self._done.empty() else []
+
+    def wait(self) -> list[tuple[Item, StepResult]]:
+        """The results of the batch being committed, once it is; raise what its commit raised."""
+        if not self._busy:
+            return []
+        done = self._done.get()
+        self._busy = False
+        if isinstance(done, BaseException):
+            raise done
+        return done
+
+    def __enter__(self) -> CommitThread:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Let a batch being committed finish (never leave it half-renamed), then end the thread."""
+        if self._thread is None:
+            return
+        self._todo.put(None)
+        self._thread.join()
+        self._thread = None
+
+    def _loop(self) -> None:
+        while (batch := self._todo.get()) is not None:
+            try:
+                with self._fork_lock:
+                    finals = self._committer.commit(batch)
+            except BaseException as exc:  # raised again where the run waits for it
+                self._done.put(exc)
+            else:
+                self._done.put(finals)
 
 
 def can_skip(state: SourceState | None, stat: os.stat_result, digest: str, key: str) -> bool:

@@ -58,6 +58,11 @@ MAX_CHUNK = 16
 # between, is the machine failing, not this many bad inputs.
 MAX_CONSECUTIVE_DEATHS = 5
 _PR_SET_PDEATHSIG = 1
+# Held by a thread of the parent while it works inside C libraries with locks
+# of their own (the commit thread: SQLite, OpenSSL); a worker is forked only
+# while it is free, since a child forked meanwhile would find those locks
+# held, by a thread it does not have, for ever.
+FORK_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -282,7 +287,8 @@ class WorkerPool:
             name="mricurate-worker",
             daemon=True,
         )
-        process.start()
+        with FORK_LOCK:
+            process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
         # One selector for the pool's life: building one per wait cost more than the wait.

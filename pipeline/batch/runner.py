@@ -36,10 +36,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
-from pipeline.batch.commit import Committer, can_skip, reconcile
+from pipeline.batch.commit import Committer, CommitThread, can_skip, reconcile
 from pipeline.batch.locations import check_locations
 from pipeline.batch.locks import RunLock
-from pipeline.batch.pool import PoolSettings, WorkerPool
+from pipeline.batch.pool import FORK_LOCK, PoolSettings, WorkerPool
 from pipeline.batch.step import Area, Item, Step, StepResult
 from pipeline.errors import KeyFileError, RunFailure
 from pipeline.private_store import PrivateStore
@@ -52,6 +52,8 @@ from pipeline.storage import writing
 STATE_DIR = ".mricurate"
 DEFAULT_STALL_SECONDS = 600.0
 DEFAULT_MAX_INFLATED_BYTES = 512 << 20
+# Results waiting while a batch is committed, before the run waits for that commit.
+_BACKLOG = 1024
 _GiB = 1 << 30
 
 
@@ -293,8 +295,10 @@ def _run(
     )  # fmt: skip
     tally = _Tally()
 
-    def settle() -> None:
-        for item, result in committer.flush():
+    def settle(finals: list[tuple[Item, StepResult]]) -> None:
+        if not finals:
+            return
+        for item, result in finals:
             tally.add(item, result)
             if on_result is not None:
                 on_result(item, result)
@@ -310,16 +314,24 @@ def _run(
         max_inflated_bytes=options.max_inflated_bytes, start_method=options.start_method,
     )  # fmt: skip
     end: dict[str, str] = {}
-    with _Stop(options.handle_signals) as stop:
+    # A batch that is due waits while the one before it is committed, unless
+    # results pile up (see Committer.due and CommitThread).
+    with _Stop(options.handle_signals) as stop, CommitThread(committer, FORK_LOCK) as background:
         try:
             results = _all_results(skipped, dispatched, step, settings, stop, options.dispatch)
-            for item, result in results:
+            for received, (item, result) in enumerate(results, 1):
                 committer.add(item, result, stats.get(item.index))
-                if committer.full:
-                    settle()
-            settle()  # what finished before a stop is kept
+                due = committer.due(len(items) - received)
+                if (due and background.idle) or committer.waiting >= _BACKLOG:
+                    settle(background.submit(committer.take()))
+                else:
+                    settle(background.ready())
+            settle(background.submit(committer.take()))  # what finished before a stop is kept
+            settle(background.wait())
             committer.close()
         except RunFailure as failure:
+            with contextlib.suppress(RunFailure):
+                settle(background.wait())  # a batch being committed is done or failed, not lost
             committer.discard()
             end["failure"] = str(failure)
             summary = tally.summary(run_id, step.command, len(items), **end)
