@@ -248,10 +248,10 @@ def _mr_images(paths: list[Path], indices: list[int]) -> list[int]:
     chosen = []
     for index, path in zip(indices, paths, strict=True):
         try:
-            ds = dcmread(path, stop_before_pixels=True)
+            ds = dcmread(path, specific_tags=["Modality", "PixelData"])
         except Exception:
             continue
-        if ds.get("Modality") == "MR" and "PixelData" in dcmread(path, specific_tags=["PixelData"]):
+        if ds.get("Modality") == "MR" and "PixelData" in ds:
             chosen.append(index)
     return chosen
 

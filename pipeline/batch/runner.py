@@ -296,8 +296,6 @@ def _run(
     tally = _Tally()
 
     def settle(finals: list[tuple[Item, StepResult]]) -> None:
-        if not finals:
-            return
         for item, result in finals:
             tally.add(item, result)
             if on_result is not None:
