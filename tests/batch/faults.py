@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -156,6 +157,44 @@ def freeze(process: subprocess.Popen[str]) -> None:
 
 def thaw(process: subprocess.Popen[str]) -> None:
     os.kill(process.pid, signal.SIGCONT)
+
+
+def stop_mid_run(process: subprocess.Popen[str], started: Callable[[], bool]) -> None:
+    """Let a run's workers go in short steps until ``started()``; then stop the run there.
+
+    Waiting for a moment of a run by looking at it now and then loses the race
+    when the rest of the run takes less time than a look: a quick run on a
+    busy machine ended before the test saw it mid-way (a worker finished 300
+    small files while its first batch was being committed).  So the workers
+    (and their children: an OCR program) run only for 20 ms at a time and
+    are stopped while ``started()`` is asked; the main process goes on
+    throughout, so it collects and commits what they did.  At the end the
+    main process is stopped (:func:`freeze`) and the workers go on.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, "the run ended before the test could stop it"
+        below = descendants(process.pid)
+        _signal_all(below, signal.SIGCONT)
+        time.sleep(0.02)
+        _signal_all(below, signal.SIGSTOP)
+        _signal_all(descendants(process.pid) - below, signal.SIGSTOP)  # forked meanwhile
+        if started():
+            break
+        if time.monotonic() > deadline:
+            _signal_all(descendants(process.pid), signal.SIGCONT)
+            raise AssertionError("timed out after 60 s waiting for the run to get going")
+    freeze(process)
+    _signal_all(descendants(process.pid), signal.SIGCONT)
+
+
+def _signal_all(pids: set[int], number: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, number)
+    if number is signal.SIGSTOP:
+        wait_for(lambda: all(_state(pid) in ("T", "t", "", "Z") for pid in pids), 10,
+                 "the run's workers to stop")  # fmt: skip
 
 
 def _state(pid: int) -> str:
