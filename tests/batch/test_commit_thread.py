@@ -54,7 +54,7 @@ def test_results_keep_coming_while_a_batch_is_committed(
             arrived.append(time.monotonic())
             yield answer
 
-    names = [f"slow-{i:02d}" for i in range(12)]  # half a second each
+    names = [f"slow-{i:02d}" for i in range(8)]  # half a second each: two batches
     source = inputs(tmp_path / "in", names)
     summary = run_batch(
         ScriptedStep(tmp_path / "out"), source, PrivateStore(tmp_path / "private"),

@@ -308,7 +308,8 @@ def test_serve_with_a_dask_address_runs_its_schedule_on_the_cluster(
     A cluster of its own: on the module's cluster, which had reported to the
     session's server, the chunks' task runs did not reach serve's server (most
     likely a worker process keeps the events client of the first server it
-    reported to; not confirmed).  A site's workers serve one server.
+    reported to; not confirmed).  A site's workers serve one server.  One
+    worker is enough here: the module's tests spread chunks over two.
     """
     workspace, _, _ = sample_workspace(tmp_path / "ws", subjects=1, clean_pixels=False)
     with (workspace.root / "mricurate.toml").open("a") as config:
@@ -317,7 +318,7 @@ def test_serve_with_a_dask_address_runs_its_schedule_on_the_cluster(
     shutil.copy2(migrated_prefect_home / "prefect.db", workspace.prefect_home / "prefect.db")
     with (
         LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
