@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-import pytesseract  # type: ignore[import-untyped]
 from PIL import Image
 
 from pipeline.errors import CurationError, InputError
@@ -93,6 +93,15 @@ _MAX_CANVAS_PIXELS = 24_000_000
 _SOLO_PIXELS = 300_000
 
 
+def _pytesseract() -> ModuleType:
+    """pytesseract, imported on first use: it imports pandas (a quarter of a second),
+    which a run that reads no pixels (``deid`` without ``--clean-pixels``) never needs."""
+    import pytesseract  # type: ignore[import-untyped]
+
+    module: ModuleType = pytesseract
+    return module
+
+
 @dataclass(frozen=True)
 class TesseractEngine:
     """Tesseract 4/5 (LSTM) in sparse-text mode.
@@ -123,6 +132,7 @@ class TesseractEngine:
     @staticmethod
     def version() -> str:
         """The installed tesseract's version, or :class:`CurationError` if there is none."""
+        pytesseract = _pytesseract()
         try:
             return str(pytesseract.get_tesseract_version())
         except (pytesseract.TesseractNotFoundError, OSError):
@@ -172,6 +182,7 @@ class TesseractEngine:
         # One thread per process: the scan runs one process per core already,
         # and OpenMP threads in each would only contend.
         os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        pytesseract = _pytesseract()
         try:
             data = pytesseract.image_to_data(
                 Image.fromarray(canvas),

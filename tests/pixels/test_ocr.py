@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from pipeline.pixels.ocr import OcrEngine, TesseractEngine
@@ -12,6 +17,28 @@ from .images import text_mask
 def _page(shape: tuple[int, int], text: str, x: int, y: int, height: int) -> np.ndarray:
     """Dark text on white, as :func:`pipeline.pixels.prepare.prepare` makes it."""
     return np.round(255 * (1 - text_mask(shape, text, x=x, y=y, height=height))).astype(np.uint8)
+
+
+_IMPORT_DEID = """
+import json, sys
+import pipeline.steps.dicom_file
+from pipeline.pixels.ocr import TesseractEngine
+engine = TesseractEngine()
+before = sorted(m for m in ("pytesseract", "pandas") if m in sys.modules)
+engine.version()
+print(json.dumps([before, "pytesseract" in sys.modules]))
+"""
+
+
+def test_the_deid_step_imports_pytesseract_only_when_it_reads_pixels() -> None:
+    """pytesseract imports pandas (a quarter of a second at every ``mricurate deid``'s
+    start): the step loads it only when an engine is first asked to read."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_DEID],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == [[], True]
 
 
 def test_is_an_ocr_engine(engine: TesseractEngine) -> None:
