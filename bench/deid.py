@@ -33,10 +33,15 @@ Outputs are deleted between measurements, outside the timed region.  The
 pydicom validation settings that mricurate's workers switch off are switched
 off for the whole benchmark, so all tools run with the same pydicom config.
 Each measurement is repeated ``--repeat`` times (interleaved) and the best is
-reported.  Wall time is the figure of merit; the ``cpu s`` column (user +
-system time of this process and its reaped children: pool workers, the CLI)
-and the load average printed before each measurement help tell a slow tool
-from a busy machine.  Corpus generation is timed separately; it is not what we measure.
+reported, and so is every tool's time over the same round's floor (the
+median of those ratios pairs runs made minutes apart, where best against
+best may pair a quiet round with a busy one).  Wall time is the figure of
+merit; the ``cpu s`` column (user + system time of this process and its
+reaped children: pool workers, the CLI) and the load average printed before
+each measurement help tell a slow tool from a busy machine; ``sys s`` is the
+kernel's share of that cpu (creating, writing and syncing files), which no
+tool's code controls and which has varied most from round to round here.
+Corpus generation is timed separately; it is not what we measure.
 
 Run: ``.venv/bin/python bench/deid.py [--slices 2000] [--repeat 3] [--profile]``.
 """
@@ -53,6 +58,7 @@ import platform
 import pstats
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,10 +143,11 @@ def warm(files: list[Path]) -> int:
     return sum(len(p.read_bytes()) for p in files)
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """User + system CPU time of this process, and of its reaped children (workers, the CLI)."""
+def cpu_seconds() -> tuple[float, float, float]:
+    """User + system CPU time of this process, and of its reaped children (workers, the CLI);
+    and the system time of both (the kernel's share: file creation, writes, fsync)."""
     t = os.times()
-    return t.user + t.system, t.children_user + t.children_system
+    return t.user + t.system, t.children_user + t.children_system, t.system + t.children_system
 
 
 def count_outputs(root: Path) -> int:
@@ -166,6 +173,7 @@ class Result:
     # Of each run's cpu: this process (the runner, committing; or the whole
     # tool) and the worker processes it reaped.
     own: list[float] = field(default_factory=list)
+    system: list[float] = field(default_factory=list)  # of each run's cpu: the kernel's
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -310,17 +318,38 @@ def _gdcm_version() -> str:
 def table(results: list[Result], floor: Result | None) -> str:
     lines = [
         f"{'tool':<28} {'files':>6} {'seconds':>9} {'files/s':>9} {'× floor':>8} "
-        f"{'cpu s':>7} {'(own + workers)':>16}  runs (wall s)",
-        "-" * 110,
+        f"{'cpu s':>7} {'(own + workers)':>16} {'sys s':>6}  runs (wall s)",
+        "-" * 117,
     ]
     for r in results:
         ratio = f"{r.best / floor.best:8.2f}" if floor and floor.times else f"{'-':>8}"
         runs = ", ".join(f"{t:.2f}" for t in r.times)
         lines.append(
             f"{r.label:<28} {r.files:>6} {r.best:>9.2f} {r.files / r.best:>9.1f} {ratio} "
-            f"{min(r.cpu):>7.2f} {_split_text(r):>16}  [{runs}]"
+            f"{min(r.cpu):>7.2f} {_split_text(r):>16} {_least_cpu_system(r):>6.2f}  [{runs}]"
         )
     return "\n".join(lines)
+
+
+def _least_cpu_system(r: Result) -> float:
+    """The system time of the run with the least cpu (the one ``_split_text`` splits)."""
+    return r.system[min(range(len(r.cpu)), key=r.cpu.__getitem__)]
+
+
+def per_round(tool: Result, floor: Result) -> str:
+    """``tool``'s wall time over the same round's floor, round by round, and their median.
+
+    Each round runs every tool one after the other, so a round's ratio
+    compares runs minutes apart at most; best-of-N against best-of-N may pair
+    a quiet round's floor with a busy round's tool (on this shared machine the
+    floor's own time has varied 1.8x within one run, most of it system time:
+    see the ``sys s`` column).
+    """
+    ratios = [t / f for t, f in zip(tool.times, floor.times, strict=True)]
+    shown = ", ".join(f"{r:.2f}" for r in ratios)
+    return (
+        f"{tool.label} / the same round's floor: [{shown}], median {statistics.median(ratios):.2f}"
+    )
 
 
 def _split_text(r: Result) -> str:
@@ -541,11 +570,11 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
             )
             warm(files)
             load = os.getloadavg()[0]
-            own0, children0 = cpu_seconds()
+            own0, children0, system0 = cpu_seconds()
             start = time.perf_counter()
             note = fn(out, priv)
             elapsed = time.perf_counter() - start
-            own1, children1 = cpu_seconds()
+            own1, children1, system1 = cpu_seconds()
             own = own1 - own0
             cpu = own + children1 - children0
             written = count_outputs(out)
@@ -553,13 +582,14 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
             result.times.append(elapsed)
             result.cpu.append(cpu)
             result.own.append(own)
+            result.system.append(system1 - system0)
             if note and note not in result.notes:
                 result.notes.append(note)
             if written != n:
                 problems.append(f"{label}: {written} output files for {n} inputs")
             print(
                 f"  [{round_ + 1}/{args.repeat}] {label:<28} {elapsed:7.2f} s  cpu {cpu:6.2f} s "
-                f"(own {own:5.2f})  "
+                f"(own {own:5.2f}, sys {system1 - system0:5.2f})  "
                 f"load before {load:4.2f}  {note}",
                 flush=True,
             )
@@ -571,6 +601,11 @@ def _bench(args: argparse.Namespace, tools: set[str], source: Path, scratch: Pat
     print()
     print(table(ordered, floor))
     one, many = results.get("mricurate jobs=1"), results.get(f"mricurate jobs={args.jobs}")
+    if floor is not None and floor.times:
+        print()
+        for r in ordered:
+            if r is not floor and len(r.times) == len(floor.times):
+                print(per_round(r, floor))
     if one and many and one is not many:
         print(
             f"\nspeed-up mricurate jobs={args.jobs} vs jobs=1: {one.best / many.best:.2f}× "
