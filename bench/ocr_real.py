@@ -21,7 +21,10 @@ real cine is in the reference folder.
 Per file: frames, seconds, frames/s, OCR images (pieces sent to the
 engine, counted by a wrapper), words read, flagged, and what
 ``deid --clean-pixels`` would do (:func:`plan_pixels` with the shipped
-pixel rules and the research profile): untouched, cleaned or held.
+pixel rules and the research profile): untouched, cleaned or held.  For the
+cine and its one frame, also the memory each scan adds at its peak (the
+process's peak RSS reset before it, Linux only): it should not grow with
+the number of frames, which are decoded one at a time.
 """
 
 from __future__ import annotations
@@ -187,6 +190,7 @@ def measure(datas: list[tuple[str, bytes]], engine_name: str) -> Iterator[dict[s
             yield record
             continue
         frames = int(ds.get("NumberOfFrames", 1) or 1)
+        before = _reset_peak()
         started = time.perf_counter()
         try:
             plan, finding = _plan(ds, cleaning, profile, plan_pixels)
@@ -210,8 +214,47 @@ def measure(datas: list[tuple[str, bytes]], engine_name: str) -> Iterator[dict[s
             reused=getattr(finding, "regions_reused", None),
             prior=getattr(finding, "prior", None),
             max_rss_mb=peak / 1e6,  # of the process so far (never lower than earlier files)
+            frame_mb=_frame_bytes(ds) / 1e6,
+            scan_peak_mb=None if before is None else (_status_mb("VmHWM") or 0.0) - before,
         )
         yield record
+
+
+def _frame_bytes(ds: Dataset) -> int:
+    """One decoded frame's size as stored (rows x columns x samples x bytes per sample)."""
+    size = 1
+    for keyword in ("Rows", "Columns", "SamplesPerPixel"):
+        size *= int(ds.get(keyword, 1) or 1)
+    return size * max(1, int(ds.get("BitsAllocated", 8) or 8) // 8)
+
+
+def _status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory figure in MB (10^6 bytes), or None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name == field:
+                    return int(value.split()[0]) * 1024 / 1e6
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> float | None:
+    """Reset the process's peak RSS (Linux ``clear_refs`` 5); return the RSS now, in MB.
+
+    The memory a file's scan adds at its peak is then ``VmHWM`` after it
+    less this: what the scan of a cine holds (frames decoded, pieces for
+    OCR), apart from the file's own bytes and the dataset already in memory.
+    None where the peak cannot be reset.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return None
+    return _status_mb("VmRSS")
 
 
 def _plan(ds: Dataset, cleaning: Any, profile: Any, plan_pixels: Any) -> tuple[Any, Any]:
@@ -240,11 +283,15 @@ def main_child(engine: str, with_cine: bool, part: int = 0, parts: int = 1) -> N
     if with_cine:
         built = cine()
         if built is not None:
-            datas.append((f"built/us-cine-{CINE_FRAMES}-frames", built))
+            # The one frame first: the OCR engine's first read of an image this
+            # size grows its working memory (rapidocr's by some 200 MB), which
+            # the cine, read next, then finds in place; each file's peak is
+            # then what it adds itself (see _reset_peak).
             one = dcmread(io.BytesIO(built))
             one.PixelData = one.PixelData[: len(one.PixelData) // CINE_FRAMES]
             one.NumberOfFrames = 1
             datas.append(("built/us-cine-1-frame", _to_bytes(one)))
+            datas.append((f"built/us-cine-{CINE_FRAMES}-frames", built))
     for record in measure(datas, engine):
         print(json.dumps(record), flush=True)
     print(json.dumps({"done": time.time()}), flush=True)
@@ -340,6 +387,15 @@ def report(trees: list[Path], engine: str, jobs: int) -> None:
                 f"frame {one['seconds']:.2f} s: {long['seconds'] / one['seconds']:.1f}x (target < 5x); "
                 f"{long['ocr_images']} OCR image(s); process max RSS {long['max_rss_mb']:.0f} MB"
             )
+            peaks = long.get("scan_peak_mb"), one.get("scan_peak_mb")
+            if None not in peaks:
+                frame_mb = long.get("frame_mb")
+                size = f" (one decoded frame: {frame_mb:.1f} MB)" if frame_mb else ""
+                print(
+                    f"{k_(tree, trees)} {tree}: memory the scan adds at its peak (the OCR engine's "
+                    f"working memory included): its one frame alone {peaks[1]:.0f} MB, then the "
+                    f"{CINE_FRAMES}-frame cine {peaks[0]:.0f} MB{size}"
+                )
     for tree in trees:
         records, wall, scanning = run(tree, engine, cine=False, parts=jobs)
         frames = sum(r.get("frames", 0) for r in records if "error" not in r)
