@@ -11,11 +11,15 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 TEMP_PREFIX = ".mricurate-tmp-"
+
+
+class _Digest(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 @contextlib.contextmanager
@@ -53,11 +57,16 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
 _COUNTER = itertools.count()
 
 
-def write_temp(folder: Path, data: bytes | Sequence[bytes | memoryview]) -> Path:
+def write_temp(
+    folder: Path, data: bytes | Iterable[bytes | memoryview], digest: _Digest | None = None
+) -> Path:
     """Write ``data`` (bytes, or pieces written in turn) to a new temporary file in ``folder``.
 
     Returns the file's path.  Pieces spare the caller joining them, a copy
-    of everything (pixel data included) made only to be written.
+    of everything (pixel data included) made only to be written; they may
+    be made as they are written (a cine's frames, decoded one by one), and
+    ``digest`` (a :mod:`hashlib` object) then takes each as it is written:
+    its digest is the file's.
 
     Cheaper than :func:`tempfile.mkstemp` on a hot path: the name is the
     process ID and a counter, created exclusively.  The caller makes it
@@ -73,10 +82,11 @@ def write_temp(folder: Path, data: bytes | Sequence[bytes | memoryview]) -> Path
     try:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(data, (bytes, bytearray, memoryview)):
-                handle.write(data)
-            else:
-                for piece in data:  # small ones are buffered, large ones written through
-                    handle.write(piece)
+                data = (data,)
+            for piece in data:  # small ones are buffered, large ones written through
+                handle.write(piece)
+                if digest is not None:
+                    digest.update(piece)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -54,7 +54,7 @@ every header signal is explained by a rule or by text found).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +71,7 @@ from pipeline.read.image_pixel import number_of_frames
 from pipeline.reasons import Reason
 
 __all__ = [
+    "CleanedFrames",
     "CleanedPixels",
     "ManualBox",
     "PixelAction",
@@ -442,31 +443,77 @@ def blank_pixels(ds: Dataset, plan: PixelPlan, label: str) -> CleanedPixels:
     UnreadableInput
         The pixel data cannot be decoded.
     """
-    source = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    count = number_of_frames(ds)
+    cleaned = CleanedFrames(ds, plan, label)
     frames: Pixels | None = None
-    try:
-        # One array for all frames, filled as they are decoded: a long cine is
-        # held once, not twice.
-        for index, frame in enumerate(iter_pixels(ds)):
-            if frames is None:
-                frames = np.empty((count, *frame.shape), dtype=frame.dtype)
-            frames[index] = frame
-    except Exception as exc:
-        raise UnreadableInput(
-            f"{label}: the pixel data cannot be decoded for cleaning ({type(exc).__name__}); "
-            "copy the file again from its source"
-        ) from None
-    if frames is None:
-        raise UnreadableInput(f"{label}: no frame to clean in the pixel data; export it again")
-    photometric = "RGB" if frames.ndim == 4 else source
-    fill = fill_value(ds, photometric, frames.dtype) if any(plan.frame_areas) else 0
-    changed = 0
-    for index, areas in enumerate(plan.frame_areas[: len(frames)]):
-        frame = frames[index]
-        for area in areas:
-            window = frame[area.y : area.y + area.height, area.x : area.x + area.width]
-            differs = window != fill
-            changed += int(np.count_nonzero(differs.any(axis=-1) if window.ndim == 3 else differs))
-            window[...] = fill
-    return CleanedPixels(frames, photometric, changed)
+    # One array for all frames, filled as they are decoded: a long cine is
+    # held once, not twice.
+    for index, frame in enumerate(cleaned):
+        if frames is None:
+            frames = np.empty((cleaned.count, *frame.shape), dtype=frame.dtype)
+        frames[index] = frame
+    assert frames is not None, "CleanedFrames yields at least one frame or raises"
+    return CleanedPixels(frames, cleaned.photometric, cleaned.changed)
+
+
+class CleanedFrames:
+    """The frames of ``ds`` decoded one at a time, each blanked as ``plan`` says.
+
+    What :func:`blank_pixels` holds as one array, frame by frame: a writer
+    that stores each frame as it comes (:mod:`.encode`) never holds more
+    than one decoded frame of a long cine.  Exactly :attr:`count` frames
+    are yielded, or :class:`~pipeline.errors.UnreadableInput` is raised
+    (a writer has announced their length).  :attr:`photometric` and
+    :attr:`changed` are known once the first frame, and all frames, have
+    been yielded.
+    """
+
+    def __init__(self, ds: Dataset, plan: PixelPlan, label: str) -> None:
+        self.count = number_of_frames(ds)
+        self.photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        self.changed = 0  # pixels whose value the fill changed, in the frames yielded so far
+        self._ds, self._plan, self._label = ds, plan, label
+
+    def __iter__(self) -> Iterator[Pixels]:
+        ds, plan, label = self._ds, self._plan, self._label
+        decoded = iter_pixels(ds)
+        fill = 0
+        index = 0
+        while True:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                break
+            except Exception as exc:
+                raise UnreadableInput(
+                    f"{label}: the pixel data cannot be decoded for cleaning "
+                    f"({type(exc).__name__}); copy the file again from its source"
+                ) from None
+            if index >= self.count:
+                raise UnreadableInput(
+                    f"{label}: the pixel data holds more frames than NumberOfFrames says "
+                    f"({self.count}); export it again"
+                )
+            if index == 0:
+                if frame.ndim == 3:
+                    self.photometric = "RGB"
+                if any(plan.frame_areas):
+                    fill = fill_value(ds, self.photometric, frame.dtype)
+            areas = plan.frame_areas[index] if index < len(plan.frame_areas) else ()
+            if areas and not (frame.flags.writeable and frame.flags.owndata):
+                frame = frame.copy()  # a view of the file's bytes: never blanked in place
+            for area in areas:
+                window = frame[area.y : area.y + area.height, area.x : area.x + area.width]
+                differs = window != fill
+                self.changed += int(
+                    np.count_nonzero(differs.any(axis=-1) if window.ndim == 3 else differs)
+                )
+                window[...] = fill
+            yield frame
+            index += 1
+        if index == 0:
+            raise UnreadableInput(f"{label}: no frame to clean in the pixel data; export it again")
+        if index < self.count:
+            raise UnreadableInput(
+                f"{label}: the pixel data holds {index} of the {self.count} frames "
+                "NumberOfFrames says; export it again"
+            )

@@ -22,6 +22,10 @@ included), so the output says RGB, three samples, PlanarConfiguration 0,
 
 from __future__ import annotations
 
+import struct
+import sys
+from collections.abc import Iterator
+
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pack_bits
@@ -36,9 +40,16 @@ from pydicom.uid import (
 )
 
 from pipeline.errors import UnreadableInput
-from pipeline.pixels.blank import CleanedPixels
+from pipeline.pixels.blank import CleanedFrames, CleanedPixels, Pixels
 
-__all__ = ["LOSSY_SYNTAXES", "output_syntax", "store_native", "store_pixels"]
+__all__ = [
+    "LOSSY_SYNTAXES",
+    "PixelStream",
+    "output_syntax",
+    "store_native",
+    "store_pixels",
+    "stream_native",
+]
 
 # Syntaxes whose pixel data may have lost information when it was compressed.
 LOSSY_SYNTAXES = frozenset(
@@ -80,9 +91,14 @@ def store_pixels(ds: Dataset, cleaned: CleanedPixels, source: UID) -> UID:
         Explicit VR Little Endian for a compressed or big endian source,
         otherwise ``source``.
     """
-    frames = cleaned.frames
-    if frames.ndim == 4:
-        bits = frames.dtype.itemsize * 8
+    _describe(ds, cleaned.frames[0], cleaned.photometric)
+    return store_native(ds, cleaned.frames, source)
+
+
+def _describe(ds: Dataset, frame: Pixels, photometric: str) -> None:
+    """Make ``ds``'s Image Pixel module say what one decoded ``frame`` holds."""
+    if frame.ndim == 3:
+        bits = frame.dtype.itemsize * 8
         stored = min(int(ds.get("BitsStored", bits) or bits), bits)
         ds.SamplesPerPixel = 3
         ds.PhotometricInterpretation = "RGB"
@@ -92,10 +108,9 @@ def store_pixels(ds: Dataset, cleaned: CleanedPixels, source: UID) -> UID:
         ds.HighBit = stored - 1
         ds.PixelRepresentation = 0
     else:
-        ds.PhotometricInterpretation = cleaned.photometric
+        ds.PhotometricInterpretation = photometric
         if "PlanarConfiguration" in ds:
             del ds.PlanarConfiguration
-    return store_native(ds, frames, source)
 
 
 def store_native(ds: Dataset, frames: np.ndarray, source: UID) -> UID:
@@ -111,12 +126,7 @@ def store_native(ds: Dataset, frames: np.ndarray, source: UID) -> UID:
     UnreadableInput
         ``BitsAllocated`` does not match the decoded values' width.
     """
-    allocated = int(ds.BitsAllocated)
-    if allocated not in (1, frames.dtype.itemsize * 8):
-        raise UnreadableInput(
-            f"BitsAllocated {allocated} does not match the decoded {frames.dtype} values; "
-            "export the file again"
-        )
+    allocated = _allocated(ds, frames.dtype)
     if allocated == 1:
         data = pack_bits(frames.reshape(-1))
     else:
@@ -124,18 +134,108 @@ def store_native(ds: Dataset, frames: np.ndarray, source: UID) -> UID:
         data = np.ascontiguousarray(little).tobytes()
         if len(data) % 2:
             data += b"\0"
-    for tag in _ENCAPSULATION_ONLY:
-        if tag in ds:
-            del ds[tag]
     ds.PixelData = data
     element = ds["PixelData"]
     element.VR = "OW" if allocated > 8 else "OB"
     element.is_undefined_length = False
+    _mark_native(ds, source)
+    return output_syntax(source)
+
+
+def _allocated(ds: Dataset, dtype: np.dtype[np.generic]) -> int:
+    allocated = int(ds.BitsAllocated)
+    if allocated not in (1, dtype.itemsize * 8):
+        raise UnreadableInput(
+            f"BitsAllocated {allocated} does not match the decoded {dtype} values; "
+            "export the file again"
+        )
+    return allocated
+
+
+def _mark_native(ds: Dataset, source: UID) -> None:
+    """What a data set whose pixels are stored natively again must say of them."""
+    for tag in _ENCAPSULATION_ONLY:
+        if tag in ds:
+            del ds[tag]
     if source in LOSSY_SYNTAXES or str(ds.get("LossyImageCompression", "")).strip() == "01":
         ds.LossyImageCompression = "01"
         if "LossyImageCompressionMethod" not in ds and source in _LOSSY_METHOD:
             ds.LossyImageCompressionMethod = _LOSSY_METHOD[source]
-    return output_syntax(source)
+
+
+_PIXEL_DATA = 0x7FE00010
+
+
+class PixelStream:
+    """Cleaned frames as the bytes of a Pixel Data element, to write after the rest of ``ds``.
+
+    :func:`stream_native` has made ``ds`` what :func:`store_pixels` makes
+    it, less its Pixel Data: ``ds.save_as`` writes every element before it,
+    and :meth:`pieces` the element itself, its header and then each frame
+    as it is decoded and blanked, so a long cine is never held decoded
+    whole (nor as one Pixel Data value, nor as one output buffer).  The
+    file's bytes are those :func:`store_pixels` and ``save_as`` write.
+    """
+
+    def __init__(self, first: Pixels, rest: Iterator[Pixels], count: int, vr: str) -> None:
+        self._first: Pixels | None = first
+        self._rest, self._vr = rest, vr
+        self.length = first.nbytes * count
+
+    def pieces(self, implicit: bool) -> Iterator[bytes | memoryview]:
+        """The element's header and value, little endian, in ``implicit`` or explicit VR."""
+        padded = self.length + self.length % 2
+        if implicit:
+            yield struct.pack("<HHI", 0x7FE0, 0x0010, padded)
+        else:
+            yield struct.pack("<HH2sHI", 0x7FE0, 0x0010, self._vr.encode(), 0, padded)
+        first, self._first = self._first, None
+        assert first is not None, "pieces() is read once"
+        yield _little(first)
+        for frame in self._rest:
+            if frame.shape != first.shape or frame.dtype != first.dtype:
+                raise UnreadableInput(
+                    "the frames of the pixel data differ in size or type; export the file again"
+                )
+            yield _little(frame)
+        if self.length % 2:
+            yield b"\0"
+
+
+def _little(frame: Pixels) -> memoryview:
+    if sys.byteorder != "little" or frame.dtype.byteorder == ">":
+        frame = frame.astype(frame.dtype.newbyteorder("<"))
+    contiguous: memoryview = np.ascontiguousarray(frame).data
+    return contiguous.cast("B")
+
+
+def stream_native(ds: Dataset, cleaned: CleanedFrames, source: UID) -> tuple[UID, PixelStream]:
+    """Ready ``ds`` to be written with ``cleaned`` streamed as its Pixel Data.
+
+    Returns the syntax to write in and the stream; ``ds`` then holds no
+    Pixel Data.  Decodes (and blanks) the first frame to learn the frames'
+    size and type.
+
+    Raises
+    ------
+    ValueError
+        Where only :func:`store_pixels` may store them: single-bit frames
+        (packed across frame boundaries) or an element after Pixel Data.
+    UnreadableInput
+        The pixel data cannot be decoded, or does not match its header.
+    """
+    if any(int(tag) > _PIXEL_DATA for tag in ds.keys()) or int(ds.get("BitsAllocated", 0)) == 1:
+        raise ValueError("store these pixels with store_pixels")
+    frames = iter(cleaned)
+    first = next(frames)
+    _describe(ds, first, cleaned.photometric)
+    allocated = _allocated(ds, first.dtype)
+    if "PixelData" in ds:
+        del ds.PixelData
+    _mark_native(ds, source)
+    return output_syntax(source), PixelStream(
+        first, frames, cleaned.count, "OW" if allocated > 8 else "OB"
+    )
 
 
 def remove_overlays_and_icons(ds: Dataset) -> int:

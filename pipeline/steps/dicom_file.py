@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,13 +44,14 @@ from pipeline.dicom.deidentify import (
 )
 from pipeline.dicom.dicomdir import write_fileset
 from pipeline.dicom.profile import MethodCode, Profile
-from pipeline.dicom.stream_write import Pieces, write_stream_pieces
+from pipeline.dicom.stream_write import write_stream_pieces
 from pipeline.dicom.tally import default_facts, edit_facts
 from pipeline.errors import HeldBack, LocationError
 from pipeline.identity.uids import UidMapper
 from pipeline.keys import SecretKey
 from pipeline.phi import Phi
 from pipeline.pixels.blank import (
+    CleanedFrames,
     ManualBox,
     PixelAction,
     PixelCleaning,
@@ -58,10 +60,15 @@ from pipeline.pixels.blank import (
     plan_cleaning,
     plan_manual,
 )
-from pipeline.pixels.encode import remove_overlays_and_icons, store_pixels
+from pipeline.pixels.encode import (
+    PixelStream,
+    remove_overlays_and_icons,
+    store_pixels,
+    stream_native,
+)
 from pipeline.pixels.scan import header_signals, scan_dataset
 from pipeline.private_store import PrivateStore
-from pipeline.read.content import sha256_of, sha256_of_pieces
+from pipeline.read.content import sha256_of
 from pipeline.read.dicom import is_dicomdir, quiet_pydicom, read_dicom
 from pipeline.read.dicom_stream import Decline, StreamRead, read_dicom_stream
 from pipeline.reasons import Outcome, Reason
@@ -220,18 +227,25 @@ class DicomStep:
                 pixels = "not cleaned (kept for review)"
                 kept.add(plan.held or Reason.MAY_CARRY_BURNED_IN_TEXT)
         ctx, link, relpath, vendor_facts = deidentify_dataset(ds, self.key, profile, uids)
+        cleaned: PixelStream | None = None
         if plan is not None and original is not None:
-            apply_pixel_plan(ds, original, plan, label)
-        written: Pieces | None = write_stream_pieces(ds, stream) if stream is not None else None
+            cleaned = apply_pixel_plan(ds, original, plan, label)
+        written: Iterable[bytes | memoryview] | None = (
+            write_stream_pieces(ds, stream) if stream is not None else None
+        )
         if written is None:
             if stream is not None:
                 why = "written by pydicom (another syntax or character set)"
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
             written = [buffer.getbuffer()]
+            if cleaned is not None:  # the frames follow, decoded as they are written
+                implicit = UID(ds.file_meta.TransferSyntaxUID).is_implicit_VR
+                written = itertools.chain(written, cleaned.pieces(implicit))
         folder = env.temp_dirs[Area.RELEASE]
+        digest = hashlib.sha256()
         with writing("OUTPUT", folder):
-            temp = write_temp(folder, written)
+            temp = write_temp(folder, written, digest)
         facts = list(vendor_facts)
         facts.append((PYDICOM_FACT + why if why else STREAM_FACT, 1))
         facts += default_facts(ctx.by_default)
@@ -242,7 +256,7 @@ class DicomStep:
             Outcome.WRITTEN,
             sha256,
             detail=Phi(pixel_account(plan)),
-            outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), sha256_of_pieces(written)),),
+            outputs=(Candidate(Area.RELEASE, relpath, os.fspath(temp), digest.hexdigest()),),
             links=(LinkRow(sha256, relpath, link),),
             facts=tuple(facts),
             doubts=tuple(sorted(ctx.doubts | kept, key=list(Reason).index)),
@@ -286,17 +300,29 @@ def plan_pixels(
     )
 
 
-def apply_pixel_plan(ds: Dataset, original: Dataset, plan: PixelPlan, label: str) -> None:
+def apply_pixel_plan(
+    ds: Dataset, original: Dataset, plan: PixelPlan, label: str, *, stream: bool = True
+) -> PixelStream | None:
     """Blank, re-encode and mark the de-identified ``ds`` as ``plan`` says.
 
     Only a cleaned plan changes anything; an untouched or held (but kept with
-    --keep-burned-in) file is written as without --clean-pixels.
+    --keep-burned-in) file is written as without --clean-pixels.  Where the
+    pixels are rewritten, they are returned as a :class:`PixelStream` to
+    write after ``ds`` (which then holds no Pixel Data): decoded, blanked
+    and written one frame at a time.  Without ``stream`` (and where a
+    stream cannot be made) they are stored in ``ds``, decoded whole.
     """
     if plan.action is not PixelAction.CLEANED:
-        return
+        return None
     syntax = UID(ds.file_meta.TransferSyntaxUID)
+    pixels: PixelStream | None = None
     if plan.rewrite_pixels:
-        syntax = store_pixels(ds, blank_pixels(original, plan, label), syntax)
+        try:
+            if not stream:
+                raise ValueError("asked to store the pixels whole")
+            syntax, pixels = stream_native(ds, CleanedFrames(original, plan, label), syntax)
+        except ValueError:
+            syntax = store_pixels(ds, blank_pixels(original, plan, label), syntax)
     if plan.remove_overlays:
         remove_overlays_and_icons(ds)
     # Every text found was blanked or left in a keep area as not PHI, and
@@ -304,6 +330,7 @@ def apply_pixel_plan(ds: Dataset, original: Dataset, plan: PixelPlan, label: str
     ds.BurnedInAnnotation = "NO"
     add_method_code(ds, CLEAN_PIXEL_DATA)
     rebuild_file_meta(ds, syntax)
+    return pixels
 
 
 def pixel_account(plan: PixelPlan | None) -> str:
