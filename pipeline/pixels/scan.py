@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
+from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
 
 from pipeline.atomic import atomic_write_text
 from pipeline.dicom.burned_in import burned_in_signals
@@ -588,6 +589,8 @@ def scan_dataset(
     known: set[bytes] = set()
     reference: SourceImage | None = None
     area = _image_area(ds)
+    if area is not None and _syntax(ds) in _BLOCK_CODECS:
+        area = _codec_reach(area)
     masked = 0
 
     def flush() -> None:
@@ -669,6 +672,48 @@ def scan_dataset(
         prior=prior.name if prior is not None else "",
         vocabulary=vocabulary,
     )
+
+
+# Lossy block codecs: a frame's change inside the image area changes the
+# decoded pixels of every block it touches, and the decoder's smoothing of
+# subsampled colour reaches the blocks beside them.  A JPEG MCU is 16 x 16
+# pixels at most (4:2:0 subsampling).
+_BLOCK_CODECS = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit})
+_MCU = 16
+
+
+def _syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+
+
+def _codec_reach(area: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``area`` grown to the JPEG blocks it touches and one ring of blocks around them.
+
+    In a JPEG cine the static text outside the ultrasound image is decoded
+    to the same pixels frame after frame, except in the blocks the moving
+    image shares with it and, through colour upsampling, their neighbours:
+    an 87-frame cine built from the real GE frame (4:2:0, quality 90)
+    changed 70,595 pixels outside the area snapped to 16-pixel blocks, 145
+    with one more ring.  Read as moving, those bands gave 161 OCR reads and
+    4,325 "words" of codec noise, and the cine was held for too much text.
+    What lies in this ring is still read in the first frame (whose words
+    are repeated in every frame), as inside the image area itself.
+    """
+    rows, cols = area.shape
+    grid_rows, grid_cols = -(-rows // _MCU), -(-cols // _MCU)
+    padded = np.zeros((grid_rows * _MCU, grid_cols * _MCU), dtype=bool)
+    padded[:rows, :cols] = area
+    blocks: npt.NDArray[np.bool_] = np.asarray(
+        padded.reshape(grid_rows, _MCU, grid_cols, _MCU).any(axis=(1, 3))
+    )
+    grown = blocks.copy()
+    grown[1:] |= blocks[:-1]
+    grown[:-1] |= blocks[1:]
+    grown[:, 1:] |= blocks[:, :-1]
+    grown[:, :-1] |= blocks[:, 1:]
+    reach: npt.NDArray[np.bool_] = np.repeat(np.repeat(grown, _MCU, axis=0), _MCU, axis=1)
+    return reach[:rows, :cols]
 
 
 def _image_area(ds: Dataset) -> npt.NDArray[np.bool_] | None:

@@ -8,6 +8,7 @@ ultrasound frame: its text static, its image area moving.
 
 from __future__ import annotations
 
+import copy
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from PIL import Image
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 from pydicom.pixels.processing import convert_color_space
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from pipeline.dicom.profile import Profile, load_profile
 from pipeline.errors import RuleError
@@ -200,9 +203,36 @@ def cine() -> Dataset:
     return read_dicom(buffer.getvalue(), "input test")
 
 
+@pytest.fixture(scope="module")
+def jpeg_cine(cine: Dataset) -> Dataset:
+    """The same cine as a JPEG Baseline ultrasound cine stores it (4:2:0, quality 90, Pillow):
+    the codec's blocks the moving image touches change the static pixels around it too."""
+    encoded = []
+    for frame in cine.pixel_array:
+        out = io.BytesIO()
+        Image.fromarray(frame).save(out, format="JPEG", quality=90)
+        encoded.append(out.getvalue())
+    ds = copy.deepcopy(cine)
+    ds.PixelData = encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.LossyImageCompression = "01"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return read_dicom(buffer.getvalue(), "input test")
+
+
+@pytest.mark.parametrize("which", ["cine", "jpeg_cine"])
 def test_a_cine_is_read_once_and_every_frame_blanked_alike(
-    cine: Dataset, engine: TesseractEngine, rules: RegionRules, profile: Profile
+    which: str,
+    request: pytest.FixtureRequest,
+    engine: TesseractEngine,
+    rules: RegionRules,
+    profile: Profile,
 ) -> None:
+    cine = request.getfixturevalue(which)
     counting = Counting(engine)
     plan, finding = _plan(cine, counting, rules, profile)
     assert counting.images == 1  # the first frame, whole (modality US: no pre-filter)
