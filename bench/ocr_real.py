@@ -16,7 +16,9 @@ one 1536 x 1536 frame, as a DWI or fMRI mosaic: real anatomy, no text; no
 real mosaic is installed here); and the multi-frame case: an 87-frame cine
 built from the real GE ultrasound frame (its burned-in text static, the
 image area of SequenceOfUltrasoundRegions changing every frame), since no
-real cine is in the reference folder.
+real cine is in the reference folder; and that cine as a JPEG Baseline
+ultrasound stores it (Pillow, quality 90, 4:2:0), where the codec's blocks
+make the static pixels around the moving image change too.
 
 Per file: frames, seconds, frames/s, OCR images (pieces sent to the
 engine, counted by a wrapper), words read, flagged, and what
@@ -43,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 REFERENCE = Path("/work/shared/reference")
 CINE_FRAMES = 87
@@ -161,6 +163,29 @@ def cine(frames: int = CINE_FRAMES) -> bytes | None:
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.FrameIncrementPointer = 0x00181063
     ds.FrameTime = 33.3
+    return _to_bytes(ds)
+
+
+def jpeg_cine(native: bytes) -> bytes:
+    """The cine as a JPEG Baseline ultrasound stores it: each frame by Pillow, quality 90, 4:2:0."""
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    ds = dcmread(io.BytesIO(native))
+    encoded = []
+    frames = ds.pixel_array.reshape(
+        int(ds.get("NumberOfFrames", 1) or 1), *ds.pixel_array.shape[-3:]
+    )
+    for frame in frames:
+        out = io.BytesIO()
+        Image.fromarray(frame).save(out, format="JPEG", quality=90)
+        encoded.append(out.getvalue())
+    ds.PixelData = encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.LossyImageCompression = "01"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     return _to_bytes(ds)
 
 
@@ -292,6 +317,8 @@ def main_child(engine: str, with_cine: bool, part: int = 0, parts: int = 1) -> N
             one.NumberOfFrames = 1
             datas.append(("built/us-cine-1-frame", _to_bytes(one)))
             datas.append((f"built/us-cine-{CINE_FRAMES}-frames", built))
+            datas.append(("built/us-cine-1-frame-jpeg", jpeg_cine(datas[-2][1])))
+            datas.append((f"built/us-cine-{CINE_FRAMES}-frames-jpeg", jpeg_cine(built)))
     for record in measure(datas, engine):
         print(json.dumps(record), flush=True)
     print(json.dumps({"done": time.time()}), flush=True)
@@ -396,6 +423,18 @@ def report(trees: list[Path], engine: str, jobs: int) -> None:
                     f"working memory included): its one frame alone {peaks[1]:.0f} MB, then the "
                     f"{CINE_FRAMES}-frame cine {peaks[0]:.0f} MB{size}"
                 )
+        jpeg, jpeg_one = (
+            by_name.get(f"built/us-cine-{CINE_FRAMES}-frames-jpeg"),
+            by_name.get("built/us-cine-1-frame-jpeg"),
+        )
+        if jpeg and jpeg_one:
+            plan = jpeg["held"] or jpeg["action"]
+            print(
+                f"{k_(tree, trees)} {tree}: JPEG cine {CINE_FRAMES} frames {jpeg['seconds']:.2f} s, "
+                f"one frame {jpeg_one['seconds']:.2f} s: "
+                f"{jpeg['seconds'] / jpeg_one['seconds']:.1f}x (target < 5x); "
+                f"{jpeg['ocr_images']} OCR image(s), {plan}"
+            )
     for tree in trees:
         records, wall, scanning = run(tree, engine, cine=False, parts=jobs)
         frames = sum(r.get("frames", 0) for r in records if "error" not in r)

@@ -589,8 +589,11 @@ def scan_dataset(
     known: set[bytes] = set()
     reference: SourceImage | None = None
     area = _image_area(ds)
-    if area is not None and _syntax(ds) in _BLOCK_CODECS:
-        area = _codec_reach(area)
+    noise = 0  # the difference from the first frame that still counts as unchanged
+    if _syntax(ds) in _BLOCK_CODECS:
+        noise = _codec_noise(ds)
+        if area is not None:
+            area = _codec_reach(area)
     masked = 0
 
     def flush() -> None:
@@ -616,13 +619,20 @@ def scan_dataset(
             overlays.append(OverlayPlane(image.label, image.group or 0, image.bit, count))
             if count == 0:
                 continue
-        pieces = _pieces(image, prefilter, lines_only=lines_only)
-        if pieces is None:
-            skipped += 1
-            continue
         later = image.kind is ImageKind.FRAME and image.multiframe and reference is not None
-        if later and reference is not None and _is_whole(image, pieces):
-            moved = _moved(reference, image)
+        if later and not prefilter:
+            # Without the pre-filter a frame is read whole, and a later frame
+            # read whole is split against the first below: its whole-frame
+            # piece would be made (its maps) only to be replaced.
+            pieces, whole = [], True
+        else:
+            found = _pieces(image, prefilter, lines_only=lines_only)
+            if found is None:
+                skipped += 1
+                continue
+            pieces, whole = found, later and _is_whole(image, found)
+        if whole and reference is not None:
+            moved = _moved(reference, image, noise)
             collector.repeat(reference.label, image.label, moved, area)
             reused += 1
             if area is not None and area.shape == moved.shape:
@@ -682,6 +692,19 @@ _BLOCK_CODECS = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit})
 _MCU = 16
 
 
+#: Levels (of 8-bit samples) by which a JPEG decoder's pixels of a static
+#: block may still differ between frames: the colour upsampling's rounding
+#: next to blocks that changed (1-2 levels seen, in the cine described at
+#: _codec_reach).  Text is far above it; a changing timer or caliper label
+#: still moves.
+_CODEC_NOISE = 4
+
+
+def _codec_noise(ds: Dataset) -> int:
+    bits = int(ds.get("BitsStored", 8) or 8)
+    return _CODEC_NOISE << max(0, bits - 8)
+
+
 def _syntax(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
     return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
@@ -695,7 +718,7 @@ def _codec_reach(area: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     image shares with it and, through colour upsampling, their neighbours:
     an 87-frame cine built from the real GE frame (4:2:0, quality 90)
     changed 70,595 pixels outside the area snapped to 16-pixel blocks, 145
-    with one more ring.  Read as moving, those bands gave 161 OCR reads and
+    with one more ring, by 1 or 2 levels (:data:`_CODEC_NOISE`).  Read as moving, those bands gave 161 OCR reads and
     4,325 "words" of codec noise, and the cine was held for too much text.
     What lies in this ring is still read in the first frame (whose words
     are repeated in every frame), as inside the image area itself.
@@ -742,11 +765,16 @@ def _is_whole(image: SourceImage, pieces: list[_Piece]) -> bool:
 _MOVE_BLOCK = 16
 
 
-def _moved(reference: SourceImage, image: SourceImage) -> npt.NDArray[np.bool_]:
-    """Per pixel: whether ``image`` differs from ``reference`` there (any channel)."""
+def _moved(reference: SourceImage, image: SourceImage, noise: int = 0) -> npt.NDArray[np.bool_]:
+    """Per pixel: whether ``image`` differs from ``reference`` there by more than ``noise``
+    (in any channel)."""
     if reference.pixels.shape != image.pixels.shape:
         return np.ones(image.pixels.shape[:2], dtype=bool)
-    differs = reference.pixels != image.pixels
+    if noise:
+        wide = np.int32 if reference.pixels.dtype.itemsize > 1 else np.int16
+        differs = np.abs(reference.pixels.astype(wide) - image.pixels.astype(wide)) > noise
+    else:
+        differs = reference.pixels != image.pixels
     out: npt.NDArray[np.bool_] = differs.any(axis=2) if differs.ndim == 3 else differs
     return out
 

@@ -230,3 +230,23 @@ def test_garbage_in_anatomy_is_kept_but_does_not_flag() -> None:
     assert is_evidence(sure, set()) and is_evidence(overlay, set())
     assert is_evidence(unsure, {("frame 0", (28, 8, 60, 12))})  # inside a PHI match
     assert not is_evidence(unsure, {("frame 1", (28, 8, 60, 12))})
+
+
+def test_a_frame_moved_by_codec_noise_alone_has_not_moved() -> None:
+    """A JPEG decoder's static blocks may differ by a level or two between frames (colour
+    upsampling next to changed blocks); text appearing differs by far more."""
+    from pipeline.pixels.frames import ImageKind, SourceImage
+    from pipeline.pixels.scan import _moved
+
+    first = np.full((16, 24, 3), 100, dtype=np.uint8)
+    later = first.copy()
+    later[2, 3] = (102, 99, 100)  # rounding next to a changed block
+    later[10:14, 5:9] = 230  # a label that appears
+    reference = SourceImage(ImageKind.FRAME, first, multiframe=True)
+    image = SourceImage(ImageKind.FRAME, later, index=1, multiframe=True)
+    exact, tolerant = _moved(reference, image), _moved(reference, image, 4)
+    assert exact[2, 3] and not tolerant[2, 3]
+    assert tolerant[10:14, 5:9].all() and tolerant.sum() == 16
+    wide = SourceImage(ImageKind.FRAME, first[..., 0].astype(np.uint16) << 4, multiframe=True)
+    moved = _moved(wide, SourceImage(ImageKind.FRAME, (later[..., 0].astype(np.uint16) << 4)), 64)
+    assert moved.sum() == 16  # 16-bit samples, a 12-bit noise: compared without wrap-around
