@@ -471,10 +471,11 @@ class CleanedFrames:
         self.count = number_of_frames(ds)
         self.photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
         self.changed = 0  # pixels whose value the fill changed, in the frames yielded so far
-        self._ds, self._plan, self._label = ds, plan, label
+        self.label = label  # how errors name the input
+        self._ds, self._plan = ds, plan
 
     def __iter__(self) -> Iterator[Pixels]:
-        ds, plan, label = self._ds, self._plan, self._label
+        ds, plan, label = self._ds, self._plan, self.label
         decoded = iter_pixels(ds)
         fill = 0
         index = 0

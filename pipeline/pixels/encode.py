@@ -177,9 +177,11 @@ class PixelStream:
     file's bytes are those :func:`store_pixels` and ``save_as`` write.
     """
 
-    def __init__(self, first: Pixels, rest: Iterator[Pixels], count: int, vr: str) -> None:
+    def __init__(
+        self, first: Pixels, rest: Iterator[Pixels], count: int, vr: str, label: str
+    ) -> None:
         self._first: Pixels | None = first
-        self._rest, self._vr = rest, vr
+        self._rest, self._vr, self._label = rest, vr, label
         self.length = first.nbytes * count
 
     def pieces(self, implicit: bool) -> Iterator[bytes | memoryview]:
@@ -195,7 +197,8 @@ class PixelStream:
         for frame in self._rest:
             if frame.shape != first.shape or frame.dtype != first.dtype:
                 raise UnreadableInput(
-                    "the frames of the pixel data differ in size or type; export the file again"
+                    f"{self._label}: the frames of the pixel data differ in size or type; "
+                    "export the file again"
                 )
             yield _little(frame)
         if self.length % 2:
@@ -209,23 +212,24 @@ def _little(frame: Pixels) -> memoryview:
     return contiguous.cast("B")
 
 
-def stream_native(ds: Dataset, cleaned: CleanedFrames, source: UID) -> tuple[UID, PixelStream]:
+def stream_native(
+    ds: Dataset, cleaned: CleanedFrames, source: UID
+) -> tuple[UID, PixelStream] | None:
     """Ready ``ds`` to be written with ``cleaned`` streamed as its Pixel Data.
 
     Returns the syntax to write in and the stream; ``ds`` then holds no
     Pixel Data.  Decodes (and blanks) the first frame to learn the frames'
-    size and type.
+    size and type.  None, ``ds`` untouched, where only :func:`store_pixels`
+    may store them: single-bit frames (packed across frame boundaries) or an
+    element after Pixel Data.
 
     Raises
     ------
-    ValueError
-        Where only :func:`store_pixels` may store them: single-bit frames
-        (packed across frame boundaries) or an element after Pixel Data.
     UnreadableInput
         The pixel data cannot be decoded, or does not match its header.
     """
     if any(int(tag) > _PIXEL_DATA for tag in ds.keys()) or int(ds.get("BitsAllocated", 0)) == 1:
-        raise ValueError("store these pixels with store_pixels")
+        return None
     frames = iter(cleaned)
     first = next(frames)
     _describe(ds, first, cleaned.photometric)
@@ -233,9 +237,8 @@ def stream_native(ds: Dataset, cleaned: CleanedFrames, source: UID) -> tuple[UID
     if "PixelData" in ds:
         del ds.PixelData
     _mark_native(ds, source)
-    return output_syntax(source), PixelStream(
-        first, frames, cleaned.count, "OW" if allocated > 8 else "OB"
-    )
+    vr = "OW" if allocated > 8 else "OB"
+    return output_syntax(source), PixelStream(first, frames, cleaned.count, vr, cleaned.label)
 
 
 def remove_overlays_and_icons(ds: Dataset) -> int:

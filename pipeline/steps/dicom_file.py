@@ -230,6 +230,7 @@ class DicomStep:
         cleaned: PixelStream | None = None
         if plan is not None and original is not None:
             cleaned = apply_pixel_plan(ds, original, plan, label)
+        assert cleaned is None or stream is None, "cleaned pixels are written by pydicom's path"
         written: Iterable[bytes | memoryview] | None = (
             write_stream_pieces(ds, stream) if stream is not None else None
         )
@@ -317,12 +318,11 @@ def apply_pixel_plan(
     syntax = UID(ds.file_meta.TransferSyntaxUID)
     pixels: PixelStream | None = None
     if plan.rewrite_pixels:
-        try:
-            if not stream:
-                raise ValueError("asked to store the pixels whole")
-            syntax, pixels = stream_native(ds, CleanedFrames(original, plan, label), syntax)
-        except ValueError:
+        made = stream_native(ds, CleanedFrames(original, plan, label), syntax) if stream else None
+        if made is None:
             syntax = store_pixels(ds, blank_pixels(original, plan, label), syntax)
+        else:
+            syntax, pixels = made
     if plan.remove_overlays:
         remove_overlays_and_icons(ds)
     # Every text found was blanked or left in a keep area as not PHI, and
