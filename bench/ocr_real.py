@@ -315,9 +315,10 @@ def main_child(engine: str, with_cine: bool, part: int = 0, parts: int = 1) -> N
             one = dcmread(io.BytesIO(built))
             one.PixelData = one.PixelData[: len(one.PixelData) // CINE_FRAMES]
             one.NumberOfFrames = 1
-            datas.append(("built/us-cine-1-frame", _to_bytes(one)))
+            single = _to_bytes(one)
+            datas.append(("built/us-cine-1-frame", single))
             datas.append((f"built/us-cine-{CINE_FRAMES}-frames", built))
-            datas.append(("built/us-cine-1-frame-jpeg", jpeg_cine(datas[-2][1])))
+            datas.append(("built/us-cine-1-frame-jpeg", jpeg_cine(single)))
             datas.append((f"built/us-cine-{CINE_FRAMES}-frames-jpeg", jpeg_cine(built)))
     for record in measure(datas, engine):
         print(json.dumps(record), flush=True)
