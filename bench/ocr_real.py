@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian
 
 REFERENCE = Path("/work/shared/reference")
 CINE_FRAMES = 87
@@ -168,25 +168,9 @@ def cine(frames: int = CINE_FRAMES) -> bytes | None:
 
 def jpeg_cine(native: bytes) -> bytes:
     """The cine as a JPEG Baseline ultrasound stores it: each frame by Pillow, quality 90, 4:2:0."""
-    from PIL import Image
-    from pydicom.encaps import encapsulate
+    from pipeline.samples.burned_text import as_jpeg_baseline
 
-    ds = dcmread(io.BytesIO(native))
-    encoded = []
-    frames = ds.pixel_array.reshape(
-        int(ds.get("NumberOfFrames", 1) or 1), *ds.pixel_array.shape[-3:]
-    )
-    for frame in frames:
-        out = io.BytesIO()
-        Image.fromarray(frame).save(out, format="JPEG", quality=90)
-        encoded.append(out.getvalue())
-    ds.PixelData = encapsulate(encoded)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.PhotometricInterpretation = "YBR_FULL_422"
-    ds.LossyImageCompression = "01"
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    return _to_bytes(ds)
+    return _to_bytes(as_jpeg_baseline(dcmread(io.BytesIO(native))))
 
 
 def measure(datas: list[tuple[str, bytes]], engine_name: str) -> Iterator[dict[str, object]]:

@@ -718,18 +718,14 @@ def _codec_reach(area: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     image shares with it and, through colour upsampling, their neighbours:
     an 87-frame cine built from the real GE frame (4:2:0, quality 90)
     changed 70,595 pixels outside the area snapped to 16-pixel blocks, 145
-    with one more ring, by 1 or 2 levels (:data:`_CODEC_NOISE`).  Read as moving, those bands gave 161 OCR reads and
-    4,325 "words" of codec noise, and the cine was held for too much text.
+    with one more ring, by 1 or 2 levels (:data:`_CODEC_NOISE`).  Read as
+    moving, those bands gave 161 OCR reads and 4,325 "words" of codec
+    noise, and the cine was held for too much text.
     What lies in this ring is still read in the first frame (whose words
     are repeated in every frame), as inside the image area itself.
     """
     rows, cols = area.shape
-    grid_rows, grid_cols = -(-rows // _MCU), -(-cols // _MCU)
-    padded = np.zeros((grid_rows * _MCU, grid_cols * _MCU), dtype=bool)
-    padded[:rows, :cols] = area
-    blocks: npt.NDArray[np.bool_] = np.asarray(
-        padded.reshape(grid_rows, _MCU, grid_cols, _MCU).any(axis=(1, 3))
-    )
+    blocks = _block_grid(area, _MCU)
     grown = blocks.copy()
     grown[1:] |= blocks[:-1]
     grown[:-1] |= blocks[1:]
@@ -737,6 +733,18 @@ def _codec_reach(area: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     grown[:, :-1] |= blocks[:, 1:]
     reach: npt.NDArray[np.bool_] = np.repeat(np.repeat(grown, _MCU, axis=0), _MCU, axis=1)
     return reach[:rows, :cols]
+
+
+def _block_grid(mask: npt.NDArray[np.bool_], block: int) -> npt.NDArray[np.bool_]:
+    """Per ``block`` x ``block`` tile of ``mask`` (the last ones padded): whether any is set."""
+    rows, cols = mask.shape
+    grid_rows, grid_cols = -(-rows // block), -(-cols // block)
+    padded = np.zeros((grid_rows * block, grid_cols * block), dtype=bool)
+    padded[:rows, :cols] = mask
+    tiles: npt.NDArray[np.bool_] = np.asarray(
+        padded.reshape(grid_rows, block, grid_cols, block).any(axis=(1, 3))
+    )
+    return tiles
 
 
 def _image_area(ds: Dataset) -> npt.NDArray[np.bool_] | None:
@@ -791,12 +799,8 @@ def _moving_pieces(image: SourceImage, moved: npt.NDArray[np.bool_]) -> list[_Pi
     """
     rows, cols = moved.shape
     block = _MOVE_BLOCK
-    grid_rows, grid_cols = -(-rows // block), -(-cols // block)
-    padded = np.zeros((grid_rows * block, grid_cols * block), dtype=bool)
-    padded[:rows, :cols] = moved
-    blocks: npt.NDArray[np.bool_] = np.asarray(
-        padded.reshape(grid_rows, block, grid_cols, block).any(axis=(1, 3))
-    )
+    blocks = _block_grid(moved, block)
+    grid_rows, grid_cols = blocks.shape
     grown = blocks.copy()
     grown[1:] |= blocks[:-1]
     grown[:-1] |= blocks[1:]

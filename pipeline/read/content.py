@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 HASH_BLOCK = 1 << 20  # bytes per read of a file being hashed
@@ -12,14 +11,6 @@ HASH_BLOCK = 1 << 20  # bytes per read of a file being hashed
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_of_pieces(pieces: Iterable[bytes | memoryview]) -> str:
-    """SHA-256 of the pieces' bytes one after the other (their join, without making it)."""
-    digest = hashlib.sha256()
-    for piece in pieces:
-        digest.update(piece)
-    return digest.hexdigest()
 
 
 def file_sha256(path: Path) -> str:

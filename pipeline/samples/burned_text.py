@@ -6,6 +6,7 @@ Used by the pixel-scan tests and by ``bench/ocr.py`` to make labelled images.
 from __future__ import annotations
 
 import copy
+import io
 import unicodedata
 from pathlib import Path
 
@@ -81,3 +82,30 @@ def with_pixels(ds: Dataset, pixels: npt.NDArray[np.generic]) -> Dataset:
     out = copy.deepcopy(ds)
     out.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     return out
+
+
+def as_jpeg_baseline(ds: Dataset, quality: int = 90) -> Dataset:
+    """A copy of ``ds`` (8-bit RGB frames) as a JPEG Baseline ultrasound stores it.
+
+    Each frame is encoded by Pillow (4:2:0 subsampling, YBR_FULL_422): the
+    codec's blocks that a moving image touches change the static pixels
+    beside it too, which a cine's scan must tell from text that moved.
+    """
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    pixels = ds.pixel_array
+    frames = pixels.reshape(int(ds.get("NumberOfFrames", 1) or 1), *pixels.shape[-3:])
+    encoded = []
+    for frame in frames:
+        out = io.BytesIO()
+        Image.fromarray(frame).save(out, format="JPEG", quality=quality)
+        encoded.append(out.getvalue())
+    out_ds = copy.deepcopy(ds)
+    out_ds.PixelData = encapsulate(encoded)
+    out_ds["PixelData"].VR = "OB"
+    out_ds["PixelData"].is_undefined_length = True
+    out_ds.PhotometricInterpretation = "YBR_FULL_422"
+    out_ds.LossyImageCompression = "01"
+    out_ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    return out_ds

@@ -20,7 +20,6 @@ from pipeline.dicom.deidentify import deidentify_dataset
 from pipeline.dicom.profile import load_profile
 from pipeline.dicom.stream_write import write_stream, write_stream_pieces
 from pipeline.identity.uids import UidMapper
-from pipeline.read.content import sha256_of_pieces
 from pipeline.read.dicom import quiet_pydicom
 from pipeline.read.dicom_stream import StreamRead, read_dicom_stream
 from pipeline.reasons import Outcome
@@ -94,6 +93,7 @@ def test_write_temp_and_the_hash_take_pieces(tmp_path: Path, data: object) -> No
     pieces = [data] if isinstance(data, (bytes, memoryview)) else data
     assert isinstance(pieces, list)
     expected = b"".join(pieces)
-    written = write_temp(tmp_path, data).read_bytes()  # type: ignore[arg-type]
+    digest = hashlib.sha256()
+    written = write_temp(tmp_path, data, digest).read_bytes()  # type: ignore[arg-type]
     assert written == expected
-    assert sha256_of_pieces(pieces) == hashlib.sha256(expected).hexdigest()
+    assert digest.hexdigest() == hashlib.sha256(expected).hexdigest()

@@ -8,7 +8,6 @@ ultrasound frame: its text static, its image area moving.
 
 from __future__ import annotations
 
-import copy
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from PIL import Image
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate
 from pydicom.pixels.processing import convert_color_space
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian
 
 from pipeline.dicom.profile import Profile, load_profile
 from pipeline.errors import RuleError
@@ -32,6 +29,7 @@ from pipeline.pixels.phi import PhiKind
 from pipeline.pixels.regions import RegionRules, load_region_rules
 from pipeline.pixels.scan import FoundWord, ScanFinding, header_vocabulary, is_evidence
 from pipeline.read.dicom import read_dicom
+from pipeline.samples.burned_text import as_jpeg_baseline
 from pipeline.steps import dicom_file
 from pipeline.steps.dicom_file import plan_pixels
 from tests.reference import reference_path
@@ -207,20 +205,8 @@ def cine() -> Dataset:
 def jpeg_cine(cine: Dataset) -> Dataset:
     """The same cine as a JPEG Baseline ultrasound cine stores it (4:2:0, quality 90, Pillow):
     the codec's blocks the moving image touches change the static pixels around it too."""
-    encoded = []
-    for frame in cine.pixel_array:
-        out = io.BytesIO()
-        Image.fromarray(frame).save(out, format="JPEG", quality=90)
-        encoded.append(out.getvalue())
-    ds = copy.deepcopy(cine)
-    ds.PixelData = encapsulate(encoded)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.PhotometricInterpretation = "YBR_FULL_422"
-    ds.LossyImageCompression = "01"
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
+    as_jpeg_baseline(cine).save_as(buffer, enforce_file_format=True)
     return read_dicom(buffer.getvalue(), "input test")
 
 
